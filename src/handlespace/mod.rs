@@ -1,0 +1,1 @@
+pub const MAX_POOL_HANDLE_LEN: usize = 32;

@@ -1,0 +1,18 @@
+//! Sans-IO core of an RSerPool registrar (RFC 5351–5356).
+//!
+//! This crate does no I/O, reads no clock and owns no global state: time is passed in,
+//! randomness comes from a seeded [`rng::Rng`] owned by the state that uses it, and every
+//! output is returned to the caller. The runtime (`shards/`) and the load generator
+//! (`loadgen/`) drive it.
+//!
+//! - [`wire`]: the ASAP and ENRP codec (RFC 5352, 5353, 5354), exact to the byte.
+//! - [`handlespace`]: pools, pool elements, every selection policy of RFC 5356 plus
+//!   RSPLIB's extensions, per-owner PE checksums and lifetime expiry.
+#![forbid(unsafe_code)]
+
+pub mod handlespace;
+pub mod ids;
+pub mod rng;
+pub mod wire;
+
+pub use ids::{PoolElementId, PoolHandle, RegistrarId};

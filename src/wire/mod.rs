@@ -1,0 +1,46 @@
+//! The ASAP (RFC 5352) and ENRP (RFC 5353) codec with the parameters of RFC 5354.
+//!
+//! Decoding borrows the received bytes, checks every length before use, never panics and
+//! never reads past a parent's length. Unknown parameter types follow the RFC's action
+//! bits ([`ParamType::unknown_action`]): skipped ones are reported in
+//! [`Decoded::unrecognized`], the others fail the message with a [`DecodeError`] whose
+//! [`DecodeError::cause`] is the RFC 5354 cause to send back. Encoding appends to a
+//! caller's buffer through [`Writer`], the one place that computes padding.
+
+mod asap;
+mod codes;
+mod enrp;
+mod error;
+mod param;
+mod writer;
+
+pub use asap::AsapMessage;
+pub use codes::{
+    AsapType, CauseCode, EnrpType, ParamType, PolicyType, TransportUse, UnknownMessageAction,
+    UnknownParamAction, UpdateAction,
+};
+pub use enrp::{EnrpIds, EnrpMessage, PoolEntry};
+pub use error::{DecodeError, DecodeErrorKind, Span};
+pub use param::{
+    DccpTransport, ErrorCause, IpTransport, MAX_POLICY_VALUES, OperationError, PolicyParam,
+    PoolElement, RegistrationLife, SctpTransport, ServerInformation, ServerTransport,
+    UserTransport,
+};
+pub use writer::{Writer, message};
+
+/// SCTP payload protocol identifier of ASAP (RFC 5352 §8.3).
+pub const PPID_ASAP: u32 = 11;
+/// SCTP payload protocol identifier of ENRP (RFC 5353 §5.4).
+pub const PPID_ENRP: u32 = 12;
+/// IANA port of ASAP over SCTP, TCP and UDP (RFC 5352 §8.2).
+pub const PORT_ASAP: u16 = 3863;
+/// IANA port of ENRP over SCTP and UDP (RFC 5353 §5.3).
+pub const PORT_ENRP: u16 = 9901;
+
+/// A decoded message plus the parameters that were skipped by their action bits and
+/// must be reported (bits `11`) in an "Unrecognized Parameter" cause.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decoded<M> {
+    pub message: M,
+    pub unrecognized: Vec<Span>,
+}
