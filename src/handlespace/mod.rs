@@ -1,1 +1,517 @@
+//! The handlespace: pools keyed by pool handle, pool elements keyed by (handle, PE ID),
+//! each pool's selection policy, per-owner PE checksums and registration expiry.
+//!
+//! It enforces the pool rules of RFC 5352 §3.1 (one policy type, one transport type and
+//! one transport use per pool) and the registrar's resource limits, and answers
+//! selections. It knows nothing of associations or messages: the ASAP and ENRP layers
+//! decide who may register what, set each PE's home registrar and turn results into
+//! wire messages. Every operation costs O(1) or O(log n) in the pool size.
+
+mod checksum;
+mod element;
+mod policy;
+mod pool;
+mod select;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+pub use checksum::ChecksumSum;
+pub use element::Element;
+pub use policy::{MAX_LOAD, Policy, PolicyError};
+pub use pool::{Pool, TransportKind};
+
+use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
+use crate::rng::Rng;
+use crate::wire::{self, PolicyParam, PolicyType, TransportUse, UserTransport};
+use select::Slot;
+
+/// Longest pool handle accepted by default: RSPLIB's limit (reference §4.6), so every
+/// handle we hold can be passed on to an RSPLIB peer.
 pub const MAX_POOL_HANDLE_LEN: usize = 32;
+/// Most addresses in one user transport (RSPLIB's `MAX_PE_TRANSPORTADDRESSES`).
+pub const MAX_TRANSPORT_ADDRESSES: usize = 64;
+
+/// Keyed hashing: pool handles and PE IDs come from the network.
+pub(crate) type Hasher = ahash::RandomState;
+
+/// Limits and selection settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Longest pool handle, in bytes.
+    pub max_handle_len: usize,
+    /// Most pools.
+    pub max_pools: usize,
+    /// Most PEs in one pool.
+    pub max_pool_elements: usize,
+    /// Most PEs in all pools together.
+    pub max_elements: usize,
+    /// How many of the PEs returned by one selection advance their selection state
+    /// (RSPLIB's `MaxIncrement`). `None`: the policy's default, 1 for ordered and
+    /// least-used policies and 0 for the pure random ones, as RSPLIB does.
+    pub max_increment: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_handle_len: MAX_POOL_HANDLE_LEN,
+            max_pools: 100_000,
+            max_pool_elements: 100_000,
+            max_elements: 1_000_000,
+            max_increment: None,
+        }
+    }
+}
+
+/// Why a registration was refused; [`RegistrationError::cause`] gives the RFC 5354 cause.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("pool handle length {0} is outside 1..={1}")]
+    InvalidPoolHandle(usize, usize),
+    #[error("PE identifier 0 is invalid")]
+    InvalidPeId,
+    #[error("policy: {0}")]
+    InvalidPolicy(PolicyError, PolicyParam),
+    #[error("user transport: {0}")]
+    InvalidUserTransport(&'static str, UserTransport),
+    #[error("pool uses policy {}, not {}", .pool.kind, .offered)]
+    InconsistentPolicy {
+        pool: PolicyParam,
+        offered: PolicyType,
+    },
+    #[error("pool uses transport {pool:?}, not {offered:?}")]
+    InconsistentTransport {
+        pool: TransportKind,
+        offered: TransportKind,
+        example: UserTransport,
+    },
+    #[error("pool uses transport use {pool}, not {offered}")]
+    InconsistentDataControl {
+        pool: TransportUse,
+        offered: TransportUse,
+    },
+    #[error("resource limit reached: {0}")]
+    LackOfResources(&'static str),
+}
+
+impl RegistrationError {
+    pub fn cause(&self) -> wire::CauseCode {
+        use wire::CauseCode as C;
+        match self {
+            Self::InvalidPoolHandle(..)
+            | Self::InvalidPeId
+            | Self::InvalidPolicy(..)
+            | Self::InvalidUserTransport(..) => C::INVALID_VALUES,
+            Self::InconsistentPolicy { .. } => C::INCONSISTENT_POOLING_POLICY,
+            Self::InconsistentTransport { .. } => C::INCONSISTENT_TRANSPORT_TYPE,
+            Self::InconsistentDataControl { .. } => C::INCONSISTENT_DATA_CONTROL,
+            Self::LackOfResources(_) => C::LACK_OF_RESOURCES,
+        }
+    }
+}
+
+/// What a successful registration did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registered {
+    /// A new PE (and, if `new_pool`, a new pool).
+    New { new_pool: bool },
+    /// An existing PE re-registered: its attributes were replaced. `previous_home` is the
+    /// owner before (ownership moves to the registering PR, RFC 5352 §3.1 rule 3).
+    Updated { previous_home: RegistrarId },
+}
+
+/// The outcome of a selection: the pool and the chosen PEs, best first.
+#[derive(Debug)]
+pub struct Resolution<'a> {
+    pool: &'a Pool,
+    picks: &'a [Slot],
+}
+
+impl<'a> Resolution<'a> {
+    pub fn pool(&self) -> &'a Pool {
+        self.pool
+    }
+
+    pub fn len(&self) -> usize {
+        self.picks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.picks.is_empty()
+    }
+
+    pub fn elements(&self) -> impl Iterator<Item = &'a Element> + 'a {
+        let pool = self.pool;
+        self.picks.iter().filter_map(move |&s| pool.slot(s))
+    }
+
+    /// The overall policy parameter for the response: like RSPLIB, a copy of the first
+    /// returned PE's policy (RFC 5352 §2.2.6 requires one for non-RR pools; RSPLIB
+    /// clients require it always). `None` if nothing was selected.
+    pub fn overall_policy(&self) -> Option<PolicyParam> {
+        self.elements().next().map(|e| e.param.policy)
+    }
+}
+
+/// All pools of one registrar (or of one shard of it).
+#[derive(Debug)]
+pub struct Handlespace {
+    config: Config,
+    hasher: Hasher,
+    pools: HashMap<PoolHandle, Pool, Hasher>,
+    owners: HashMap<RegistrarId, (ChecksumSum, usize), Hasher>,
+    expiry: BTreeSet<(Instant, PoolHandle, PoolElementId)>,
+    elements: usize,
+    rng: Rng,
+    picks: Vec<Slot>,
+}
+
+impl Handlespace {
+    /// `seed` drives both the random policies and the hash keys, so a seed replays every
+    /// decision.
+    pub fn new(config: Config, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let hasher = Hasher::with_seeds(
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+        );
+        Self {
+            config,
+            pools: HashMap::with_hasher(hasher.clone()),
+            owners: HashMap::with_hasher(hasher.clone()),
+            hasher,
+            expiry: BTreeSet::new(),
+            elements: 0,
+            rng,
+            picks: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn pool(&self, handle: &[u8]) -> Option<&Pool> {
+        self.pools.get(handle)
+    }
+
+    pub fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.values()
+    }
+
+    pub fn pool_count(&self) -> usize {
+        self.pools.len()
+    }
+
+    pub fn element_count(&self) -> usize {
+        self.elements
+    }
+
+    pub fn element(&self, handle: &[u8], id: PoolElementId) -> Option<&Element> {
+        self.pools.get(handle)?.element(id)
+    }
+
+    /// Checks a registration's own values, before any pool is consulted (RFC 5352 §3.1,
+    /// reference §6.1 V1).
+    pub fn validate(
+        &self,
+        handle: &PoolHandle,
+        pe: &wire::PoolElement,
+    ) -> Result<Policy, RegistrationError> {
+        if handle.is_empty() || handle.len() > self.config.max_handle_len {
+            return Err(RegistrationError::InvalidPoolHandle(
+                handle.len(),
+                self.config.max_handle_len,
+            ));
+        }
+        if pe.id.0 == 0 {
+            return Err(RegistrationError::InvalidPeId);
+        }
+        let policy = Policy::from_param(&pe.policy)
+            .map_err(|e| RegistrationError::InvalidPolicy(e, pe.policy))?;
+        let bad = |why| {
+            Err(RegistrationError::InvalidUserTransport(
+                why,
+                pe.user_transport.clone(),
+            ))
+        };
+        match &pe.user_transport {
+            UserTransport::Sctp(s) => {
+                if s.port == 0 {
+                    return bad("port 0");
+                }
+                if s.addresses.is_empty() {
+                    return bad("no address");
+                }
+                if s.addresses.len() > MAX_TRANSPORT_ADDRESSES {
+                    return bad("too many addresses");
+                }
+            }
+            UserTransport::Tcp(t) | UserTransport::Udp(t) | UserTransport::UdpLite(t) => {
+                if t.port == 0 {
+                    return bad("port 0");
+                }
+            }
+            UserTransport::Dccp(d) => {
+                if d.port == 0 {
+                    return bad("port 0");
+                }
+            }
+            UserTransport::Opaque(_) => {}
+        }
+        Ok(policy)
+    }
+
+    /// Adds a PE or, if (handle, PE ID) exists, replaces its attributes (RFC 5352 §3.1:
+    /// the PR treats it as a re-registration and takes ownership). `pe.home` must already
+    /// be the owning registrar. `expires` is when the registration life ends (`None`:
+    /// never); the caller converts the wire value, whose unit is configurable.
+    pub fn register(
+        &mut self,
+        handle: &PoolHandle,
+        pe: wire::PoolElement,
+        expires: Option<Instant>,
+    ) -> Result<Registered, RegistrationError> {
+        let policy = self.validate(handle, &pe)?;
+        let kind = TransportKind::of(&pe.user_transport);
+        let tuse = pool::transport_use(&pe.user_transport);
+        let id = pe.id;
+        let element = Element {
+            encoded: element::encode_for_resolution(&pe),
+            checksum: ChecksumSum::of_element(handle, id),
+            param: pe,
+            policy,
+            expires,
+            unreachable_reports: 0,
+        };
+        match self.pools.get_mut(handle.as_bytes()) {
+            Some(pool) => {
+                if policy.kind() != pool.policy_type {
+                    let example = pool.elements().next().map_or_else(
+                        || {
+                            PolicyParam::new(pool.policy_type, &[])
+                                .unwrap_or_else(PolicyParam::round_robin)
+                        },
+                        |e| e.param.policy,
+                    );
+                    return Err(RegistrationError::InconsistentPolicy {
+                        pool: example,
+                        offered: policy.kind(),
+                    });
+                }
+                if kind != pool.transport {
+                    let example = pool
+                        .elements()
+                        .next()
+                        .map(|e| e.param.user_transport.clone())
+                        .unwrap_or_else(|| element.param.user_transport.clone());
+                    return Err(RegistrationError::InconsistentTransport {
+                        pool: pool.transport,
+                        offered: kind,
+                        example,
+                    });
+                }
+                if tuse != pool.transport_use {
+                    return Err(RegistrationError::InconsistentDataControl {
+                        pool: pool.transport_use,
+                        offered: tuse,
+                    });
+                }
+                if let Some(slot) = pool.slot_of(id) {
+                    let new_home = element.home();
+                    let new_expiry = element.expires;
+                    let old = pool
+                        .replace(slot, element)
+                        .ok_or(RegistrationError::LackOfResources("slot"))?;
+                    if let Some(t) = old.expires {
+                        self.expiry.remove(&(t, handle.clone(), id));
+                    }
+                    if let Some(t) = new_expiry {
+                        self.expiry.insert((t, handle.clone(), id));
+                    }
+                    if old.home() != new_home {
+                        Self::owner_sub(&mut self.owners, old.home(), old.checksum);
+                        Self::owner_add(&mut self.owners, new_home, old.checksum);
+                    }
+                    return Ok(Registered::Updated {
+                        previous_home: old.home(),
+                    });
+                }
+                if pool.len() >= self.config.max_pool_elements {
+                    return Err(RegistrationError::LackOfResources("PEs in this pool"));
+                }
+                if self.elements >= self.config.max_elements {
+                    return Err(RegistrationError::LackOfResources("PEs"));
+                }
+                self.add_element(handle, element, false)
+            }
+            None => {
+                if self.pools.len() >= self.config.max_pools {
+                    return Err(RegistrationError::LackOfResources("pools"));
+                }
+                if self.elements >= self.config.max_elements {
+                    return Err(RegistrationError::LackOfResources("PEs"));
+                }
+                let pool = Pool::new(handle.clone(), &element, self.hasher.clone());
+                self.pools.insert(handle.clone(), pool);
+                self.add_element(handle, element, true)
+            }
+        }
+    }
+
+    fn add_element(
+        &mut self,
+        handle: &PoolHandle,
+        element: Element,
+        new_pool: bool,
+    ) -> Result<Registered, RegistrationError> {
+        let Some(pool) = self.pools.get_mut(handle.as_bytes()) else {
+            return Err(RegistrationError::LackOfResources("pool vanished"));
+        };
+        if let Some(t) = element.expires {
+            self.expiry.insert((t, handle.clone(), element.id()));
+        }
+        Self::owner_add(&mut self.owners, element.home(), element.checksum);
+        pool.insert(element);
+        self.elements += 1;
+        Ok(Registered::New { new_pool })
+    }
+
+    /// Removes a PE; deletes its pool if it was the last. Returns the element.
+    pub fn deregister(&mut self, handle: &[u8], id: PoolElementId) -> Option<Element> {
+        let pool = self.pools.get_mut(handle)?;
+        let e = pool.remove(id)?;
+        if pool.is_empty() {
+            self.pools.remove(handle);
+        }
+        self.elements -= 1;
+        if let Some(t) = e.expires {
+            self.expiry.remove(&(t, PoolHandle::new(handle), id));
+        }
+        Self::owner_sub(&mut self.owners, e.home(), e.checksum);
+        Some(e)
+    }
+
+    /// Selects up to `max_items` distinct PEs of the pool with its policy (RFC 5356) and
+    /// advances the policy state. `None` if the pool does not exist.
+    pub fn resolve(&mut self, handle: &[u8], max_items: usize) -> Option<Resolution<'_>> {
+        let pool = self.pools.get_mut(handle)?;
+        self.picks.clear();
+        let increment = match self.config.max_increment {
+            Some(n) => n,
+            None => pool
+                .elements()
+                .next()
+                .map_or(0, |e| e.policy.default_increment()),
+        };
+        pool.selector
+            .select(max_items, increment, &mut self.rng, &mut self.picks);
+        Some(Resolution {
+            pool,
+            picks: &self.picks,
+        })
+    }
+
+    /// Counts an ENDPOINT_UNREACHABLE report against a PE; returns the new count. The
+    /// caller removes the PE at its threshold (RFC 5352 §3.5 MAX-BAD-PE-REPORT).
+    pub fn report_unreachable(&mut self, handle: &[u8], id: PoolElementId) -> Option<u32> {
+        let e = self.pools.get_mut(handle)?.element_mut(id)?;
+        e.unreachable_reports = e.unreachable_reports.saturating_add(1);
+        Some(e.unreachable_reports)
+    }
+
+    /// Moves every PE owned by `from` to `to` (ENRP takeover, RFC 5353 §3.5). Returns how
+    /// many moved. O(n): takeovers are rare.
+    pub fn transfer_ownership(&mut self, from: RegistrarId, to: RegistrarId) -> usize {
+        let mut moved = 0;
+        for pool in self.pools.values_mut() {
+            let ids: Vec<PoolElementId> = pool
+                .elements()
+                .filter(|e| e.home() == from)
+                .map(Element::id)
+                .collect();
+            for id in ids {
+                if let Some(e) = pool.element_mut(id) {
+                    e.param.home = to;
+                    moved += 1;
+                }
+            }
+        }
+        if let Some((sum, count)) = self.owners.remove(&from) {
+            let entry = self.owners.entry(to).or_default();
+            entry.0 += sum;
+            entry.1 += count;
+        }
+        moved
+    }
+
+    /// The earliest registration-life deadline, for the caller's timer.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.expiry.first().map(|(t, _, _)| *t)
+    }
+
+    /// Removes every PE whose registration life ended at or before `now`, appending
+    /// them with their pool handles to `out`.
+    pub fn expire(&mut self, now: Instant, out: &mut Vec<(PoolHandle, Element)>) {
+        while let Some((t, _, _)) = self.expiry.first() {
+            if *t > now {
+                break;
+            }
+            let Some((_, handle, id)) = self.expiry.pop_first() else {
+                break;
+            };
+            // deregister removes the (already popped) expiry entry again: harmless.
+            if let Some(e) = self.deregister(handle.as_bytes(), id) {
+                out.push((handle, e));
+            }
+        }
+    }
+
+    /// Unfolded checksum of the PEs owned by `owner`; add the parts of several shards,
+    /// then [`ChecksumSum::finish`].
+    pub fn owner_sum(&self, owner: RegistrarId) -> ChecksumSum {
+        self.owners
+            .get(&owner)
+            .map_or_else(ChecksumSum::default, |(s, _)| *s)
+    }
+
+    /// The PE checksum of `owner` (RFC 5353 §3.6), 0xFFFF if it owns nothing here.
+    pub fn owner_checksum(&self, owner: RegistrarId) -> u16 {
+        self.owner_sum(owner).finish()
+    }
+
+    /// How many PEs `owner` owns here.
+    pub fn owner_count(&self, owner: RegistrarId) -> usize {
+        self.owners.get(&owner).map_or(0, |(_, c)| *c)
+    }
+
+    fn owner_add(
+        owners: &mut HashMap<RegistrarId, (ChecksumSum, usize), Hasher>,
+        owner: RegistrarId,
+        s: ChecksumSum,
+    ) {
+        let e = owners.entry(owner).or_default();
+        e.0 += s;
+        e.1 += 1;
+    }
+
+    fn owner_sub(
+        owners: &mut HashMap<RegistrarId, (ChecksumSum, usize), Hasher>,
+        owner: RegistrarId,
+        s: ChecksumSum,
+    ) {
+        if let Some(e) = owners.get_mut(&owner) {
+            e.0 -= s;
+            e.1 -= 1;
+            if e.1 == 0 {
+                owners.remove(&owner);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

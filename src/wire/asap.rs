@@ -9,9 +9,15 @@ use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AsapMessage {
     /// 0x01, PE → PR: Pool Handle, Pool Element (no ASAP transport).
-    Registration { handle: PoolHandle, element: PoolElement },
+    Registration {
+        handle: PoolHandle,
+        element: PoolElement,
+    },
     /// 0x02, PE → PR.
-    Deregistration { handle: PoolHandle, id: PoolElementId },
+    Deregistration {
+        handle: PoolHandle,
+        id: PoolElementId,
+    },
     /// 0x03, PR → PE. `rejected` is flag R; `error` is the cause (R=1) or a warning (R=0).
     RegistrationResponse {
         rejected: bool,
@@ -20,10 +26,18 @@ pub enum AsapMessage {
         error: Option<OperationError>,
     },
     /// 0x04, PR → PE.
-    DeregistrationResponse { handle: PoolHandle, id: PoolElementId, error: Option<OperationError> },
+    DeregistrationResponse {
+        handle: PoolHandle,
+        id: PoolElementId,
+        error: Option<OperationError>,
+    },
     /// 0x05, PU/PE → PR. `subscribe` is flag S; `items` is RSPLIB's Handle Resolution
     /// Option (0x803f) when present.
-    HandleResolution { subscribe: bool, handle: PoolHandle, items: Option<u32> },
+    HandleResolution {
+        subscribe: bool,
+        handle: PoolHandle,
+        items: Option<u32>,
+    },
     /// 0x06, PR → PU/PE. `accepted` is flag A. Positive: `error` is `None` and
     /// `elements` non-empty; negative: `error` set, no policy, no elements.
     HandleResolutionResponse {
@@ -41,9 +55,15 @@ pub enum AsapMessage {
         id: Option<PoolElementId>,
     },
     /// 0x08, PE → PR.
-    EndpointKeepAliveAck { handle: PoolHandle, id: PoolElementId },
+    EndpointKeepAliveAck {
+        handle: PoolHandle,
+        id: PoolElementId,
+    },
     /// 0x09, PU/PE → PR.
-    EndpointUnreachable { handle: PoolHandle, id: PoolElementId },
+    EndpointUnreachable {
+        handle: PoolHandle,
+        id: PoolElementId,
+    },
     /// 0x0a, PR → multicast: Server ID, then SCTP/TCP transports (RSPLIB: none, plus an
     /// optional Server Information).
     ServerAnnounce {
@@ -56,7 +76,11 @@ pub enum AsapMessage {
     /// 0x0c, PU → PE (control channel).
     CookieEcho { cookie: Vec<u8> },
     /// 0x0d: Pool Handle, [Policy — RSPLIB inserts one], PE 1..n.
-    BusinessCard { handle: PoolHandle, policy: Option<PolicyParam>, elements: Vec<PoolElement> },
+    BusinessCard {
+        handle: PoolHandle,
+        policy: Option<PolicyParam>,
+        elements: Vec<PoolElement>,
+    },
     /// 0x0e.
     Error { error: OperationError },
 }

@@ -271,7 +271,10 @@ mod tests {
     fn unknown_codes_print_in_hex() {
         assert_eq!(format!("{:?}", ParamType(0x1234)), "ParamType(0x1234)");
         assert_eq!(ParamType(0x1234).to_string(), "0x1234");
-        assert_eq!(format!("{:?}", ParamType::POOL_HANDLE), "ParamType::POOL_HANDLE");
+        assert_eq!(
+            format!("{:?}", ParamType::POOL_HANDLE),
+            "ParamType::POOL_HANDLE"
+        );
         assert_eq!(PolicyType(0xdead_beef).to_string(), "0xdeadbeef");
         assert_eq!(AsapType(0x3f).to_string(), "0x3f");
     }
@@ -279,12 +282,30 @@ mod tests {
     #[test]
     fn rfc5354_action_bits() {
         assert_eq!(ParamType(0x0011).unknown_action(), UnknownParamAction::Stop);
-        assert_eq!(ParamType(0x4011).unknown_action(), UnknownParamAction::StopAndReport);
-        assert_eq!(ParamType::HANDLE_RESOLUTION_OPTION.unknown_action(), UnknownParamAction::Skip);
-        assert_eq!(ParamType(0xc011).unknown_action(), UnknownParamAction::SkipAndReport);
-        assert_eq!(AsapType(0x0f).unknown_action(), UnknownMessageAction::Discard);
-        assert_eq!(AsapType(0x4f).unknown_action(), UnknownMessageAction::DiscardAndReport);
-        assert_eq!(EnrpType(0xbf).unknown_action(), UnknownMessageAction::Reserved);
+        assert_eq!(
+            ParamType(0x4011).unknown_action(),
+            UnknownParamAction::StopAndReport
+        );
+        assert_eq!(
+            ParamType::HANDLE_RESOLUTION_OPTION.unknown_action(),
+            UnknownParamAction::Skip
+        );
+        assert_eq!(
+            ParamType(0xc011).unknown_action(),
+            UnknownParamAction::SkipAndReport
+        );
+        assert_eq!(
+            AsapType(0x0f).unknown_action(),
+            UnknownMessageAction::Discard
+        );
+        assert_eq!(
+            AsapType(0x4f).unknown_action(),
+            UnknownMessageAction::DiscardAndReport
+        );
+        assert_eq!(
+            EnrpType(0xbf).unknown_action(),
+            UnknownMessageAction::Reserved
+        );
     }
 
     #[test]

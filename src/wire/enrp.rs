@@ -33,7 +33,12 @@ pub enum EnrpMessage {
     /// 0x02. `owned_only` is flag W (only PEs owned by the receiver).
     HandleTableRequest { ids: EnrpIds, owned_only: bool },
     /// 0x03. `reject` is flag R, `more` flag M.
-    HandleTableResponse { ids: EnrpIds, reject: bool, more: bool, entries: Vec<PoolEntry> },
+    HandleTableResponse {
+        ids: EnrpIds,
+        reject: bool,
+        more: bool,
+        entries: Vec<PoolEntry>,
+    },
     /// 0x04. `takeover_suggested` is RSPLIB's flag T.
     HandleUpdate {
         ids: EnrpIds,
@@ -45,7 +50,11 @@ pub enum EnrpMessage {
     /// 0x05.
     ListRequest { ids: EnrpIds },
     /// 0x06. `reject` is flag R.
-    ListResponse { ids: EnrpIds, reject: bool, servers: Vec<ServerInformation> },
+    ListResponse {
+        ids: EnrpIds,
+        reject: bool,
+        servers: Vec<ServerInformation>,
+    },
     /// 0x07.
     InitTakeover { ids: EnrpIds, target: RegistrarId },
     /// 0x08.

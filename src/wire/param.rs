@@ -26,11 +26,19 @@ impl PolicyParam {
         }
         let mut v = [0; MAX_POLICY_VALUES];
         v[..values.len()].copy_from_slice(values);
-        Some(Self { kind, values: v, len: values.len() as u8 })
+        Some(Self {
+            kind,
+            values: v,
+            len: values.len() as u8,
+        })
     }
 
     pub fn round_robin() -> Self {
-        Self { kind: PolicyType::ROUND_ROBIN, values: [0; MAX_POLICY_VALUES], len: 0 }
+        Self {
+            kind: PolicyType::ROUND_ROBIN,
+            values: [0; MAX_POLICY_VALUES],
+            len: 0,
+        }
     }
 
     pub fn values(&self) -> &[u32] {
@@ -137,7 +145,9 @@ pub struct OperationError {
 
 impl OperationError {
     pub fn single(code: CauseCode, info: Vec<u8>) -> Self {
-        Self { causes: vec![ErrorCause { code, info }] }
+        Self {
+            causes: vec![ErrorCause { code, info }],
+        }
     }
 
     /// The first cause's code (the one a requester acts on).

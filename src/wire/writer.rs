@@ -18,7 +18,10 @@ pub struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     pub fn new(buf: &'a mut Vec<u8>) -> Self {
-        Self { buf, pending_pad: 0 }
+        Self {
+            buf,
+            pending_pad: 0,
+        }
     }
 
     fn settle(&mut self) {

@@ -1,0 +1,161 @@
+//! One pool: its fixed attributes, its elements and its selection structure.
+
+use std::collections::HashMap;
+
+use super::Hasher;
+use super::element::Element;
+use super::policy::Policy;
+use super::select::{Selector, Slot};
+use crate::ids::{PoolElementId, PoolHandle};
+use crate::wire::{PolicyType, TransportUse, UserTransport};
+
+/// The user transport protocol of a pool (all its PEs share it, RFC 5352 §3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    Sctp,
+    Tcp,
+    Udp,
+    UdpLite,
+    Dccp,
+    Opaque,
+}
+
+impl TransportKind {
+    pub fn of(t: &UserTransport) -> Self {
+        match t {
+            UserTransport::Sctp(_) => Self::Sctp,
+            UserTransport::Tcp(_) => Self::Tcp,
+            UserTransport::Udp(_) => Self::Udp,
+            UserTransport::UdpLite(_) => Self::UdpLite,
+            UserTransport::Dccp(_) => Self::Dccp,
+            UserTransport::Opaque(_) => Self::Opaque,
+        }
+    }
+}
+
+/// The Transport Use a PE declares: the SCTP field, or for TCP/UDP the reserved field in
+/// which RSPLIB carries it (reference §4.4); data only for the others.
+pub(crate) fn transport_use(t: &UserTransport) -> TransportUse {
+    match t {
+        UserTransport::Sctp(s) => s.transport_use,
+        UserTransport::Tcp(t) | UserTransport::Udp(t) | UserTransport::UdpLite(t) => {
+            TransportUse(t.reserved)
+        }
+        UserTransport::Dccp(_) | UserTransport::Opaque(_) => TransportUse::DATA_ONLY,
+    }
+}
+
+/// A pool. Created by its first registration, deleted with its last PE (RFC 5351 §2.1).
+#[derive(Debug)]
+pub struct Pool {
+    pub(crate) handle: PoolHandle,
+    pub(crate) policy_type: PolicyType,
+    pub(crate) transport: TransportKind,
+    pub(crate) transport_use: TransportUse,
+    slots: Vec<Option<Element>>,
+    free: Vec<Slot>,
+    by_id: HashMap<PoolElementId, Slot, Hasher>,
+    pub(crate) selector: Selector,
+}
+
+impl Pool {
+    pub(crate) fn new(handle: PoolHandle, first: &Element, hasher: Hasher) -> Self {
+        Self {
+            handle,
+            policy_type: first.policy.kind(),
+            transport: TransportKind::of(&first.param.user_transport),
+            transport_use: transport_use(&first.param.user_transport),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::with_hasher(hasher),
+            selector: Selector::new(first.policy.class()),
+        }
+    }
+
+    pub fn handle(&self) -> &PoolHandle {
+        &self.handle
+    }
+
+    /// The policy type every PE of this pool uses.
+    pub fn policy_type(&self) -> PolicyType {
+        self.policy_type
+    }
+
+    pub fn transport(&self) -> TransportKind {
+        self.transport
+    }
+
+    pub fn transport_use(&self) -> TransportUse {
+        self.transport_use
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn element(&self, id: PoolElementId) -> Option<&Element> {
+        let slot = *self.by_id.get(&id)?;
+        self.slot(slot)
+    }
+
+    /// Every element, in no particular order.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.slots.iter().flatten()
+    }
+
+    /// Accumulated LUD-style degradation of a PE (0 where the policy keeps none).
+    pub fn degradation(&self, id: PoolElementId) -> Option<u32> {
+        let slot = *self.by_id.get(&id)?;
+        Some(self.selector.degradation(slot))
+    }
+
+    pub(crate) fn slot(&self, slot: Slot) -> Option<&Element> {
+        self.slots.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    pub(crate) fn slot_of(&self, id: PoolElementId) -> Option<Slot> {
+        self.by_id.get(&id).copied()
+    }
+
+    pub(crate) fn element_mut(&mut self, id: PoolElementId) -> Option<&mut Element> {
+        let slot = *self.by_id.get(&id)?;
+        self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+    }
+
+    pub(crate) fn insert(&mut self, element: Element) {
+        let id = element.id();
+        let policy = element.policy;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(element);
+                s
+            }
+            None => {
+                self.slots.push(Some(element));
+                (self.slots.len() - 1) as Slot
+            }
+        };
+        self.by_id.insert(id, slot);
+        self.selector.insert(slot, policy);
+    }
+
+    /// Replaces a PE's attributes (re-registration); returns the old element.
+    pub(crate) fn replace(&mut self, slot: Slot, element: Element) -> Option<Element> {
+        let policy: Policy = element.policy;
+        let old = self.slots.get_mut(slot as usize)?.replace(element);
+        self.selector.update(slot, policy);
+        old
+    }
+
+    pub(crate) fn remove(&mut self, id: PoolElementId) -> Option<Element> {
+        let slot = self.by_id.remove(&id)?;
+        self.selector.remove(slot);
+        let e = self.slots.get_mut(slot as usize)?.take();
+        self.free.push(slot);
+        e
+    }
+}

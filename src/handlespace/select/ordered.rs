@@ -1,0 +1,223 @@
+//! Ordered selection: sorted by key, round robin among equal keys.
+
+use std::collections::BTreeMap;
+
+use super::{Slot, ensure};
+use crate::handlespace::policy::Policy;
+
+/// WRR stride numerator: a PE of weight w advances its pass by `STRIDE / w` when handed
+/// out, so PEs are chosen in proportion to their weights, interleaved (stride
+/// scheduling). 2^32 keeps every u32 weight distinguishable.
+const STRIDE: u64 = 1 << 32;
+/// Passes are rebased before they could overflow.
+const REBASE_AT: u64 = 1 << 62;
+
+fn stride(weight: u32) -> u64 {
+    STRIDE / u64::from(weight.max(1))
+}
+
+#[derive(Clone, Debug, Default)]
+struct Node {
+    policy: Option<Policy>,
+    /// Order key while linked into a ring.
+    key: Option<u64>,
+    prev: Slot,
+    next: Slot,
+    degradation: u32,
+    /// WRR pass.
+    pass: u64,
+}
+
+/// Head and length of one circular list of equal-key PEs. The tail is `head.prev`.
+#[derive(Clone, Copy, Debug)]
+struct Ring {
+    head: Slot,
+    len: u32,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Ordered {
+    nodes: Vec<Node>,
+    rings: BTreeMap<u64, Ring>,
+    /// WRR virtual time: the pass of the most recently handed-out PE. Newcomers start
+    /// here, so they neither starve nor flood the others.
+    vtime: u64,
+}
+
+impl Ordered {
+    pub(crate) fn insert(&mut self, slot: Slot, policy: Policy) {
+        ensure(&mut self.nodes, slot);
+        // Stride scheduling starts a client one stride ahead of virtual time, so heavy
+        // PEs go first and the picks interleave from the start.
+        let pass = match policy {
+            Policy::WeightedRoundRobin { weight } => self.vtime + stride(weight),
+            _ => 0,
+        };
+        self.nodes[slot as usize] = Node {
+            policy: Some(policy),
+            pass,
+            ..Node::default()
+        };
+        self.link(slot);
+    }
+
+    pub(crate) fn remove(&mut self, slot: Slot) {
+        self.unlink(slot);
+        self.nodes[slot as usize] = Node::default();
+    }
+
+    /// A re-registration keeps the PE's place when its key is unchanged; otherwise it
+    /// joins the tail of its new key's list, as a newly handed-out PE would.
+    pub(crate) fn update(&mut self, slot: Slot, policy: Policy) {
+        let node = &mut self.nodes[slot as usize];
+        node.policy = Some(policy);
+        node.degradation = 0;
+        let new_key = policy.order_key(0, node.pass);
+        if new_key != node.key {
+            self.unlink(slot);
+            self.link(slot);
+        }
+    }
+
+    pub(crate) fn degradation(&self, slot: Slot) -> u32 {
+        self.nodes.get(slot as usize).map_or(0, |n| n.degradation)
+    }
+
+    pub(crate) fn select(&mut self, n: usize, increment: usize, out: &mut Vec<Slot>) {
+        let start = out.len();
+        'rings: for ring in self.rings.values() {
+            let mut s = ring.head;
+            for _ in 0..ring.len {
+                if out.len() - start == n {
+                    break 'rings;
+                }
+                out.push(s);
+                s = self.nodes[s as usize].next;
+            }
+        }
+        let picked = out.len() - start;
+        for i in 0..increment.min(picked) {
+            self.advance(out[start + i]);
+        }
+        if self.vtime >= REBASE_AT {
+            self.rebase();
+        }
+    }
+
+    /// The PE was handed out: it becomes the newest of its key, and policies with
+    /// per-selection state (degradation, WRR pass) update it.
+    fn advance(&mut self, slot: Slot) {
+        let node = &mut self.nodes[slot as usize];
+        let Some(policy) = node.policy else { return };
+        if let Some(step) = policy.degradation_step() {
+            node.degradation = node.degradation.saturating_add(step);
+        }
+        if let Policy::WeightedRoundRobin { weight } = policy {
+            self.vtime = self.vtime.max(node.pass);
+            node.pass = node.pass.saturating_add(stride(weight));
+        }
+        let new_key = policy.order_key(node.degradation, node.pass);
+        let old_key = node.key;
+        if new_key == old_key
+            && let Some(ring) = old_key.and_then(|k| self.rings.get_mut(&k))
+            && ring.head == slot
+        {
+            // Moving the head to the tail of a circular list is one step.
+            ring.head = self.nodes[slot as usize].next;
+            return;
+        }
+        self.unlink(slot);
+        self.link(slot);
+    }
+
+    /// Links a PE at the tail of its key's ring (if it is selectable at all).
+    fn link(&mut self, slot: Slot) {
+        let node = &self.nodes[slot as usize];
+        let Some(key) = node
+            .policy
+            .and_then(|p| p.order_key(node.degradation, node.pass))
+        else {
+            self.nodes[slot as usize].key = None;
+            return;
+        };
+        self.nodes[slot as usize].key = Some(key);
+        match self.rings.get_mut(&key) {
+            None => {
+                self.rings.insert(key, Ring { head: slot, len: 1 });
+                let n = &mut self.nodes[slot as usize];
+                n.prev = slot;
+                n.next = slot;
+            }
+            Some(ring) => {
+                let head = ring.head;
+                ring.len += 1;
+                let tail = self.nodes[head as usize].prev;
+                self.nodes[tail as usize].next = slot;
+                self.nodes[head as usize].prev = slot;
+                let n = &mut self.nodes[slot as usize];
+                n.prev = tail;
+                n.next = head;
+            }
+        }
+    }
+
+    fn unlink(&mut self, slot: Slot) {
+        let Some(node) = self.nodes.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(key) = node.key.take() else { return };
+        let (prev, next) = (node.prev, node.next);
+        let Some(ring) = self.rings.get_mut(&key) else {
+            return;
+        };
+        if ring.len <= 1 {
+            self.rings.remove(&key);
+            return;
+        }
+        ring.len -= 1;
+        if ring.head == slot {
+            ring.head = next;
+        }
+        self.nodes[prev as usize].next = next;
+        self.nodes[next as usize].prev = prev;
+    }
+
+    /// Subtracts the smallest pass from every WRR pass, keeping the order. O(n), once per
+    /// ~2^30 selections.
+    fn rebase(&mut self) {
+        let base = self
+            .rings
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.vtime)
+            .min(self.vtime);
+        let order: Vec<Slot> = self
+            .rings
+            .values()
+            .flat_map(|r| {
+                let mut s = r.head;
+                let nodes = &self.nodes;
+                (0..r.len).map(move |_| {
+                    let cur = s;
+                    s = nodes[s as usize].next;
+                    cur
+                })
+            })
+            .collect();
+        for node in &mut self.nodes {
+            node.pass = node.pass.saturating_sub(base);
+        }
+        self.vtime -= base;
+        self.rings.clear();
+        for s in order {
+            self.nodes[s as usize].key = None;
+            self.link(s);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn force_vtime(&mut self, v: u64) {
+        self.vtime = v;
+    }
+}

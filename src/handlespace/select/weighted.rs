@@ -1,0 +1,184 @@
+//! Weighted random selection without repetition over a Fenwick tree: O(log n) to pick,
+//! insert, remove or re-weight.
+
+use super::{Slot, ensure};
+use crate::handlespace::policy::Policy;
+use crate::rng::Rng;
+
+const NONE: u32 = u32::MAX;
+
+#[derive(Clone, Debug, Default)]
+struct Node {
+    policy: Option<Policy>,
+    degradation: u32,
+    pos: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct Weighted {
+    nodes: Vec<Node>,
+    /// Dense position → slot.
+    dense: Vec<Slot>,
+    /// Dense position → current weight.
+    weights: Vec<u64>,
+    /// Fenwick tree, 1-based: `tree[i]` sums `weights[i - lowbit(i) .. i]`.
+    tree: Vec<u64>,
+    total: u64,
+    /// Scratch for the weights lifted out during one selection.
+    lifted: Vec<(usize, u64)>,
+}
+
+impl Default for Weighted {
+    fn default() -> Self {
+        Self {
+            nodes: Vec::new(),
+            dense: Vec::new(),
+            weights: Vec::new(),
+            tree: vec![0],
+            total: 0,
+            lifted: Vec::new(),
+        }
+    }
+}
+
+fn lowbit(i: usize) -> usize {
+    i & i.wrapping_neg()
+}
+
+impl Weighted {
+    pub(crate) fn insert(&mut self, slot: Slot, policy: Policy) {
+        ensure(&mut self.nodes, slot);
+        let w = policy.weight(0);
+        self.nodes[slot as usize] = Node {
+            policy: Some(policy),
+            degradation: 0,
+            pos: self.dense.len() as u32,
+        };
+        self.dense.push(slot);
+        self.weights.push(w);
+        // Appending index i: its node covers (i − lowbit(i), i].
+        let i = self.dense.len();
+        let v = w + self.prefix(i - 1) - self.prefix(i - lowbit(i));
+        self.tree.push(v);
+        self.total += w;
+    }
+
+    pub(crate) fn remove(&mut self, slot: Slot) {
+        let Some(node) = self.nodes.get(slot as usize) else {
+            return;
+        };
+        let p = node.pos as usize;
+        if node.pos == NONE || p >= self.dense.len() {
+            return;
+        }
+        let last = self.dense.len() - 1;
+        self.set_weight(p, 0);
+        if p != last {
+            let (moved, w) = (self.dense[last], self.weights[last]);
+            self.set_weight(last, 0);
+            self.set_weight(p, w);
+            self.dense[p] = moved;
+            self.nodes[moved as usize].pos = p as u32;
+        }
+        // The last node of a Fenwick tree covers no other index: dropping it is exact.
+        self.dense.pop();
+        self.weights.pop();
+        self.tree.pop();
+        self.nodes[slot as usize] = Node {
+            pos: NONE,
+            ..Node::default()
+        };
+    }
+
+    pub(crate) fn update(&mut self, slot: Slot, policy: Policy) {
+        let node = &mut self.nodes[slot as usize];
+        node.policy = Some(policy);
+        node.degradation = 0;
+        let p = node.pos as usize;
+        self.set_weight(p, policy.weight(0));
+    }
+
+    pub(crate) fn degradation(&self, slot: Slot) -> u32 {
+        self.nodes.get(slot as usize).map_or(0, |n| n.degradation)
+    }
+
+    pub(crate) fn select(
+        &mut self,
+        n: usize,
+        increment: usize,
+        rng: &mut Rng,
+        out: &mut Vec<Slot>,
+    ) {
+        let start = out.len();
+        self.lifted.clear();
+        // Draw, then lift the winner's weight out so it cannot be drawn again.
+        while out.len() - start < n && self.total > 0 {
+            let p = self.find(rng.below(self.total));
+            let w = self.weights[p];
+            self.lifted.push((p, w));
+            self.set_weight(p, 0);
+            out.push(self.dense[p]);
+        }
+        for i in 0..self.lifted.len() {
+            let (p, w) = self.lifted[i];
+            self.set_weight(p, w);
+        }
+        let picked = out.len() - start;
+        for i in 0..increment.min(picked) {
+            let slot = out[start + i];
+            let node = &mut self.nodes[slot as usize];
+            let Some(policy) = node.policy else { continue };
+            if let Some(step) = policy.degradation_step() {
+                node.degradation = node.degradation.saturating_add(step);
+                let (p, w) = (node.pos as usize, policy.weight(node.degradation));
+                self.set_weight(p, w);
+            }
+        }
+    }
+
+    fn set_weight(&mut self, p: usize, w: u64) {
+        let old = self.weights[p];
+        if old == w {
+            return;
+        }
+        self.weights[p] = w;
+        self.total = self.total - old + w;
+        // Two's-complement delta: the tree's sums stay exact modulo 2^64 and are never
+        // negative as wholes.
+        let delta = w.wrapping_sub(old);
+        let mut i = p + 1;
+        while i < self.tree.len() {
+            self.tree[i] = self.tree[i].wrapping_add(delta);
+            i += lowbit(i);
+        }
+    }
+
+    fn prefix(&self, mut i: usize) -> u64 {
+        let mut s = 0u64;
+        while i > 0 {
+            s = s.wrapping_add(self.tree[i]);
+            i -= lowbit(i);
+        }
+        s
+    }
+
+    /// Dense position whose cumulative weight range contains `r` (`r < total`).
+    fn find(&self, mut r: u64) -> usize {
+        let n = self.tree.len() - 1;
+        let mut pos = 0;
+        let mut bit = if n == 0 {
+            0
+        } else {
+            1usize << (usize::BITS - 1 - n.leading_zeros())
+        };
+        while bit > 0 {
+            let next = pos + bit;
+            if next <= n && self.tree[next] <= r {
+                pos = next;
+                r -= self.tree[next];
+            }
+            bit >>= 1;
+        }
+        pos.min(n.saturating_sub(1))
+    }
+}
