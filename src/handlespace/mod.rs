@@ -9,11 +9,12 @@
 
 mod checksum;
 mod element;
+mod expiry;
 mod policy;
 mod pool;
 mod select;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
 pub use checksum::ChecksumSum;
@@ -161,7 +162,7 @@ pub struct Handlespace {
     hasher: Hasher,
     pools: HashMap<PoolHandle, Pool, Hasher>,
     owners: HashMap<RegistrarId, (ChecksumSum, usize), Hasher>,
-    expiry: BTreeSet<(Instant, PoolHandle, PoolElementId)>,
+    expiry: expiry::Expiry,
     elements: usize,
     rng: Rng,
     picks: Vec<Slot>,
@@ -183,7 +184,7 @@ impl Handlespace {
             pools: HashMap::with_hasher(hasher.clone()),
             owners: HashMap::with_hasher(hasher.clone()),
             hasher,
-            expiry: BTreeSet::new(),
+            expiry: expiry::Expiry::default(),
             elements: 0,
             rng,
             picks: Vec::new(),
@@ -326,15 +327,13 @@ impl Handlespace {
                     let old = pool
                         .replace(slot, element)
                         .ok_or(RegistrationError::LackOfResources("slot"))?;
-                    if let Some(t) = old.expires {
-                        self.expiry.remove(&(t, handle.clone(), id));
-                    }
-                    if let Some(t) = new_expiry {
-                        self.expiry.insert((t, handle.clone(), id));
-                    }
                     if old.home() != new_home {
                         Self::owner_sub(&mut self.owners, old.home(), old.checksum);
                         Self::owner_add(&mut self.owners, new_home, old.checksum);
+                    }
+                    if let Some(t) = new_expiry {
+                        self.expiry.schedule(t, handle, id);
+                        self.compact_expiry();
                     }
                     return Ok(Registered::Updated {
                         previous_home: old.home(),
@@ -372,11 +371,12 @@ impl Handlespace {
             return Err(RegistrationError::LackOfResources("pool vanished"));
         };
         if let Some(t) = element.expires {
-            self.expiry.insert((t, handle.clone(), element.id()));
+            self.expiry.schedule(t, handle, element.id());
         }
         Self::owner_add(&mut self.owners, element.home(), element.checksum);
         pool.insert(element);
         self.elements += 1;
+        self.compact_expiry();
         Ok(Registered::New { new_pool })
     }
 
@@ -388,9 +388,6 @@ impl Handlespace {
             self.pools.remove(handle);
         }
         self.elements -= 1;
-        if let Some(t) = e.expires {
-            self.expiry.remove(&(t, PoolHandle::new(handle), id));
-        }
         Self::owner_sub(&mut self.owners, e.home(), e.checksum);
         Some(e)
     }
@@ -448,25 +445,37 @@ impl Handlespace {
         moved
     }
 
-    /// The earliest registration-life deadline, for the caller's timer.
+    /// When to call [`Handlespace::expire`] next. It may be earlier than any live
+    /// deadline (a PE re-registered since), never later.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.expiry.first().map(|(t, _, _)| *t)
+        self.expiry.next()
     }
 
     /// Removes every PE whose registration life ended at or before `now`, appending
     /// them with their pool handles to `out`.
     pub fn expire(&mut self, now: Instant, out: &mut Vec<(PoolHandle, Element)>) {
-        while let Some((t, _, _)) = self.expiry.first() {
-            if *t > now {
-                break;
+        while let Some(due) = self.expiry.pop_due(now) {
+            for (handle, id) in due {
+                // Skip entries made stale by a re-registration or a deregistration.
+                let current = self
+                    .element(handle.as_bytes(), id)
+                    .and_then(Element::expires);
+                if current.is_some_and(|t| t <= now)
+                    && let Some(e) = self.deregister(handle.as_bytes(), id)
+                {
+                    out.push((handle, e));
+                }
             }
-            let Some((_, handle, id)) = self.expiry.pop_first() else {
-                break;
-            };
-            // deregister removes the (already popped) expiry entry again: harmless.
-            if let Some(e) = self.deregister(handle.as_bytes(), id) {
-                out.push((handle, e));
-            }
+        }
+    }
+
+    fn compact_expiry(&mut self) {
+        if self.expiry.wants_compaction(self.elements) {
+            let live = self.pools.values().flat_map(|p| {
+                p.elements()
+                    .filter_map(|e| e.expires.map(|t| (t, p.handle.clone(), e.id())))
+            });
+            self.expiry.rebuild(live);
         }
     }
 

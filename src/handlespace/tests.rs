@@ -253,6 +253,28 @@ fn registration_life_expires_and_reregistration_extends_it() {
     assert_eq!(ids(&mut hs, "p", 3), vec![3], "infinite life stays");
 }
 
+#[test]
+fn stale_deadlines_are_compacted() {
+    let mut hs = hs();
+    let t0 = Instant::now();
+    let h = PoolHandle::from("p");
+    for i in 0..10_000u64 {
+        let p = pe(1 + (i % 3) as u32, PolicyParam::round_robin());
+        hs.register(&h, p, Some(t0 + Duration::from_millis(i)))
+            .unwrap();
+    }
+    assert!(
+        hs.expiry.entries() <= 2 * 3 + 1024,
+        "{}",
+        hs.expiry.entries()
+    );
+    let mut out = Vec::new();
+    hs.expire(t0 + Duration::from_millis(9_996), &mut out);
+    assert!(out.is_empty(), "all three re-registered later");
+    hs.expire(t0 + Duration::from_millis(9_999), &mut out);
+    assert_eq!(out.len(), 3);
+}
+
 // ---- RFC 5353 §3.6: checksums --------------------------------------------------------
 
 #[test]
@@ -821,5 +843,40 @@ proptest! {
                 prop_assert_eq!(hs.owner_checksum(RegistrarId(u32::from(home))), sum.finish());
             }
         }
+    }
+}
+
+#[test]
+fn rfc5356_weighted_random_second_pick_is_exact_without_replacement() {
+    let w = [1.0, 2.0, 3.0, 4.0];
+    let total: f64 = w.iter().sum();
+    let mut hs = pool_of(PolicyType::WEIGHTED_RANDOM, &[&[1], &[2], &[3], &[4]]);
+    let rounds = 100_000;
+    let mut second = [0usize; 4];
+    for _ in 0..rounds {
+        second[ids(&mut hs, "p", 2)[1] as usize - 1] += 1;
+    }
+    for j in 0..4 {
+        // P(second = j) = Σ_{i≠j} w_i/W · w_j/(W − w_i)
+        let p: f64 = (0..4)
+            .filter(|&i| i != j)
+            .map(|i| w[i] / total * w[j] / (total - w[i]))
+            .sum();
+        let got = second[j] as f64 / rounds as f64;
+        assert!((got - p).abs() < 0.01, "PE {}: {got} vs {p}", j + 1);
+    }
+}
+
+#[test]
+fn weighted_random_with_one_heavy_pe_still_returns_distinct_pes() {
+    let mut hs = pool_of(
+        PolicyType::WEIGHTED_RANDOM,
+        &[&[u32::MAX], &[1], &[1], &[1]],
+    );
+    for _ in 0..100 {
+        let mut got = ids(&mut hs, "p", 4);
+        assert_eq!(got[0], 1);
+        got.sort_unstable();
+        assert_eq!(got, vec![1, 2, 3, 4]);
     }
 }
