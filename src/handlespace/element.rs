@@ -55,7 +55,9 @@ impl Element {
 
 /// Encodes the parameter as it goes into a handle resolution response.
 pub(crate) fn encode_for_resolution(param: &wire::PoolElement) -> Box<[u8]> {
-    // MERGE: replaced by the codec's encoder.
-    let _ = (param, Writer::new);
-    Box::new([])
+    let mut buf = Vec::with_capacity(64);
+    let mut w = Writer::new(&mut buf);
+    param.encode_without_asap_transport(&mut w);
+    w.finish();
+    buf.into_boxed_slice()
 }

@@ -68,8 +68,8 @@ impl Default for Config {
 /// Why a registration was refused; [`RegistrationError::cause`] gives the RFC 5354 cause.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RegistrationError {
-    #[error("pool handle length {0} is outside 1..={1}")]
-    InvalidPoolHandle(usize, usize),
+    #[error("pool handle length {} is outside 1..={max}", .handle.len())]
+    InvalidPoolHandle { handle: PoolHandle, max: usize },
     #[error("PE identifier 0 is invalid")]
     InvalidPeId,
     #[error("policy: {0}")]
@@ -100,7 +100,7 @@ impl RegistrationError {
     pub fn cause(&self) -> wire::CauseCode {
         use wire::CauseCode as C;
         match self {
-            Self::InvalidPoolHandle(..)
+            Self::InvalidPoolHandle { .. }
             | Self::InvalidPeId
             | Self::InvalidPolicy(..)
             | Self::InvalidUserTransport(..) => C::INVALID_VALUES,
@@ -109,6 +109,28 @@ impl RegistrationError {
             Self::InconsistentDataControl { .. } => C::INCONSISTENT_DATA_CONTROL,
             Self::LackOfResources(_) => C::LACK_OF_RESOURCES,
         }
+    }
+
+    /// The Operation Error for the REGISTRATION_RESPONSE: the cause with, as RFC 5354
+    /// §3.12 asks, the offending TLV (0x0003), the pool's policy (0x0005) or a transport
+    /// of the pool's type (0x0007) as its information.
+    pub fn to_operation_error(&self) -> wire::OperationError {
+        // Unpadded: the cause encoder pads the information itself.
+        let tlv = |f: &dyn Fn(&mut wire::Writer<'_>)| {
+            let mut buf = Vec::new();
+            f(&mut wire::Writer::new(&mut buf));
+            buf
+        };
+        let info = match self {
+            Self::InvalidPoolHandle { handle, .. } => tlv(&|w| wire::encode_handle(handle, w)),
+            Self::InvalidPeId => tlv(&|w| wire::encode_pe_id(PoolElementId(0), w)),
+            Self::InvalidPolicy(_, p) => p.to_tlv(),
+            Self::InvalidUserTransport(_, t) => t.to_tlv(),
+            Self::InconsistentPolicy { pool, .. } => pool.to_tlv(),
+            Self::InconsistentTransport { example, .. } => example.to_tlv(),
+            Self::InconsistentDataControl { .. } | Self::LackOfResources(_) => Vec::new(),
+        };
+        wire::OperationError::single(self.cause(), info)
     }
 }
 
@@ -223,10 +245,10 @@ impl Handlespace {
         pe: &wire::PoolElement,
     ) -> Result<Policy, RegistrationError> {
         if handle.is_empty() || handle.len() > self.config.max_handle_len {
-            return Err(RegistrationError::InvalidPoolHandle(
-                handle.len(),
-                self.config.max_handle_len,
-            ));
+            return Err(RegistrationError::InvalidPoolHandle {
+                handle: handle.clone(),
+                max: self.config.max_handle_len,
+            });
         }
         if pe.id.0 == 0 {
             return Err(RegistrationError::InvalidPeId);

@@ -97,6 +97,21 @@ fn rfc5352_s3_1_inconsistent_policy_rejected_with_pool_policy() {
     assert!(
         matches!(err, RegistrationError::InconsistentPolicy { pool, .. } if pool.kind == PolicyType::LEAST_USED)
     );
+    // Reference §9.2: the rejection as it goes on the wire, 44 bytes.
+    let response = wire::AsapMessage::RegistrationResponse {
+        rejected: true,
+        handle: PoolHandle::from("EchoPool"),
+        id: PoolElementId(0x1a2b_3c4d),
+        error: Some(err.to_operation_error()),
+    };
+    let mut bytes = Vec::new();
+    response.encode(&mut bytes);
+    let expect: [u8; 44] = [
+        0x03, 0x01, 0x00, 0x2c, 0x00, 0x09, 0x00, 0x0c, 0x45, 0x63, 0x68, 0x6f, 0x50, 0x6f, 0x6f,
+        0x6c, 0x00, 0x0e, 0x00, 0x08, 0x1a, 0x2b, 0x3c, 0x4d, 0x00, 0x0c, 0x00, 0x14, 0x00, 0x05,
+        0x00, 0x10, 0x00, 0x08, 0x00, 0x0c, 0x40, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+    ];
+    assert_eq!(bytes, expect);
     // Same type, other values: fine (RSPLIB: compatibility is type equality).
     hs.register(&h, pe(2, policy(PolicyType::LEAST_USED, &[77])), None)
         .unwrap();
@@ -154,6 +169,14 @@ fn invalid_values_rejected() {
     for (h, p) in cases {
         let err = hs.register(&h, p, None).unwrap_err();
         assert_eq!(err.cause(), wire::CauseCode::INVALID_VALUES, "{err}");
+        // The offending TLV is quoted and is itself a well-formed parameter.
+        let info = &err.to_operation_error().causes[0].info;
+        assert!(info.len() >= 4, "{err}: {info:?}");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([info[2], info[3]])),
+            info.len(),
+            "{err}"
+        );
     }
     let mut many = pe(1, rr);
     if let UserTransport::Sctp(s) = &mut many.user_transport {
@@ -879,4 +902,30 @@ fn weighted_random_with_one_heavy_pe_still_returns_distinct_pes() {
         got.sort_unstable();
         assert_eq!(got, vec![1, 2, 3, 4]);
     }
+}
+
+#[test]
+fn element_is_pre_encoded_as_a_resolution_response_carries_it() {
+    let mut hs = hs();
+    let mut p = pe_with(
+        0x1a2b_3c4d,
+        0x0a0b_0c0d,
+        PolicyParam::round_robin(),
+        sctp(9000, TransportUse::DATA_ONLY),
+    );
+    p.asap_transport = Some(SctpTransport {
+        port: 4711,
+        transport_use: TransportUse::DATA_ONLY,
+        addresses: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))],
+    });
+    hs.register(&PoolHandle::from("EchoPool"), p, None).unwrap();
+    let e = hs.element(b"EchoPool", PoolElementId(0x1a2b_3c4d)).unwrap();
+    // Reference §9.4: the PE parameter of the response, without the ASAP transport.
+    let expect: [u8; 40] = [
+        0x00, 0x0a, 0x00, 0x28, 0x1a, 0x2b, 0x3c, 0x4d, 0x0a, 0x0b, 0x0c, 0x0d, 0x00, 0x01, 0x5f,
+        0x90, 0x00, 0x04, 0x00, 0x10, 0x23, 0x28, 0x00, 0x00, 0x00, 0x01, 0x00, 0x08, 0xc0, 0x00,
+        0x02, 0x0a, 0x00, 0x08, 0x00, 0x08, 0x00, 0x00, 0x00, 0x01,
+    ];
+    assert_eq!(e.encoded(), &expect[..]);
+    assert!(e.param().asap_transport.is_some(), "kept for ENRP");
 }

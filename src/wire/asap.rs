@@ -1,8 +1,20 @@
 //! ASAP messages (RFC 5352 §2.2), one enum variant per message type.
 
-use super::codes::AsapType;
-use super::param::{OperationError, PolicyParam, PoolElement, ServerInformation, ServerTransport};
+use super::Decoded;
+use super::codes::{AsapType, ParamType};
+use super::element::{take_element, take_elements};
+use super::error::{DecodeError, DecodeErrorKind, Span};
+use super::param::{
+    OperationError, PolicyParam, PoolElement, ServerInformation, ServerTransport, decode_cookie,
+    decode_items, encode_cookie, encode_handle, encode_items, encode_pe_id, take_error,
+    take_handle, take_opt_error, take_opt_pe_id, take_opt_policy, take_pe_id,
+};
+use super::reader::{Header, Params, Reader, fixed_u32};
+use super::writer::{Writer, message};
 use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
+
+/// The one flag bit every flagged ASAP message uses (R, S, A, H: RFC 5352 §2.2).
+const FLAG: u8 = 0x01;
 
 /// An ASAP message. Flags are named booleans; unused flag bits are dropped on decode
 /// and sent as zero.
@@ -102,6 +114,248 @@ impl AsapMessage {
             Self::CookieEcho { .. } => AsapType::COOKIE_ECHO,
             Self::BusinessCard { .. } => AsapType::BUSINESS_CARD,
             Self::Error { .. } => AsapType::ERROR,
+        }
+    }
+}
+
+impl AsapMessage {
+    /// Decodes one whole ASAP message (RFC 5352 §2.2), padded or not.
+    pub fn decode(buf: &[u8]) -> Result<Decoded<Self>, DecodeError> {
+        let h = Header::decode(buf)?;
+        let mut unrecognized = Vec::new();
+        let message = Self::decode_body(AsapType(h.kind), h.flags, h.body, &mut unrecognized)?;
+        Ok(Decoded {
+            message,
+            unrecognized,
+        })
+    }
+
+    fn decode_body(
+        kind: AsapType,
+        flags: u8,
+        mut r: Reader<'_>,
+        unrec: &mut Vec<Span>,
+    ) -> Result<Self, DecodeError> {
+        // RFC 5352 §2.2: unused flag bits are ignored on receipt.
+        let flag = flags & FLAG != 0;
+        // RFC 5352 §2.2.7, §2.2.10: the server ID is a fixed field at offset 4.
+        let server_id = match kind {
+            AsapType::ENDPOINT_KEEP_ALIVE | AsapType::SERVER_ANNOUNCE => {
+                RegistrarId(fixed_u32(&mut r)?)
+            }
+            _ => RegistrarId::NONE,
+        };
+        let mut p = Params::new(r, None, unrec);
+        let p = &mut p;
+        let m = match kind {
+            AsapType::REGISTRATION => Self::Registration {
+                handle: take_handle(p)?,
+                element: take_element(p)?,
+            },
+            AsapType::DEREGISTRATION => Self::Deregistration {
+                handle: take_handle(p)?,
+                id: take_pe_id(p)?,
+            },
+            AsapType::REGISTRATION_RESPONSE => Self::RegistrationResponse {
+                rejected: flag,
+                handle: take_handle(p)?,
+                id: take_pe_id(p)?,
+                error: take_opt_error(p)?,
+            },
+            AsapType::DEREGISTRATION_RESPONSE => Self::DeregistrationResponse {
+                handle: take_handle(p)?,
+                id: take_pe_id(p)?,
+                error: take_opt_error(p)?,
+            },
+            AsapType::HANDLE_RESOLUTION => Self::HandleResolution {
+                subscribe: flag,
+                handle: take_handle(p)?,
+                items: p
+                    .take_if(ParamType::HANDLE_RESOLUTION_OPTION)?
+                    .map(|t| decode_items(&t))
+                    .transpose()?,
+            },
+            AsapType::HANDLE_RESOLUTION_RESPONSE => Self::decode_resolution_response(flag, p)?,
+            AsapType::ENDPOINT_KEEP_ALIVE => Self::EndpointKeepAlive {
+                home: flag,
+                server_id,
+                handle: take_handle(p)?,
+                // RSPLIB adds the PE Identifier (reference §10 D8).
+                id: take_opt_pe_id(p)?,
+            },
+            AsapType::ENDPOINT_KEEP_ALIVE_ACK => Self::EndpointKeepAliveAck {
+                handle: take_handle(p)?,
+                id: take_pe_id(p)?,
+            },
+            AsapType::ENDPOINT_UNREACHABLE => Self::EndpointUnreachable {
+                handle: take_handle(p)?,
+                id: take_pe_id(p)?,
+            },
+            AsapType::SERVER_ANNOUNCE => Self::decode_server_announce(server_id, p)?,
+            AsapType::COOKIE => Self::Cookie {
+                cookie: decode_cookie(&p.expect(ParamType::COOKIE)?),
+            },
+            AsapType::COOKIE_ECHO => Self::CookieEcho {
+                cookie: decode_cookie(&p.expect(ParamType::COOKIE)?),
+            },
+            AsapType::BUSINESS_CARD => Self::BusinessCard {
+                handle: take_handle(p)?,
+                // RSPLIB inserts a Policy after the Pool Handle (reference §10 D16).
+                policy: take_opt_policy(p)?,
+                elements: take_elements(p)?,
+            },
+            AsapType::ERROR => Self::Error {
+                error: take_error(p)?,
+            },
+            _ => {
+                let e = DecodeErrorKind::UnrecognizedMessage(kind.0);
+                return Err(DecodeError::new(e, None));
+            }
+        };
+        p.finish()?;
+        Ok(m)
+    }
+
+    /// RFC 5352 §2.2.6: Pool Handle, then either an Operation Error or ([Policy], PE 1..n).
+    /// The Policy is optional on receipt although RSPLIB always sends it.
+    fn decode_resolution_response(
+        accepted: bool,
+        p: &mut Params<'_, '_>,
+    ) -> Result<Self, DecodeError> {
+        let handle = take_handle(p)?;
+        let error = take_opt_error(p)?;
+        let (policy, elements) = match error {
+            Some(_) => (None, Vec::new()),
+            None => (take_opt_policy(p)?, take_elements(p)?),
+        };
+        Ok(Self::HandleResolutionResponse {
+            accepted,
+            handle,
+            policy,
+            elements,
+            error,
+        })
+    }
+
+    /// RFC 5352 §2.2.10: zero or more SCTP/TCP transports; RSPLIB may add a Server
+    /// Information (reference §3.4).
+    fn decode_server_announce(
+        server_id: RegistrarId,
+        p: &mut Params<'_, '_>,
+    ) -> Result<Self, DecodeError> {
+        let is_transport = |k| k == ParamType::SCTP_TRANSPORT || k == ParamType::TCP_TRANSPORT;
+        let mut transports = Vec::new();
+        while let Some(t) = p.take_where(is_transport)? {
+            transports.push(ServerTransport::decode(&t, p.unrec())?);
+        }
+        let info = match p.take_if(ParamType::SERVER_INFORMATION)? {
+            Some(t) => Some(ServerInformation::decode(&t, p.unrec())?),
+            None => None,
+        };
+        Ok(Self::ServerAnnounce {
+            server_id,
+            transports,
+            info,
+        })
+    }
+
+    /// The flags byte: the named flag as bit 0x01, every other bit 0.
+    fn flags(&self) -> u8 {
+        let set = match self {
+            Self::RegistrationResponse { rejected: f, .. }
+            | Self::HandleResolution { subscribe: f, .. }
+            | Self::HandleResolutionResponse { accepted: f, .. }
+            | Self::EndpointKeepAlive { home: f, .. } => *f,
+            _ => false,
+        };
+        if set { FLAG } else { 0 }
+    }
+
+    /// Appends the whole message, padded to a multiple of 4, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        message(out, self.kind().0, self.flags(), |w| self.encode_body(w));
+    }
+
+    fn encode_body(&self, w: &mut Writer<'_>) {
+        match self {
+            Self::Registration { handle, element } => {
+                encode_handle(handle, w);
+                element.encode(w);
+            }
+            Self::Deregistration { handle, id }
+            | Self::EndpointKeepAliveAck { handle, id }
+            | Self::EndpointUnreachable { handle, id } => {
+                encode_handle(handle, w);
+                encode_pe_id(*id, w);
+            }
+            Self::RegistrationResponse {
+                handle, id, error, ..
+            }
+            | Self::DeregistrationResponse { handle, id, error } => {
+                encode_handle(handle, w);
+                encode_pe_id(*id, w);
+                if let Some(e) = error {
+                    e.encode(w);
+                }
+            }
+            Self::HandleResolution { handle, items, .. } => {
+                encode_handle(handle, w);
+                if let Some(n) = items {
+                    encode_items(*n, w);
+                }
+            }
+            Self::HandleResolutionResponse {
+                handle,
+                policy,
+                elements,
+                error,
+                ..
+            } => {
+                encode_handle(handle, w);
+                if let Some(e) = error {
+                    e.encode(w);
+                }
+                if let Some(pol) = policy {
+                    pol.encode(w);
+                }
+                elements.iter().for_each(|e| e.encode(w));
+            }
+            Self::EndpointKeepAlive {
+                server_id,
+                handle,
+                id,
+                ..
+            } => {
+                w.put_u32(server_id.0);
+                encode_handle(handle, w);
+                if let Some(id) = id {
+                    encode_pe_id(*id, w);
+                }
+            }
+            Self::ServerAnnounce {
+                server_id,
+                transports,
+                info,
+            } => {
+                w.put_u32(server_id.0);
+                transports.iter().for_each(|t| t.encode(w));
+                if let Some(i) = info {
+                    i.encode(w);
+                }
+            }
+            Self::Cookie { cookie } | Self::CookieEcho { cookie } => encode_cookie(cookie, w),
+            Self::BusinessCard {
+                handle,
+                policy,
+                elements,
+            } => {
+                encode_handle(handle, w);
+                if let Some(pol) = policy {
+                    pol.encode(w);
+                }
+                elements.iter().for_each(|e| e.encode(w));
+            }
+            Self::Error { error } => error.encode(w),
         }
     }
 }

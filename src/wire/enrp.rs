@@ -1,8 +1,22 @@
 //! ENRP messages (RFC 5353 §2), one enum variant per message type.
 
-use super::codes::{EnrpType, UpdateAction};
-use super::param::{OperationError, PoolElement, ServerInformation};
+use super::Decoded;
+use super::codes::{EnrpType, ParamType, UpdateAction};
+use super::element::{take_element, take_elements};
+use super::error::{DecodeError, DecodeErrorKind, Span};
+use super::param::{
+    OperationError, PoolElement, ServerInformation, decode_checksum, decode_handle,
+    encode_checksum, encode_handle, take_error, take_handle,
+};
+use super::reader::{Header, Params, Reader, fixed_u32};
+use super::writer::{Writer, message};
 use crate::ids::{PoolHandle, RegistrarId};
+
+/// Flag bits (RFC 5353 §2; T from draft-dreibholz-rserpool-enrp-takeover).
+const FLAG_R: u8 = 0x01;
+const FLAG_W: u8 = 0x01;
+const FLAG_M: u8 = 0x02;
+const FLAG_T: u8 = 0x01;
 
 /// The two IDs every ENRP message starts with (offsets 4 and 8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -95,4 +109,181 @@ impl EnrpMessage {
             | Self::Error { ids, .. } => *ids,
         }
     }
+}
+
+impl EnrpMessage {
+    /// Decodes one whole ENRP message (RFC 5353 §2), padded or not.
+    pub fn decode(buf: &[u8]) -> Result<Decoded<Self>, DecodeError> {
+        let h = Header::decode(buf)?;
+        let kind = EnrpType(h.kind);
+        if kind.name().is_none() {
+            let e = DecodeErrorKind::UnrecognizedMessage(h.kind);
+            return Err(DecodeError::new(e, None));
+        }
+        let mut unrecognized = Vec::new();
+        let message = Self::decode_body(kind, h.flags, h.body, &mut unrecognized)?;
+        Ok(Decoded {
+            message,
+            unrecognized,
+        })
+    }
+
+    fn decode_body(
+        kind: EnrpType,
+        flags: u8,
+        mut r: Reader<'_>,
+        unrec: &mut Vec<Span>,
+    ) -> Result<Self, DecodeError> {
+        // RFC 5353 §2: every message starts with the sending and receiving server IDs.
+        let ids = EnrpIds {
+            sender: RegistrarId(fixed_u32(&mut r)?),
+            receiver: RegistrarId(fixed_u32(&mut r)?),
+        };
+        // RFC 5353 §2.4, §2.7-2.9: the fixed word at offset 12 of the types that have one
+        // (HANDLE_UPDATE: action, then 16 reserved bits ignored on receipt).
+        let word12 = match kind {
+            EnrpType::HANDLE_UPDATE
+            | EnrpType::INIT_TAKEOVER
+            | EnrpType::INIT_TAKEOVER_ACK
+            | EnrpType::TAKEOVER_SERVER => fixed_u32(&mut r)?,
+            _ => 0,
+        };
+        let target = RegistrarId(word12);
+        let mut p = Params::new(r, None, unrec);
+        let p = &mut p;
+        let m = match kind {
+            EnrpType::PRESENCE => Self::Presence {
+                ids,
+                reply_required: flags & FLAG_R != 0,
+                // RSPLIB requires both; the RFC makes them optional (reference §3.4).
+                checksum: p
+                    .take_if(ParamType::PE_CHECKSUM)?
+                    .map(|t| decode_checksum(&t))
+                    .transpose()?,
+                info: match p.take_if(ParamType::SERVER_INFORMATION)? {
+                    Some(t) => Some(ServerInformation::decode(&t, p.unrec())?),
+                    None => None,
+                },
+            },
+            EnrpType::HANDLE_TABLE_REQUEST => Self::HandleTableRequest {
+                ids,
+                owned_only: flags & FLAG_W != 0,
+            },
+            EnrpType::HANDLE_TABLE_RESPONSE => Self::HandleTableResponse {
+                ids,
+                reject: flags & FLAG_R != 0,
+                more: flags & FLAG_M != 0,
+                entries: take_entries(p)?,
+            },
+            EnrpType::HANDLE_UPDATE => Self::HandleUpdate {
+                ids,
+                takeover_suggested: flags & FLAG_T != 0,
+                action: UpdateAction((word12 >> 16) as u16),
+                handle: take_handle(p)?,
+                element: take_element(p)?,
+            },
+            EnrpType::LIST_REQUEST => Self::ListRequest { ids },
+            EnrpType::LIST_RESPONSE => {
+                let mut servers = Vec::new();
+                while let Some(t) = p.take_if(ParamType::SERVER_INFORMATION)? {
+                    servers.push(ServerInformation::decode(&t, p.unrec())?);
+                }
+                Self::ListResponse {
+                    ids,
+                    reject: flags & FLAG_R != 0,
+                    servers,
+                }
+            }
+            EnrpType::INIT_TAKEOVER => Self::InitTakeover { ids, target },
+            EnrpType::INIT_TAKEOVER_ACK => Self::InitTakeoverAck { ids, target },
+            EnrpType::TAKEOVER_SERVER => Self::TakeoverServer { ids, target },
+            EnrpType::ERROR => Self::Error {
+                ids,
+                error: take_error(p)?,
+            },
+            _ => {
+                let e = DecodeErrorKind::UnrecognizedMessage(kind.0);
+                return Err(DecodeError::new(e, None));
+            }
+        };
+        p.finish()?;
+        Ok(m)
+    }
+
+    /// The flags byte: named flags at their masks, every other bit 0.
+    fn flags(&self) -> u8 {
+        let bit = |set: bool, mask: u8| if set { mask } else { 0 };
+        match self {
+            Self::Presence { reply_required, .. } => bit(*reply_required, FLAG_R),
+            Self::HandleTableRequest { owned_only, .. } => bit(*owned_only, FLAG_W),
+            Self::HandleTableResponse { reject, more, .. } => {
+                bit(*reject, FLAG_R) | bit(*more, FLAG_M)
+            }
+            Self::HandleUpdate {
+                takeover_suggested, ..
+            } => bit(*takeover_suggested, FLAG_T),
+            Self::ListResponse { reject, .. } => bit(*reject, FLAG_R),
+            _ => 0,
+        }
+    }
+
+    /// Appends the whole message, padded to a multiple of 4, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        message(out, self.kind().0, self.flags(), |w| {
+            let ids = self.ids();
+            w.put_u32(ids.sender.0);
+            w.put_u32(ids.receiver.0);
+            self.encode_body(w);
+        });
+    }
+
+    fn encode_body(&self, w: &mut Writer<'_>) {
+        match self {
+            Self::Presence { checksum, info, .. } => {
+                if let Some(c) = checksum {
+                    encode_checksum(*c, w);
+                }
+                if let Some(i) = info {
+                    i.encode(w);
+                }
+            }
+            Self::HandleTableRequest { .. } | Self::ListRequest { .. } => {}
+            Self::HandleTableResponse { entries, .. } => {
+                for e in entries {
+                    encode_handle(&e.handle, w);
+                    e.elements.iter().for_each(|pe| pe.encode(w));
+                }
+            }
+            Self::HandleUpdate {
+                action,
+                handle,
+                element,
+                ..
+            } => {
+                w.put_u16(action.0);
+                // RFC 5353 §2.4: reserved, sent as 0.
+                w.put_u16(0);
+                encode_handle(handle, w);
+                element.encode(w);
+            }
+            Self::ListResponse { servers, .. } => servers.iter().for_each(|s| s.encode(w)),
+            Self::InitTakeover { target, .. }
+            | Self::InitTakeoverAck { target, .. }
+            | Self::TakeoverServer { target, .. } => w.put_u32(target.0),
+            Self::Error { error, .. } => error.encode(w),
+        }
+    }
+}
+
+/// RFC 5353 §2.3: (Pool Handle, PE 1..n) repeated; a handle without any PE is malformed.
+fn take_entries(p: &mut Params<'_, '_>) -> Result<Vec<PoolEntry>, DecodeError> {
+    let mut entries = Vec::new();
+    while let Some(t) = p.take_if(ParamType::POOL_HANDLE)? {
+        let handle = decode_handle(&t)?;
+        entries.push(PoolEntry {
+            handle,
+            elements: take_elements(p)?,
+        });
+    }
+    Ok(entries)
 }

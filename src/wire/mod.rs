@@ -9,9 +9,17 @@
 
 mod asap;
 mod codes;
+mod element;
 mod enrp;
 mod error;
+pub mod fuzz;
 mod param;
+mod reader;
+#[doc(hidden)]
+pub mod samples;
+#[cfg(test)]
+mod tests;
+mod transport;
 mod writer;
 
 pub use asap::AsapMessage;
@@ -24,7 +32,7 @@ pub use error::{DecodeError, DecodeErrorKind, Span};
 pub use param::{
     DccpTransport, ErrorCause, IpTransport, MAX_POLICY_VALUES, OperationError, PolicyParam,
     PoolElement, RegistrationLife, SctpTransport, ServerInformation, ServerTransport,
-    UserTransport,
+    UserTransport, encode_handle, encode_pe_id,
 };
 pub use writer::{Writer, message};
 

@@ -2,8 +2,11 @@
 
 use std::net::IpAddr;
 
-use super::codes::{CauseCode, PolicyType, TransportUse};
-use crate::ids::{PoolElementId, RegistrarId};
+use super::codes::{CauseCode, ParamType, PolicyType, TransportUse};
+use super::error::DecodeError;
+use super::reader::{Params, Tlv};
+use super::writer::Writer;
+use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
 
 /// Most policy-specific u32 fields any known policy carries (LUD-DPF: 4). A policy
 /// parameter with more is rejected as Invalid Values.
@@ -154,4 +157,156 @@ impl OperationError {
     pub fn code(&self) -> Option<CauseCode> {
         self.causes.first().map(|c| c.code)
     }
+}
+
+// ---- Codec of the simple parameters (RFC 5354 §3). ----
+
+/// Pool Handle (0x0009). RFC 5354 §3.9: an opaque non-empty byte string; the maximum
+/// length is the registrar's business (RSPLIB: 32).
+pub(crate) fn decode_handle(t: &Tlv<'_>) -> Result<PoolHandle, DecodeError> {
+    match t.bytes() {
+        [] => Err(t.invalid()),
+        b => Ok(PoolHandle::new(b)),
+    }
+}
+
+/// Appends a Pool Handle parameter (0x0009).
+pub fn encode_handle(h: &PoolHandle, w: &mut Writer<'_>) {
+    w.tlv(ParamType::POOL_HANDLE.0, |w| w.put_bytes(h.as_bytes()));
+}
+
+/// PE Identifier (0x000e), length 8 (RFC 5354 §3.14).
+pub(crate) fn decode_pe_id(t: &Tlv<'_>) -> Result<PoolElementId, DecodeError> {
+    t.fixed::<4>().map(|b| PoolElementId(u32::from_be_bytes(b)))
+}
+
+/// Appends a PE Identifier parameter (0x000e).
+pub fn encode_pe_id(id: PoolElementId, w: &mut Writer<'_>) {
+    w.tlv(ParamType::PE_IDENTIFIER.0, |w| w.put_u32(id.0));
+}
+
+/// PE Checksum (0x000f): length 6, the two pad bytes are not counted (RFC 5354 §3.15).
+pub(crate) fn decode_checksum(t: &Tlv<'_>) -> Result<u16, DecodeError> {
+    t.fixed::<2>().map(u16::from_be_bytes)
+}
+
+pub(crate) fn encode_checksum(sum: u16, w: &mut Writer<'_>) {
+    w.tlv(ParamType::PE_CHECKSUM.0, |w| w.put_u16(sum));
+}
+
+/// Cookie (0x000d): opaque bytes of any length (RFC 5354 §3.13).
+pub(crate) fn decode_cookie(t: &Tlv<'_>) -> Vec<u8> {
+    t.bytes().to_vec()
+}
+
+pub(crate) fn encode_cookie(cookie: &[u8], w: &mut Writer<'_>) {
+    w.tlv(ParamType::COOKIE.0, |w| w.put_bytes(cookie));
+}
+
+/// Handle Resolution Option (0x803f), length 8: the number of PEs wanted
+/// (draft-dreibholz-rserpool-asap-hropt).
+pub(crate) fn decode_items(t: &Tlv<'_>) -> Result<u32, DecodeError> {
+    t.fixed::<4>().map(u32::from_be_bytes)
+}
+
+pub(crate) fn encode_items(items: u32, w: &mut Writer<'_>) {
+    w.tlv(ParamType::HANDLE_RESOLUTION_OPTION.0, |w| w.put_u32(items));
+}
+
+impl PolicyParam {
+    /// RFC 5354 §3.8, RFC 5356 §7: a u32 type and whole u32 policy fields; more than any known
+    /// policy carries is an Invalid Values error.
+    pub(crate) fn decode(t: &Tlv<'_>) -> Result<Self, DecodeError> {
+        let mut r = t.value;
+        let kind = r.u32().ok_or_else(|| t.invalid())?;
+        let rest = r.rest();
+        if !rest.len().is_multiple_of(4) || rest.len() / 4 > MAX_POLICY_VALUES {
+            return Err(t.invalid());
+        }
+        let mut values = [0; MAX_POLICY_VALUES];
+        for (v, c) in values.iter_mut().zip(rest.chunks_exact(4)) {
+            *v = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        Self::new(PolicyType(kind), &values[..rest.len() / 4]).ok_or_else(|| t.invalid())
+    }
+
+    /// Appends the Policy TLV (0x0008).
+    pub fn encode(&self, w: &mut Writer<'_>) {
+        w.tlv(ParamType::POLICY.0, |w| {
+            w.put_u32(self.kind.0);
+            self.values().iter().for_each(|&v| w.put_u32(v));
+        });
+    }
+
+    /// The Policy TLV alone, e.g. as the information of an "Inconsistent Pooling Policy"
+    /// cause (RFC 5354 §3.12).
+    pub fn to_tlv(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = Writer::new(&mut out);
+        self.encode(&mut w);
+        w.finish();
+        out
+    }
+}
+
+impl OperationError {
+    /// RFC 5354 §3.12: one or more causes, each laid out and padded like a TLV. Cause
+    /// codes have no action bits, so every cause is kept.
+    pub(crate) fn decode(t: &Tlv<'_>) -> Result<Self, DecodeError> {
+        let mut r = t.value;
+        let mut causes = Vec::new();
+        while let Some(c) = r.tlv()? {
+            causes.push(ErrorCause {
+                code: CauseCode(c.kind),
+                info: c.bytes().to_vec(),
+            });
+        }
+        if causes.is_empty() {
+            return Err(t.invalid());
+        }
+        Ok(Self { causes })
+    }
+
+    /// Appends the Operation Error TLV (0x000c).
+    pub fn encode(&self, w: &mut Writer<'_>) {
+        w.tlv(ParamType::OPERATION_ERROR.0, |w| {
+            for c in &self.causes {
+                w.tlv(c.code.0, |w| w.put_bytes(&c.info));
+            }
+        });
+    }
+}
+
+// ---- Positional helpers for message bodies. ----
+
+pub(crate) fn take_handle(p: &mut Params<'_, '_>) -> Result<PoolHandle, DecodeError> {
+    decode_handle(&p.expect(ParamType::POOL_HANDLE)?)
+}
+
+pub(crate) fn take_pe_id(p: &mut Params<'_, '_>) -> Result<PoolElementId, DecodeError> {
+    decode_pe_id(&p.expect(ParamType::PE_IDENTIFIER)?)
+}
+
+pub(crate) fn take_error(p: &mut Params<'_, '_>) -> Result<OperationError, DecodeError> {
+    OperationError::decode(&p.expect(ParamType::OPERATION_ERROR)?)
+}
+
+pub(crate) fn take_opt_error(
+    p: &mut Params<'_, '_>,
+) -> Result<Option<OperationError>, DecodeError> {
+    p.take_if(ParamType::OPERATION_ERROR)?
+        .map(|t| OperationError::decode(&t))
+        .transpose()
+}
+
+pub(crate) fn take_opt_policy(p: &mut Params<'_, '_>) -> Result<Option<PolicyParam>, DecodeError> {
+    p.take_if(ParamType::POLICY)?
+        .map(|t| PolicyParam::decode(&t))
+        .transpose()
+}
+
+pub(crate) fn take_opt_pe_id(p: &mut Params<'_, '_>) -> Result<Option<PoolElementId>, DecodeError> {
+    p.take_if(ParamType::PE_IDENTIFIER)?
+        .map(|t| decode_pe_id(&t))
+        .transpose()
 }
