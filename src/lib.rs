@@ -9,6 +9,8 @@
 //! - [`handlespace`]: pools, pool elements, every selection policy of RFC 5356 plus
 //!   RSPLIB's extensions, per-owner PE checksums and lifetime expiry.
 #![forbid(unsafe_code)]
+// A library speaks through return values and `tracing`, never stdout.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod handlespace;
 pub mod ids;

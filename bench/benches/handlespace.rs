@@ -15,8 +15,18 @@ use rserpool::PoolElementId;
 use rserpool::wire::PolicyType;
 use rserpool_bench::{SIZES, element, handle, policy_for, populated};
 
-fn chunk(n: usize) -> u64 {
-    n.clamp(10, 1000) as u64
+/// Runs `iters` operations in chunks of at most `chunk(n)` so the pool size stays near
+/// `n`; `timed(k)` does k operations and returns the time of the part that counts.
+fn chunked(iters: u64, n: usize, mut timed: impl FnMut(u64) -> Duration) -> Duration {
+    let chunk = n.clamp(10, 1000) as u64;
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let k = left.min(chunk);
+        total += timed(k);
+        left -= k;
+    }
+    total
 }
 
 fn bench(c: &mut Criterion) {
@@ -40,10 +50,7 @@ fn bench(c: &mut Criterion) {
 
             g.bench_function(BenchmarkId::new("reregister", n), |b| {
                 b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    let mut left = iters;
-                    while left > 0 {
-                        let k = left.min(chunk(n));
+                    chunked(iters, n, |k| {
                         let params: Vec<_> = (0..k)
                             .map(|_| {
                                 let id = 1 + rng.below(n as u64) as u32;
@@ -54,20 +61,15 @@ fn bench(c: &mut Criterion) {
                         for p in params {
                             black_box(hs.register(&h, p, life).is_ok());
                         }
-                        total += t.elapsed();
-                        left -= k;
-                    }
-                    total
+                        t.elapsed()
+                    })
                 })
             });
 
             let mut next_id = n as u32 + 1;
             g.bench_function(BenchmarkId::new("register", n), |b| {
                 b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    let mut left = iters;
-                    while left > 0 {
-                        let k = left.min(chunk(n));
+                    chunked(iters, n, |k| {
                         let first = next_id;
                         let params: Vec<_> = (0..k as u32)
                             .map(|i| element(first + i, policy_for(kind, &mut rng)))
@@ -76,23 +78,19 @@ fn bench(c: &mut Criterion) {
                         for p in params {
                             black_box(hs.register(&h, p, life).is_ok());
                         }
-                        total += t.elapsed();
+                        let spent = t.elapsed();
                         for i in 0..k as u32 {
                             hs.deregister(h.as_bytes(), PoolElementId(first + i));
                         }
                         next_id = next_id.wrapping_add(k as u32).max(n as u32 + 1);
-                        left -= k;
-                    }
-                    total
+                        spent
+                    })
                 })
             });
 
             g.bench_function(BenchmarkId::new("deregister", n), |b| {
                 b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    let mut left = iters;
-                    while left > 0 {
-                        let k = left.min(chunk(n));
+                    chunked(iters, n, |k| {
                         let first = next_id;
                         for i in 0..k as u32 {
                             let p = element(first + i, policy_for(kind, &mut rng));
@@ -102,11 +100,10 @@ fn bench(c: &mut Criterion) {
                         for i in 0..k as u32 {
                             black_box(hs.deregister(h.as_bytes(), PoolElementId(first + i)));
                         }
-                        total += t.elapsed();
+                        let spent = t.elapsed();
                         next_id = next_id.wrapping_add(k as u32).max(n as u32 + 1);
-                        left -= k;
-                    }
-                    total
+                        spent
+                    })
                 })
             });
         }
@@ -116,3 +113,6 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -115,15 +115,11 @@ impl RegistrationError {
     /// §3.12 asks, the offending TLV (0x0003), the pool's policy (0x0005) or a transport
     /// of the pool's type (0x0007) as its information.
     pub fn to_operation_error(&self) -> wire::OperationError {
-        // Unpadded: the cause encoder pads the information itself.
-        let tlv = |f: &dyn Fn(&mut wire::Writer<'_>)| {
-            let mut buf = Vec::new();
-            f(&mut wire::Writer::new(&mut buf));
-            buf
-        };
         let info = match self {
-            Self::InvalidPoolHandle { handle, .. } => tlv(&|w| wire::encode_handle(handle, w)),
-            Self::InvalidPeId => tlv(&|w| wire::encode_pe_id(PoolElementId(0), w)),
+            Self::InvalidPoolHandle { handle, .. } => {
+                wire::to_vec(|w| wire::encode_handle(handle, w))
+            }
+            Self::InvalidPeId => wire::to_vec(|w| wire::encode_pe_id(PoolElementId(0), w)),
             Self::InvalidPolicy(_, p) => p.to_tlv(),
             Self::InvalidUserTransport(_, t) => t.to_tlv(),
             Self::InconsistentPolicy { pool, .. } => pool.to_tlv(),

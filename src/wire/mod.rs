@@ -30,11 +30,11 @@ pub use codes::{
 pub use enrp::{EnrpIds, EnrpMessage, PoolEntry};
 pub use error::{DecodeError, DecodeErrorKind, Span};
 pub use param::{
-    DccpTransport, ErrorCause, IpTransport, MAX_POLICY_VALUES, OperationError, PolicyParam,
-    PoolElement, RegistrationLife, SctpTransport, ServerInformation, ServerTransport,
+    DccpTransport, ErrorCause, IpTransport, LifeUnit, MAX_POLICY_VALUES, OperationError,
+    PolicyParam, PoolElement, RegistrationLife, SctpTransport, ServerInformation, ServerTransport,
     UserTransport, encode_handle, encode_pe_id,
 };
-pub use writer::{Writer, message};
+pub use writer::{Writer, message, to_vec};
 
 /// SCTP payload protocol identifier of ASAP (RFC 5352 §8.3).
 pub const PPID_ASAP: u32 = 11;

@@ -107,8 +107,73 @@ pub enum ServerTransport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RegistrationLife(pub u32);
 
+/// The unit of Registration Life on the wire (reference §10 D1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LifeUnit {
+    /// RSPLIB and Wireshark: milliseconds.
+    #[default]
+    Milliseconds,
+    /// RFC 5354 §3.10 as written: seconds.
+    Seconds,
+}
+
 impl RegistrationLife {
     pub const INFINITE: Self = Self(u32::MAX);
+
+    /// The lifetime as a duration, `None` if infinite.
+    pub fn to_duration(self, unit: LifeUnit) -> Option<std::time::Duration> {
+        if self == Self::INFINITE {
+            return None;
+        }
+        Some(match unit {
+            LifeUnit::Milliseconds => std::time::Duration::from_millis(u64::from(self.0)),
+            LifeUnit::Seconds => std::time::Duration::from_secs(u64::from(self.0)),
+        })
+    }
+
+    /// The wire value for a lifetime, rounded down and capped just below infinite.
+    pub fn from_duration(d: std::time::Duration, unit: LifeUnit) -> Self {
+        let v = match unit {
+            LifeUnit::Milliseconds => d.as_millis(),
+            LifeUnit::Seconds => u128::from(d.as_secs()),
+        };
+        Self(u32::try_from(v).unwrap_or(u32::MAX).min(u32::MAX - 1))
+    }
+}
+
+#[cfg(test)]
+mod life_tests {
+    use std::time::Duration;
+
+    use super::{LifeUnit, RegistrationLife};
+
+    #[test]
+    fn rsplib_registration_life_is_milliseconds() {
+        // Reference §9.1: 90000 from an RSPLIB PE is 90 s.
+        let life = RegistrationLife(90_000);
+        assert_eq!(
+            life.to_duration(LifeUnit::Milliseconds),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            life.to_duration(LifeUnit::Seconds),
+            Some(Duration::from_secs(90_000))
+        );
+        assert_eq!(
+            RegistrationLife::INFINITE.to_duration(LifeUnit::Seconds),
+            None
+        );
+        let d = Duration::from_secs(90);
+        assert_eq!(
+            RegistrationLife::from_duration(d, LifeUnit::Milliseconds),
+            life
+        );
+        let huge = Duration::from_secs(u64::MAX);
+        assert_eq!(
+            RegistrationLife::from_duration(huge, LifeUnit::Seconds).0,
+            u32::MAX - 1
+        );
+    }
 }
 
 /// Pool Element parameter (0x000a).
@@ -241,11 +306,7 @@ impl PolicyParam {
     /// The Policy TLV alone, e.g. as the information of an "Inconsistent Pooling Policy"
     /// cause (RFC 5354 §3.12).
     pub fn to_tlv(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut w = Writer::new(&mut out);
-        self.encode(&mut w);
-        w.finish();
-        out
+        super::writer::to_vec(|w| self.encode(w))
     }
 }
 

@@ -162,11 +162,7 @@ impl UserTransport {
     /// The transport TLV alone, e.g. as the information of an "Inconsistent Transport
     /// Type" cause (RFC 5354 §3.12).
     pub fn to_tlv(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut w = Writer::new(&mut out);
-        self.encode(&mut w);
-        w.finish();
-        out
+        super::writer::to_vec(|w| self.encode(w))
     }
 }
 

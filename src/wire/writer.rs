@@ -84,6 +84,14 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// Encodes a standalone structure (e.g. one TLV to quote in an error cause) into a new
+/// vector, without trailing padding.
+pub fn to_vec(body: impl FnOnce(&mut Writer<'_>)) -> Vec<u8> {
+    let mut out = Vec::new();
+    body(&mut Writer::new(&mut out));
+    out
+}
+
 /// Encodes one whole message (header, body, final padding) into `out`.
 pub fn message(out: &mut Vec<u8>, kind: u8, flags: u8, body: impl FnOnce(&mut Writer<'_>)) {
     let mut w = Writer::new(out);
