@@ -1,0 +1,312 @@
+//! ASAP on the connection side (RFC 5352 §3): decoding, answering, checking what only
+//! the connection's shard can check, and passing writes to the pool's owner.
+
+use std::time::Instant;
+
+use super::conn::{asap_transport, filter_user_transport};
+use super::supervision::Phase;
+use super::{
+    ConnId, Event, MAX_RESOLUTION_ITEMS, Origin, Registrar, RemovalReason, ShardMsg, Transmit,
+};
+use crate::ids::{PoolElementId, PoolHandle};
+use crate::wire::{
+    self, AsapMessage, AsapType, CauseCode, DecodeError, DecodeErrorKind, OperationError,
+    PoolElement,
+};
+
+impl Registrar {
+    pub(super) fn on_asap(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        let decoded = match AsapMessage::decode(bytes) {
+            Ok(d) => d,
+            Err(error) => return self.malformed(conn, bytes, error),
+        };
+        let is_error = matches!(decoded.message, AsapMessage::Error { .. });
+        // RFC 5354 §3: parameters skipped with action bits 11 are reported, one cause
+        // each; never in answer to an ERROR (RFC 5352 §2.2.14).
+        if !decoded.unrecognized.is_empty() && !is_error {
+            let causes = decoded
+                .unrecognized
+                .iter()
+                .filter_map(|s| bytes.get(s.range()))
+                .map(|tlv| wire::ErrorCause {
+                    code: CauseCode::UNRECOGNIZED_PARAMETER,
+                    info: tlv.to_vec(),
+                })
+                .collect();
+            self.transmit(
+                conn,
+                &AsapMessage::Error {
+                    error: OperationError { causes },
+                },
+            );
+        }
+        match decoded.message {
+            AsapMessage::Registration { handle, element } => {
+                self.on_registration(now, conn, handle, element)
+            }
+            AsapMessage::Deregistration { handle, id } => self.on_deregistration(conn, handle, id),
+            AsapMessage::HandleResolution { handle, items, .. } => {
+                self.on_resolution(conn, &handle, items)
+            }
+            AsapMessage::EndpointKeepAliveAck { handle, id } => {
+                let next = now + self.config.keep_alive_interval;
+                // RSPLIB ignores acknowledgements for PEs it does not supervise; so do we.
+                let _sent = self.supervision.acked(&handle, id, conn, next);
+            }
+            AsapMessage::EndpointUnreachable { handle, id } => {
+                let owner = self.router.owner(handle.as_bytes());
+                self.send_shard(owner, ShardMsg::Unreachable { handle, id });
+            }
+            // RSPLIB's registrar does not act on errors either.
+            AsapMessage::Error { .. } => {}
+            other => self.events.push_back(Event::Unexpected {
+                conn,
+                kind: other.kind(),
+            }),
+        }
+    }
+
+    /// Answers an undecodable message with ASAP_ERROR and the RFC 5354 cause, quoting the
+    /// offending TLV (or the whole message for an unknown type), unless the RFC says to
+    /// stay silent or the message was itself an error.
+    fn malformed(&mut self, conn: ConnId, bytes: &[u8], error: DecodeError) {
+        self.events.push_back(Event::Malformed { conn, error });
+        let was_error = bytes.first() == Some(&AsapType::ERROR.0);
+        if was_error || !error.should_report() {
+            return;
+        }
+        let info = match error.kind {
+            DecodeErrorKind::UnrecognizedMessage(_) => bytes.to_vec(),
+            _ => error
+                .span
+                .and_then(|s| bytes.get(s.range()))
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default(),
+        };
+        let error = OperationError::single(error.cause(), info);
+        self.transmit(conn, &AsapMessage::Error { error });
+    }
+
+    /// RFC 5352 §3.1 / reference §6.1 V1–V3 here, V4 at the owner.
+    fn on_registration(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        handle: PoolHandle,
+        mut element: PoolElement,
+    ) {
+        let id = element.id;
+        if let Err(e) = self.handlespace.validate(&handle, &element) {
+            return self.reject(conn, handle, id, e.to_operation_error());
+        }
+        let Some(info) = self.conns.get(&conn).map(|c| &c.info) else {
+            return;
+        };
+        let allow_loopback = self.config.allow_loopback;
+        let Some(user) = filter_user_transport(&element.user_transport, info, allow_loopback)
+        else {
+            let tlv = element.user_transport.to_tlv();
+            return self.reject(
+                conn,
+                handle,
+                id,
+                OperationError::single(CauseCode::INVALID_VALUES, tlv),
+            );
+        };
+        element.user_transport = user;
+        element.asap_transport = Some(asap_transport(info, allow_loopback));
+        // RFC 5352 §3.1 rule 4: the registering PR becomes the home PR.
+        element.home = self.config.id;
+        let expires = if self.config.enforce_lifetime {
+            element
+                .registration_life
+                .to_duration(self.config.life_unit)
+                .map(|d| now + d.max(self.config.min_lifetime))
+        } else {
+            None
+        };
+        let origin = Origin {
+            shard: self.shard,
+            conn,
+        };
+        let owner = self.router.owner(handle.as_bytes());
+        self.send_shard(
+            owner,
+            ShardMsg::Register {
+                origin,
+                handle,
+                element,
+                expires,
+            },
+        );
+    }
+
+    fn reject(
+        &mut self,
+        conn: ConnId,
+        handle: PoolHandle,
+        id: PoolElementId,
+        error: OperationError,
+    ) {
+        if let Some(cause) = error.code() {
+            self.events.push_back(Event::RegistrationRejected {
+                handle: handle.clone(),
+                id,
+                cause,
+            });
+        }
+        let response = AsapMessage::RegistrationResponse {
+            rejected: true,
+            handle,
+            id,
+            error: Some(error),
+        };
+        self.transmit(conn, &response);
+    }
+
+    /// RFC 5352 §3.2: only the connection that registered a PE may deregister it.
+    fn on_deregistration(&mut self, conn: ConnId, handle: PoolHandle, id: PoolElementId) {
+        let ours = self.conns.get(&conn).is_some_and(|c| c.has(&handle, id));
+        if ours {
+            let origin = Origin {
+                shard: self.shard,
+                conn,
+            };
+            let owner = self.router.owner(handle.as_bytes());
+            let reason = RemovalReason::Deregistered;
+            self.send_shard(
+                owner,
+                ShardMsg::Remove {
+                    origin,
+                    handle,
+                    id,
+                    reason,
+                },
+            );
+            return;
+        }
+        let error = if self.handlespace.element(handle.as_bytes(), id).is_some() {
+            self.events.push_back(Event::SpoofedDeregistration {
+                conn,
+                handle: handle.clone(),
+                id,
+            });
+            Some(OperationError::single(
+                CauseCode::REJECTED_SECURITY,
+                Vec::new(),
+            ))
+        } else {
+            // Not registered at all: the PE's wish is already true (RFC 5352 §3.2).
+            None
+        };
+        self.transmit(
+            conn,
+            &AsapMessage::DeregistrationResponse { handle, id, error },
+        );
+    }
+
+    /// RFC 5352 §3.3: answered from this shard's replica, never waiting for another.
+    fn on_resolution(&mut self, conn: ConnId, handle: &PoolHandle, items: Option<u32>) {
+        // RSPLIB: an absent or zero item count means the configured default; at most 128.
+        let n = match items {
+            None | Some(0) => self.config.max_resolution_items,
+            Some(n) => n,
+        }
+        .min(MAX_RESOLUTION_ITEMS) as usize;
+        let mut payload = std::mem::take(&mut self.scratch);
+        payload.clear();
+        let found = match self.handlespace.resolve(handle.as_bytes(), n) {
+            Some(r) if !r.is_empty() => {
+                let policy = r.overall_policy();
+                wire::message(
+                    &mut payload,
+                    AsapType::HANDLE_RESOLUTION_RESPONSE.0,
+                    0,
+                    |w| {
+                        wire::encode_handle(handle, w);
+                        // RSPLIB clients need the overall policy even for round robin.
+                        if let Some(p) = policy {
+                            p.encode(w);
+                        }
+                        for e in r.elements() {
+                            w.put_bytes(e.encoded());
+                        }
+                    },
+                );
+                true
+            }
+            // No pool, or no PE of it selectable (all of weight 0): a negative answer.
+            _ => false,
+        };
+        if found {
+            self.transmits.push_back(Transmit::Asap {
+                conn,
+                payload: payload.clone(),
+            });
+            self.scratch = payload;
+        } else {
+            let error = Some(OperationError::single(
+                CauseCode::UNKNOWN_POOL_HANDLE,
+                Vec::new(),
+            ));
+            let response = AsapMessage::HandleResolutionResponse {
+                accepted: false,
+                handle: handle.clone(),
+                policy: None,
+                elements: Vec::new(),
+                error,
+            };
+            self.transmit(conn, &response);
+        }
+    }
+
+    /// Keep-alive timers: send the next keep-alive, or give up on an overdue one.
+    pub(super) fn on_keep_alive_timers(&mut self, now: Instant) {
+        while let Some(due) = self.supervision.pop_due(now) {
+            if !self
+                .conns
+                .get(&due.conn)
+                .is_some_and(|c| c.has(&due.handle, due.id))
+            {
+                continue;
+            }
+            match due.phase {
+                Phase::Idle => {
+                    // RSPLIB's form: with the PE Identifier, so a PE with several
+                    // registrations answers for this one only (reference §10 D8).
+                    let ka = AsapMessage::EndpointKeepAlive {
+                        home: false,
+                        server_id: self.config.id,
+                        handle: due.handle.clone(),
+                        id: Some(due.id),
+                    };
+                    self.transmit(due.conn, &ka);
+                    let deadline = now + self.config.keep_alive_timeout;
+                    self.supervision
+                        .sent(due.handle, due.id, due.conn, now, deadline);
+                }
+                Phase::Awaiting { .. } => {
+                    if let Some(c) = self.conns.get_mut(&due.conn) {
+                        c.remove(&due.handle, due.id);
+                    }
+                    let origin = Origin {
+                        shard: self.shard,
+                        conn: due.conn,
+                    };
+                    let owner = self.router.owner(due.handle.as_bytes());
+                    let reason = RemovalReason::KeepAliveTimeout;
+                    let msg = ShardMsg::Remove {
+                        origin,
+                        handle: due.handle,
+                        id: due.id,
+                        reason,
+                    };
+                    self.send_shard(owner, msg);
+                }
+            }
+        }
+    }
+}

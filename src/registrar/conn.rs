@@ -1,0 +1,192 @@
+//! Per-connection state and the registration address rules (RFC 5352 §2.2.1, §3.1).
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use super::ConnInfo;
+use crate::ids::{PoolElementId, PoolHandle};
+use crate::wire::{SctpTransport, TransportUse, UserTransport};
+
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub(super) info: ConnInfo,
+    /// PEs registered through this connection (confirmed by their owners).
+    pes: HashSet<(PoolHandle, PoolElementId)>,
+}
+
+impl Conn {
+    pub(super) fn new(info: ConnInfo) -> Self {
+        Self {
+            info,
+            pes: HashSet::new(),
+        }
+    }
+
+    pub(super) fn has(&self, handle: &PoolHandle, id: PoolElementId) -> bool {
+        self.pes.contains(&(handle.clone(), id))
+    }
+
+    pub(super) fn add(&mut self, handle: PoolHandle, id: PoolElementId) {
+        self.pes.insert((handle, id));
+    }
+
+    pub(super) fn remove(&mut self, handle: &PoolHandle, id: PoolElementId) -> bool {
+        self.pes.remove(&(handle.clone(), id))
+    }
+
+    pub(super) fn into_pes(self) -> impl Iterator<Item = (PoolHandle, PoolElementId)> {
+        self.pes.into_iter()
+    }
+}
+
+/// Whether an address may be handed to pool users: never unspecified or multicast, never
+/// link-local (a PU cannot know the interface; RSPLIB drops them too), loopback only when
+/// configured.
+pub(super) fn usable(addr: &IpAddr, allow_loopback: bool) -> bool {
+    let addr = match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*addr, IpAddr::V4),
+        v4 => *v4,
+    };
+    if addr.is_unspecified() || addr.is_multicast() {
+        return false;
+    }
+    if addr.is_loopback() {
+        return allow_loopback;
+    }
+    match addr {
+        IpAddr::V4(v4) => !v4.is_link_local() && !v4.is_broadcast(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+    }
+}
+
+fn same(a: &IpAddr, b: &IpAddr) -> bool {
+    let canon = |x: &IpAddr| match x {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*x, IpAddr::V4),
+        v4 => *v4,
+    };
+    canon(a) == canon(b)
+}
+
+/// RFC 5352 §2.2.1 / reference §6.1 V2: the user transport may name only addresses of
+/// the registering connection, of usable scope. Returns the transport with the others
+/// removed, or `None` if none is left. An opaque transport has no address to check.
+pub(super) fn filter_user_transport(
+    t: &UserTransport,
+    info: &ConnInfo,
+    allow_loopback: bool,
+) -> Option<UserTransport> {
+    let ok = |a: &IpAddr| usable(a, allow_loopback) && info.peer_addrs.iter().any(|p| same(p, a));
+    let mut t = t.clone();
+    match &mut t {
+        UserTransport::Sctp(s) => {
+            s.addresses.retain(ok);
+            if s.addresses.is_empty() {
+                return None;
+            }
+        }
+        UserTransport::Tcp(x) | UserTransport::Udp(x) | UserTransport::UdpLite(x) => {
+            if !ok(&x.address) {
+                return None;
+            }
+        }
+        UserTransport::Dccp(d) => {
+            if !ok(&d.address) {
+                return None;
+            }
+        }
+        UserTransport::Opaque(_) => {}
+    }
+    Some(t)
+}
+
+/// Reference §6.1 V3: the ASAP transport is the connection itself, as the home PR sees
+/// it (for a TCP connection, its address and port in the same form).
+pub(super) fn asap_transport(info: &ConnInfo, allow_loopback: bool) -> SctpTransport {
+    let usable_addrs: Vec<IpAddr> = info
+        .peer_addrs
+        .iter()
+        .filter(|a| usable(a, allow_loopback))
+        .copied()
+        .collect();
+    SctpTransport {
+        port: info.peer_port,
+        transport_use: TransportUse::DATA_ONLY,
+        addresses: if usable_addrs.is_empty() {
+            info.peer_addrs.clone()
+        } else {
+            usable_addrs
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::super::Transport;
+    use super::*;
+    use crate::wire::IpTransport;
+
+    fn info(addrs: &[IpAddr]) -> ConnInfo {
+        ConnInfo {
+            transport: Transport::Sctp,
+            peer_addrs: addrs.to_vec(),
+            peer_port: 5000,
+        }
+    }
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+    const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn rfc5352_s2_2_1_only_association_addresses_are_kept() {
+        let t = UserTransport::Sctp(SctpTransport {
+            port: 9000,
+            transport_use: TransportUse::DATA_ONLY,
+            addresses: vec![A, B, LO],
+        });
+        let Some(UserTransport::Sctp(s)) = filter_user_transport(&t, &info(&[A, LO]), false) else {
+            panic!("A is an association address");
+        };
+        assert_eq!(
+            s.addresses,
+            vec![A],
+            "B is not ours to register; loopback not allowed"
+        );
+        assert!(filter_user_transport(&t, &info(&[B]), false).is_some());
+        let only_lo = info(&[LO]);
+        assert!(filter_user_transport(&t, &only_lo, false).is_none());
+        assert!(filter_user_transport(&t, &only_lo, true).is_some());
+    }
+
+    #[test]
+    fn someone_elses_tcp_address_is_refused() {
+        let t = UserTransport::Tcp(IpTransport {
+            port: 80,
+            reserved: 0,
+            address: B,
+        });
+        assert!(filter_user_transport(&t, &info(&[A]), true).is_none());
+        assert!(filter_user_transport(&t, &info(&[B]), true).is_some());
+    }
+
+    #[test]
+    fn scopes() {
+        assert!(!usable(&IpAddr::V4(Ipv4Addr::UNSPECIFIED), true));
+        assert!(!usable(&IpAddr::V4(Ipv4Addr::new(169, 254, 1, 1)), true));
+        assert!(!usable(
+            &IpAddr::V6("fe80::1".parse::<Ipv6Addr>().unwrap()),
+            true
+        ));
+        assert!(!usable(&IpAddr::V6(Ipv6Addr::LOCALHOST), false));
+        assert!(usable(
+            &IpAddr::V6("::ffff:192.0.2.1".parse::<Ipv6Addr>().unwrap()),
+            false
+        ));
+        assert!(same(
+            &IpAddr::V6("::ffff:192.0.2.10".parse::<Ipv6Addr>().unwrap()),
+            &A
+        ));
+    }
+}

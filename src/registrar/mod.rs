@@ -1,0 +1,302 @@
+//! The registrar as a sans-IO state machine: one [`Registrar`] per shard, driven by the
+//! runtime.
+//!
+//! Inputs are `handle_*(now, …)`: a connection coming up or going down, an ASAP message
+//! received on one, a message from another shard, a timer. Outputs are drained with the
+//! `poll_*` methods: transmits, messages to other shards, the next deadline, events for
+//! logs and metrics. Nothing here reads a clock, touches a socket or blocks.
+//!
+//! See [`shard`] for how the shards divide the work.
+
+mod asap;
+mod conn;
+mod owner;
+pub mod shard;
+mod supervision;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+pub use shard::{ConnId, Origin, RemovalReason, Router, ShardId, ShardMsg};
+
+use crate::handlespace::{self, Handlespace};
+use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
+use crate::wire::{CauseCode, DecodeError, LifeUnit};
+use conn::Conn;
+use supervision::Supervision;
+
+/// RSPLIB's hard cap on PEs in one handle resolution response.
+pub const MAX_RESOLUTION_ITEMS: u32 = 128;
+
+/// The registrar's ASAP settings. Defaults follow RSPLIB's registrar where the RFCs
+/// give no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This registrar's ENRP server ID (non-zero).
+    pub id: RegistrarId,
+    /// Time from a PE's registration or last acknowledgement to the next keep-alive.
+    pub keep_alive_interval: Duration,
+    /// How long a keep-alive may go unacknowledged before the PE is removed.
+    pub keep_alive_timeout: Duration,
+    /// PEs per handle resolution when the request does not ask for a number
+    /// (RSPLIB's `MaxHandleResolutionItems`); requests are capped at
+    /// [`MAX_RESOLUTION_ITEMS`].
+    pub max_resolution_items: u32,
+    /// Endpoint-unreachable reports after which a PE is removed (RFC 5352
+    /// MAX-BAD-PE-REPORT; RSPLIB 3).
+    pub max_bad_pe_reports: u32,
+    /// Unit of Registration Life on the wire.
+    pub life_unit: LifeUnit,
+    /// Remove owned PEs whose registration life ends (RFC 5352 §3.2); RSPLIB relies on
+    /// keep-alives alone.
+    pub enforce_lifetime: bool,
+    /// Shortest registration life honoured (reference §10 D1 safety floor).
+    pub min_lifetime: Duration,
+    /// Accept loopback addresses in registrations (development and tests); otherwise a
+    /// PE must offer an address of wider scope, as RSPLIB's default demands.
+    pub allow_loopback: bool,
+    /// Handlespace limits and selection settings.
+    pub handlespace: handlespace::Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            id: RegistrarId(1),
+            keep_alive_interval: Duration::from_secs(5),
+            keep_alive_timeout: Duration::from_secs(5),
+            max_resolution_items: 3,
+            max_bad_pe_reports: 3,
+            life_unit: LifeUnit::Milliseconds,
+            enforce_lifetime: true,
+            min_lifetime: Duration::from_secs(1),
+            allow_loopback: false,
+            handlespace: handlespace::Config::default(),
+        }
+    }
+}
+
+/// The transport a connection uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Sctp,
+    Tcp,
+}
+
+/// What the runtime knows about a new connection or association.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub transport: Transport,
+    /// The peer's addresses: all paths of an SCTP association, the one of a TCP
+    /// connection.
+    pub peer_addrs: Vec<IpAddr>,
+    pub peer_port: u16,
+}
+
+/// Something for the runtime to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transmit {
+    /// One ASAP message (PPID 11 on SCTP; length-framed on TCP).
+    Asap { conn: ConnId, payload: Vec<u8> },
+}
+
+/// Something that happened, for logs and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Registered {
+        handle: PoolHandle,
+        id: PoolElementId,
+        conn: ConnId,
+    },
+    RegistrationRejected {
+        handle: PoolHandle,
+        id: PoolElementId,
+        cause: CauseCode,
+    },
+    Removed {
+        handle: PoolHandle,
+        id: PoolElementId,
+        reason: RemovalReason,
+    },
+    /// A deregistration from a connection that did not register the PE (RFC 5352 §2.2.2).
+    SpoofedDeregistration {
+        conn: ConnId,
+        handle: PoolHandle,
+        id: PoolElementId,
+    },
+    /// A message that could not be decoded.
+    Malformed { conn: ConnId, error: DecodeError },
+    /// A well-formed message a registrar does not expect (e.g. a response).
+    Unexpected {
+        conn: ConnId,
+        kind: crate::wire::AsapType,
+    },
+}
+
+/// One shard of the registrar.
+#[derive(Debug)]
+pub struct Registrar {
+    config: Config,
+    shard: ShardId,
+    router: Router,
+    handlespace: Handlespace,
+    conns: HashMap<ConnId, Conn>,
+    /// For PEs of pools this shard owns: where each registered from.
+    origins: HashMap<(PoolHandle, PoolElementId), Origin>,
+    supervision: Supervision,
+    transmits: VecDeque<Transmit>,
+    to_shards: VecDeque<(ShardId, ShardMsg)>,
+    /// Messages to this same shard, handled before an input call returns.
+    local: VecDeque<ShardMsg>,
+    events: VecDeque<Event>,
+    scratch: Vec<u8>,
+}
+
+impl Registrar {
+    /// `seed` drives the handlespace's random policies; `router` must be the same on
+    /// every shard.
+    pub fn new(config: Config, shard: ShardId, router: Router, seed: u64) -> Self {
+        Self {
+            handlespace: Handlespace::new(config.handlespace.clone(), seed),
+            config,
+            shard,
+            router,
+            conns: HashMap::new(),
+            origins: HashMap::new(),
+            supervision: Supervision::default(),
+            transmits: VecDeque::new(),
+            to_shards: VecDeque::new(),
+            local: VecDeque::new(),
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    /// This shard's replica of the handlespace.
+    pub fn handlespace(&self) -> &Handlespace {
+        &self.handlespace
+    }
+
+    pub fn handle_conn_up(&mut self, _now: Instant, conn: ConnId, info: ConnInfo) {
+        self.conns.insert(conn, Conn::new(info));
+    }
+
+    /// The connection closed or the association is lost: every PE registered through it
+    /// is removed (RFC 5352 §3.5; RSPLIB does the same).
+    pub fn handle_conn_down(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let origin = Origin {
+            shard: self.shard,
+            conn,
+        };
+        for (handle, id) in c.into_pes() {
+            self.supervision.stop(&handle, id);
+            let owner = self.router.owner(handle.as_bytes());
+            let reason = RemovalReason::ConnectionLost;
+            self.send_shard(
+                owner,
+                ShardMsg::Remove {
+                    origin,
+                    handle,
+                    id,
+                    reason,
+                },
+            );
+        }
+        self.drain_local(now);
+    }
+
+    /// One ASAP message received on `conn`.
+    pub fn handle_asap(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        self.on_asap(now, conn, bytes);
+        self.drain_local(now);
+    }
+
+    /// A message from another shard.
+    pub fn handle_shard(&mut self, now: Instant, msg: ShardMsg) {
+        self.on_shard(now, msg);
+        self.drain_local(now);
+    }
+
+    /// Timers: keep-alives to send, acknowledgements overdue, registration lives ended.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.on_keep_alive_timers(now);
+        self.on_expiry(now);
+        self.drain_local(now);
+    }
+
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_shard(&mut self) -> Option<(ShardId, ShardMsg)> {
+        self.to_shards.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Registrar::handle_timeout`] wants to run next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let expiry = if self.config.enforce_lifetime {
+            self.handlespace.next_expiry()
+        } else {
+            None
+        };
+        match (self.supervision.next(), expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn send_shard(&mut self, to: ShardId, msg: ShardMsg) {
+        if to == self.shard {
+            self.local.push_back(msg);
+        } else {
+            self.to_shards.push_back((to, msg));
+        }
+    }
+
+    /// Sends a replica update to every other shard.
+    fn publish(&mut self, msg: ShardMsg) {
+        for s in 0..self.router.shards() {
+            let s = ShardId(s);
+            if s != self.shard {
+                self.to_shards.push_back((s, msg.clone()));
+            }
+        }
+    }
+
+    fn drain_local(&mut self, now: Instant) {
+        // Bounded: each local message produces at most a few more, none of them local
+        // loops (register → registered, remove → removed).
+        while let Some(msg) = self.local.pop_front() {
+            self.on_shard(now, msg);
+        }
+    }
+
+    fn transmit(&mut self, conn: ConnId, message: &crate::wire::AsapMessage) {
+        let mut payload = Vec::with_capacity(64);
+        message.encode(&mut payload);
+        self.transmits.push_back(Transmit::Asap { conn, payload });
+    }
+}
+
+#[cfg(test)]
+mod tests;

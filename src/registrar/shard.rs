@@ -1,0 +1,129 @@
+//! How shards divide the work and what they tell each other.
+//!
+//! Every shard keeps a full replica of the handlespace and answers handle resolutions
+//! from it, so a resolution never waits for another core. Each pool has one owner shard
+//! (a keyed hash of its handle), the only one that changes it: registrations,
+//! deregistrations, removals and expiry go to the owner, which applies them and
+//! publishes the result to every other shard's replica. A connection lives on one shard,
+//! which speaks ASAP on it and supervises the PEs registered through it.
+//!
+//! Per owner the queue to each shard is FIFO, so every replica sees a pool's changes in
+//! the owner's order.
+
+use std::hash::{BuildHasher, Hasher as _};
+use std::time::Instant;
+
+use crate::ids::{PoolElementId, PoolHandle};
+use crate::wire::{OperationError, PoolElement};
+
+/// A shard (core) of the registrar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardId(pub u16);
+
+/// A connection or SCTP association, as the runtime names it. Unique within its shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Where a registration came from: the connection that registered the PE, on its shard.
+/// Deregistration is accepted only from there (RFC 5352 §2.2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub shard: ShardId,
+    pub conn: ConnId,
+}
+
+/// Why a PE left, for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RemovalReason {
+    /// The PE deregistered.
+    Deregistered,
+    /// It missed a keep-alive acknowledgement.
+    KeepAliveTimeout,
+    /// Its connection or association went down.
+    ConnectionLost,
+    /// Its registration life ran out.
+    Expired,
+    /// Pool users reported it unreachable often enough.
+    Unreachable,
+    /// It registered again from another connection, which now owns it.
+    Moved,
+}
+
+/// A message between shards.
+#[derive(Clone, Debug)]
+pub enum ShardMsg {
+    /// Connection shard → owner: apply a checked registration.
+    Register {
+        origin: Origin,
+        handle: PoolHandle,
+        element: PoolElement,
+        expires: Option<Instant>,
+    },
+    /// Owner → connection shard: the outcome, to answer the PE.
+    Registered {
+        origin: Origin,
+        handle: PoolHandle,
+        id: PoolElementId,
+        result: Result<(), OperationError>,
+    },
+    /// Connection shard → owner: remove the PE if it is still registered from `origin`.
+    Remove {
+        origin: Origin,
+        handle: PoolHandle,
+        id: PoolElementId,
+        reason: RemovalReason,
+    },
+    /// Owner → connection shard: the PE registered from `origin` is gone (or moved to
+    /// another origin); stop supervising it, and answer the PE if it asked.
+    Removed {
+        origin: Origin,
+        handle: PoolHandle,
+        id: PoolElementId,
+        reason: RemovalReason,
+    },
+    /// Any shard → owner: a pool user reports the PE unreachable.
+    Unreachable {
+        handle: PoolHandle,
+        id: PoolElementId,
+    },
+    /// Owner → every other shard: replica update.
+    Upsert {
+        handle: PoolHandle,
+        element: PoolElement,
+    },
+    /// Owner → every other shard: replica update.
+    Delete {
+        handle: PoolHandle,
+        id: PoolElementId,
+    },
+}
+
+/// Maps pool handles to owner shards. Every shard must build it from the same key.
+#[derive(Clone, Debug)]
+pub struct Router {
+    shards: u16,
+    hasher: ahash::RandomState,
+}
+
+impl Router {
+    pub fn new(shards: u16, key: u64) -> Self {
+        let hasher = ahash::RandomState::with_seeds(key, key.rotate_left(17), !key, 0x5ca1_ab1e);
+        Self {
+            shards: shards.max(1),
+            hasher,
+        }
+    }
+
+    pub fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    pub fn owner(&self, handle: &[u8]) -> ShardId {
+        if self.shards == 1 {
+            return ShardId(0);
+        }
+        let mut h = self.hasher.build_hasher();
+        h.write(handle);
+        ShardId((h.finish() % u64::from(self.shards)) as u16)
+    }
+}

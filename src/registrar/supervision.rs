@@ -1,0 +1,149 @@
+//! Keep-alive supervision of the PEs registered through this shard's connections
+//! (RFC 5352 §3.4, RSPLIB's transmission interval and timeout).
+//!
+//! Each supervised PE has one timer: either "send the next keep-alive" or "the
+//! acknowledgement is overdue".
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use super::ConnId;
+use crate::ids::{PoolElementId, PoolHandle};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Waiting to send the next keep-alive.
+    Idle,
+    /// A keep-alive is out; the deadline is the timeout.
+    Awaiting { sent: Instant },
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    conn: ConnId,
+    phase: Phase,
+    at: Instant,
+    seq: u64,
+}
+
+type Key = (PoolHandle, PoolElementId);
+
+#[derive(Debug, Default)]
+pub(super) struct Supervision {
+    entries: HashMap<Key, Entry>,
+    timers: BTreeMap<(Instant, u64), Key>,
+    seq: u64,
+}
+
+/// A timer that fired.
+#[derive(Debug)]
+pub(super) struct Due {
+    pub(super) handle: PoolHandle,
+    pub(super) id: PoolElementId,
+    pub(super) conn: ConnId,
+    pub(super) phase: Phase,
+}
+
+impl Supervision {
+    /// Starts (or restarts) supervising: the first keep-alive goes out at `at`.
+    pub(super) fn start(
+        &mut self,
+        handle: PoolHandle,
+        id: PoolElementId,
+        conn: ConnId,
+        at: Instant,
+    ) {
+        self.set(handle, id, conn, Phase::Idle, at);
+    }
+
+    pub(super) fn stop(&mut self, handle: &PoolHandle, id: PoolElementId) {
+        if let Some(e) = self.entries.remove(&(handle.clone(), id)) {
+            self.timers.remove(&(e.at, e.seq));
+        }
+    }
+
+    pub(super) fn conn_of(&self, handle: &PoolHandle, id: PoolElementId) -> Option<ConnId> {
+        self.entries.get(&(handle.clone(), id)).map(|e| e.conn)
+    }
+
+    pub(super) fn is_supervised(&self, handle: &PoolHandle, id: PoolElementId) -> bool {
+        self.entries.contains_key(&(handle.clone(), id))
+    }
+
+    /// A keep-alive went out: the acknowledgement is due by `deadline`.
+    pub(super) fn sent(
+        &mut self,
+        handle: PoolHandle,
+        id: PoolElementId,
+        conn: ConnId,
+        now: Instant,
+        deadline: Instant,
+    ) {
+        self.set(handle, id, conn, Phase::Awaiting { sent: now }, deadline);
+    }
+
+    /// An acknowledgement arrived on `conn`. Returns when the keep-alive it answers was
+    /// sent, if one was out; the next goes out at `next`.
+    pub(super) fn acked(
+        &mut self,
+        handle: &PoolHandle,
+        id: PoolElementId,
+        conn: ConnId,
+        next: Instant,
+    ) -> Option<Instant> {
+        let e = self.entries.get(&(handle.clone(), id))?;
+        if e.conn != conn {
+            return None;
+        }
+        let Phase::Awaiting { sent } = e.phase else {
+            return None;
+        };
+        self.set(handle.clone(), id, conn, Phase::Idle, next);
+        Some(sent)
+    }
+
+    pub(super) fn next(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(t, _)| *t)
+    }
+
+    /// Removes and returns the first timer due at `now`.
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<Due> {
+        let (&(at, _), _) = self.timers.first_key_value()?;
+        if at > now {
+            return None;
+        }
+        let (_, key) = self.timers.pop_first()?;
+        let e = self.entries.remove(&key)?;
+        Some(Due {
+            handle: key.0,
+            id: key.1,
+            conn: e.conn,
+            phase: e.phase,
+        })
+    }
+
+    fn set(
+        &mut self,
+        handle: PoolHandle,
+        id: PoolElementId,
+        conn: ConnId,
+        phase: Phase,
+        at: Instant,
+    ) {
+        let key = (handle, id);
+        if let Some(old) = self.entries.get(&key) {
+            self.timers.remove(&(old.at, old.seq));
+        }
+        self.seq += 1;
+        self.timers.insert((at, self.seq), key.clone());
+        self.entries.insert(
+            key,
+            Entry {
+                conn,
+                phase,
+                at,
+                seq: self.seq,
+            },
+        );
+    }
+}

@@ -1,0 +1,712 @@
+//! Registrar scenarios on a virtual network: several shards, PEs and PUs exchanging real
+//! encoded ASAP messages, a virtual clock. No sockets, no sleeps.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::wire::{
+    AsapMessage, IpTransport, PolicyParam, PolicyType, PoolElement, RegistrationLife,
+    SctpTransport, TransportUse, UserTransport,
+};
+
+struct Net {
+    now: Instant,
+    shards: Vec<Registrar>,
+    inbox: HashMap<ConnId, Vec<AsapMessage>>,
+    events: Vec<Event>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Client {
+    shard: usize,
+    conn: ConnId,
+    addr: IpAddr,
+}
+
+fn addr(i: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(0xc000_0200 + (i % 250) + ((i / 250) << 8)))
+}
+
+impl Net {
+    fn new(shards: u16, config: Config) -> Self {
+        let router = Router::new(shards, 99);
+        let shards = (0..shards)
+            .map(|s| Registrar::new(config.clone(), ShardId(s), router.clone(), u64::from(s)))
+            .collect();
+        Self {
+            now: Instant::now(),
+            shards,
+            inbox: HashMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn connect(&mut self, shard: usize, conn: u64, addr: IpAddr) -> Client {
+        let info = ConnInfo {
+            transport: Transport::Sctp,
+            peer_addrs: vec![addr],
+            peer_port: 40_000,
+        };
+        let conn = ConnId(conn);
+        self.shards[shard].handle_conn_up(self.now, conn, info);
+        Client { shard, conn, addr }
+    }
+
+    fn disconnect(&mut self, c: Client) {
+        self.shards[c.shard].handle_conn_down(self.now, c.conn);
+        self.pump();
+    }
+
+    fn send(&mut self, c: Client, m: &AsapMessage) {
+        let mut bytes = Vec::new();
+        m.encode(&mut bytes);
+        self.send_raw(c, &bytes);
+    }
+
+    fn send_raw(&mut self, c: Client, bytes: &[u8]) {
+        self.shards[c.shard].handle_asap(self.now, c.conn, bytes);
+        self.pump();
+    }
+
+    /// Delivers shard messages until all queues are empty; collects output.
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.shards.len() {
+                while let Some((to, msg)) = self.shards[i].poll_shard() {
+                    self.shards[usize::from(to.0)].handle_shard(self.now, msg);
+                    moved = true;
+                }
+                while let Some(Transmit::Asap { conn, payload }) = self.shards[i].poll_transmit() {
+                    let m = AsapMessage::decode(&payload)
+                        .expect("the registrar sends valid ASAP")
+                        .message;
+                    self.inbox.entry(conn).or_default().push(m);
+                }
+                while let Some(e) = self.shards[i].poll_event() {
+                    self.events.push(e);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Moves the clock to `now + d`, firing every timer on the way in order.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            let next = self.shards.iter().filter_map(Registrar::poll_timeout).min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    for s in &mut self.shards {
+                        s.handle_timeout(self.now);
+                    }
+                    self.pump();
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+    }
+
+    fn take(&mut self, c: Client) -> Vec<AsapMessage> {
+        self.inbox.remove(&c.conn).unwrap_or_default()
+    }
+
+    fn resolve(&mut self, c: Client, pool: &str, items: Option<u32>) -> AsapMessage {
+        self.send(
+            c,
+            &AsapMessage::HandleResolution {
+                subscribe: false,
+                handle: pool.into(),
+                items,
+            },
+        );
+        let mut got = self.take(c);
+        assert_eq!(got.len(), 1, "{got:?}");
+        got.remove(0)
+    }
+
+    fn resolved_ids(&mut self, c: Client, pool: &str, items: Option<u32>) -> Vec<u32> {
+        match self.resolve(c, pool, items) {
+            AsapMessage::HandleResolutionResponse {
+                elements,
+                error: None,
+                ..
+            } => elements.iter().map(|e| e.id.0).collect(),
+            other => panic!("expected a positive answer, got {other:?}"),
+        }
+    }
+}
+
+fn element(id: u32, at: IpAddr, policy: PolicyParam) -> PoolElement {
+    PoolElement {
+        id: PoolElementId(id),
+        home: RegistrarId(0),
+        registration_life: RegistrationLife(90_000),
+        user_transport: UserTransport::Sctp(SctpTransport {
+            port: 9000,
+            transport_use: TransportUse::DATA_ONLY,
+            addresses: vec![at],
+        }),
+        policy,
+        asap_transport: None,
+    }
+}
+
+fn register(net: &mut Net, c: Client, pool: &str, id: u32, policy: PolicyParam) -> AsapMessage {
+    net.send(
+        c,
+        &AsapMessage::Registration {
+            handle: pool.into(),
+            element: element(id, c.addr, policy),
+        },
+    );
+    let mut got = net.take(c);
+    assert_eq!(got.len(), 1, "{got:?}");
+    got.remove(0)
+}
+
+fn accepted(m: &AsapMessage) -> bool {
+    matches!(
+        m,
+        AsapMessage::RegistrationResponse {
+            rejected: false,
+            error: None,
+            ..
+        }
+    )
+}
+
+fn config() -> Config {
+    Config {
+        id: RegistrarId(0x0a0b_0c0d),
+        keep_alive_interval: Duration::from_millis(100),
+        keep_alive_timeout: Duration::from_millis(100),
+        ..Config::default()
+    }
+}
+
+/// 500 PEs on two shards, each its own association; one PU per shard.
+fn big_pool(net: &mut Net, policy: PolicyParam) -> (Vec<Client>, [Client; 2]) {
+    let mut pes = Vec::new();
+    for i in 1..=500u32 {
+        let c = net.connect((i % 2) as usize, u64::from(i), addr(i));
+        assert!(accepted(&register(net, c, "pool", i, policy)));
+        pes.push(c);
+    }
+    let pus = [
+        net.connect(0, 10_000, addr(9_000)),
+        net.connect(1, 10_001, addr(9_001)),
+    ];
+    (pes, pus)
+}
+
+#[test]
+fn rfc5352_s3_1_registration_is_answered_and_replicated_to_every_shard() {
+    let mut net = Net::new(2, config());
+    let (_pes, pus) = big_pool(&mut net, PolicyParam::round_robin());
+    for s in &net.shards {
+        assert_eq!(
+            s.handlespace().pool(b"pool").unwrap().len(),
+            500,
+            "shard {:?}",
+            s.shard()
+        );
+    }
+    // Home PR and ASAP transport filled in by the registrar.
+    let e = net.shards[0]
+        .handlespace()
+        .element(b"pool", PoolElementId(7))
+        .unwrap();
+    assert_eq!(e.home(), RegistrarId(0x0a0b_0c0d));
+    assert_eq!(
+        e.param().asap_transport.as_ref().unwrap().addresses,
+        vec![addr(7)]
+    );
+    // Either shard answers: 3 PEs (the default), with the overall policy, rotating.
+    for pu in pus {
+        let m = net.resolve(pu, "pool", None);
+        let AsapMessage::HandleResolutionResponse {
+            policy, elements, ..
+        } = m
+        else {
+            panic!()
+        };
+        assert_eq!(policy, Some(PolicyParam::round_robin()));
+        assert_eq!(elements.len(), 3);
+        assert!(
+            elements.iter().all(|e| e.asap_transport.is_none()),
+            "as RSPLIB sends them"
+        );
+        let first = net.resolved_ids(pu, "pool", None);
+        let second = net.resolved_ids(pu, "pool", None);
+        assert_eq!(first[1], second[0], "round robin advances by one");
+    }
+}
+
+#[test]
+fn handle_resolution_option_sets_the_count_capped_at_128() {
+    let mut net = Net::new(2, config());
+    let (_pes, [pu, _]) = big_pool(&mut net, PolicyParam::round_robin());
+    assert_eq!(net.resolved_ids(pu, "pool", Some(10)).len(), 10);
+    assert_eq!(net.resolved_ids(pu, "pool", Some(u32::MAX)).len(), 128);
+    assert_eq!(net.resolved_ids(pu, "pool", Some(0)).len(), 3);
+    let m = net.resolve(pu, "nope", None);
+    let AsapMessage::HandleResolutionResponse {
+        error: Some(e),
+        elements,
+        ..
+    } = m
+    else {
+        panic!()
+    };
+    assert_eq!(e.code(), Some(CauseCode::UNKNOWN_POOL_HANDLE));
+    assert!(elements.is_empty());
+}
+
+#[test]
+fn least_used_policy_choices_are_served() {
+    let mut net = Net::new(2, config());
+    let mut pes = Vec::new();
+    for i in 1..=20u32 {
+        let c = net.connect((i % 2) as usize, u64::from(i), addr(i));
+        let load = PolicyParam::new(PolicyType::LEAST_USED, &[1000 - i]).unwrap();
+        assert!(accepted(&register(&mut net, c, "lu", i, load)));
+        pes.push(c);
+    }
+    let pu = net.connect(1, 999, addr(999));
+    assert_eq!(net.resolved_ids(pu, "lu", Some(3)), vec![20, 19, 18]);
+}
+
+#[test]
+fn rfc5352_s3_1_pool_rules_reject_with_the_rfc_cause() {
+    let mut net = Net::new(2, config());
+    let a = net.connect(0, 1, addr(1));
+    let b = net.connect(1, 2, addr(2));
+    assert!(accepted(&register(
+        &mut net,
+        a,
+        "p",
+        1,
+        PolicyParam::round_robin()
+    )));
+    let lu = PolicyParam::new(PolicyType::LEAST_USED, &[5]).unwrap();
+    let m = register(&mut net, b, "p", 2, lu);
+    let AsapMessage::RegistrationResponse {
+        rejected: true,
+        error: Some(e),
+        id,
+        ..
+    } = m
+    else {
+        panic!("{m:?}")
+    };
+    assert_eq!(
+        (id, e.code()),
+        (
+            PoolElementId(2),
+            Some(CauseCode::INCONSISTENT_POOLING_POLICY)
+        )
+    );
+    assert_eq!(e.causes[0].info, PolicyParam::round_robin().to_tlv());
+    assert!(
+        net.shards[1]
+            .handlespace()
+            .element(b"p", PoolElementId(2))
+            .is_none()
+    );
+}
+
+#[test]
+fn rfc5352_s2_2_1_foreign_addresses_are_refused() {
+    let mut net = Net::new(1, config());
+    let c = net.connect(0, 1, addr(1));
+    let spoof = element(5, addr(77), PolicyParam::round_robin());
+    net.send(
+        c,
+        &AsapMessage::Registration {
+            handle: "p".into(),
+            element: spoof,
+        },
+    );
+    let m = net.take(c).remove(0);
+    let AsapMessage::RegistrationResponse {
+        rejected: true,
+        error: Some(e),
+        ..
+    } = m
+    else {
+        panic!("{m:?}")
+    };
+    assert_eq!(e.code(), Some(CauseCode::INVALID_VALUES));
+    // Loopback only when configured.
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let l = net.connect(0, 2, lo);
+    assert!(!accepted(&register(
+        &mut net,
+        l,
+        "p",
+        6,
+        PolicyParam::round_robin()
+    )));
+    let mut dev = Net::new(
+        1,
+        Config {
+            allow_loopback: true,
+            ..config()
+        },
+    );
+    let l = dev.connect(0, 2, lo);
+    assert!(accepted(&register(
+        &mut dev,
+        l,
+        "p",
+        6,
+        PolicyParam::round_robin()
+    )));
+}
+
+#[test]
+fn rfc5352_s3_2_deregistration_only_from_the_registering_association() {
+    let mut net = Net::new(2, config());
+    let (pes, [pu, _]) = big_pool(&mut net, PolicyParam::round_robin());
+    // PE 8 is on shard 0; an attacker on shard 1 tries to remove it.
+    let attacker = net.connect(1, 666, addr(8));
+    net.send(
+        attacker,
+        &AsapMessage::Deregistration {
+            handle: "pool".into(),
+            id: PoolElementId(8),
+        },
+    );
+    let m = net.take(attacker).remove(0);
+    let AsapMessage::DeregistrationResponse { error: Some(e), .. } = m else {
+        panic!("{m:?}")
+    };
+    assert_eq!(e.code(), Some(CauseCode::REJECTED_SECURITY));
+    assert!(
+        net.events
+            .iter()
+            .any(|e| matches!(e, Event::SpoofedDeregistration { .. }))
+    );
+    assert!(
+        net.shards
+            .iter()
+            .all(|s| s.handlespace().element(b"pool", PoolElementId(8)).is_some())
+    );
+    // The PE itself may.
+    let pe8 = pes[7];
+    net.send(
+        pe8,
+        &AsapMessage::Deregistration {
+            handle: "pool".into(),
+            id: PoolElementId(8),
+        },
+    );
+    let m = net.take(pe8).remove(0);
+    assert!(
+        matches!(m, AsapMessage::DeregistrationResponse { error: None, .. }),
+        "{m:?}"
+    );
+    assert!(
+        net.shards
+            .iter()
+            .all(|s| s.handlespace().element(b"pool", PoolElementId(8)).is_none())
+    );
+    for _ in 0..200 {
+        assert!(!net.resolved_ids(pu, "pool", Some(5)).contains(&8));
+    }
+    // Deregistering what is not registered is success.
+    net.send(
+        pe8,
+        &AsapMessage::Deregistration {
+            handle: "pool".into(),
+            id: PoolElementId(8),
+        },
+    );
+    assert!(matches!(
+        net.take(pe8).remove(0),
+        AsapMessage::DeregistrationResponse { error: None, .. }
+    ));
+}
+
+#[test]
+fn rfc5352_s3_5_lost_association_removes_its_pes_everywhere() {
+    let mut net = Net::new(2, config());
+    let (pes, _) = big_pool(&mut net, PolicyParam::round_robin());
+    for c in &pes[..100] {
+        net.disconnect(*c);
+    }
+    for s in &net.shards {
+        assert_eq!(s.handlespace().pool(b"pool").unwrap().len(), 400);
+        assert!(s.handlespace().element(b"pool", PoolElementId(1)).is_none());
+    }
+    let lost = net.events.iter().filter(|e| {
+        matches!(
+            e,
+            Event::Removed {
+                reason: RemovalReason::ConnectionLost,
+                ..
+            }
+        )
+    });
+    assert_eq!(lost.count(), 100);
+}
+
+#[test]
+fn keep_alives_flow_and_hung_pes_expire_at_100_plus_100_ms() {
+    let mut net = Net::new(2, config());
+    let (pes, _) = big_pool(&mut net, PolicyParam::round_robin());
+    let (hung, healthy) = pes.split_at(50);
+    for round in 0..5 {
+        net.advance(Duration::from_millis(100));
+        // Every live PE got exactly one keep-alive with its PE Identifier; healthy ones ack.
+        for (i, &c) in healthy.iter().enumerate() {
+            let id = PoolElementId(51 + i as u32);
+            let got = net.take(c);
+            assert_eq!(got.len(), 1, "round {round}, PE {id:?}: {got:?}");
+            let AsapMessage::EndpointKeepAlive {
+                server_id,
+                id: Some(ka_id),
+                home: false,
+                ..
+            } = &got[0]
+            else {
+                panic!("{got:?}")
+            };
+            assert_eq!((*server_id, *ka_id), (RegistrarId(0x0a0b_0c0d), id));
+            net.send(
+                c,
+                &AsapMessage::EndpointKeepAliveAck {
+                    handle: "pool".into(),
+                    id,
+                },
+            );
+        }
+        for &c in hung {
+            net.take(c);
+        }
+    }
+    // The hung PEs got their keep-alive at 100 ms and nothing acknowledged it by 200 ms.
+    for s in &net.shards {
+        assert_eq!(
+            s.handlespace().pool(b"pool").unwrap().len(),
+            450,
+            "shard {:?}",
+            s.shard()
+        );
+        assert!(
+            s.handlespace()
+                .element(b"pool", PoolElementId(50))
+                .is_none()
+        );
+        assert!(
+            s.handlespace()
+                .element(b"pool", PoolElementId(51))
+                .is_some()
+        );
+    }
+}
+
+#[test]
+fn malformed_messages_get_an_rfc_cause_and_harm_nobody() {
+    let mut net = Net::new(2, config());
+    let (_pes, [pu, _]) = big_pool(&mut net, PolicyParam::round_robin());
+    let bad = net.connect(0, 777, addr(777));
+    // Truncated, a parameter running past the message, an unknown type that asks for a
+    // report, and garbage.
+    let mut reg = Vec::new();
+    AsapMessage::Registration {
+        handle: "pool".into(),
+        element: element(9, addr(777), PolicyParam::round_robin()),
+    }
+    .encode(&mut reg);
+    let mut overrun = reg.clone();
+    overrun[6] = 0x40; // pool handle length 64 in a 56-byte message
+    let cases: Vec<(Vec<u8>, CauseCode)> = vec![
+        (reg[..reg.len() - 8].to_vec(), CauseCode::INVALID_VALUES),
+        (overrun, CauseCode::INVALID_VALUES),
+        (vec![0x4f, 0, 0, 4], CauseCode::UNRECOGNIZED_MESSAGE),
+        (vec![0x01, 0xff, 0xff], CauseCode::INVALID_VALUES),
+    ];
+    for (bytes, cause) in cases {
+        net.send_raw(bad, &bytes);
+        let got = net.take(bad);
+        let [AsapMessage::Error { error }] = &got[..] else {
+            panic!("{bytes:02x?}: {got:?}")
+        };
+        assert_eq!(error.code(), Some(cause), "{bytes:02x?}");
+    }
+    // An unknown type with action bits 00 is dropped silently; an ERROR is never answered.
+    net.send_raw(bad, &[0x3f, 0, 0, 4]);
+    net.send_raw(bad, &[0x0e, 0, 0, 5, 0]);
+    assert!(net.take(bad).is_empty());
+    // Everyone else is unaffected.
+    assert_eq!(net.resolved_ids(pu, "pool", Some(500)).len(), 128);
+    assert_eq!(
+        net.shards[0].handlespace().pool(b"pool").unwrap().len(),
+        500
+    );
+}
+
+#[test]
+fn registration_life_expires_and_the_pe_is_told() {
+    let mut net = Net::new(
+        2,
+        Config {
+            keep_alive_interval: Duration::from_secs(3600),
+            ..config()
+        },
+    );
+    let c = net.connect(1, 1, addr(1));
+    let mut e = element(1, addr(1), PolicyParam::round_robin());
+    e.registration_life = RegistrationLife(2_000);
+    net.send(
+        c,
+        &AsapMessage::Registration {
+            handle: "p".into(),
+            element: e,
+        },
+    );
+    assert!(accepted(&net.take(c)[0]));
+    net.advance(Duration::from_millis(1_999));
+    assert!(
+        net.shards[0]
+            .handlespace()
+            .element(b"p", PoolElementId(1))
+            .is_some()
+    );
+    net.advance(Duration::from_millis(2));
+    assert!(
+        net.shards
+            .iter()
+            .all(|s| s.handlespace().pool(b"p").is_none())
+    );
+    assert!(matches!(
+        net.take(c)[..],
+        [AsapMessage::DeregistrationResponse { error: None, .. }]
+    ));
+}
+
+#[test]
+fn rfc5352_s3_5_unreachable_reports_remove_at_the_threshold() {
+    let mut net = Net::new(2, config());
+    let (_pes, pus) = big_pool(&mut net, PolicyParam::round_robin());
+    for i in 0..3 {
+        assert!(
+            net.shards[0]
+                .handlespace()
+                .element(b"pool", PoolElementId(4))
+                .is_some(),
+            "after {i}"
+        );
+        let report = AsapMessage::EndpointUnreachable {
+            handle: "pool".into(),
+            id: PoolElementId(4),
+        };
+        net.send(pus[i % 2], &report);
+    }
+    assert!(
+        net.shards
+            .iter()
+            .all(|s| s.handlespace().element(b"pool", PoolElementId(4)).is_none())
+    );
+}
+
+#[test]
+fn reregistration_from_another_association_moves_ownership() {
+    let mut net = Net::new(2, config());
+    let a = net.connect(0, 1, addr(1));
+    let b = net.connect(1, 2, addr(1));
+    assert!(accepted(&register(
+        &mut net,
+        a,
+        "p",
+        1,
+        PolicyParam::round_robin()
+    )));
+    assert!(accepted(&register(
+        &mut net,
+        b,
+        "p",
+        1,
+        PolicyParam::round_robin()
+    )));
+    // The old association can no longer remove it; closing it does not either.
+    net.send(
+        a,
+        &AsapMessage::Deregistration {
+            handle: "p".into(),
+            id: PoolElementId(1),
+        },
+    );
+    assert!(matches!(
+        &net.take(a)[..],
+        [AsapMessage::DeregistrationResponse { error: Some(_), .. }]
+    ));
+    net.disconnect(a);
+    assert!(
+        net.shards
+            .iter()
+            .all(|s| s.handlespace().element(b"p", PoolElementId(1)).is_some())
+    );
+    net.disconnect(b);
+    assert!(
+        net.shards
+            .iter()
+            .all(|s| s.handlespace().pool(b"p").is_none())
+    );
+}
+
+#[test]
+fn tcp_user_transport_pools_work_too() {
+    let mut net = Net::new(1, config());
+    let c = net.connect(0, 1, addr(1));
+    let mut e = element(1, addr(1), PolicyParam::round_robin());
+    e.user_transport = UserTransport::Tcp(IpTransport {
+        port: 80,
+        reserved: 0,
+        address: addr(1),
+    });
+    net.send(
+        c,
+        &AsapMessage::Registration {
+            handle: "web".into(),
+            element: e,
+        },
+    );
+    assert!(accepted(&net.take(c)[0]));
+    assert_eq!(net.resolved_ids(c, "web", None), vec![1]);
+}
+
+#[test]
+fn rfc5352_s2_2_1_foreign_addresses_are_stripped_from_what_pus_get() {
+    let mut net = Net::new(2, config());
+    let c = net.connect(0, 1, addr(1));
+    let mut e = element(1, addr(1), PolicyParam::round_robin());
+    if let UserTransport::Sctp(s) = &mut e.user_transport {
+        s.addresses.push(addr(66));
+    }
+    net.send(
+        c,
+        &AsapMessage::Registration {
+            handle: "p".into(),
+            element: e,
+        },
+    );
+    assert!(accepted(&net.take(c)[0]));
+    let pu = net.connect(1, 2, addr(2));
+    let AsapMessage::HandleResolutionResponse { elements, .. } = net.resolve(pu, "p", None) else {
+        panic!()
+    };
+    let UserTransport::Sctp(s) = &elements[0].user_transport else {
+        panic!()
+    };
+    assert_eq!(s.addresses, vec![addr(1)]);
+}
