@@ -1,0 +1,1 @@
+//! Configuration: command line and TOML file (being built).

@@ -1,0 +1,45 @@
+//! The registrar appliance's runtime: thread-per-core on io_uring.
+//!
+//! [`runtime::start`] spawns one thread per shard, pinned to a core, each with its own
+//! io_uring ring and its own [`rserpool::registrar::Registrar`]. Shards talk over
+//! bounded queues with an eventfd wake-up; every socket operation goes through the ring.
+//! All `unsafe` lives in [`net`], each block with a `// SAFETY:` comment.
+
+pub mod config;
+pub mod net;
+pub mod runtime;
+
+use std::net::SocketAddr;
+
+/// Where the registrar serves ASAP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// ASAP over TCP, each message framed by its own length field (reference §2.4).
+    Tcp(SocketAddr),
+    /// ASAP over kernel SCTP (one-to-many socket, PPID 11).
+    Sctp(SocketAddr),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(a) => write!(f, "tcp://{a}"),
+            Self::Sctp(a) => write!(f, "sctp://{a}"),
+        }
+    }
+}
+
+/// Everything the runtime needs, validated.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Number of shards (threads), at least 1.
+    pub shards: u16,
+    /// Pin shard i to core i (modulo the cores available).
+    pub pin_cores: bool,
+    /// Listening endpoints; a port of 0 picks a free one (see [`runtime::Handle`]).
+    pub asap: Vec<Endpoint>,
+    /// The ASAP registrar's settings.
+    pub registrar: rserpool::registrar::Config,
+    /// Seeds the policies' randomness and the shard routing key.
+    pub seed: u64,
+}

@@ -1,0 +1,1 @@
+//! Socket code: the only place with `unsafe`.
