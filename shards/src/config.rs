@@ -1,1 +1,452 @@
-//! Configuration: command line and TOML file (being built).
+//! Configuration: a TOML file (`--config`) overlaid by command-line flags, checked once
+//! at start-up into a [`RuntimeConfig`]. Every option has a documented default (see
+//! `deploy/registrar.toml`); unknown keys are errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use rserpool::RegistrarId;
+use rserpool::handlespace;
+use rserpool::registrar::{self, MAX_RESOLUTION_ITEMS};
+use rserpool::wire::LifeUnit;
+use serde::Deserialize;
+
+use crate::{Endpoint, RuntimeConfig};
+
+/// The registrar's command line.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "rserpool-registrar",
+    version,
+    about = "RSerPool pool registrar (ENRP server): ASAP over kernel SCTP and TCP, thread-per-core on io_uring",
+    long_about = "RSerPool pool registrar (ENRP server). Pool elements register under a pool \
+handle; pool users resolve the handle and get live elements chosen by the pool's selection \
+policy; the registrar supervises every element with keep-alives and drops dead ones.\n\n\
+With no arguments it serves ASAP on sctp://0.0.0.0:3863 and tcp://0.0.0.0:3863 with one \
+shard per core. Flags override the file given with --config (see deploy/registrar.toml \
+for every option and its default). SIGTERM or SIGINT shuts down cleanly."
+)]
+pub struct Cli {
+    /// TOML configuration file; flags given as well override its values.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where to serve ASAP: tcp://ADDR:PORT or sctp://ADDR:PORT (repeatable; IPv6 as
+    /// [ADDR]:PORT). Default: sctp://0.0.0.0:3863 and tcp://0.0.0.0:3863.
+    #[arg(long = "asap", value_name = "URI")]
+    pub asap: Vec<String>,
+    /// Number of shards (threads, one per core). Default: the number of cores.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u16>,
+    /// Milliseconds from a pool element's registration or last acknowledgement to the
+    /// next keep-alive. Default 5000.
+    #[arg(long, value_name = "MS")]
+    pub keep_alive_interval: Option<u64>,
+    /// Milliseconds a keep-alive may go unacknowledged before the element is removed.
+    /// Default 5000.
+    #[arg(long, value_name = "MS")]
+    pub keep_alive_timeout: Option<u64>,
+    /// Pool elements per handle resolution when the request does not ask for a number
+    /// (1..=128). Default 3.
+    #[arg(long, value_name = "N")]
+    pub max_resolution_items: Option<u32>,
+    /// Serve Prometheus metrics on ADDR:PORT. Default: off.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+    /// Log level: error, warn, info, debug or trace (or a tracing filter). Default info.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// This registrar's server ID (decimal or 0x-hex, non-zero). Default: random.
+    #[arg(long, value_name = "ID")]
+    pub registrar_id: Option<String>,
+    /// Accept loopback addresses in registrations (development and tests only).
+    #[arg(long)]
+    pub allow_loopback: bool,
+    /// Do not pin shard threads to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+/// A configuration problem, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The file, as written. Every field is optional; absent means "default".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub registrar: RegistrarSection,
+    #[serde(default)]
+    pub asap: AsapSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarSection {
+    pub id: Option<u32>,
+    pub shards: Option<u16>,
+    pub pin_cores: Option<bool>,
+    pub seed: Option<u64>,
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsapSection {
+    pub listen: Option<Vec<String>>,
+    pub keep_alive_interval_ms: Option<u64>,
+    pub keep_alive_timeout_ms: Option<u64>,
+    pub max_resolution_items: Option<u32>,
+    pub max_bad_pe_reports: Option<u32>,
+    pub registration_life_unit: Option<String>,
+    pub enforce_lifetime: Option<bool>,
+    pub allow_loopback: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub max_pool_handle_len: Option<usize>,
+    pub max_pools: Option<usize>,
+    pub max_pool_elements: Option<usize>,
+    pub max_elements: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub listen: Option<SocketAddr>,
+}
+
+/// What start-up needs beyond the runtime itself.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub runtime: RuntimeConfig,
+    pub metrics: Option<SocketAddr>,
+    pub log_level: String,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+}
+
+/// Parses `tcp://ADDR:PORT` or `sctp://ADDR:PORT`.
+pub fn parse_endpoint(uri: &str) -> Result<Endpoint, ConfigError> {
+    let bad = |why: &str| {
+        ConfigError::Invalid(format!(
+            "invalid ASAP endpoint {uri:?}: {why} (expected tcp://ADDR:PORT or sctp://ADDR:PORT, IPv6 as [ADDR]:PORT)"
+        ))
+    };
+    let (scheme, rest) = uri.split_once("://").ok_or_else(|| bad("no scheme"))?;
+    let make: fn(SocketAddr) -> Endpoint = match scheme {
+        "tcp" => Endpoint::Tcp,
+        "sctp" => Endpoint::Sctp,
+        _ => return Err(bad("unknown scheme")),
+    };
+    rest.parse()
+        .map(make)
+        .map_err(|_| bad("not an address and port"))
+}
+
+fn parse_id(s: &str) -> Result<u32, ConfigError> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| {
+        ConfigError::Invalid(format!(
+            "invalid registrar ID {s:?}: expected a decimal or 0x-hex u32"
+        ))
+    })
+}
+
+/// Combines file and flags into checked settings. `cores` and `random` come from the
+/// binary (the machine and the OS's randomness), so this stays testable.
+pub fn settings(
+    cli: &Cli,
+    file: &FileConfig,
+    cores: usize,
+    random: u64,
+) -> Result<Settings, ConfigError> {
+    let invalid = |m: String| Err(ConfigError::Invalid(m));
+    let r = &file.registrar;
+    let a = &file.asap;
+    let l = &file.limits;
+
+    let uris: Vec<String> = if !cli.asap.is_empty() {
+        cli.asap.clone()
+    } else {
+        a.listen
+            .clone()
+            .unwrap_or_else(|| vec!["sctp://0.0.0.0:3863".into(), "tcp://0.0.0.0:3863".into()])
+    };
+    if uris.is_empty() {
+        return invalid("no ASAP endpoint to serve (asap.listen is empty)".into());
+    }
+    let asap = uris
+        .iter()
+        .map(|u| parse_endpoint(u))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let shards = cli
+        .shards
+        .or(r.shards)
+        .unwrap_or(cores.clamp(1, 256) as u16);
+    if !(1..=256).contains(&shards) {
+        return invalid(format!("shards must be 1..=256, not {shards}"));
+    }
+
+    let id = match (&cli.registrar_id, r.id) {
+        (Some(s), _) => parse_id(s)?,
+        (None, Some(id)) => id,
+        // RFC 5353 §2.1: a random non-zero ID, kept until restart.
+        (None, None) => (random as u32).max(1),
+    };
+    if id == 0 {
+        return invalid("registrar ID must not be 0 (RFC 5353 §2.1: 0 means \"none\")".into());
+    }
+
+    let ms = |name: &str, v: u64| {
+        if v == 0 || v > 86_400_000 {
+            Err(ConfigError::Invalid(format!(
+                "{name} must be 1..=86400000 ms, not {v}"
+            )))
+        } else {
+            Ok(Duration::from_millis(v))
+        }
+    };
+    let keep_alive_interval = ms(
+        "keep-alive interval",
+        cli.keep_alive_interval
+            .or(a.keep_alive_interval_ms)
+            .unwrap_or(5000),
+    )?;
+    let keep_alive_timeout = ms(
+        "keep-alive timeout",
+        cli.keep_alive_timeout
+            .or(a.keep_alive_timeout_ms)
+            .unwrap_or(5000),
+    )?;
+
+    let max_resolution_items = cli
+        .max_resolution_items
+        .or(a.max_resolution_items)
+        .unwrap_or(3);
+    if !(1..=MAX_RESOLUTION_ITEMS).contains(&max_resolution_items) {
+        return invalid(format!(
+            "max resolution items must be 1..={MAX_RESOLUTION_ITEMS}, not {max_resolution_items}"
+        ));
+    }
+    let max_bad_pe_reports = a.max_bad_pe_reports.unwrap_or(3);
+    if max_bad_pe_reports == 0 {
+        return invalid("asap.max_bad_pe_reports must be at least 1".into());
+    }
+    let life_unit = match a.registration_life_unit.as_deref().unwrap_or("ms") {
+        "ms" => LifeUnit::Milliseconds,
+        "s" => LifeUnit::Seconds,
+        other => {
+            return invalid(format!(
+                "asap.registration_life_unit must be \"ms\" or \"s\", not {other:?}"
+            ));
+        }
+    };
+
+    let defaults = handlespace::Config::default();
+    let handlespace = handlespace::Config {
+        max_handle_len: l.max_pool_handle_len.unwrap_or(defaults.max_handle_len),
+        max_pools: l.max_pools.unwrap_or(defaults.max_pools),
+        max_pool_elements: l.max_pool_elements.unwrap_or(defaults.max_pool_elements),
+        max_elements: l.max_elements.unwrap_or(defaults.max_elements),
+        max_increment: None,
+    };
+    if handlespace.max_handle_len == 0 || handlespace.max_handle_len > 65_000 {
+        return invalid(format!(
+            "limits.max_pool_handle_len must be 1..=65000, not {}",
+            handlespace.max_handle_len
+        ));
+    }
+    for (name, v) in [
+        ("limits.max_pools", handlespace.max_pools),
+        ("limits.max_pool_elements", handlespace.max_pool_elements),
+        ("limits.max_elements", handlespace.max_elements),
+    ] {
+        if v == 0 {
+            return invalid(format!("{name} must be at least 1"));
+        }
+    }
+
+    let registrar = registrar::Config {
+        id: RegistrarId(id),
+        keep_alive_interval,
+        keep_alive_timeout,
+        max_resolution_items,
+        max_bad_pe_reports,
+        life_unit,
+        enforce_lifetime: a.enforce_lifetime.unwrap_or(true),
+        min_lifetime: Duration::from_secs(1),
+        allow_loopback: cli.allow_loopback || a.allow_loopback.unwrap_or(false),
+        handlespace,
+    };
+    Ok(Settings {
+        runtime: RuntimeConfig {
+            shards,
+            pin_cores: !cli.no_pin && r.pin_cores.unwrap_or(true),
+            asap,
+            registrar,
+            seed: r.seed.unwrap_or(random),
+        },
+        metrics: cli.metrics.or(file.metrics.listen),
+        log_level: cli
+            .log_level
+            .clone()
+            .or_else(|| r.log_level.clone())
+            .unwrap_or_else(|| "info".into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<FileConfig, ConfigError> {
+        FileConfig::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn defaults_with_no_arguments() {
+        let s = settings(&Cli::default(), &FileConfig::default(), 2, 77).unwrap();
+        assert_eq!(s.runtime.shards, 2);
+        assert_eq!(
+            s.runtime.asap,
+            vec![
+                parse_endpoint("sctp://0.0.0.0:3863").unwrap(),
+                parse_endpoint("tcp://0.0.0.0:3863").unwrap()
+            ]
+        );
+        assert_eq!(s.runtime.registrar.id, RegistrarId(77));
+        assert_eq!(
+            s.runtime.registrar.keep_alive_interval,
+            Duration::from_secs(5)
+        );
+        assert_eq!(s.runtime.registrar.max_resolution_items, 3);
+        assert!(!s.runtime.registrar.allow_loopback);
+        assert!(s.runtime.pin_cores);
+        assert_eq!(s.metrics, None);
+        assert_eq!(s.log_level, "info");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = file("[asap]\nkeep_alive_intervall_ms = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("keep_alive_intervall_ms"), "{err}");
+        assert!(err.contains("test.toml"), "{err}");
+        let err = file("[nonsense]\n").unwrap_err().to_string();
+        assert!(err.contains("nonsense"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let f = file("[asap]\nlisten = [\"tcp://127.0.0.1:4000\"]\nkeep_alive_interval_ms = 900\n")
+            .unwrap();
+        let cli = Cli::parse_from(["x", "--keep-alive-interval", "100", "--shards", "1"]);
+        let s = settings(&cli, &f, 8, 1).unwrap();
+        assert_eq!(
+            s.runtime.registrar.keep_alive_interval,
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            s.runtime.asap,
+            vec![Endpoint::Tcp("127.0.0.1:4000".parse().unwrap())]
+        );
+        assert_eq!(s.runtime.shards, 1);
+    }
+
+    #[test]
+    fn bad_values_get_clear_errors() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--asap", "udp://1.2.3.4:5"], "unknown scheme"),
+            (&["--asap", "udp://x"], "unknown scheme"),
+            (&["--asap", "tcp://nowhere"], "not an address"),
+            (&["--asap", "3863"], "no scheme"),
+            (&["--keep-alive-timeout", "0"], "keep-alive timeout"),
+            (&["--max-resolution-items", "129"], "max resolution items"),
+            (&["--registrar-id", "0"], "must not be 0"),
+            (&["--registrar-id", "0xzz"], "invalid registrar ID"),
+            (&["--shards", "0"], "shards"),
+        ];
+        for (args, want) in cases {
+            let cli = Cli::parse_from(std::iter::once("x").chain(args.iter().copied()));
+            let err = settings(&cli, &FileConfig::default(), 2, 1)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+        let f = file("[asap]\nregistration_life_unit = \"minutes\"\n").unwrap();
+        let err = settings(&Cli::default(), &f, 2, 1).unwrap_err().to_string();
+        assert!(err.contains("registration_life_unit"), "{err}");
+        assert!(file("[asap]\nkeep_alive_interval_ms = \"fast\"\n").is_err());
+    }
+
+    #[test]
+    fn hex_ids_and_ipv6_endpoints() {
+        let cli = Cli::parse_from([
+            "x",
+            "--registrar-id",
+            "0x0A0B0C0D",
+            "--asap",
+            "sctp://[::1]:3863",
+        ]);
+        let s = settings(&cli, &FileConfig::default(), 1, 1).unwrap();
+        assert_eq!(s.runtime.registrar.id, RegistrarId(0x0a0b_0c0d));
+        assert_eq!(
+            s.runtime.asap,
+            vec![Endpoint::Sctp("[::1]:3863".parse().unwrap())]
+        );
+    }
+
+    #[test]
+    fn the_example_config_in_deploy_parses_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/registrar.toml");
+        let f = FileConfig::load(&path).unwrap();
+        let from_file = settings(&Cli::default(), &f, 2, 1).unwrap();
+        let defaults = settings(&Cli::default(), &FileConfig::default(), 2, 1).unwrap();
+        // The example spells out every default (except the ID and seed, random by default).
+        let mut a = from_file.runtime.clone();
+        let b = defaults.runtime;
+        a.registrar.id = b.registrar.id;
+        a.seed = b.seed;
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(from_file.log_level, defaults.log_level);
+    }
+}

@@ -6,6 +6,7 @@
 //! All `unsafe` lives in [`net`], each block with a `// SAFETY:` comment.
 
 pub mod config;
+pub mod metrics;
 pub mod net;
 pub mod runtime;
 

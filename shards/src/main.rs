@@ -1,6 +1,72 @@
-//! `rserpool-registrar`: the registrar runtime arrives with issue 3.
+//! `rserpool-registrar`: the registrar appliance's binary.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("rserpool-registrar: the registrar runtime is not built yet (see README: status)");
-    std::process::ExitCode::from(2)
+use std::process::ExitCode;
+
+use clap::Parser;
+use mimalloc::MiMalloc;
+use rserpool_shards::config::{Cli, FileConfig, settings};
+use rserpool_shards::{net, runtime};
+use tracing::{error, info};
+
+#[global_allocator]
+static ALLOC: MiMalloc = MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Before logging is set up, or a start-up failure: say it plainly.
+            eprintln!("rserpool-registrar: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let file = match &cli.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let s = settings(cli, &file, cores, os_random())?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&s.log_level)
+        .map_err(|e| anyhow::anyhow!("invalid log level {:?}: {e}", s.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+
+    net::signals::block_termination()?;
+    let metrics = s.metrics.map(rserpool_shards::metrics::serve).transpose()?;
+    let handle = runtime::start(s.runtime.clone())?;
+    let endpoints: Vec<String> = handle.endpoints().iter().map(ToString::to_string).collect();
+    info!(
+        id = %s.runtime.registrar.id,
+        shards = s.runtime.shards,
+        endpoints = %endpoints.join(" "),
+        metrics = ?metrics.as_ref().map(|m| m.addr()),
+        "registrar started"
+    );
+    let sig = net::signals::wait()?;
+    info!(signal = sig, "shutting down");
+    if let Err(e) = handle.shutdown() {
+        error!(error = %e, "shutdown");
+        return Err(e.into());
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// 64 random bits from the OS, for the registrar ID and seed defaults.
+fn os_random() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        Ok(()) => u64::from_ne_bytes(b),
+        // No /dev/urandom: the clock still differs between starts.
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+    }
 }

@@ -5,7 +5,9 @@ use crate::{Endpoint, RuntimeConfig};
 /// Why the runtime could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("io_uring is not available ({0}); the registrar needs Linux 5.19 or later with io_uring enabled (some container runtimes block it: allow io_uring_setup in the seccomp profile)")]
+    #[error(
+        "io_uring is not available ({0}); the registrar needs Linux 5.19 or later with io_uring enabled (some container runtimes block it: allow io_uring_setup in the seccomp profile)"
+    )]
     IoUringUnavailable(std::io::Error),
     #[error("cannot listen on {0}: {1}")]
     Listen(Endpoint, std::io::Error),
@@ -33,5 +35,8 @@ impl Handle {
 
 /// Starts the shards.
 pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
-    Err(StartError::Other(format!("runtime not built yet ({} shards requested)", config.shards)))
+    Err(StartError::Other(format!(
+        "runtime not built yet ({} shards requested)",
+        config.shards
+    )))
 }

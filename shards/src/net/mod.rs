@@ -1,1 +1,2 @@
 //! Socket code: the only place with `unsafe`.
+pub mod signals;
