@@ -63,6 +63,10 @@ pub struct Cli {
     /// Accept loopback addresses in registrations (development and tests only).
     #[arg(long)]
     pub allow_loopback: bool,
+    /// Send ASAP server announces to this UDP multicast group (RSPLIB's is
+    /// 239.0.0.50:3863; the IANA one 224.0.1.185:3863). Default: off.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub announce_group: Option<SocketAddr>,
     /// Do not pin shard threads to cores.
     #[arg(long)]
     pub no_pin: bool,
@@ -117,6 +121,8 @@ pub struct AsapSection {
     pub registration_life_unit: Option<String>,
     pub enforce_lifetime: Option<bool>,
     pub allow_loopback: Option<bool>,
+    pub announce_group: Option<SocketAddr>,
+    pub announce_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,6 +310,14 @@ pub fn settings(
         }
     }
 
+    let announce_group = cli.announce_group.or(a.announce_group);
+    if let Some(g) = announce_group
+        && !g.ip().is_multicast()
+    {
+        return invalid(format!("announce group {g} is not a multicast address"));
+    }
+    let announce_interval = ms("announce interval", a.announce_interval_ms.unwrap_or(1000))?;
+
     let registrar = registrar::Config {
         id: RegistrarId(id),
         keep_alive_interval,
@@ -314,6 +328,9 @@ pub fn settings(
         enforce_lifetime: a.enforce_lifetime.unwrap_or(true),
         min_lifetime: Duration::from_secs(1),
         allow_loopback: cli.allow_loopback || a.allow_loopback.unwrap_or(false),
+        announce_interval: announce_group.map(|_| announce_interval),
+        // Filled in by the runtime from the endpoints it binds.
+        announce_transports: Vec::new(),
         handlespace,
     };
     Ok(Settings {
@@ -323,6 +340,7 @@ pub fn settings(
             asap,
             registrar,
             seed: r.seed.unwrap_or(random),
+            announce_group,
         },
         metrics: cli.metrics.or(file.metrics.listen),
         log_level: cli
@@ -404,6 +422,7 @@ mod tests {
             (&["--registrar-id", "0"], "must not be 0"),
             (&["--registrar-id", "0xzz"], "invalid registrar ID"),
             (&["--shards", "0"], "shards"),
+            (&["--announce-group", "10.0.0.1:3863"], "not a multicast"),
         ];
         for (args, want) in cases {
             let cli = Cli::parse_from(std::iter::once("x").chain(args.iter().copied()));

@@ -43,4 +43,7 @@ pub struct RuntimeConfig {
     pub registrar: rserpool::registrar::Config,
     /// Seeds the policies' randomness and the shard routing key.
     pub seed: u64,
+    /// UDP multicast group for ASAP_SERVER_ANNOUNCE (RSPLIB: 239.0.0.50:3863); `None`:
+    /// no announces. The interval is `registrar.announce_interval`.
+    pub announce_group: Option<SocketAddr>,
 }

@@ -56,6 +56,11 @@ pub struct Config {
     /// Accept loopback addresses in registrations (development and tests); otherwise a
     /// PE must offer an address of wider scope, as RSPLIB's default demands.
     pub allow_loopback: bool,
+    /// Send ASAP_SERVER_ANNOUNCE this often (RFC 5352 §3.6; RSPLIB: 1 s); `None`: never.
+    pub announce_interval: Option<Duration>,
+    /// The ASAP transports announced: the registrar's SCTP and TCP endpoints. The runtime
+    /// fills these in from what it bound.
+    pub announce_transports: Vec<crate::wire::ServerTransport>,
     /// Handlespace limits and selection settings.
     pub handlespace: handlespace::Config,
 }
@@ -72,6 +77,8 @@ impl Default for Config {
             enforce_lifetime: true,
             min_lifetime: Duration::from_secs(1),
             allow_loopback: false,
+            announce_interval: None,
+            announce_transports: Vec::new(),
             handlespace: handlespace::Config::default(),
         }
     }
@@ -99,6 +106,9 @@ pub struct ConnInfo {
 pub enum Transmit {
     /// One ASAP message (PPID 11 on SCTP; length-framed on TCP).
     Asap { conn: ConnId, payload: Vec<u8> },
+    /// An ASAP_SERVER_ANNOUNCE for the announce multicast group, sent from a UDP socket
+    /// bound to the ASAP SCTP port (RSPLIB reads the port from the UDP source).
+    Announce { payload: Vec<u8> },
 }
 
 /// Something that happened, for logs and metrics.
@@ -151,6 +161,7 @@ pub struct Registrar {
     local: VecDeque<ShardMsg>,
     events: VecDeque<Event>,
     scratch: Vec<u8>,
+    next_announce: Option<Instant>,
 }
 
 impl Registrar {
@@ -170,6 +181,7 @@ impl Registrar {
             local: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
+            next_announce: None,
         }
     }
 
@@ -229,11 +241,37 @@ impl Registrar {
         self.drain_local(now);
     }
 
-    /// Timers: keep-alives to send, acknowledgements overdue, registration lives ended.
+    /// Timers: keep-alives to send, acknowledgements overdue, registration lives ended,
+    /// announces. The runtime calls it once when the shard starts, then whenever
+    /// [`Registrar::poll_timeout`] is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.on_keep_alive_timers(now);
         self.on_expiry(now);
+        self.on_announce(now);
         self.drain_local(now);
+    }
+
+    /// Shard 0 announces for the whole registrar.
+    fn on_announce(&mut self, now: Instant) {
+        let Some(interval) = self
+            .config
+            .announce_interval
+            .filter(|_| self.shard == ShardId(0))
+        else {
+            return;
+        };
+        if self.next_announce.is_some_and(|t| t > now) {
+            return;
+        }
+        let announce = crate::wire::AsapMessage::ServerAnnounce {
+            server_id: self.config.id,
+            transports: self.config.announce_transports.clone(),
+            info: None,
+        };
+        let mut payload = Vec::new();
+        announce.encode(&mut payload);
+        self.transmits.push_back(Transmit::Announce { payload });
+        self.next_announce = Some(now + interval);
     }
 
     #[must_use]
@@ -259,10 +297,10 @@ impl Registrar {
         } else {
             None
         };
-        match (self.supervision.next(), expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.supervision.next(), expiry, self.next_announce]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn send_shard(&mut self, to: ShardId, msg: ShardMsg) {

@@ -11,6 +11,9 @@ use crate::wire::{
     SctpTransport, TransportUse, UserTransport,
 };
 
+/// Where announces land in the test inbox.
+const ANNOUNCE: ConnId = ConnId(u64::MAX);
+
 struct Net {
     now: Instant,
     shards: Vec<Registrar>,
@@ -79,7 +82,11 @@ impl Net {
                     self.shards[usize::from(to.0)].handle_shard(self.now, msg);
                     moved = true;
                 }
-                while let Some(Transmit::Asap { conn, payload }) = self.shards[i].poll_transmit() {
+                while let Some(t) = self.shards[i].poll_transmit() {
+                    let (conn, payload) = match t {
+                        Transmit::Asap { conn, payload } => (conn, payload),
+                        Transmit::Announce { payload } => (ANNOUNCE, payload),
+                    };
                     let m = AsapMessage::decode(&payload)
                         .expect("the registrar sends valid ASAP")
                         .message;
@@ -709,4 +716,49 @@ fn rfc5352_s2_2_1_foreign_addresses_are_stripped_from_what_pus_get() {
         panic!()
     };
     assert_eq!(s.addresses, vec![addr(1)]);
+}
+
+#[test]
+fn rfc5352_s3_6_server_announces_when_asked_from_one_shard() {
+    use crate::wire::ServerTransport;
+    let sctp = SctpTransport {
+        port: 3863,
+        transport_use: TransportUse::DATA_ONLY,
+        addresses: vec![addr(1)],
+    };
+    let config = Config {
+        announce_interval: Some(Duration::from_secs(1)),
+        announce_transports: vec![ServerTransport::Sctp(sctp.clone())],
+        ..config()
+    };
+    let mut net = Net::new(2, config);
+    for s in &mut net.shards {
+        s.handle_timeout(net.now);
+    }
+    net.pump();
+    net.advance(Duration::from_millis(3_500));
+    let got = net.inbox.remove(&ANNOUNCE).unwrap_or_default();
+    assert_eq!(
+        got.len(),
+        4,
+        "at 0, 1, 2 and 3 s, from shard 0 only: {got:?}"
+    );
+    let AsapMessage::ServerAnnounce {
+        server_id,
+        transports,
+        ..
+    } = &got[0]
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (*server_id, transports.clone()),
+        (RegistrarId(0x0a0b_0c0d), vec![ServerTransport::Sctp(sctp)])
+    );
+    // Off by default.
+    let mut quiet = Net::new(1, super::tests::config());
+    quiet.shards[0].handle_timeout(quiet.now);
+    quiet.pump();
+    quiet.advance(Duration::from_secs(10));
+    assert!(!quiet.inbox.contains_key(&ANNOUNCE));
 }
