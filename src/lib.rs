@@ -8,6 +8,8 @@
 //! - [`wire`]: the ASAP and ENRP codec (RFC 5352, 5353, 5354), exact to the byte.
 //! - [`handlespace`]: pools, pool elements, every selection policy of RFC 5356 plus
 //!   RSPLIB's extensions, per-owner PE checksums and lifetime expiry.
+//! - [`client`]: the pool element and pool user side of ASAP, for the load generator and
+//!   for applications.
 //! - [`registrar`]: the registrar's ASAP server procedures as a per-shard state machine
 //!   (registration, deregistration, resolution, keep-alive supervision, failure reports),
 //!   with the pool-ownership protocol between shards.
@@ -15,6 +17,7 @@
 // A library speaks through return values and `tracing`, never stdout.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod client;
 pub mod handlespace;
 pub mod ids;
 pub mod registrar;

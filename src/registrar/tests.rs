@@ -762,3 +762,84 @@ fn rfc5352_s3_6_server_announces_when_asked_from_one_shard() {
     quiet.advance(Duration::from_secs(10));
     assert!(!quiet.inbox.contains_key(&ANNOUNCE));
 }
+
+#[test]
+fn client_pool_elements_live_through_keep_alives_and_reregistrations() {
+    use crate::client::{PeEvent, PeState, PoolElementClient, Resolved, resolution_request};
+    let mut net = Net::new(2, config());
+    let mut pes: Vec<(Client, PoolElementClient)> = (1..=20u32)
+        .map(|i| {
+            let c = net.connect((i % 2) as usize, u64::from(i), addr(i));
+            let mut e = element(i, addr(i), PolicyParam::round_robin());
+            e.registration_life = RegistrationLife(3_000);
+            (
+                c,
+                PoolElementClient::new("pool".into(), e, Duration::from_secs(1)),
+            )
+        })
+        .collect();
+    // Runs every client until nothing more is said, like a PE's event loop.
+    let run = |net: &mut Net, pes: &mut Vec<(Client, PoolElementClient)>| {
+        let mut events = Vec::new();
+        loop {
+            let mut quiet = true;
+            for (c, pe) in pes.iter_mut() {
+                pe.handle_timeout(net.now);
+                while let Some(bytes) = pe.poll_transmit() {
+                    net.send_raw(*c, &bytes);
+                    quiet = false;
+                }
+                for m in net.take(*c) {
+                    events.extend(pe.handle_message(net.now, &m));
+                    quiet = false;
+                }
+            }
+            if quiet {
+                return events;
+            }
+        }
+    };
+    for (_, pe) in pes.iter_mut() {
+        pe.register(net.now);
+    }
+    let events = run(&mut net, &mut pes);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, PeEvent::Registered { .. }))
+            .count(),
+        20
+    );
+    pes[0].1.set_hung(true);
+    // Ten seconds: 100 keep-alive rounds, 10 re-registrations, a 3 s life that would
+    // have ended three times over.
+    for _ in 0..100 {
+        net.advance(Duration::from_millis(100));
+        run(&mut net, &mut pes);
+    }
+    assert!(
+        pes[1..]
+            .iter()
+            .all(|(_, pe)| pe.state() == PeState::Registered)
+    );
+    let pu = net.connect(1, 99, addr(99));
+    let mut req = Vec::new();
+    resolution_request(&"pool".into(), Some(50), &mut req);
+    net.send_raw(pu, &req);
+    let Some(Resolved::Elements { elements, .. }) = Resolved::from_message(net.take(pu).remove(0))
+    else {
+        panic!()
+    };
+    let mut ids: Vec<u32> = elements.iter().map(|e| e.id.0).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (2..=20).collect::<Vec<_>>(),
+        "the hung PE 1 is gone, the others live"
+    );
+    // Deregistration through the client.
+    pes[1].1.deregister();
+    let events = run(&mut net, &mut pes);
+    assert!(events.contains(&PeEvent::Deregistered));
+    assert_eq!(net.shards[0].handlespace().pool(b"pool").unwrap().len(), 18);
+}
