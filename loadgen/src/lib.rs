@@ -1,0 +1,3 @@
+//! The load generator: simulated pool elements and pool users, and its reports.
+
+pub mod report;
