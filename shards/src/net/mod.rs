@@ -1,2 +1,13 @@
-//! Socket code: the only place with `unsafe`.
+//! Socket code: the only place with `unsafe`, each block with a `// SAFETY:` line.
+//!
+//! - [`ring`]: io_uring whose operations own their buffers until they complete.
+//! - [`socket`]: SO_REUSEPORT TCP listeners, accepted connections, eventfds.
+//! - [`sctp`]: the one-to-many SCTP socket, its message buffers and notifications, and a
+//!   blocking client for tests and tools.
+//! - [`signals`]: waiting for SIGTERM/SIGINT.
+
+mod addr;
+pub mod ring;
+pub mod sctp;
 pub mod signals;
+pub mod socket;

@@ -1,0 +1,134 @@
+//! A blocking one-to-one (SOCK_STREAM) SCTP client for tests and tools.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use super::msg::{find_rcvinfo, put_sndinfo};
+use super::{SCTP_ABORT, SCTP_NODELAY, SCTP_RECVRCVINFO, SOL_SCTP, control_len, words_to_bytes};
+use crate::net::addr::SockAddr;
+use crate::net::socket::{domain, setsockopt, socket};
+
+/// A blocking one-to-one (SOCK_STREAM) SCTP client, for tests and tools.
+#[derive(Debug)]
+pub struct Client {
+    fd: OwnedFd,
+}
+
+impl Client {
+    pub fn connect(to: SocketAddr) -> io::Result<Self> {
+        let fd = socket(domain(to), libc::SOCK_STREAM, libc::IPPROTO_SCTP)?;
+        let on: libc::c_int = 1;
+        setsockopt(fd.as_raw_fd(), SOL_SCTP, SCTP_NODELAY, &on)?;
+        setsockopt(fd.as_raw_fd(), SOL_SCTP, SCTP_RECVRCVINFO, &on)?;
+        let sa = SockAddr::from(to);
+        // SAFETY: `sa` holds a sockaddr of the length it reports.
+        let r = unsafe { libc::connect(fd.as_raw_fd(), sa.as_ptr(), sa.len()) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { fd })
+    }
+
+    /// Another handle on the same association (e.g. for a reader thread).
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
+    /// Bounds every later `recv` (a guard against hangs).
+    pub fn set_read_timeout(&self, d: Duration) -> io::Result<()> {
+        let tv = libc::timeval {
+            tv_sec: d.as_secs() as libc::time_t,
+            tv_usec: d.subsec_micros() as libc::suseconds_t,
+        };
+        setsockopt(
+            self.fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv,
+        )
+    }
+
+    /// Sends one message with `ppid`.
+    pub fn send(&self, ppid: u32, data: &[u8]) -> io::Result<()> {
+        self.send_flags(ppid, 0, data)
+    }
+
+    /// Shuts the association down gracefully (RFC 4960 §9.2); a reader on another
+    /// handle then sees the end.
+    pub fn shutdown(&self) -> io::Result<()> {
+        // SAFETY: shutdown(2) takes no pointers.
+        let r = unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Aborts the association (RFC 4960 §9.1) instead of shutting it down gracefully.
+    pub fn abort(&self) -> io::Result<()> {
+        self.send_flags(0, SCTP_ABORT, &[])
+    }
+
+    fn send_flags(&self, ppid: u32, flags: u16, data: &[u8]) -> io::Result<()> {
+        let mut control = [0u64; 8];
+        let control_len = put_sndinfo(&mut control, 0, ppid, flags);
+        let mut iov = libc::iovec {
+            iov_base: data.as_ptr().cast_mut().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: msghdr is plain data; every pointer is set below.
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_iov = &raw mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = control.as_mut_ptr().cast();
+        hdr.msg_controllen = control_len as _;
+        // SAFETY: `hdr` points to `iov` (over `data`, only read) and `control`, all live
+        // for the call.
+        let r = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &hdr, libc::MSG_NOSIGNAL) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Receives one whole message into `buf`; returns its PPID, or `None` at the end of
+    /// the association.
+    pub fn recv(&self, buf: &mut Vec<u8>) -> io::Result<Option<u32>> {
+        buf.clear();
+        let mut chunk = vec![0u8; 65_536];
+        loop {
+            let mut iov = libc::iovec {
+                iov_base: chunk.as_mut_ptr().cast(),
+                iov_len: chunk.len(),
+            };
+            let mut control = [0u64; 16];
+            // SAFETY: msghdr is plain data; every pointer is set below.
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_iov = &raw mut iov;
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = control.as_mut_ptr().cast();
+            hdr.msg_controllen = std::mem::size_of_val(&control) as _;
+            // SAFETY: `hdr` points to `iov` (over `chunk`) and `control`, writable and
+            // live for the call.
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, 0) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+            buf.extend_from_slice(&chunk[..n as usize]);
+            if hdr.msg_flags & libc::MSG_EOR != 0 {
+                let len = control_len(&hdr).min(std::mem::size_of_val(&control));
+                let bytes = words_to_bytes(&control);
+                return Ok(Some(find_rcvinfo(&bytes[..len]).map_or(0, |i| i.ppid)));
+            }
+        }
+    }
+}

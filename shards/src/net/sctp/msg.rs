@@ -1,0 +1,217 @@
+//! The buffers of one recvmsg or sendmsg on an SCTP socket, with the SCTP_RCVINFO and
+//! SCTP_SNDINFO control messages (RFC 6458 §5.3.4-5.3.5). Boxed, so the pointers the
+//! kernel is given stay put while the ring owns them.
+
+use super::{AssocId, MSG_NOTIFICATION, RCVINFO_LEN, SCTP_RCVINFO, SCTP_SNDINFO, SNDINFO_LEN};
+use super::{control_len, words_to_bytes};
+
+/// Writes one cmsg carrying SCTP_SNDINFO into `control` and returns its length.
+pub(super) fn put_sndinfo(control: &mut [u64; 8], assoc: AssocId, ppid: u32, flags: u16) -> usize {
+    let hdr = std::mem::size_of::<libc::cmsghdr>();
+    let total = hdr + SNDINFO_LEN;
+    let mut bytes = [0u8; 64];
+    // cmsghdr: cmsg_len (size_t), cmsg_level (int), cmsg_type (int); data follows,
+    // aligned to size_t, which the header size already is.
+    bytes[..std::mem::size_of::<usize>()].copy_from_slice(&total.to_ne_bytes());
+    let l = std::mem::size_of::<usize>();
+    bytes[l..l + 4].copy_from_slice(&libc::IPPROTO_SCTP.to_ne_bytes());
+    bytes[l + 4..l + 8].copy_from_slice(&SCTP_SNDINFO.to_ne_bytes());
+    let d = &mut bytes[hdr..hdr + SNDINFO_LEN];
+    d[2..4].copy_from_slice(&flags.to_ne_bytes());
+    // The PPID travels opaque: it is stored in network byte order (RFC 6458 §5.3.4).
+    d[4..8].copy_from_slice(&ppid.to_be_bytes());
+    d[12..16].copy_from_slice(&assoc.to_ne_bytes());
+    for (w, c) in control.iter_mut().zip(bytes.chunks_exact(8)) {
+        *w = u64::from_ne_bytes(c.try_into().unwrap_or_default());
+    }
+    total
+}
+
+/// What SCTP_RCVINFO says about a received message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RcvInfo {
+    pub assoc: AssocId,
+    /// In host byte order.
+    pub ppid: u32,
+}
+
+/// Finds SCTP_RCVINFO among received control messages.
+pub(super) fn find_rcvinfo(control: &[u8]) -> Option<RcvInfo> {
+    let hdr = std::mem::size_of::<libc::cmsghdr>();
+    let align = std::mem::size_of::<usize>();
+    let mut at = 0;
+    while at + hdr <= control.len() {
+        let len = usize::from_ne_bytes(control[at..at + align].try_into().ok()?);
+        let level = i32::from_ne_bytes(control[at + align..at + align + 4].try_into().ok()?);
+        let kind = i32::from_ne_bytes(control[at + align + 4..at + align + 8].try_into().ok()?);
+        if len < hdr {
+            return None;
+        }
+        if level == libc::IPPROTO_SCTP && kind == SCTP_RCVINFO && len >= hdr + RCVINFO_LEN {
+            let d = control.get(at + hdr..at + hdr + RCVINFO_LEN)?;
+            return Some(RcvInfo {
+                ppid: u32::from_be_bytes(d[8..12].try_into().ok()?),
+                assoc: i32::from_ne_bytes(d[24..28].try_into().ok()?),
+            });
+        }
+        at += len.div_ceil(align) * align;
+    }
+    None
+}
+
+/// The buffers of one recvmsg on an SCTP socket.
+pub struct RecvBuf {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    control: [u64; 16],
+    data: Vec<u8>,
+    flags: libc::c_int,
+    control_len: usize,
+}
+
+impl std::fmt::Debug for RecvBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBuf")
+            .field("len", &self.data.len())
+            .field("flags", &self.flags)
+            .finish()
+    }
+}
+
+impl RecvBuf {
+    pub fn new(capacity: usize) -> Box<Self> {
+        Box::new(Self {
+            // SAFETY: msghdr and iovec are plain data (null pointers and zero lengths
+            // are valid values); `prepare` fills them in before use.
+            hdr: unsafe { std::mem::zeroed() },
+            // SAFETY: as above.
+            iov: unsafe { std::mem::zeroed() },
+            control: [0; 16],
+            data: Vec::with_capacity(capacity),
+            flags: 0,
+            control_len: 0,
+        })
+    }
+
+    /// Points the header at this (boxed, so unmoving) buffer's own fields; the result
+    /// is valid while the box lives.
+    pub(crate) fn prepare(&mut self) -> *mut libc::msghdr {
+        self.data.clear();
+        self.flags = 0;
+        self.control_len = 0;
+        let spare = self.data.spare_capacity_mut();
+        self.iov.iov_base = spare.as_mut_ptr().cast();
+        self.iov.iov_len = spare.len();
+        self.hdr.msg_name = std::ptr::null_mut();
+        self.hdr.msg_namelen = 0;
+        self.hdr.msg_iov = &raw mut self.iov;
+        self.hdr.msg_iovlen = 1;
+        self.hdr.msg_control = self.control.as_mut_ptr().cast();
+        self.hdr.msg_controllen = std::mem::size_of_val(&self.control) as _;
+        self.hdr.msg_flags = 0;
+        &raw mut self.hdr
+    }
+
+    /// Records a successful recvmsg of `n` bytes.
+    pub(crate) fn complete(&mut self, n: usize) {
+        let n = n.min(self.data.capacity());
+        // SAFETY: the kernel wrote `n` bytes (at most the iovec's length, the spare
+        // capacity) at the start of the data buffer.
+        unsafe { self.data.set_len(n) };
+        self.flags = self.hdr.msg_flags;
+        self.control_len = control_len(&self.hdr).min(std::mem::size_of_val(&self.control));
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The data is an SCTP notification, not a user message.
+    pub fn is_notification(&self) -> bool {
+        self.flags & MSG_NOTIFICATION != 0
+    }
+
+    /// The data ends a message (partial deliveries come without it).
+    pub fn is_end_of_record(&self) -> bool {
+        self.flags & libc::MSG_EOR != 0
+    }
+
+    pub fn rcvinfo(&self) -> Option<RcvInfo> {
+        let bytes = words_to_bytes(&self.control);
+        find_rcvinfo(&bytes[..self.control_len])
+    }
+}
+
+/// The buffers of one sendmsg on an SCTP socket: one message with its SCTP_SNDINFO.
+pub struct SendBuf {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    control: [u64; 8],
+    control_len: usize,
+    data: Vec<u8>,
+}
+
+impl std::fmt::Debug for SendBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendBuf")
+            .field("len", &self.data.len())
+            .finish()
+    }
+}
+
+impl SendBuf {
+    pub fn new() -> Box<Self> {
+        Box::new(Self {
+            // SAFETY: msghdr and iovec are plain data; `prepare` fills them in.
+            hdr: unsafe { std::mem::zeroed() },
+            // SAFETY: as above.
+            iov: unsafe { std::mem::zeroed() },
+            control: [0; 8],
+            control_len: 0,
+            data: Vec::new(),
+        })
+    }
+
+    /// Sets the message: `data` to `assoc` with `ppid` (host order) and sinfo `flags`.
+    pub fn set(&mut self, assoc: AssocId, ppid: u32, flags: u16, data: Vec<u8>) {
+        self.control_len = put_sndinfo(&mut self.control, assoc, ppid, flags);
+        self.data = data;
+    }
+
+    /// Takes the message bytes back (to reuse the allocation).
+    pub fn take_data(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.data)
+    }
+
+    pub(crate) fn prepare(&mut self) -> *const libc::msghdr {
+        self.iov.iov_base = self.data.as_mut_ptr().cast();
+        self.iov.iov_len = self.data.len();
+        self.hdr.msg_name = std::ptr::null_mut();
+        self.hdr.msg_namelen = 0;
+        self.hdr.msg_iov = &raw mut self.iov;
+        self.hdr.msg_iovlen = 1;
+        self.hdr.msg_control = self.control.as_mut_ptr().cast();
+        self.hdr.msg_controllen = self.control_len as _;
+        self.hdr.msg_flags = 0;
+        &raw const self.hdr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sndinfo_is_found_where_rcvinfo_would_be_read_back() {
+        // A control buffer as the kernel writes it for SCTP_RCVINFO.
+        let hdr = std::mem::size_of::<libc::cmsghdr>();
+        let mut bytes = vec![0u8; hdr + RCVINFO_LEN];
+        bytes[..8].copy_from_slice(&(hdr + RCVINFO_LEN).to_ne_bytes());
+        bytes[8..12].copy_from_slice(&libc::IPPROTO_SCTP.to_ne_bytes());
+        bytes[12..16].copy_from_slice(&SCTP_RCVINFO.to_ne_bytes());
+        bytes[hdr + 8..hdr + 12].copy_from_slice(&11u32.to_be_bytes());
+        bytes[hdr + 24..hdr + 28].copy_from_slice(&7i32.to_ne_bytes());
+        assert_eq!(find_rcvinfo(&bytes), Some(RcvInfo { assoc: 7, ppid: 11 }));
+        assert_eq!(find_rcvinfo(&bytes[..hdr]), None);
+    }
+}

@@ -1,0 +1,314 @@
+//! Shard threads, their rings and the mesh between them.
+//!
+//! [`start`] checks io_uring, binds every listening socket on the calling thread (so a
+//! bad address is an error there), then starts one thread per shard. Each shard owns an
+//! io_uring, a [`Registrar`] and its own listeners: TCP listeners share the address
+//! with SO_REUSEPORT, so the kernel spreads connections over the shards; SCTP sockets
+//! do the same where the kernel allows it. Shards exchange [`ShardMsg`]s over the
+//! mesh (bounded queues, one per pair of shards).
+//!
+//! - Threads: one per shard, optionally pinned; nothing else runs on the request path.
+//!   A request is answered by the shard its connection landed on, from its own replica.
+//! - Wake-ups: a shard sleeps only inside its ring (until a completion, the registrar's
+//!   next deadline, or a read on its eventfd completes). Another shard writes that
+//!   eventfd only if the target said it is about to sleep.
+//! - Buffers: each pending operation owns its buffer inside the ring ([`crate::net::ring`]);
+//!   a TCP connection has one receive buffer (4 KiB, grown only for a larger message) and
+//!   at most one send in flight, with later answers appended behind it.
+//! - Backpressure: every queue is bounded. A connection or association with more than
+//!   4 MiB unsent is closed (a slow consumer); a full mesh queue spills into the
+//!   sender's local overflow list, retried every turn, never blocking and never dropping.
+//!
+//! [`Registrar`]: rserpool::registrar::Registrar
+//! [`ShardMsg`]: rserpool::registrar::ShardMsg
+
+mod framing;
+mod mesh;
+mod sctp;
+mod shard;
+mod tcp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use rserpool::registrar::{Registrar, Router, ShardId};
+
+use crate::net;
+use crate::{Endpoint, RuntimeConfig};
+use mesh::Signal;
+use shard::{Shard, Sockets};
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "io_uring is not available ({0}); the registrar needs Linux 5.19 or later with io_uring enabled (some container runtimes block it: allow io_uring_setup in the seccomp profile)"
+    )]
+    IoUringUnavailable(std::io::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(Endpoint, std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A running registrar. Dropping it stops the shards too.
+#[derive(Debug)]
+pub struct Handle {
+    endpoints: Vec<Endpoint>,
+    stop: Arc<AtomicBool>,
+    signals: Arc<[Signal]>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Handle {
+    /// The endpoints actually bound (ports resolved). An SCTP endpoint is missing when
+    /// the kernel has no SCTP.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// The first bound TCP endpoint's address (for tests and tools).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.endpoints.iter().find_map(|e| match e {
+            Endpoint::Tcp(a) => Some(*a),
+            Endpoint::Sctp(_) => None,
+        })
+    }
+
+    /// The first bound SCTP endpoint's address (for tests and tools).
+    pub fn sctp_addr(&self) -> Option<SocketAddr> {
+        self.endpoints.iter().find_map(|e| match e {
+            Endpoint::Sctp(a) => Some(*a),
+            Endpoint::Tcp(_) => None,
+        })
+    }
+
+    /// Stops every shard (closing all connections) and waits for them.
+    pub fn shutdown(mut self) -> Result<(), StartError> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), StartError> {
+        self.stop.store(true, Ordering::SeqCst);
+        for s in self.signals.iter() {
+            s.wake();
+        }
+        let mut panicked = Vec::new();
+        for (i, t) in self.threads.drain(..).enumerate() {
+            if t.join().is_err() {
+                panicked.push(i);
+            }
+        }
+        if panicked.is_empty() {
+            Ok(())
+        } else {
+            Err(StartError::Other(format!("shard(s) {panicked:?} panicked")))
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            let _ = self.stop_and_join();
+        }
+    }
+}
+
+/// Starts the shards.
+pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
+    let n = usize::from(config.shards);
+    if n == 0 {
+        return Err(StartError::Other("at least one shard is needed".into()));
+    }
+    net::ring::probe().map_err(StartError::IoUringUnavailable)?;
+    match net::socket::raise_fd_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+    let (mut sockets, endpoints) = bind(&config.asap, n)?;
+    let mut registrar_config = config.registrar.clone();
+    if let Some(group) = config.announce_group {
+        registrar_config.announce_transports = announced(&endpoints);
+        let from_port = endpoints
+            .iter()
+            .find_map(|e| match e {
+                Endpoint::Sctp(a) => Some(a.port()),
+                Endpoint::Tcp(_) => None,
+            })
+            .or_else(|| {
+                endpoints.first().map(|e| match e {
+                    Endpoint::Sctp(a) | Endpoint::Tcp(a) => a.port(),
+                })
+            })
+            .unwrap_or(rserpool::wire::PORT_ASAP);
+        let udp = net::socket::announce_socket(group, from_port)
+            .map_err(|e| StartError::Other(format!("cannot send announces to {group}: {e}")))?;
+        sockets[0].announce = Some(udp);
+        tracing::info!(%group, from_port, "sending server announces");
+    }
+
+    let signals: Arc<[Signal]> = (0..n)
+        .map(|_| Signal::new())
+        .collect::<Result<_, _>>()
+        .map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let router = Router::new(config.shards, routing_key(config.seed));
+    let cores = affinity::get_core_num().max(1);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+
+    let mut handle = Handle {
+        endpoints,
+        stop: stop.clone(),
+        signals: signals.clone(),
+        threads: Vec::with_capacity(n),
+    };
+    for (i, port) in mesh::build(signals.clone(), mesh::QUEUE_CAPACITY)
+        .into_iter()
+        .enumerate()
+    {
+        let registrar = Registrar::new(
+            registrar_config.clone(),
+            ShardId(i as u16),
+            router.clone(),
+            config.seed ^ i as u64,
+        );
+        let socks = std::mem::take(&mut sockets[i]);
+        let (signals, stop, ready) = (signals.clone(), stop.clone(), ready_tx.clone());
+        let pin = config.pin_cores.then_some(i % cores);
+        let spawned = std::thread::Builder::new()
+            .name(format!("shard-{i}"))
+            .spawn(move || {
+                let _span = tracing::info_span!("shard", id = i).entered();
+                if let Some(core) = pin
+                    && let Err(e) = affinity::set_thread_affinity([core])
+                {
+                    tracing::warn!(core, error = %e, "cannot pin shard to its core");
+                }
+                match Shard::new(i, registrar, socks, port, signals, stop) {
+                    Ok(shard) => {
+                        let _ = ready.send(Ok(()));
+                        // Held no longer, so `start` sees a shard that dies starting.
+                        drop(ready);
+                        shard.run();
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                }
+            });
+        match spawned {
+            Ok(t) => handle.threads.push(t),
+            Err(e) => return Err(StartError::Other(format!("cannot spawn shard {i}: {e}"))),
+        }
+    }
+    drop(ready_tx);
+    for _ in 0..n {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            // `handle` stops the shards that did start when it is dropped.
+            Ok(Err(e)) => return Err(StartError::IoUringUnavailable(e)),
+            Err(_) => return Err(StartError::Other("a shard died while starting".into())),
+        }
+    }
+    tracing::info!(shards = n, endpoints = ?handle.endpoints, "registrar running");
+    Ok(handle)
+}
+
+/// The ASAP transports to announce: every bound endpoint with a specific address. A
+/// wildcard bind has no single address to name; receivers then use the announce's
+/// source address (RFC 5352 §3.6, and RSPLIB always does).
+fn announced(endpoints: &[Endpoint]) -> Vec<rserpool::wire::ServerTransport> {
+    use rserpool::wire::{IpTransport, SctpTransport, ServerTransport, TransportUse};
+    endpoints
+        .iter()
+        .filter_map(|e| match *e {
+            Endpoint::Sctp(a) if !a.ip().is_unspecified() => {
+                Some(ServerTransport::Sctp(SctpTransport {
+                    port: a.port(),
+                    transport_use: TransportUse::DATA_ONLY,
+                    addresses: vec![a.ip()],
+                }))
+            }
+            Endpoint::Tcp(a) if !a.ip().is_unspecified() => {
+                Some(ServerTransport::Tcp(IpTransport {
+                    port: a.port(),
+                    reserved: 0,
+                    address: a.ip(),
+                }))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The pool-ownership routing key: derived from the seed, but not equal to any shard's
+/// policy seed (splitmix64 finaliser).
+fn routing_key(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Binds every endpoint once per shard; returns each shard's sockets and the endpoints
+/// with their ports resolved.
+fn bind(asap: &[Endpoint], n: usize) -> Result<(Vec<Sockets>, Vec<Endpoint>), StartError> {
+    let mut sockets: Vec<Sockets> = (0..n).map(|_| Sockets::default()).collect();
+    let mut bound = Vec::new();
+    let mut sctp_missing = false;
+    for ep in asap {
+        match *ep {
+            Endpoint::Tcp(addr) => {
+                if addr.port() != 0 {
+                    net::socket::check_port_free(addr)
+                        .map_err(|e| StartError::Listen(ep.clone(), e))?;
+                }
+                let mut addr = addr;
+                for s in sockets.iter_mut() {
+                    let l = net::socket::tcp_listener(addr)
+                        .map_err(|e| StartError::Listen(ep.clone(), e))?;
+                    // A port of 0 resolves on the first bind; the others share it.
+                    addr = l
+                        .local_addr()
+                        .map_err(|e| StartError::Listen(ep.clone(), e))?;
+                    s.tcp.push(l);
+                }
+                bound.push(Endpoint::Tcp(addr));
+            }
+            Endpoint::Sctp(_) if sctp_missing => {}
+            Endpoint::Sctp(addr) => match bind_sctp(addr, &mut sockets) {
+                Ok(addr) => bound.push(Endpoint::Sctp(addr)),
+                Err(e) if net::sctp::is_unsupported(&e) => {
+                    tracing::warn!(error = %e, "this kernel has no SCTP; serving the other endpoints only");
+                    sctp_missing = true;
+                }
+                Err(e) => return Err(StartError::Listen(ep.clone(), e)),
+            },
+        }
+    }
+    Ok((sockets, bound))
+}
+
+/// One SCTP socket per shard with SO_REUSEPORT (Linux 5.9+ spreads associations over
+/// them); if a second socket cannot share the port, shard 0 serves SCTP alone.
+fn bind_sctp(addr: SocketAddr, sockets: &mut [Sockets]) -> std::io::Result<SocketAddr> {
+    if addr.port() != 0 {
+        net::sctp::check_port_free(addr)?;
+    }
+    let first = net::sctp::listener(addr, true)?;
+    let addr = net::sctp::local_addr(std::os::fd::AsRawFd::as_raw_fd(&first))?;
+    sockets[0].sctp.push(first);
+    for (i, s) in sockets.iter_mut().enumerate().skip(1) {
+        match net::sctp::listener(addr, true) {
+            Ok(fd) => s.sctp.push(fd),
+            Err(e) => {
+                tracing::info!(shard = i, error = %e, "SCTP port not shared; shard 0 serves SCTP alone");
+                break;
+            }
+        }
+    }
+    Ok(addr)
+}
