@@ -96,33 +96,43 @@ def parse_response(msg):
     return pes, errors
 
 
-def resolve(registrar, pool, items, timeout):
+def request(pool, items):
     req = tlv(P_POOL_HANDLE, pool.encode())
     if items:
         req += tlv(P_HR_OPTION, struct.pack("!I", items))
-    msg = struct.pack("!BBH", HANDLE_RESOLUTION, 0, 4 + len(req)) + req
+    return struct.pack("!BBH", HANDLE_RESOLUTION, 0, 4 + len(req)) + req
+
+
+def resolve(registrar, pool, items, timeout, count=1):
+    """`count` resolutions over ONE association, as a pool user keeps its association to
+    its home registrar (RFC 5352 §3.3; RSPLIB's PUs do). Returns a list of answers."""
+    msg = request(pool, items)
     family = socket.AF_INET6 if ":" in registrar[0] else socket.AF_INET
+    answers = []
     with socket.socket(family, socket.SOCK_STREAM, IPPROTO_SCTP) as s:
         s.settimeout(timeout)
         s.connect(registrar)
-        # struct sctp_sndinfo { u16 sid; u16 flags; u32 ppid (network order); u32 context; u32 assoc_id }
-        s.sendmsg([msg], [(IPPROTO_SCTP, SCTP_SNDINFO,
-                           struct.pack("=HHIII", 0, 0, socket.htonl(PPID_ASAP), 0, 0))])
-        data = s.recv(65536)   # one-to-one SCTP keeps message boundaries
-    if not data:
-        raise ValueError("association closed without an answer")
-    return parse_response(data)
+        for _ in range(count):
+            # struct sctp_sndinfo { u16 sid; u16 flags; u32 ppid (network order); u32 context; u32 assoc_id }
+            s.sendmsg([msg], [(IPPROTO_SCTP, SCTP_SNDINFO,
+                               struct.pack("=HHIII", 0, 0, socket.htonl(PPID_ASAP), 0, 0))])
+            data = s.recv(65536)   # one-to-one SCTP keeps message boundaries
+            if not data:
+                raise ValueError("association closed without an answer")
+            answers.append(parse_response(data))
+    return answers
 
 
-def short(registrar, pool, items, timeout):
-    """One resolution as a short token: ids joined by ',', error:CAUSE or fail:REASON."""
+def short(registrar, pool, items, timeout, count=1):
+    """Resolutions as short tokens: ids joined by ',', error:CAUSE or fail:REASON."""
     try:
-        pes, errors = resolve(registrar, pool, items, timeout)
+        answers = resolve(registrar, pool, items, timeout, count)
     except (OSError, ValueError) as e:
-        return "fail:" + (type(e).__name__ + ":" + str(e)).replace(" ", "_")
-    if pes:
-        return ",".join(pe for pe, _ in pes)
-    return "error:" + (",".join(errors) or "none")
+        return " ".join(["fail:" + (type(e).__name__ + ":" + str(e)).replace(" ", "_")] * count)
+    tokens = []
+    for pes, errors in answers:
+        tokens.append(",".join(pe for pe, _ in pes) if pes else "error:" + (",".join(errors) or "none"))
+    return " ".join(tokens)
 
 
 def serve(registrar, pool, timeout):
@@ -131,7 +141,7 @@ def serve(registrar, pool, timeout):
         try:
             if words[:1] == ["resolve"]:
                 count, items = int(words[1]), int(words[2])
-                answer = "OK " + " ".join(short(registrar, pool, items, timeout) for _ in range(count))
+                answer = "OK " + short(registrar, pool, items, timeout, count)
             elif words[:1] == ["members"]:
                 limit = float(words[1])
                 want = set() if words[2] == "-" else set(words[2].split(","))
@@ -171,7 +181,7 @@ def main():
     ok = True
     for _ in range(a.count):
         try:
-            pes, errors = resolve(registrar, a.pool, a.items, a.timeout)
+            pes, errors = resolve(registrar, a.pool, a.items, a.timeout)[0]
             if pes:
                 print(" ".join(f"PE {pe}@{where}" for pe, where in pes), flush=True)
             else:

@@ -1,6 +1,6 @@
 //! End-to-end over loopback SCTP (one-to-many socket on the registrar, one-to-one
 //! clients, PPID 11). Needs kernel SCTP: run inside the SCTP lab
-//! (`/work/shared/sctp-lab/run.sh -- cargo test --offline -p rserpool-shards --test e2e_sctp`);
+//! (`sctp-lab/run-tests.sh`);
 //! elsewhere every test prints a SKIP line and passes.
 
 mod common;
