@@ -1,0 +1,79 @@
+//! The `rserpool-registrar` binary as an operator runs it: flags, a config error, and a
+//! clean shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn registrar() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rserpool-registrar"))
+}
+
+#[test]
+fn bad_flags_and_config_keys_are_named_and_refused() {
+    let out = registrar()
+        .args(["--asap", "udp://0.0.0.0:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("udp://0.0.0.0:1") && err.contains("unknown scheme"),
+        "{err}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("rserpool-binary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "[asap]\nkeep_alive = 5\n").unwrap();
+    let out = registrar().arg("--config").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("keep_alive") && err.contains("bad.toml"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    // A free port: the binary needs a fixed one to be reachable.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = registrar()
+        .args([
+            "--asap",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--shards",
+            "2",
+            "--no-pin",
+            "--log-level",
+            "info",
+        ])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    // Started: the log says so, and the port answers.
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("registrar started"));
+    assert!(started.is_some(), "no start line");
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("serving");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}
