@@ -147,3 +147,98 @@ fn server_announces_are_sent_when_configured() {
     }
     handle.shutdown().unwrap();
 }
+
+/// ASAP over IPv6: a PE registers from ::1 and a pool user resolves it.
+#[test]
+fn tcp_over_ipv6() {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv6Addr, TcpStream};
+
+    use rserpool::registrar::Config;
+    use rserpool::wire::{
+        AsapMessage, PolicyParam, PoolElement, RegistrationLife, SctpTransport, TransportUse,
+        UserTransport,
+    };
+    use rserpool::{PoolElementId, RegistrarId};
+    use rserpool_shards::{Endpoint, RuntimeConfig, runtime};
+
+    let handle = runtime::start(RuntimeConfig {
+        shards: 2,
+        pin_cores: false,
+        asap: vec![Endpoint::Tcp("[::1]:0".parse().unwrap())],
+        registrar: Config {
+            id: RegistrarId(9),
+            allow_loopback: true,
+            ..Config::default()
+        },
+        seed: 3,
+        announce_group: None,
+    })
+    .expect("starts");
+    let addr = handle.tcp_addr().unwrap();
+    assert!(addr.is_ipv6());
+    let exchange = |s: &mut TcpStream, m: &AsapMessage| {
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        s.write_all(&b).unwrap();
+        let mut head = [0u8; 4];
+        s.read_exact(&mut head).unwrap();
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let mut rest = vec![0u8; len.div_ceil(4) * 4 - 4];
+        s.read_exact(&mut rest).unwrap();
+        AsapMessage::decode(&[&head[..], &rest].concat())
+            .unwrap()
+            .message
+    };
+    let mut pe = TcpStream::connect(addr).unwrap();
+    pe.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let element = PoolElement {
+        id: PoolElementId(6),
+        home: RegistrarId(0),
+        registration_life: RegistrationLife(60_000),
+        user_transport: UserTransport::Sctp(SctpTransport {
+            port: 7000,
+            transport_use: TransportUse::DATA_ONLY,
+            addresses: vec![IpAddr::V6(Ipv6Addr::LOCALHOST)],
+        }),
+        policy: PolicyParam::round_robin(),
+        asap_transport: None,
+    };
+    let answer = exchange(
+        &mut pe,
+        &AsapMessage::Registration {
+            handle: "v6".into(),
+            element,
+        },
+    );
+    assert!(
+        matches!(
+            answer,
+            AsapMessage::RegistrationResponse {
+                rejected: false,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    let mut pu = TcpStream::connect(addr).unwrap();
+    pu.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let answer = exchange(
+        &mut pu,
+        &AsapMessage::HandleResolution {
+            subscribe: false,
+            handle: "v6".into(),
+            items: None,
+        },
+    );
+    let AsapMessage::HandleResolutionResponse { elements, .. } = answer else {
+        panic!("{answer:?}")
+    };
+    let UserTransport::Sctp(t) = &elements[0].user_transport else {
+        panic!()
+    };
+    assert_eq!(t.addresses, vec![IpAddr::V6(Ipv6Addr::LOCALHOST)]);
+    handle.shutdown().unwrap();
+}
