@@ -16,6 +16,8 @@ use serde::Deserialize;
 use crate::{Endpoint, RuntimeConfig};
 
 /// The registrar's command line.
+// The field docs are `--help` text, where `[ADDR]:PORT` is address syntax, not a link.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Default, Parser)]
 #[command(
     name = "rserpool-registrar",
