@@ -171,21 +171,7 @@ impl Registrar {
     fn on_deregistration(&mut self, conn: ConnId, handle: PoolHandle, id: PoolElementId) {
         let ours = self.conns.get(&conn).is_some_and(|c| c.has(&handle, id));
         if ours {
-            let origin = Origin {
-                shard: self.shard,
-                conn,
-            };
-            let owner = self.router.owner(handle.as_bytes());
-            let reason = RemovalReason::Deregistered;
-            self.send_shard(
-                owner,
-                ShardMsg::Remove {
-                    origin,
-                    handle,
-                    id,
-                    reason,
-                },
-            );
+            self.request_removal(conn, handle, id, RemovalReason::Deregistered);
             return;
         }
         let error = if self.handlespace.element(handle.as_bytes(), id).is_some() {
@@ -292,19 +278,8 @@ impl Registrar {
                     if let Some(c) = self.conns.get_mut(&due.conn) {
                         c.remove(&due.handle, due.id);
                     }
-                    let origin = Origin {
-                        shard: self.shard,
-                        conn: due.conn,
-                    };
-                    let owner = self.router.owner(due.handle.as_bytes());
                     let reason = RemovalReason::KeepAliveTimeout;
-                    let msg = ShardMsg::Remove {
-                        origin,
-                        handle: due.handle,
-                        id: due.id,
-                        reason,
-                    };
-                    self.send_shard(owner, msg);
+                    self.request_removal(due.conn, due.handle, due.id, reason);
                 }
             }
         }

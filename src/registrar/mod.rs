@@ -208,23 +208,9 @@ impl Registrar {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
-        let origin = Origin {
-            shard: self.shard,
-            conn,
-        };
         for (handle, id) in c.into_pes() {
             self.supervision.stop(&handle, id);
-            let owner = self.router.owner(handle.as_bytes());
-            let reason = RemovalReason::ConnectionLost;
-            self.send_shard(
-                owner,
-                ShardMsg::Remove {
-                    origin,
-                    handle,
-                    id,
-                    reason,
-                },
-            );
+            self.request_removal(conn, handle, id, RemovalReason::ConnectionLost);
         }
         self.drain_local(now);
     }
@@ -301,6 +287,30 @@ impl Registrar {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// Asks the pool's owner to remove a PE registered through `conn` on this shard.
+    fn request_removal(
+        &mut self,
+        conn: ConnId,
+        handle: PoolHandle,
+        id: PoolElementId,
+        reason: RemovalReason,
+    ) {
+        let origin = Origin {
+            shard: self.shard,
+            conn,
+        };
+        let owner = self.router.owner(handle.as_bytes());
+        self.send_shard(
+            owner,
+            ShardMsg::Remove {
+                origin,
+                handle,
+                id,
+                reason,
+            },
+        );
     }
 
     fn send_shard(&mut self, to: ShardId, msg: ShardMsg) {

@@ -125,21 +125,7 @@ impl Registrar {
         let Some(c) = self.conns.get_mut(&conn) else {
             // The connection went down while the owner was registering: undo.
             if result.is_ok() {
-                let origin = Origin {
-                    shard: self.shard,
-                    conn,
-                };
-                let owner = self.router.owner(handle.as_bytes());
-                let reason = RemovalReason::ConnectionLost;
-                self.send_shard(
-                    owner,
-                    ShardMsg::Remove {
-                        origin,
-                        handle,
-                        id,
-                        reason,
-                    },
-                );
+                self.request_removal(conn, handle, id, RemovalReason::ConnectionLost);
             }
             return;
         };
@@ -200,9 +186,15 @@ impl Registrar {
     /// Removes an owned PE, updates the replicas, and tells the connection that
     /// registered it (unless it asked, in which case the caller answers).
     fn remove_owned(&mut self, handle: &PoolHandle, id: PoolElementId, reason: RemovalReason) {
-        if self.handlespace.deregister(handle.as_bytes(), id).is_none() {
-            return;
+        if self.handlespace.deregister(handle.as_bytes(), id).is_some() {
+            self.removed(handle, id, reason);
         }
+    }
+
+    /// After an owned PE left the handlespace: forget its origin, update the replicas,
+    /// and tell the connection that registered it, unless that connection asked or is
+    /// gone (it answers or cleans up itself).
+    fn removed(&mut self, handle: &PoolHandle, id: PoolElementId, reason: RemovalReason) {
         let origin = self.origins.remove(&(handle.clone(), id));
         self.publish(ShardMsg::Delete {
             handle: handle.clone(),
@@ -237,29 +229,7 @@ impl Registrar {
         let mut expired = Vec::new();
         self.handlespace.expire(now, &mut expired);
         for (handle, e) in expired {
-            let id = e.id();
-            let origin = self.origins.remove(&(handle.clone(), id));
-            self.publish(ShardMsg::Delete {
-                handle: handle.clone(),
-                id,
-            });
-            self.events.push_back(Event::Removed {
-                handle: handle.clone(),
-                id,
-                reason: RemovalReason::Expired,
-            });
-            if let Some(origin) = origin {
-                let reason = RemovalReason::Expired;
-                self.send_shard(
-                    origin.shard,
-                    ShardMsg::Removed {
-                        origin,
-                        handle,
-                        id,
-                        reason,
-                    },
-                );
-            }
+            self.removed(&handle, e.id(), RemovalReason::Expired);
         }
     }
 }
