@@ -415,13 +415,7 @@ impl Handlespace {
     pub fn resolve(&mut self, handle: &[u8], max_items: usize) -> Option<Resolution<'_>> {
         let pool = self.pools.get_mut(handle)?;
         self.picks.clear();
-        let increment = match self.config.max_increment {
-            Some(n) => n,
-            None => pool
-                .elements()
-                .next()
-                .map_or(0, |e| e.policy.default_increment()),
-        };
+        let increment = self.config.max_increment.unwrap_or(pool.default_increment);
         pool.selector
             .select(max_items, increment, &mut self.rng, &mut self.picks);
         Some(Resolution {

@@ -52,6 +52,8 @@ pub struct Pool {
     pub(crate) policy_type: PolicyType,
     pub(crate) transport: TransportKind,
     pub(crate) transport_use: TransportUse,
+    /// RSPLIB's default `MaxIncrement` for the pool's policy type (fixed with it).
+    pub(crate) default_increment: usize,
     slots: Vec<Option<Element>>,
     free: Vec<Slot>,
     by_id: HashMap<PoolElementId, Slot, Hasher>,
@@ -65,6 +67,7 @@ impl Pool {
             policy_type: first.policy.kind(),
             transport: TransportKind::of(&first.param.user_transport),
             transport_use: transport_use(&first.param.user_transport),
+            default_increment: first.policy.default_increment(),
             slots: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::with_hasher(hasher),

@@ -202,8 +202,7 @@ impl Registrar {
             Some(n) => n,
         }
         .min(MAX_RESOLUTION_ITEMS) as usize;
-        let mut payload = std::mem::take(&mut self.scratch);
-        payload.clear();
+        let mut payload = Vec::with_capacity(64 + 48 * n);
         let found = match self.handlespace.resolve(handle.as_bytes(), n) {
             Some(r) if !r.is_empty() => {
                 let policy = r.overall_policy();
@@ -228,11 +227,7 @@ impl Registrar {
             _ => false,
         };
         if found {
-            self.transmits.push_back(Transmit::Asap {
-                conn,
-                payload: payload.clone(),
-            });
-            self.scratch = payload;
+            self.transmits.push_back(Transmit::Asap { conn, payload });
         } else {
             let error = Some(OperationError::single(
                 CauseCode::UNKNOWN_POOL_HANDLE,

@@ -43,10 +43,7 @@ impl Conn {
 /// link-local (a PU cannot know the interface; RSPLIB drops them too), loopback only when
 /// configured.
 pub(super) fn usable(addr: &IpAddr, allow_loopback: bool) -> bool {
-    let addr = match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*addr, IpAddr::V4),
-        v4 => *v4,
-    };
+    let addr = canonical(addr);
     if addr.is_unspecified() || addr.is_multicast() {
         return false;
     }
@@ -59,12 +56,17 @@ pub(super) fn usable(addr: &IpAddr, allow_loopback: bool) -> bool {
     }
 }
 
-fn same(a: &IpAddr, b: &IpAddr) -> bool {
-    let canon = |x: &IpAddr| match x {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*x, IpAddr::V4),
+/// An IPv4-mapped IPv6 address as the IPv4 address it is (RSPLIB encodes them as IPv4
+/// parameters too, reference §4.3).
+fn canonical(addr: &IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*addr, IpAddr::V4),
         v4 => *v4,
-    };
-    canon(a) == canon(b)
+    }
+}
+
+fn same(a: &IpAddr, b: &IpAddr) -> bool {
+    canonical(a) == canonical(b)
 }
 
 /// RFC 5352 §2.2.1 / reference §6.1 V2: the user transport may name only addresses of

@@ -160,7 +160,6 @@ pub struct Registrar {
     /// Messages to this same shard, handled before an input call returns.
     local: VecDeque<ShardMsg>,
     events: VecDeque<Event>,
-    scratch: Vec<u8>,
     next_announce: Option<Instant>,
 }
 
@@ -180,7 +179,6 @@ impl Registrar {
             to_shards: VecDeque::new(),
             local: VecDeque::new(),
             events: VecDeque::new(),
-            scratch: Vec::new(),
             next_announce: None,
         }
     }
