@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use rserpool::RegistrarId;
 use rserpool::handlespace;
-use rserpool::registrar::{self, MAX_RESOLUTION_ITEMS};
+use rserpool::registrar::{self, MAX_RESOLUTION_ITEMS, RESOLUTION_ITEMS_CEILING};
 use rserpool::wire::LifeUnit;
 use serde::Deserialize;
 
@@ -50,9 +50,14 @@ pub struct Cli {
     #[arg(long, value_name = "MS")]
     pub keep_alive_timeout: Option<u64>,
     /// Pool elements per handle resolution when the request does not ask for a number
-    /// (1..=128). Default 3.
+    /// (1..=the items limit). Default 3.
     #[arg(long, value_name = "N")]
     pub max_resolution_items: Option<u32>,
+    /// Most pool elements in one answer, whatever the request asks (1..=1024). Default
+    /// 128, RSPLIB's cap; 500 lets a client see a whole 500-element pool at once (the
+    /// load generator's failover scenario needs it).
+    #[arg(long, value_name = "N")]
+    pub resolution_items_limit: Option<u32>,
     /// Serve Prometheus metrics on ADDR:PORT. Default: off.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
@@ -119,6 +124,7 @@ pub struct AsapSection {
     pub keep_alive_interval_ms: Option<u64>,
     pub keep_alive_timeout_ms: Option<u64>,
     pub max_resolution_items: Option<u32>,
+    pub resolution_items_limit: Option<u32>,
     pub max_bad_pe_reports: Option<u32>,
     pub registration_life_unit: Option<String>,
     pub enforce_lifetime: Option<bool>,
@@ -265,13 +271,22 @@ pub fn settings(
             .unwrap_or(5000),
     )?;
 
+    let resolution_items_limit = cli
+        .resolution_items_limit
+        .or(a.resolution_items_limit)
+        .unwrap_or(MAX_RESOLUTION_ITEMS);
+    if !(1..=RESOLUTION_ITEMS_CEILING).contains(&resolution_items_limit) {
+        return invalid(format!(
+            "resolution items limit must be 1..={RESOLUTION_ITEMS_CEILING}, not {resolution_items_limit}"
+        ));
+    }
     let max_resolution_items = cli
         .max_resolution_items
         .or(a.max_resolution_items)
         .unwrap_or(3);
-    if !(1..=MAX_RESOLUTION_ITEMS).contains(&max_resolution_items) {
+    if !(1..=resolution_items_limit).contains(&max_resolution_items) {
         return invalid(format!(
-            "max resolution items must be 1..={MAX_RESOLUTION_ITEMS}, not {max_resolution_items}"
+            "max resolution items must be 1..={resolution_items_limit} (the items limit), not {max_resolution_items}"
         ));
     }
     let max_bad_pe_reports = a.max_bad_pe_reports.unwrap_or(3);
@@ -325,6 +340,7 @@ pub fn settings(
         keep_alive_interval,
         keep_alive_timeout,
         max_resolution_items,
+        resolution_items_limit,
         max_bad_pe_reports,
         life_unit,
         enforce_lifetime: a.enforce_lifetime.unwrap_or(true),
@@ -378,6 +394,7 @@ mod tests {
             Duration::from_secs(5)
         );
         assert_eq!(s.runtime.registrar.max_resolution_items, 3);
+        assert_eq!(s.runtime.registrar.resolution_items_limit, 128);
         assert!(!s.runtime.registrar.allow_loopback);
         assert!(s.runtime.pin_cores);
         assert_eq!(s.metrics, None);
@@ -421,6 +438,11 @@ mod tests {
             (&["--asap", "3863"], "no scheme"),
             (&["--keep-alive-timeout", "0"], "keep-alive timeout"),
             (&["--max-resolution-items", "129"], "max resolution items"),
+            (
+                &["--resolution-items-limit", "1025"],
+                "resolution items limit",
+            ),
+            (&["--resolution-items-limit", "0"], "resolution items limit"),
             (&["--registrar-id", "0"], "must not be 0"),
             (&["--registrar-id", "0xzz"], "invalid registrar ID"),
             (&["--shards", "0"], "shards"),

@@ -5,14 +5,16 @@ use std::time::Instant;
 
 use super::conn::{asap_transport, filter_user_transport};
 use super::supervision::Phase;
-use super::{
-    ConnId, Event, MAX_RESOLUTION_ITEMS, Origin, Registrar, RemovalReason, ShardMsg, Transmit,
-};
+use super::{ConnId, Event, Origin, Registrar, RemovalReason, ShardMsg, Transmit};
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::{
     self, AsapMessage, AsapType, CauseCode, DecodeError, DecodeErrorKind, OperationError,
     PoolElement,
 };
+
+/// Bytes of pool element parameters one resolution answer may carry: the 16-bit
+/// message length less room for the header, the handle (at most 36) and the policy.
+const ANSWER_ELEMENT_BYTES: usize = u16::MAX as usize - 256;
 
 impl Registrar {
     pub(super) fn on_asap(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
@@ -196,12 +198,13 @@ impl Registrar {
 
     /// RFC 5352 §3.3: answered from this shard's replica, never waiting for another.
     fn on_resolution(&mut self, conn: ConnId, handle: &PoolHandle, items: Option<u32>) {
-        // RSPLIB: an absent or zero item count means the configured default; at most 128.
+        // RSPLIB: an absent or zero item count means the configured default; at most
+        // the limit (RSPLIB: 128).
         let n = match items {
             None | Some(0) => self.config.max_resolution_items,
             Some(n) => n,
         }
-        .min(MAX_RESOLUTION_ITEMS) as usize;
+        .min(self.config.resolution_items_limit) as usize;
         let mut payload = Vec::with_capacity(64 + 48 * n);
         let found = match self.handlespace.resolve(handle.as_bytes(), n) {
             Some(r) if !r.is_empty() => {
@@ -216,7 +219,15 @@ impl Registrar {
                         if let Some(p) = policy {
                             p.encode(w);
                         }
+                        // The message length is 16 bits: stop before the PEs would
+                        // overflow it (only a raised limit with many-address PEs gets
+                        // near; the handle and policy take under 100 bytes).
+                        let mut room = ANSWER_ELEMENT_BYTES;
                         for e in r.elements() {
+                            let Some(left) = room.checked_sub(e.encoded().len()) else {
+                                break;
+                            };
+                            room = left;
                             w.put_bytes(e.encoded());
                         }
                     },

@@ -26,8 +26,12 @@ use crate::wire::{CauseCode, DecodeError, LifeUnit};
 use conn::Conn;
 use supervision::Supervision;
 
-/// RSPLIB's hard cap on PEs in one handle resolution response.
+/// RSPLIB's hard cap on PEs in one handle resolution response, and ours by default
+/// ([`Config::resolution_items_limit`]).
 pub const MAX_RESOLUTION_ITEMS: u32 = 128;
+/// The highest [`Config::resolution_items_limit`] allowed. Answers also stop short of
+/// the 64 KiB message size, whatever the limit.
+pub const RESOLUTION_ITEMS_CEILING: u32 = 1024;
 
 /// The registrar's ASAP settings. Defaults follow RSPLIB's registrar where the RFCs
 /// give no value.
@@ -41,8 +45,13 @@ pub struct Config {
     pub keep_alive_timeout: Duration,
     /// PEs per handle resolution when the request does not ask for a number
     /// (RSPLIB's `MaxHandleResolutionItems`); requests are capped at
-    /// [`MAX_RESOLUTION_ITEMS`].
+    /// [`Config::resolution_items_limit`].
     pub max_resolution_items: u32,
+    /// Most PEs in one answer, whatever the request asks for: RSPLIB's 128 by default
+    /// ([`MAX_RESOLUTION_ITEMS`]), up to [`RESOLUTION_ITEMS_CEILING`]. Raising it lets a
+    /// client see a whole 500-PE pool in one answer (the load generator's failover
+    /// scenario does).
+    pub resolution_items_limit: u32,
     /// Endpoint-unreachable reports after which a PE is removed (RFC 5352
     /// MAX-BAD-PE-REPORT; RSPLIB 3).
     pub max_bad_pe_reports: u32,
@@ -72,6 +81,7 @@ impl Default for Config {
             keep_alive_interval: Duration::from_secs(5),
             keep_alive_timeout: Duration::from_secs(5),
             max_resolution_items: 3,
+            resolution_items_limit: MAX_RESOLUTION_ITEMS,
             max_bad_pe_reports: 3,
             life_unit: LifeUnit::Milliseconds,
             enforce_lifetime: true,

@@ -278,6 +278,23 @@ fn handle_resolution_option_sets_the_count_capped_at_128() {
 }
 
 #[test]
+fn a_raised_items_limit_answers_a_whole_500_pe_pool() {
+    let mut net = Net::new(
+        2,
+        Config {
+            resolution_items_limit: 1000,
+            ..config()
+        },
+    );
+    let (_pes, [pu, _]) = big_pool(&mut net, PolicyParam::round_robin());
+    let mut ids = net.resolved_ids(pu, "pool", Some(1000));
+    assert_eq!(ids.len(), 500);
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 500, "every PE once");
+}
+
+#[test]
 fn least_used_policy_choices_are_served() {
     let mut net = Net::new(2, config());
     let mut pes = Vec::new();
