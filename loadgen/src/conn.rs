@@ -1,46 +1,126 @@
-//! A blocking ASAP connection over TCP: each message framed by its own length field
-//! (reference §2.4).
+//! A blocking ASAP connection to a registrar over TCP (each message framed by its own
+//! length field, reference §2.4) or over kernel SCTP (one message per SCTP message,
+//! PPID 11).
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::str::FromStr;
 use std::time::Duration;
 
 use rserpool::wire::AsapMessage;
+use rserpool_shards::net::sctp::Client as SctpClient;
 
-/// One TCP connection to a registrar (or to the echo responder).
+/// ASAP's SCTP payload protocol identifier.
+const PPID_ASAP: u32 = 11;
+/// Largest ASAP message (the length field is 16 bits), rounded up to whole words.
+const MAX_MESSAGE: usize = 65_536;
+
+/// The transport to a registrar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Sctp,
+}
+
+/// Where to reach a registrar: `tcp://ADDR:PORT`, `sctp://ADDR:PORT`, or a bare
+/// `ADDR:PORT` (TCP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+impl Target {
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Self {
+            transport: Transport::Tcp,
+            addr,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.transport {
+            Transport::Tcp => "tcp",
+            Transport::Sctp => "sctp",
+        };
+        write!(f, "{scheme}://{}", self.addr)
+    }
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (transport, rest) = match s.split_once("://") {
+            Some(("tcp", rest)) => (Transport::Tcp, rest),
+            Some(("sctp", rest)) => (Transport::Sctp, rest),
+            Some((scheme, _)) => {
+                return Err(format!("unknown scheme {scheme:?} (use tcp:// or sctp://)"));
+            }
+            None => (Transport::Tcp, s),
+        };
+        let addr = rest
+            .parse()
+            .map_err(|_| format!("{rest:?} is not an ADDR:PORT (IPv6 as [ADDR]:PORT)"))?;
+        Ok(Self { transport, addr })
+    }
+}
+
+/// One connection (TCP) or association (SCTP) to a registrar or the echo responder.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    inner: Inner,
     buf: Vec<u8>,
 }
 
+#[derive(Debug)]
+enum Inner {
+    Tcp(TcpStream),
+    Sctp(SctpClient),
+}
+
 impl Conn {
-    pub fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            buf: Vec::with_capacity(512),
-        })
+    pub fn connect(target: Target) -> io::Result<Self> {
+        let inner = match target.transport {
+            Transport::Tcp => {
+                let stream = TcpStream::connect(target.addr)?;
+                stream.set_nodelay(true)?;
+                Inner::Tcp(stream)
+            }
+            Transport::Sctp => Inner::Sctp(SctpClient::connect(target.addr)?),
+        };
+        let buf = match inner {
+            Inner::Tcp(_) => Vec::with_capacity(512),
+            // SCTP reads whole messages straight into the buffer.
+            Inner::Sctp(_) => vec![0; MAX_MESSAGE],
+        };
+        Ok(Self { inner, buf })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.local_addr()
+        match &self.inner {
+            Inner::Tcp(s) => s.local_addr(),
+            Inner::Sctp(c) => c.local_addr(),
+        }
     }
 
+    /// Bounds every later receive; `None` waits for ever.
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.stream.set_read_timeout(t)
-    }
-
-    pub fn try_clone(&self) -> io::Result<Self> {
-        Ok(Self {
-            stream: self.stream.try_clone()?,
-            buf: Vec::with_capacity(512),
-        })
+        match &self.inner {
+            Inner::Tcp(s) => s.set_read_timeout(t),
+            // A zero timeval means no timeout for SO_RCVTIMEO.
+            Inner::Sctp(c) => c.set_read_timeout(t.unwrap_or(Duration::ZERO)),
+        }
     }
 
     pub fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
+        match &mut self.inner {
+            Inner::Tcp(s) => s.write_all(bytes),
+            Inner::Sctp(c) => c.send(PPID_ASAP, bytes),
+        }
     }
 
     pub fn send(&mut self, m: &AsapMessage) -> io::Result<()> {
@@ -49,23 +129,37 @@ impl Conn {
         self.send_bytes(&b)
     }
 
-    /// Reads one whole framed message into an internal buffer and returns it.
+    /// Reads one whole message into an internal buffer and returns it.
     pub fn recv_bytes(&mut self) -> io::Result<&[u8]> {
-        let mut head = [0u8; 4];
-        self.stream.read_exact(&mut head)?;
-        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        if len < 4 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "message length below 4",
-            ));
+        match &mut self.inner {
+            Inner::Tcp(s) => {
+                let mut head = [0u8; 4];
+                s.read_exact(&mut head)?;
+                let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+                if len < 4 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "message length below 4",
+                    ));
+                }
+                let total = len.div_ceil(4) * 4;
+                self.buf.clear();
+                self.buf.extend_from_slice(&head);
+                self.buf.resize(total, 0);
+                s.read_exact(&mut self.buf[4..])?;
+                Ok(&self.buf)
+            }
+            Inner::Sctp(c) => loop {
+                match c.recv_into(&mut self.buf)? {
+                    None => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    Some((n, PPID_ASAP)) => return Ok(&self.buf[..n]),
+                    // Not ASAP (e.g. PPID 0 from a non-conforming peer is still taken,
+                    // anything else skipped).
+                    Some((n, 0)) => return Ok(&self.buf[..n]),
+                    Some(_) => continue,
+                }
+            },
         }
-        let total = len.div_ceil(4) * 4;
-        self.buf.clear();
-        self.buf.extend_from_slice(&head);
-        self.buf.resize(total, 0);
-        self.stream.read_exact(&mut self.buf[4..])?;
-        Ok(&self.buf)
     }
 
     pub fn recv(&mut self) -> io::Result<AsapMessage> {
@@ -73,5 +167,44 @@ impl Conn {
         AsapMessage::decode(bytes)
             .map(|d| d.message)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Closes the connection as a crashed process's kernel would: a TCP FIN, an SCTP
+    /// ABORT.
+    pub fn crash(self) {
+        match self.inner {
+            Inner::Tcp(s) => drop(s),
+            Inner::Sctp(c) => {
+                let _ = c.abort();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_with_and_without_scheme() {
+        let t: Target = "sctp://192.0.2.1:3863".parse().unwrap();
+        assert_eq!(t.transport, Transport::Sctp);
+        assert_eq!(t.to_string(), "sctp://192.0.2.1:3863");
+        let t: Target = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(t, Target::tcp("127.0.0.1:9".parse().unwrap()));
+        let t: Target = "tcp://[::1]:9".parse().unwrap();
+        assert_eq!(t.addr, "[::1]:9".parse().unwrap());
+        assert!(
+            "udp://1.2.3.4:5"
+                .parse::<Target>()
+                .unwrap_err()
+                .contains("udp")
+        );
+        assert!(
+            "sctp://nowhere"
+                .parse::<Target>()
+                .unwrap_err()
+                .contains("nowhere")
+        );
     }
 }

@@ -1,6 +1,5 @@
 //! `rserpool-loadgen`: drives a registrar with simulated pool elements and pool users.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use mimalloc::MiMalloc;
 use rserpool::PoolHandle;
 use rserpool::client::resolution_request;
 use rserpool::wire::PolicyParam;
+use rserpool_loadgen::conn::Target;
 use rserpool_loadgen::pe::PeGroup;
 use rserpool_loadgen::report::{self, Series, human};
 use rserpool_loadgen::scenario::{EchoResponder, echo_closed_loop, resolve_closed_loop};
@@ -49,9 +49,10 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Registrar to drive (tcp ADDR:PORT). `demo` starts its own when absent.
-    #[arg(long, value_name = "ADDR:PORT")]
-    registrar: Option<SocketAddr>,
+    /// Registrar to drive: tcp://ADDR:PORT, sctp://ADDR:PORT, or ADDR:PORT (TCP).
+    /// `demo` starts its own when absent.
+    #[arg(long, value_name = "URI")]
+    registrar: Option<Target>,
     /// Pool handle.
     #[arg(long, default_value = "LoadPool")]
     pool: String,
@@ -155,7 +156,7 @@ fn measure(a: RunArgs, own_registrar: bool) -> anyhow::Result<()> {
                 .tcp_addr()
                 .context("the registrar has no TCP endpoint")?;
             local = Some(handle);
-            addr
+            Target::tcp(addr)
         }
         (None, false) => anyhow::bail!("resolve needs --registrar ADDR:PORT (or use demo)"),
     };

@@ -3,7 +3,7 @@
 //! CPU between keep-alives).
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -15,7 +15,7 @@ use rserpool::wire::{
 };
 use rserpool::{PoolElementId, PoolHandle, RegistrarId};
 
-use crate::conn::Conn;
+use crate::conn::{Conn, Target};
 
 /// Running simulated PEs; dropping it closes their connections.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ impl PeGroup {
     /// Registers `n` PEs (IDs `first_id..`) in `pool` over `conns` connections and keeps
     /// them alive. Returns once every PE is registered.
     pub fn start(
-        registrar: SocketAddr,
+        registrar: Target,
         pool: &PoolHandle,
         n: u32,
         conns: u32,

@@ -11,7 +11,7 @@ use rserpool::PoolHandle;
 use rserpool::client::{Resolved, resolution_request};
 use rserpool::wire::AsapMessage;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, Target};
 use crate::report::Series;
 
 /// What a resolution run saw besides latency.
@@ -26,7 +26,7 @@ pub struct ResolveStats {
 /// `pus` connections, each resolving `pool` back to back (closed loop) for `duration`.
 /// Every answer is decoded and checked to be a positive resolution.
 pub fn resolve_closed_loop(
-    registrar: SocketAddr,
+    registrar: Target,
     pool: &PoolHandle,
     items: Option<u32>,
     pus: u32,
@@ -146,7 +146,7 @@ pub fn echo_closed_loop(
         .map(|_| {
             let request = request.to_vec();
             std::thread::spawn(move || {
-                let mut conn = Conn::connect(echo)?;
+                let mut conn = Conn::connect(Target::tcp(echo))?;
                 conn.set_read_timeout(Some(Duration::from_secs(5)))?;
                 let mut series = Series::new("echo (transport floor)");
                 let start = Instant::now();

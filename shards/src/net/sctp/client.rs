@@ -31,6 +31,11 @@ impl Client {
         Ok(Self { fd })
     }
 
+    /// The local address of the association (its primary, as bound).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        super::local_addr(self.fd.as_raw_fd())
+    }
+
     /// Another handle on the same association (e.g. for a reader thread).
     pub fn try_clone(&self) -> io::Result<Self> {
         Ok(Self {
@@ -95,6 +100,42 @@ impl Client {
         } else {
             Ok(())
         }
+    }
+
+    /// Receives one whole message into the start of `buf` without allocating; returns
+    /// its length and PPID, or `None` at the end of the association. A message longer
+    /// than `buf` is an error (`InvalidData`).
+    pub fn recv_into(&self, buf: &mut [u8]) -> io::Result<Option<(usize, u32)>> {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut control = [0u64; 16];
+        // SAFETY: msghdr is plain data; every pointer is set below.
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_iov = &raw mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = control.as_mut_ptr().cast();
+        hdr.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: `hdr` points to `iov` (over `buf`) and `control`, writable and live
+        // for the call.
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        if hdr.msg_flags & libc::MSG_EOR == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("an SCTP message longer than {} bytes", buf.len()),
+            ));
+        }
+        let len = control_len(&hdr).min(std::mem::size_of_val(&control));
+        let bytes = words_to_bytes(&control);
+        let ppid = find_rcvinfo(&bytes[..len]).map_or(0, |i| i.ppid);
+        Ok(Some((n as usize, ppid)))
     }
 
     /// Receives one whole message into `buf`; returns its PPID, or `None` at the end of
