@@ -100,6 +100,20 @@ impl Conn {
         Ok(Self { inner, buf })
     }
 
+    /// Another handle on the same connection, with its own receive buffer (for a
+    /// reader thread beside a writer).
+    pub fn try_clone(&self) -> io::Result<Self> {
+        let inner = match &self.inner {
+            Inner::Tcp(s) => Inner::Tcp(s.try_clone()?),
+            Inner::Sctp(c) => Inner::Sctp(c.try_clone()?),
+        };
+        let buf = match inner {
+            Inner::Tcp(_) => Vec::with_capacity(512),
+            Inner::Sctp(_) => vec![0; MAX_MESSAGE],
+        };
+        Ok(Self { inner, buf })
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match &self.inner {
             Inner::Tcp(s) => s.local_addr(),

@@ -1,6 +1,9 @@
 //! The load generator: simulated pool elements and pool users, and its reports.
 
+pub mod churn;
 pub mod conn;
+pub mod failover;
+pub mod farm;
 pub mod pe;
 pub mod report;
 pub mod scenario;

@@ -2,18 +2,24 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mimalloc::MiMalloc;
 use rserpool::PoolHandle;
 use rserpool::client::resolution_request;
 use rserpool::wire::PolicyParam;
-use rserpool_loadgen::conn::Target;
-use rserpool_loadgen::pe::PeGroup;
-use rserpool_loadgen::report::{self, Series, human};
-use rserpool_loadgen::scenario::{EchoResponder, echo_closed_loop, resolve_closed_loop};
+use rserpool_loadgen::churn::{self, ChurnConfig};
+use rserpool_loadgen::conn::{Target, Transport};
+use rserpool_loadgen::failover::{self, FailoverConfig, Mode};
+use rserpool_loadgen::farm::{Farm, FarmConfig};
+use rserpool_loadgen::report::{self, Progress, Series, human};
+use rserpool_loadgen::scenario::{
+    EchoResponder, any_answer, echo_closed_loop, open_loop, positive_resolution,
+    resolve_closed_loop,
+};
 
 #[global_allocator]
 static ALLOC: MiMalloc = MiMalloc;
@@ -22,12 +28,16 @@ static ALLOC: MiMalloc = MiMalloc;
 #[command(
     name = "rserpool-loadgen",
     version,
-    about = "Load generator for RSerPool registrars: simulated pool elements and pool users over ASAP/TCP",
-    long_about = "Load generator for RSerPool registrars. Simulated pool elements register for \
-real and answer keep-alives; simulated pool users resolve the pool and measure each answer's \
-latency. Results are a table (count, rate, p50/p90/p99/p99.9/max), optionally JSON (--json) \
-and an SVG percentile plot (--svg).\n\nThis build has `demo`, `resolve` (closed loop) and \
-`echo` over TCP; the open-loop rate mode, churn, failover and SCTP come next."
+    about = "Load generator for RSerPool registrars: simulated pool elements and pool users over ASAP (TCP or SCTP)",
+    long_about = "Load generator for RSerPool registrars (ours or RSPLIB's rspregistrar). \
+Simulated pool elements are real registrations on real connections that answer \
+keep-alives (thousands fit in one process: one thread drives them all on io_uring); \
+simulated pool users resolve the pool and time every answer.\n\n\
+Every scenario prints a table (count, rate, p50/p90/p99/p99.9/max, errors) from one \
+HdrHistogram per operation, writes JSON with --json FILE and a latency-by-percentile \
+SVG plot with --svg FILE. Runs of five seconds or more print a progress line to \
+standard error.\n\n\
+Registrars are given as tcp://ADDR:PORT, sctp://ADDR:PORT or ADDR:PORT (TCP)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,53 +46,198 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Starts a registrar in this process (or uses --registrar), registers a 500-PE
-    /// pool, measures handle resolution and the echo floor, and prints the table.
-    Demo(RunArgs),
-    /// Resolution latency and throughput against a running registrar: PEs register,
-    /// pool users resolve back to back (closed loop) for --duration.
-    Resolve(RunArgs),
-    /// The transport floor alone: the same request bytes against a built-in echo
-    /// responder that answers with the registrar's answer size.
+    /// The headline figures in about 15 s: starts a registrar in this process (2 shards,
+    /// keep-alive 100 ms + 100 ms) unless --registrar is given, then resolution at
+    /// maximum rate, resolution open-loop at half of it against the echo floor, and
+    /// crash and hang failover in a 500-PE pool.
+    Demo(DemoArgs),
+    /// Resolution latency and throughput: P pools... one pool of --pes PEs registers,
+    /// then --pus pool users resolve it. --rate max (default) runs closed loop (each
+    /// user waits for its answer: maximum throughput); --rate N runs open loop at N
+    /// requests/s in total (sent on schedule whatever the answers do; latency from the
+    /// intended send time, so stalls cannot hide); --rate P% first measures the maximum,
+    /// then runs open loop at P% of it. Over TCP the same requests are then timed
+    /// against a built-in echo responder answering with the same size: the transport
+    /// floor, in the same run.
+    Resolve(ResolveArgs),
+    /// Registration churn: after the pool registers, random PEs re-register, deregister
+    /// and register again at --rate operations per second; latency per operation kind.
+    Churn(ChurnArgs),
+    /// Failover: in a pool of --pes PEs, each on its own connection, crash PEs (close
+    /// the connection) or hang them (stop answering keep-alives), and time per PE from
+    /// the failure until no resolution returns it on any of several observer
+    /// connections (which resolve the whole pool back to back; the registrar must
+    /// answer with every PE: --resolution-items-limit 500 or more on ours). Many
+    /// trials; a histogram of the results.
+    Failover(FailoverArgs),
+    /// The transport floor alone: framed requests against the built-in echo
+    /// responder, closed loop or at --rate.
     Echo(EchoArgs),
 }
 
 #[derive(Debug, Args)]
-struct RunArgs {
-    /// Registrar to drive: tcp://ADDR:PORT, sctp://ADDR:PORT, or ADDR:PORT (TCP).
-    /// `demo` starts its own when absent.
-    #[arg(long, value_name = "URI")]
-    registrar: Option<Target>,
+struct Common {
     /// Pool handle.
     #[arg(long, default_value = "LoadPool")]
     pool: String,
     /// Pool elements to register.
     #[arg(long, default_value_t = 500)]
     pes: u32,
-    /// Connections the pool elements share (several PEs per connection).
-    #[arg(long, default_value_t = 8)]
+    /// Connections the pool elements share, round robin; 0 gives each PE its own (as
+    /// RSPLIB's pool elements have).
+    #[arg(long, default_value_t = 0)]
     pe_connections: u32,
-    /// Pool users resolving concurrently, one connection each.
-    #[arg(long, default_value_t = 2)]
-    pus: u32,
-    /// PEs asked for per resolution (the Handle Resolution Option).
-    #[arg(long, default_value_t = 3)]
-    items: u32,
-    /// How long to resolve, in seconds.
-    #[arg(long, default_value_t = 3.0)]
-    duration: f64,
     /// Write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Write an SVG percentile plot to FILE.
+    /// Write an SVG latency-by-percentile plot to FILE.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
+struct ResolveOpts {
+    /// Pool users, one connection each.
+    #[arg(long, default_value_t = 2)]
+    pus: u32,
+    /// PEs asked for per resolution (the Handle Resolution Option).
+    #[arg(long, default_value_t = 3)]
+    items: u32,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+}
+
+#[derive(Debug, Args)]
+struct ResolveArgs {
+    /// Registrar to drive.
+    #[arg(long, value_name = "URI")]
+    registrar: Target,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    opts: ResolveOpts,
+    /// `max` (closed loop), requests per second (open loop), or P% of the maximum.
+    #[arg(long, default_value = "max")]
+    rate: Rate,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Registrar to drive instead of starting one (it must allow loopback addresses,
+    /// answer 500 items, and use keep-alive --keep-alive-interval/--keep-alive-timeout).
+    #[arg(long, value_name = "URI")]
+    registrar: Option<Target>,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    opts: ResolveOpts,
+    /// Crash trials (one PE each).
+    #[arg(long, default_value_t = 100)]
+    crash_trials: u32,
+    /// Hang trials (--hang-batch PEs each).
+    #[arg(long, default_value_t = 8)]
+    hang_trials: u32,
+    #[arg(long, default_value_t = 5)]
+    hang_batch: u32,
+    #[command(flatten)]
+    keep_alive: KeepAlive,
+}
+
+#[derive(Debug, Args)]
+struct KeepAlive {
+    /// The registrar's keep-alive interval in ms (the registrar this process starts
+    /// uses it; for another registrar it only sets the bound hung PEs are held to).
+    #[arg(long, default_value_t = 100)]
+    keep_alive_interval: u64,
+    /// The registrar's keep-alive timeout in ms (as --keep-alive-interval).
+    #[arg(long, default_value_t = 100)]
+    keep_alive_timeout: u64,
+}
+
+impl KeepAlive {
+    /// Interval plus timeout: the longest a hung PE may stay registered.
+    fn sum(&self) -> Duration {
+        Duration::from_millis(
+            self.keep_alive_interval
+                .saturating_add(self.keep_alive_timeout),
+        )
+    }
+
+    fn config(
+        &self,
+        target: Target,
+        pool: &str,
+        pes: u32,
+        mode: Mode,
+    ) -> anyhow::Result<FailoverConfig> {
+        Ok(FailoverConfig {
+            target,
+            pool: pool_handle(pool)?,
+            pes,
+            mode,
+            trials: 1,
+            batch: 1,
+            observers: 2,
+            connections_per_observer: 4,
+            trial_timeout: self.sum() + Duration::from_secs(10),
+            seed: 0x5eed,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+struct ChurnArgs {
+    /// Registrar to drive.
+    #[arg(long, value_name = "URI")]
+    registrar: Target,
+    #[command(flatten)]
+    common: Common,
+    /// Operations per second, all kinds together.
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    /// Seconds.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FailMode {
+    /// Close the PE's connection (TCP FIN, SCTP ABORT).
+    Crash,
+    /// Stop answering keep-alives.
+    Hang,
+}
+
+#[derive(Debug, Args)]
+struct FailoverArgs {
+    /// Registrar to drive.
+    #[arg(long, value_name = "URI")]
+    registrar: Target,
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, value_enum, default_value_t = FailMode::Crash)]
+    mode: FailMode,
+    /// Trials.
+    #[arg(long, default_value_t = 200)]
+    trials: u32,
+    /// PEs failed at once per trial.
+    #[arg(long, default_value_t = 1)]
+    batch: u32,
+    /// Observer threads resolving the whole pool.
+    #[arg(long, default_value_t = 2)]
+    observers: u32,
+    /// Connections per observer (more make it likelier that every shard is asked).
+    #[arg(long, default_value_t = 4)]
+    observer_connections: u32,
+    #[command(flatten)]
+    keep_alive: KeepAlive,
+}
+
+#[derive(Debug, Args)]
 struct EchoArgs {
     /// Answer size in bytes (a 3-PE resolution answer is about 150).
-    #[arg(long, default_value_t = 152)]
+    #[arg(long, default_value_t = 144)]
     reply_bytes: usize,
     /// Concurrent clients.
     #[arg(long, default_value_t = 2)]
@@ -90,6 +245,42 @@ struct EchoArgs {
     /// Seconds.
     #[arg(long, default_value_t = 3.0)]
     duration: f64,
+    /// `max` (closed loop) or requests per second (open loop).
+    #[arg(long, default_value = "max")]
+    rate: Rate,
+}
+
+/// How fast pool users resolve.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rate {
+    Max,
+    PerSecond(f64),
+    OfMax(f64),
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "max" {
+            return Ok(Self::Max);
+        }
+        let bad = || format!("{s:?} is not `max`, a rate per second, or a percentage like 50%");
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.parse().map_err(|_| bad())?;
+            return if p > 0.0 && p <= 100.0 {
+                Ok(Self::OfMax(p / 100.0))
+            } else {
+                Err(format!("percentage {s} must be in (0, 100]"))
+            };
+        }
+        let r: f64 = s.parse().map_err(|_| bad())?;
+        if r.is_finite() && r > 0.0 && r <= 10_000_000.0 {
+            Ok(Self::PerSecond(r))
+        } else {
+            Err(format!("rate {s} must be in (0, 10000000]"))
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -102,50 +293,409 @@ fn main() -> ExitCode {
     }
 }
 
-fn seconds(s: f64) -> anyhow::Result<Duration> {
+fn seconds(s: f64, what: &str) -> anyhow::Result<Duration> {
     anyhow::ensure!(
         s.is_finite() && s > 0.0 && s <= 86_400.0,
-        "--duration must be 0..86400 seconds, not {s}"
+        "{what} must be 0..86400 seconds, not {s}"
     );
     Ok(Duration::from_secs_f64(s))
 }
 
+fn pool_handle(name: &str) -> anyhow::Result<PoolHandle> {
+    let pool = PoolHandle::from(name);
+    anyhow::ensure!(
+        !pool.is_empty() && pool.len() <= 32,
+        "--pool must be 1..=32 bytes"
+    );
+    Ok(pool)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Demo(a) => measure(a, true),
-        Command::Resolve(a) => measure(a, false),
+        Command::Demo(a) => demo(a),
+        Command::Resolve(a) => {
+            let mut out = Output::default();
+            resolve(a.registrar, &a.common, &a.opts, a.rate, &mut out)?;
+            out.finish(
+                "resolve",
+                &a.common,
+                serde_json::json!({ "registrar": a.registrar.to_string() }),
+            )
+        }
+        Command::Churn(a) => churn_cmd(&a),
+        Command::Failover(a) => failover_cmd(&a),
         Command::Echo(a) => {
+            let duration = seconds(a.duration, "--duration")?;
             let echo = EchoResponder::start(a.reply_bytes)?;
             let mut req = Vec::new();
             resolution_request(&PoolHandle::from("LoadPool"), Some(3), &mut req);
-            let s = echo_closed_loop(echo.addr, &req, a.pus, seconds(a.duration)?)?;
+            let target = Target::tcp(echo.addr);
+            let s = match a.rate {
+                Rate::PerSecond(r) => {
+                    open_loop(
+                        target,
+                        &req,
+                        a.pus,
+                        r,
+                        duration,
+                        any_answer,
+                        "echo (open loop)",
+                    )?
+                    .latency
+                }
+                Rate::Max => echo_closed_loop(echo.addr, &req, a.pus, duration)?,
+                Rate::OfMax(_) => anyhow::bail!("echo takes `max` or a rate per second"),
+            };
             print!("{}", report::table(&[s]));
             Ok(())
         }
     }
 }
 
-fn measure(a: RunArgs, own_registrar: bool) -> anyhow::Result<()> {
-    let duration = seconds(a.duration)?;
-    anyhow::ensure!(a.pes >= 1, "--pes must be at least 1");
-    anyhow::ensure!((1..=128).contains(&a.items), "--items must be 1..=128");
-    let pool = PoolHandle::from(a.pool.as_str());
-    anyhow::ensure!(
-        !pool.is_empty() && pool.len() <= 32,
-        "--pool must be 1..=32 bytes"
-    );
+/// Series and headline lines collected over a run, printed and written at the end.
+#[derive(Debug, Default)]
+struct Output {
+    series: Vec<Series>,
+    lines: Vec<String>,
+    summary: serde_json::Map<String, serde_json::Value>,
+}
 
-    // `demo` without --registrar: a registrar in this process, on loopback.
+impl Output {
+    fn finish(
+        self,
+        scenario: &str,
+        common: &Common,
+        params: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        println!();
+        print!("{}", report::table(&self.series));
+        if !self.lines.is_empty() {
+            println!();
+        }
+        for l in &self.lines {
+            println!("{l}");
+        }
+        if let Some(path) = &common.json {
+            let mut doc = report::json(scenario, params, &self.series);
+            doc["summary"] = serde_json::Value::Object(self.summary);
+            std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(path) = &common.svg {
+            let svg = report::svg("latency by percentile", &self.series);
+            std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn start_farm(target: Target, common: &Common) -> anyhow::Result<(Farm, Series)> {
+    anyhow::ensure!(common.pes >= 1, "--pes must be at least 1");
+    let t = std::time::Instant::now();
+    let farm = Farm::start(FarmConfig {
+        target,
+        pool: pool_handle(&common.pool)?,
+        pes: common.pes,
+        links: common.pe_connections,
+        first_id: 1,
+        policy: PolicyParam::round_robin(),
+    })
+    .context("registering the pool elements")?;
+    let mut registration = Series::new("registration");
+    for d in &farm.registration {
+        registration.record(*d);
+    }
+    registration.elapsed = t.elapsed();
+    Ok((farm, registration))
+}
+
+/// The resolution measurements; adds its series and headline lines to `out`.
+fn resolve(
+    target: Target,
+    common: &Common,
+    opts: &ResolveOpts,
+    rate: Rate,
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    let duration = seconds(opts.duration, "--duration")?;
+    anyhow::ensure!((1..=1024).contains(&opts.items), "--items must be 1..=1024");
+    let pool = pool_handle(&common.pool)?;
+    println!(
+        "registrar {target}; pool {pool}: {} PEs on {} connections; {} pool users, {} items, {:.1} s per measurement",
+        common.pes,
+        if common.pe_connections == 0 {
+            common.pes
+        } else {
+            common.pe_connections.min(common.pes)
+        },
+        opts.pus,
+        opts.items,
+        duration.as_secs_f64()
+    );
+    let (farm, registration) = start_farm(target, common)?;
+    out.series.push(registration);
+    let mut request = Vec::new();
+    resolution_request(&pool, Some(opts.items), &mut request);
+    let want_items = opts.items.min(common.pes) as usize;
+
+    let mut max_rate = None;
+    if matches!(rate, Rate::Max | Rate::OfMax(_)) {
+        let _p = Progress::start("resolve, closed loop", duration);
+        let (mut s, stats) =
+            resolve_closed_loop(target, &pool, Some(opts.items), opts.pus, duration)?;
+        anyhow::ensure!(
+            s.count() == 0 || stats.items == want_items,
+            "answers held {} PEs, not {want_items}",
+            stats.items
+        );
+        s.name = "resolution (closed loop)".into();
+        max_rate = Some(s.rate());
+        out.summary.insert("max_rate_per_s".into(), s.rate().into());
+        out.lines.push(format!(
+            "maximum: {:.0} resolutions/s closed loop with {} pool users (p99 {})",
+            s.rate(),
+            opts.pus,
+            human(s.quantile(0.99))
+        ));
+        out.series.push(s);
+    }
+    let open_rate = match rate {
+        Rate::Max => None,
+        Rate::PerSecond(r) => Some(r),
+        Rate::OfMax(p) => max_rate.map(|m| m * p),
+    };
+    if let Some(r) = open_rate {
+        let _p = Progress::start("resolve, open loop", duration);
+        let name = format!("resolution (open, {r:.0}/s)");
+        let res = open_loop(
+            target,
+            &request,
+            opts.pus,
+            r,
+            duration,
+            positive_resolution,
+            &name,
+        )?;
+        let mut lag = res.send_lag;
+        lag.name = "  generator send lag".into();
+        out.series.push(res.latency);
+        out.series.push(lag);
+        if res.lost > 0 {
+            out.lines
+                .push(format!("{} requests got no answer", res.lost));
+        }
+        if target.transport == Transport::Tcp {
+            let _p = Progress::start("echo floor, open loop", duration);
+            let echo = EchoResponder::start(res.answer_bytes)?;
+            let floor = open_loop(
+                Target::tcp(echo.addr),
+                &request,
+                opts.pus,
+                r,
+                duration,
+                any_answer,
+                &format!("echo floor (open, {r:.0}/s)"),
+            )?;
+            let resolution = out.series[out.series.len() - 2].clone();
+            ratio_lines(&resolution, &floor.latency, res.answer_bytes, out);
+            out.series.push(floor.latency);
+        }
+    } else if target.transport == Transport::Tcp {
+        let echo = EchoResponder::start(if want_items == 3 {
+            144
+        } else {
+            40 + 48 * want_items
+        })?;
+        let _p = Progress::start("echo floor, closed loop", duration);
+        let mut floor = echo_closed_loop(echo.addr, &request, opts.pus, duration)?;
+        floor.name = "echo floor (closed loop)".into();
+        let resolution = out.series[out.series.len() - 1].clone();
+        ratio_lines(&resolution, &floor, 0, out);
+        out.series.push(floor);
+    }
+    if target.transport == Transport::Sctp {
+        out.lines
+            .push("over SCTP there is no echo floor (the responder speaks TCP only)".into());
+    }
+    let stats = farm.stop()?;
+    out.summary.insert(
+        "keep_alives_answered".into(),
+        stats.keep_alives_answered.into(),
+    );
+    Ok(())
+}
+
+fn ratio_lines(res: &Series, floor: &Series, bytes: usize, out: &mut Output) {
+    if res.count() == 0 || floor.count() == 0 {
+        return;
+    }
+    let p50 = res.quantile(0.5).as_secs_f64() / floor.quantile(0.5).as_secs_f64();
+    let p99 = res.quantile(0.99).as_secs_f64() / floor.quantile(0.99).as_secs_f64();
+    out.summary.insert("p50_over_floor".into(), p50.into());
+    out.summary.insert("p99_over_floor".into(), p99.into());
+    out.lines.push(format!(
+        "resolution vs. transport floor: p50 {} / {} = {p50:.2}x, p99 {} / {} = {p99:.2}x{}",
+        human(res.quantile(0.5)),
+        human(floor.quantile(0.5)),
+        human(res.quantile(0.99)),
+        human(floor.quantile(0.99)),
+        if bytes > 0 {
+            format!(" (answers of {bytes} bytes)")
+        } else {
+            String::new()
+        }
+    ));
+}
+
+fn failover_phase(
+    config: &FailoverConfig,
+    keep_alive: &KeepAlive,
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    let mode = config.mode;
+    let ka = keep_alive.sum();
+    let expected = match mode {
+        Mode::Crash => Duration::from_millis(10),
+        Mode::Hang => ka,
+    };
+    let _p = Progress::start(
+        "failover",
+        expected * config.trials + Duration::from_secs(1),
+    );
+    let r = failover::run(config).context("failover")?;
+    let g = &r.gone;
+    let key = match mode {
+        Mode::Crash => "crash",
+        Mode::Hang => "hang",
+    };
+    match mode {
+        Mode::Crash => out.lines.push(format!(
+            "crash: {} PEs, gone from all answers after p50 {}, p99 {}, max {}",
+            g.count(),
+            human(g.quantile(0.5)),
+            human(g.quantile(0.99)),
+            human(g.max())
+        )),
+        Mode::Hang => {
+            let bound = ka + Duration::from_millis(10);
+            out.lines.push(format!(
+                "hang: {} PEs, gone after p50 {}, p99 {}, max {} (bound: interval + timeout + 10 ms = {}; {})",
+                g.count(),
+                human(g.quantile(0.5)),
+                human(g.quantile(0.99)),
+                human(g.max()),
+                human(bound),
+                if g.max() <= bound { "all within" } else { "SOME LATER" }
+            ));
+        }
+    }
+    out.summary.insert(
+        format!("{key}_gone_p99_s"),
+        g.quantile(0.99).as_secs_f64().into(),
+    );
+    out.summary
+        .insert(format!("{key}_gone_max_s"), g.max().as_secs_f64().into());
+    out.lines.push(format!(
+        "  ({} resolutions of the whole pool ({} PEs each) on {} observer connections)",
+        r.resolutions, r.answer_items, r.connections
+    ));
+    out.series.push(r.gone);
+    Ok(())
+}
+
+fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<()> {
+    let mode = match a.mode {
+        FailMode::Crash => Mode::Crash,
+        FailMode::Hang => Mode::Hang,
+    };
+    anyhow::ensure!(a.common.pes >= 2, "--pes must be at least 2");
+    anyhow::ensure!(
+        a.batch >= 1 && a.batch < a.common.pes,
+        "--batch must be 1..{}",
+        a.common.pes
+    );
+    println!(
+        "registrar {}; pool {}: {} PEs, one connection each; {:?} {} × {} PEs; {} observers × {} connections",
+        a.registrar,
+        a.common.pool,
+        a.common.pes,
+        a.mode,
+        a.trials,
+        a.batch,
+        a.observers,
+        a.observer_connections
+    );
+    let mut out = Output::default();
+    let config = FailoverConfig {
+        trials: a.trials,
+        batch: a.batch,
+        observers: a.observers,
+        connections_per_observer: a.observer_connections,
+        ..a.keep_alive
+            .config(a.registrar, &a.common.pool, a.common.pes, mode)?
+    };
+    failover_phase(&config, &a.keep_alive, &mut out)?;
+    out.finish(
+        "failover",
+        &a.common,
+        serde_json::json!({ "registrar": a.registrar.to_string(), "mode": format!("{:?}", a.mode) }),
+    )
+}
+
+fn churn_cmd(a: &ChurnArgs) -> anyhow::Result<()> {
+    let duration = seconds(a.duration, "--duration")?;
+    anyhow::ensure!(
+        a.rate.is_finite() && a.rate > 0.0 && a.rate <= 1_000_000.0,
+        "--rate must be in (0, 1000000]"
+    );
+    println!(
+        "registrar {}; pool {}: {} PEs; {:.0} operations/s for {:.1} s",
+        a.registrar,
+        a.common.pool,
+        a.common.pes,
+        a.rate,
+        duration.as_secs_f64()
+    );
+    let _p = Progress::start("churn", duration);
+    let r = churn::run(&ChurnConfig {
+        target: a.registrar,
+        pool: pool_handle(&a.common.pool)?,
+        pes: a.common.pes,
+        links: a.common.pe_connections,
+        rate: a.rate,
+        duration,
+        seed: 0xc4a1,
+    })?;
+    let mut out = Output::default();
+    let total = r.registration.count() + r.reregistration.count() + r.deregistration.count();
+    out.lines.push(format!(
+        "{total} operations answered ({:.0}/s), {} skipped (PE busy), {} unanswered",
+        total as f64 / duration.as_secs_f64(),
+        r.skipped,
+        r.unanswered
+    ));
+    out.series = vec![r.registration, r.reregistration, r.deregistration];
+    out.finish(
+        "churn",
+        &a.common,
+        serde_json::json!({ "registrar": a.registrar.to_string(), "rate": a.rate }),
+    )
+}
+
+fn demo(a: DemoArgs) -> anyhow::Result<()> {
     let mut local = None;
-    let registrar = match (a.registrar, own_registrar) {
-        (Some(addr), _) => addr,
-        (None, true) => {
+    let target = match a.registrar {
+        Some(t) => t,
+        None => {
             let handle = rserpool_shards::runtime::start(rserpool_shards::RuntimeConfig {
                 shards: 2,
                 pin_cores: false,
                 asap: vec![rserpool_shards::Endpoint::Tcp("127.0.0.1:0".parse()?)],
                 registrar: rserpool::registrar::Config {
                     allow_loopback: true,
+                    keep_alive_interval: Duration::from_millis(a.keep_alive.keep_alive_interval),
+                    keep_alive_timeout: Duration::from_millis(a.keep_alive.keep_alive_timeout),
+                    resolution_items_limit: rserpool::registrar::RESOLUTION_ITEMS_CEILING,
                     ..rserpool::registrar::Config::default()
                 },
                 seed: 1,
@@ -158,88 +708,59 @@ fn measure(a: RunArgs, own_registrar: bool) -> anyhow::Result<()> {
             local = Some(handle);
             Target::tcp(addr)
         }
-        (None, false) => anyhow::bail!("resolve needs --registrar ADDR:PORT (or use demo)"),
     };
-    println!(
-        "registrar {registrar}{}; pool {pool}: {} PEs on {} connections; {} pool users, {} items, {:.1} s",
-        if local.is_some() {
-            " (in this process, 2 shards)"
-        } else {
-            ""
-        },
-        a.pes,
-        a.pe_connections,
-        a.pus,
-        a.items,
-        duration.as_secs_f64()
-    );
-    let t = std::time::Instant::now();
-    let pes = PeGroup::start(
-        registrar,
-        &pool,
-        a.pes,
-        a.pe_connections,
-        1,
-        PolicyParam::round_robin(),
-    )
-    .context("registering the pool elements")?;
-    let mut registration = Series::new("registration");
-    for d in &pes.registration {
-        registration.record(*d);
+    if local.is_some() {
+        println!(
+            "registrar in this process: 2 shards, keep-alive every {} ms, timeout {} ms",
+            a.keep_alive.keep_alive_interval, a.keep_alive.keep_alive_timeout
+        );
     }
-    registration.elapsed = t.elapsed();
-
-    let (resolution, stats) =
-        resolve_closed_loop(registrar, &pool, Some(a.items), a.pus, duration)?;
-    anyhow::ensure!(
-        stats.items == a.items.min(a.pes) as usize,
-        "answers held {} PEs, not {}",
-        stats.items,
-        a.items
+    let mut out = Output::default();
+    resolve(target, &a.common, &a.opts, Rate::OfMax(0.5), &mut out)?;
+    let failover_pool = format!("{}-failover", a.common.pool);
+    let failover_pool = &failover_pool[..failover_pool.len().min(32)];
+    println!(
+        "failover: {} crash trials, {} hang trials of {} PEs",
+        a.crash_trials, a.hang_trials, a.hang_batch
     );
-    let echo = EchoResponder::start(stats.answer_bytes)?;
-    let mut req = Vec::new();
-    resolution_request(&pool, Some(a.items), &mut req);
-    let floor = echo_closed_loop(echo.addr, &req, a.pus, duration)?;
-    pes.stop();
+    if a.crash_trials > 0 {
+        let config = FailoverConfig {
+            trials: a.crash_trials,
+            ..a.keep_alive
+                .config(target, failover_pool, a.common.pes, Mode::Crash)?
+        };
+        failover_phase(&config, &a.keep_alive, &mut out)?;
+    }
+    if a.hang_trials > 0 {
+        let config = FailoverConfig {
+            trials: a.hang_trials,
+            batch: a.hang_batch.clamp(1, a.common.pes.saturating_sub(1).max(1)),
+            ..a.keep_alive
+                .config(target, failover_pool, a.common.pes, Mode::Hang)?
+        };
+        failover_phase(&config, &a.keep_alive, &mut out)?;
+    }
     if let Some(h) = local {
         h.shutdown()?;
     }
+    out.finish(
+        "demo",
+        &a.common,
+        serde_json::json!({ "registrar": target.to_string(), "pes": a.common.pes, "pus": a.opts.pus, "items": a.opts.items }),
+    )
+}
 
-    let series = [registration, resolution, floor];
-    println!();
-    print!("{}", report::table(&series));
-    let (res, fl) = (&series[1], &series[2]);
-    if res.count() > 0 && fl.count() > 0 {
-        println!(
-            "\nresolution vs. transport floor: p50 {} / {} = {:.2}x, p99 {} / {} = {:.2}x (answers of {} bytes)",
-            human(res.quantile(0.5)),
-            human(fl.quantile(0.5)),
-            res.quantile(0.5).as_secs_f64() / fl.quantile(0.5).as_secs_f64(),
-            human(res.quantile(0.99)),
-            human(fl.quantile(0.99)),
-            res.quantile(0.99).as_secs_f64() / fl.quantile(0.99).as_secs_f64(),
-            stats.answer_bytes
-        );
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!("max".parse::<Rate>(), Ok(Rate::Max));
+        assert_eq!("5000".parse::<Rate>(), Ok(Rate::PerSecond(5000.0)));
+        assert_eq!("50%".parse::<Rate>(), Ok(Rate::OfMax(0.5)));
+        for bad in ["0", "-1", "150%", "fast", "nan"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
     }
-    println!(
-        "closed loop: each pool user waits for its answer before the next request; the open-loop rate mode comes next."
-    );
-    if let Some(path) = &a.json {
-        let params = serde_json::json!({
-            "registrar": registrar.to_string(), "pool": a.pool, "pes": a.pes, "pus": a.pus,
-            "items": a.items, "duration_s": duration.as_secs_f64(), "mode": "closed-loop",
-        });
-        let doc = report::json("resolve", params, &series);
-        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if let Some(path) = &a.svg {
-        let svg = report::svg(
-            "handle resolution over TCP: latency by percentile",
-            &series[1..],
-        );
-        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
 }

@@ -94,7 +94,7 @@ pub fn table(series: &[Series]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<24} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7}",
+        "{:<30} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7}",
         "operation", "count", "rate/s", "p50", "p90", "p99", "p99.9", "max", "errors"
     );
     for s in series {
@@ -110,7 +110,7 @@ pub fn table(series: &[Series]) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{:<24} {:>10} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7}",
+            "{:<30} {:>10} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7}",
             s.name,
             s.count(),
             s.rate(),
@@ -282,5 +282,59 @@ mod tests {
         assert!(
             svg.starts_with("<svg") && svg.contains("&lt;latency&gt;") && svg.contains("polyline")
         );
+    }
+}
+
+/// Operations finished, counted by the scenarios (in batches) for the progress line.
+pub static DONE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A progress line on standard error while a long phase runs: elapsed time and the
+/// rate of finished operations, every two seconds. Phases under five seconds stay
+/// quiet; the line stops when this is dropped.
+#[derive(Debug)]
+pub struct Progress {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    pub fn start(phase: &str, length: Duration) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if length < Duration::from_secs(5) {
+            return Self { stop, thread: None };
+        }
+        let (flag, phase) = (stop.clone(), phase.to_owned());
+        let thread = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let mut last = (start, DONE.load(Ordering::Relaxed));
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                if last.0.elapsed() < Duration::from_secs(2) {
+                    continue;
+                }
+                let (now, done) = (std::time::Instant::now(), DONE.load(Ordering::Relaxed));
+                let rate = (done - last.1) as f64 / (now - last.0).as_secs_f64();
+                eprintln!(
+                    "  {phase}: {:.0} s of {:.0} s, {rate:.0} ops/s",
+                    start.elapsed().as_secs_f64(),
+                    length.as_secs_f64()
+                );
+                last = (now, done);
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

@@ -55,6 +55,9 @@ pub fn resolve_closed_loop(
                         Some(Resolved::Elements { elements, .. }) => {
                             stats.items = elements.len();
                             series.record(rtt);
+                            if series.count().is_multiple_of(256) {
+                                crate::report::DONE.fetch_add(256, Ordering::Relaxed);
+                            }
                         }
                         _ => series.errors += 1,
                     }
@@ -169,4 +172,193 @@ pub fn echo_closed_loop(
         );
     }
     Ok(total)
+}
+
+/// What an open-loop run measured.
+#[derive(Debug)]
+pub struct OpenLoop {
+    /// Latency of each answer from its request's *intended* send time.
+    pub latency: Series,
+    /// How late the generator itself sent each request (its own scheduling delay,
+    /// included in `latency`).
+    pub send_lag: Series,
+    /// Requests sent that got no answer before the end.
+    pub lost: u64,
+    /// The last answer's size in bytes.
+    pub answer_bytes: usize,
+}
+
+/// How an answer is judged: `Some(items)` for a good one.
+pub type Check = fn(&[u8]) -> Option<usize>;
+
+/// A positive handle resolution: how many PEs it held.
+pub fn positive_resolution(bytes: &[u8]) -> Option<usize> {
+    match Resolved::from_message(AsapMessage::decode(bytes).ok()?.message)? {
+        Resolved::Elements { elements, .. } => Some(elements.len()),
+        Resolved::Failed { .. } => None,
+    }
+}
+
+/// Any answer at all (the echo responder's).
+pub fn any_answer(_: &[u8]) -> Option<usize> {
+    Some(0)
+}
+
+/// Open loop: `pus` connections send `request` on a fixed schedule adding up to `rate`
+/// per second for `duration`, whatever the answers do. Each request's latency runs
+/// from the moment it was *meant* to go out, so a stall in the registrar (or in the
+/// generator) shows up in full instead of silently delaying later requests
+/// (coordinated omission).
+pub fn open_loop(
+    target: Target,
+    request: &[u8],
+    pus: u32,
+    rate: f64,
+    duration: Duration,
+    check: Check,
+    name: &str,
+) -> io::Result<OpenLoop> {
+    let pus = pus.max(1);
+    let period = Duration::from_secs_f64(f64::from(pus) / rate);
+    // Every connection first, so connecting does not eat into the schedule.
+    let conns = (0..pus)
+        .map(|_| Conn::connect(target))
+        .collect::<io::Result<Vec<_>>>()?;
+    let start = Instant::now() + Duration::from_millis(20);
+    let threads: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(k, conn)| {
+            let request = request.to_vec();
+            let name = name.to_owned();
+            // Connections interleave their schedules evenly.
+            let first = start + period.mul_f64(k as f64 / f64::from(pus));
+            std::thread::spawn(move || {
+                pu_open_loop(conn, &request, first, period, duration, check, &name)
+            })
+        })
+        .collect();
+    let mut total = OpenLoop {
+        latency: Series::new(name),
+        send_lag: Series::new("generator send lag"),
+        lost: 0,
+        answer_bytes: 0,
+    };
+    for t in threads {
+        let r = t
+            .join()
+            .map_err(|_| io::Error::other("a pool user thread panicked"))??;
+        total.latency.merge(&r.latency);
+        total.send_lag.merge(&r.send_lag);
+        total.lost += r.lost;
+        total.answer_bytes = r.answer_bytes;
+    }
+    Ok(total)
+}
+
+fn pu_open_loop(
+    conn: Conn,
+    request: &[u8],
+    first: Instant,
+    period: Duration,
+    duration: Duration,
+    check: Check,
+    name: &str,
+) -> io::Result<OpenLoop> {
+    let mut reader = conn.try_clone()?;
+    reader.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let (sent, done, name) = (sent.clone(), done.clone(), name.to_owned());
+        std::thread::spawn(move || -> io::Result<(Series, u64, usize)> {
+            let mut latency = Series::new(name);
+            let mut received = 0u64;
+            let mut answer_bytes = 0;
+            let mut quiet_since: Option<Instant> = None;
+            loop {
+                let total = sent.load(Ordering::Acquire);
+                if done.load(Ordering::Acquire) && received >= total {
+                    break;
+                }
+                match reader.recv_bytes() {
+                    Ok(bytes) => {
+                        let now = Instant::now();
+                        quiet_since = None;
+                        answer_bytes = bytes.len();
+                        let due = first + period.mul_f64(received as f64);
+                        if check(bytes).is_some() {
+                            latency.record(now.saturating_duration_since(due));
+                        } else {
+                            latency.errors += 1;
+                        }
+                        received += 1;
+                        if received.is_multiple_of(256) {
+                            crate::report::DONE.fetch_add(256, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        // Answers still missing two seconds after the last request
+                        // are lost.
+                        if done.load(Ordering::Acquire) {
+                            let since = *quiet_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() > Duration::from_secs(2) {
+                                break;
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            latency.elapsed = duration;
+            Ok((latency, received, answer_bytes))
+        })
+    };
+    tighten_timer_slack();
+    let mut conn = conn;
+    let mut send_lag = Series::new("generator send lag");
+    let end = first + duration;
+    let mut i = 0u64;
+    loop {
+        let due = first + period.mul_f64(i as f64);
+        if due >= end {
+            break;
+        }
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        if let Err(e) = conn.send_bytes(request) {
+            done.store(true, Ordering::Release);
+            return Err(e);
+        }
+        send_lag.record(Instant::now().saturating_duration_since(due));
+        i += 1;
+        sent.store(i, Ordering::Release);
+    }
+    done.store(true, Ordering::Release);
+    let (latency, received, answer_bytes) = receiver
+        .join()
+        .map_err(|_| io::Error::other("a receiver thread panicked"))??;
+    send_lag.elapsed = duration;
+    Ok(OpenLoop {
+        latency,
+        send_lag,
+        lost: i.saturating_sub(received),
+        answer_bytes,
+    })
+}
+
+/// Lowers this thread's timer slack to 1 µs so that the open-loop schedule's sleeps
+/// end on time (the default slack is 50 µs).
+pub fn tighten_timer_slack() {
+    // SAFETY: PR_SET_TIMERSLACK takes an integer argument and no pointers.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong);
+    }
 }

@@ -1,5 +1,6 @@
-//! The load generator end to end: `demo` starts a registrar, registers PEs, resolves,
-//! measures the floor, and reports in all three forms.
+//! The load generator end to end: `demo` starts a registrar, registers PEs, resolves
+//! closed and open loop, measures the floor, fails PEs over, and reports in all three
+//! forms.
 
 use std::process::Command;
 
@@ -13,12 +14,16 @@ fn demo_reports_every_series_in_table_json_and_svg() {
             "demo",
             "--pes",
             "40",
-            "--pe-connections",
-            "4",
             "--items",
             "5",
             "--duration",
             "0.3",
+            "--crash-trials",
+            "5",
+            "--hang-trials",
+            "2",
+            "--hang-batch",
+            "3",
         ])
         .arg("--json")
         .arg(&json)
@@ -34,35 +39,67 @@ fn demo_reports_every_series_in_table_json_and_svg() {
     );
     for row in [
         "registration",
-        "resolution",
-        "echo (transport floor)",
+        "resolution (closed loop)",
+        "resolution (open,",
+        "generator send lag",
+        "echo floor (open,",
+        "failover: crashed PE gone",
+        "failover: hung PE gone",
+        "resolution vs. transport floor",
         "p99.9",
     ] {
         assert!(stdout.contains(row), "missing {row}: {stdout}");
     }
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert_eq!(doc["series"][0]["count"], 40, "every PE registered once");
-    assert!(doc["series"][1]["count"].as_u64().unwrap() > 0);
+    let series = doc["series"].as_array().unwrap();
+    let by_name = |prefix: &str| {
+        series
+            .iter()
+            .find(|s| s["name"].as_str().unwrap().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no series {prefix}"))
+    };
     assert_eq!(
-        doc["series"][1]["errors"], 0,
-        "every resolution answered positively"
+        by_name("registration")["count"],
+        40,
+        "every PE registered once"
     );
+    for name in ["resolution (closed loop)", "resolution (open"] {
+        assert!(by_name(name)["count"].as_u64().unwrap() > 0, "{name}");
+        assert_eq!(by_name(name)["errors"], 0, "{name}: every answer positive");
+    }
+    assert_eq!(
+        by_name("failover: crashed")["count"],
+        5,
+        "one per crash trial"
+    );
+    assert_eq!(by_name("failover: hung")["count"], 6, "2 trials of 3");
+    assert!(doc["summary"]["max_rate_per_s"].as_f64().unwrap() > 0.0);
+    assert!(doc["summary"]["p50_over_floor"].as_f64().unwrap() > 0.0);
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn bad_arguments_are_named() {
-    let out = Command::new(env!("CARGO_BIN_EXE_rserpool-loadgen"))
-        .args(["demo", "--items", "500"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--items"));
-    let out = Command::new(env!("CARGO_BIN_EXE_rserpool-loadgen"))
-        .args(["resolve"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--registrar"));
+    for (args, want) in [
+        (&["demo", "--items", "5000"][..], "--items"),
+        (&["resolve"][..], "--registrar"),
+        (&["resolve", "--registrar", "udp://1.2.3.4:5"][..], "udp"),
+        (
+            &["resolve", "--registrar", "127.0.0.1:1", "--rate", "150%"][..],
+            "150%",
+        ),
+        (
+            &["failover", "--registrar", "127.0.0.1:1", "--mode", "melt"][..],
+            "melt",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rserpool-loadgen"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
 }

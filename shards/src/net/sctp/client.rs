@@ -16,6 +16,12 @@ pub struct Client {
     fd: OwnedFd,
 }
 
+impl AsRawFd for Client {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 impl Client {
     pub fn connect(to: SocketAddr) -> io::Result<Self> {
         let fd = socket(domain(to), libc::SOCK_STREAM, libc::IPPROTO_SCTP)?;

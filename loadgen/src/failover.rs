@@ -1,0 +1,397 @@
+//! Failover: how long a failed PE stays in the registrar's answers.
+//!
+//! A [`Farm`] keeps the pool's PEs, each on its own connection. Observer threads
+//! resolve the whole pool back to back over several connections (so that every shard
+//! of a sharded registrar is asked: each answers from its own replica). A trial fails
+//! one or more PEs, by crashing them (closing the connection) or hanging them (no
+//! more keep-alive acknowledgements), and times, per PE, from the failure until the
+//! first answer without it on *every* observer connection. Then the PEs are revived
+//! and the trial waits until every connection sees the whole pool again.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rserpool::PoolHandle;
+use rserpool::client::resolution_request;
+use rserpool::wire::{AsapType, ParamType, PolicyParam};
+
+use crate::conn::{Conn, Target};
+use crate::farm::{Command, Farm, FarmConfig, Notice};
+use crate::report::Series;
+
+/// How PEs fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Close the connection (TCP FIN / SCTP ABORT), as when the process dies.
+    Crash,
+    /// Keep the connection but stop acknowledging keep-alives, as a hung process.
+    Hang,
+}
+
+/// One failover run.
+#[derive(Clone, Debug)]
+pub struct FailoverConfig {
+    pub target: Target,
+    pub pool: PoolHandle,
+    pub pes: u32,
+    pub mode: Mode,
+    /// Trials; each fails `batch` PEs at once.
+    pub trials: u32,
+    pub batch: u32,
+    /// Observer threads, and connections each one resolves over.
+    pub observers: u32,
+    pub connections_per_observer: u32,
+    /// How long one trial may take before the PE counts as never removed.
+    pub trial_timeout: Duration,
+    /// Seeds the choice of victims.
+    pub seed: u64,
+}
+
+/// What a failover run measured.
+#[derive(Debug)]
+pub struct FailoverResult {
+    /// Per failed PE: failure until absent from every observer connection's answers.
+    pub gone: Series,
+    /// Resolutions the observers made meanwhile.
+    pub resolutions: u64,
+    /// Most PEs one answer held (must be the whole pool for exact timing).
+    pub answer_items: usize,
+    /// Observer connections.
+    pub connections: usize,
+}
+
+/// The trial in progress, shared with the observers.
+#[derive(Debug, Default)]
+struct Trial {
+    /// PE identifiers that failed, with the failure instant.
+    victims: Vec<(u32, Instant)>,
+    /// Per victim, per connection: the first answer without it (received at).
+    gone_at: Vec<Vec<Option<Instant>>>,
+    /// Per connection: send time of the latest answer holding the whole pool.
+    last_full: Vec<Option<Instant>>,
+    /// Most items seen in one answer, and the number wanted.
+    max_items: usize,
+    pool_size: usize,
+    resolutions: u64,
+    error: Option<String>,
+}
+
+/// Runs `config` and returns the per-PE removal times.
+pub fn run(config: &FailoverConfig) -> io::Result<FailoverResult> {
+    let farm = Farm::start(FarmConfig {
+        target: config.target,
+        pool: config.pool.clone(),
+        pes: config.pes,
+        links: 0,
+        first_id: 1,
+        policy: PolicyParam::round_robin(),
+    })?;
+    let connections = (config.observers.max(1) * config.connections_per_observer.max(1)) as usize;
+    let trial = Arc::new(Mutex::new(Trial {
+        last_full: vec![None; connections],
+        pool_size: config.pes as usize,
+        ..Trial::default()
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut request = Vec::new();
+    resolution_request(&config.pool, Some(config.pes), &mut request);
+    let observers: Vec<JoinHandle<io::Result<()>>> = (0..config.observers.max(1))
+        .map(|o| {
+            let per = config.connections_per_observer.max(1) as usize;
+            let conns = (0..per)
+                .map(|_| Conn::connect(config.target))
+                .collect::<io::Result<Vec<_>>>()?;
+            let (trial, stop, request) = (trial.clone(), stop.clone(), request.clone());
+            let pool_size = config.pes as usize;
+            Ok(std::thread::spawn(move || {
+                observe(conns, o as usize * per, &request, pool_size, &trial, &stop)
+            }))
+        })
+        .collect::<io::Result<_>>()?;
+
+    let result = trials(config, &farm, &trial, connections);
+    stop.store(true, Ordering::Release);
+    for o in observers {
+        o.join()
+            .map_err(|_| io::Error::other("an observer thread panicked"))??;
+    }
+    let _ = farm.stop();
+    let gone = result?;
+    let t = trial.lock();
+    Ok(FailoverResult {
+        gone,
+        resolutions: t.resolutions,
+        answer_items: t.max_items,
+        connections,
+    })
+}
+
+fn trials(
+    config: &FailoverConfig,
+    farm: &Farm,
+    trial: &Mutex<Trial>,
+    connections: usize,
+) -> io::Result<Series> {
+    let name = match config.mode {
+        Mode::Crash => "failover: crashed PE gone",
+        Mode::Hang => "failover: hung PE gone",
+    };
+    let mut gone = Series::new(name);
+    let started = Instant::now();
+    let mut rng = config.seed | 1;
+    // The whole pool must be in every connection's answers before the first trial (the
+    // PEs are registered already: a few seconds is plenty unless answers are capped).
+    wait_full(trial, Instant::now(), connections, Duration::from_secs(3))?;
+    for _ in 0..config.trials {
+        let batch = (config.batch.max(1) as usize).min(config.pes as usize);
+        let mut victims: Vec<usize> = Vec::with_capacity(batch);
+        while victims.len() < batch {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let v = (rng % u64::from(config.pes)) as usize;
+            if !victims.contains(&v) {
+                victims.push(v);
+            }
+        }
+        // Announce the victims before failing them (their failure instant follows).
+        {
+            let mut t = trial.lock();
+            t.victims.clear();
+            t.gone_at = vec![vec![None; connections]; batch];
+        }
+        for &v in &victims {
+            farm.send(match config.mode {
+                Mode::Crash => Command::Crash(v),
+                Mode::Hang => Command::Hang(v),
+            });
+        }
+        let mut failed = 0;
+        let deadline = Instant::now() + config.trial_timeout;
+        while failed < batch {
+            match farm
+                .notices()
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(Notice::Crashed { pe, at } | Notice::Hung { pe, at }) => {
+                    trial.lock().victims.push((farm.ids[pe].0, at));
+                    failed += 1;
+                }
+                Ok(Notice::LinkLost { pe }) => {
+                    return Err(io::Error::other(format!(
+                        "the registrar closed the connection of PE {} (a live one)",
+                        farm.ids[pe].0
+                    )));
+                }
+                Ok(_) => {}
+                Err(_) => return Err(io::Error::other("the PE farm stopped answering")),
+            }
+        }
+        // Wait until every victim is gone from every connection's answers.
+        loop {
+            {
+                let t = trial.lock();
+                if let Some(e) = &t.error {
+                    return Err(io::Error::other(e.clone()));
+                }
+                if t.gone_at.iter().all(|c| c.iter().all(Option::is_some)) {
+                    for (v, (id, at)) in t.victims.iter().enumerate() {
+                        let last = t.gone_at[v].iter().flatten().max().copied();
+                        match last {
+                            Some(last) => gone.record(last.saturating_duration_since(*at)),
+                            None => return Err(io::Error::other(format!("PE {id}: no answer"))),
+                        }
+                    }
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "failed PEs were still in the registrar's answers {:?} after failing",
+                        config.trial_timeout
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        {
+            let mut t = trial.lock();
+            t.victims.clear();
+            t.gone_at.clear();
+        }
+        // Bring them back and wait until every connection sees the whole pool again.
+        let revived = Instant::now();
+        for &v in &victims {
+            farm.send(Command::Revive(v));
+        }
+        wait_full(trial, revived, connections, config.trial_timeout)?;
+    }
+    gone.elapsed = started.elapsed();
+    Ok(gone)
+}
+
+/// Waits until every connection got an answer holding the whole pool to a request
+/// sent after `since`.
+fn wait_full(
+    trial: &Mutex<Trial>,
+    since: Instant,
+    connections: usize,
+    timeout: Duration,
+) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        {
+            let t = trial.lock();
+            if let Some(e) = &t.error {
+                return Err(io::Error::other(e.clone()));
+            }
+            let pool_size = t.pool_size;
+            if t.last_full.len() == connections
+                && t.last_full.iter().all(|f| f.is_some_and(|f| f > since))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "answers held at most {} PEs, not the whole pool of {pool_size}: start the registrar with --resolution-items-limit {pool_size} or more (RSPLIB caps answers at 128)",
+                        t.max_items
+                    ),
+                ));
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// One observer: resolves over each of its connections in turn (all requests out,
+/// then all answers in) until told to stop.
+fn observe(
+    mut conns: Vec<Conn>,
+    first_index: usize,
+    request: &[u8],
+    pool_size: usize,
+    trial: &Mutex<Trial>,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    for c in &conns {
+        c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    }
+    let mut ids = Vec::with_capacity(pool_size);
+    let mut answers: Vec<(Instant, Instant, Vec<u32>)> = Vec::with_capacity(conns.len());
+    while !stop.load(Ordering::Acquire) {
+        let sent = Instant::now();
+        for c in &mut conns {
+            c.send_bytes(request)?;
+        }
+        answers.clear();
+        for c in &mut conns {
+            let bytes = c.recv_bytes()?;
+            let at = Instant::now();
+            ids.clear();
+            if !element_ids(bytes, &mut ids) {
+                let mut t = trial.lock();
+                t.error = Some(format!(
+                    "an answer was not a positive handle resolution ({} bytes)",
+                    bytes.len()
+                ));
+                return Ok(());
+            }
+            answers.push((sent, at, ids.clone()));
+        }
+        let mut t = trial.lock();
+        t.resolutions += answers.len() as u64;
+        for (k, (sent, at, present)) in answers.iter().enumerate() {
+            let conn = first_index + k;
+            t.max_items = t.max_items.max(present.len());
+            if present.len() >= pool_size {
+                t.last_full[conn] = Some(*sent);
+            }
+            let Trial {
+                victims, gone_at, ..
+            } = &mut *t;
+            for (v, (id, failed_at)) in victims.iter().enumerate() {
+                if *sent >= *failed_at
+                    && !present.contains(id)
+                    && let Some(slot) = gone_at.get_mut(v).and_then(|g| g.get_mut(conn))
+                    && slot.is_none()
+                {
+                    *slot = Some(*at);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The PE identifiers of a positive HANDLE_RESOLUTION_RESPONSE, read straight from
+/// the bytes (a full decode of 500 PEs per answer would slow the observers down);
+/// `false` for anything else.
+fn element_ids(msg: &[u8], out: &mut Vec<u32>) -> bool {
+    let [kind, ..] = *msg else {
+        return false;
+    };
+    if kind != AsapType::HANDLE_RESOLUTION_RESPONSE.0 {
+        return false;
+    }
+    let mut at = 4;
+    while let Some(&[t0, t1, l0, l1]) = msg.get(at..at + 4) {
+        let ty = u16::from_be_bytes([t0, t1]) & 0x3fff;
+        let len = usize::from(u16::from_be_bytes([l0, l1]));
+        if len < 4 {
+            return false;
+        }
+        // A negative answer carries an Operation Error instead of PEs.
+        if ty == ParamType::OPERATION_ERROR.0 {
+            return false;
+        }
+        if ty == ParamType::POOL_ELEMENT.0
+            && let Some(id) = msg.get(at + 4..at + 8)
+        {
+            out.push(u32::from_be_bytes([id[0], id[1], id[2], id[3]]));
+        }
+        at += len.next_multiple_of(4);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use rserpool::wire::AsapMessage;
+    use rserpool::wire::samples;
+
+    use super::*;
+
+    #[test]
+    fn element_ids_match_the_decoder() {
+        let mut checked = 0;
+        for m in samples::asap_messages() {
+            let mut bytes = Vec::new();
+            m.encode(&mut bytes);
+            let mut ids = Vec::new();
+            let positive = element_ids(&bytes, &mut ids);
+            match m {
+                AsapMessage::HandleResolutionResponse {
+                    error: None,
+                    elements,
+                    ..
+                } => {
+                    assert!(positive);
+                    let want: Vec<u32> = elements.iter().map(|e| e.id.0).collect();
+                    assert_eq!(ids, want);
+                    checked += 1;
+                }
+                AsapMessage::HandleResolutionResponse { .. } => assert!(!positive),
+                _ => assert!(!positive, "{m:?}"),
+            }
+        }
+        assert!(checked > 0, "the samples hold a positive resolution");
+    }
+}

@@ -1,0 +1,168 @@
+//! Each scenario against a registrar running in the test process.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rserpool_shards::runtime::Handle;
+use rserpool_shards::{Endpoint, RuntimeConfig};
+
+fn registrar(items_limit: u32) -> (Handle, String) {
+    let handle = rserpool_shards::runtime::start(RuntimeConfig {
+        shards: 2,
+        pin_cores: false,
+        asap: vec![Endpoint::Tcp("127.0.0.1:0".parse().unwrap())],
+        registrar: rserpool::registrar::Config {
+            allow_loopback: true,
+            keep_alive_interval: Duration::from_millis(100),
+            keep_alive_timeout: Duration::from_millis(300),
+            resolution_items_limit: items_limit,
+            ..rserpool::registrar::Config::default()
+        },
+        seed: 7,
+        announce_group: None,
+    })
+    .unwrap();
+    let uri = format!("tcp://{}", handle.tcp_addr().unwrap());
+    (handle, uri)
+}
+
+fn loadgen(args: &[&str]) -> (Output, serde_json::Value) {
+    let json = std::env::temp_dir().join(format!(
+        "rserpool-loadgen-{}-{}.json",
+        std::process::id(),
+        args[0]
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_rserpool-loadgen"))
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(json);
+    (out, doc)
+}
+
+fn series<'a>(doc: &'a serde_json::Value, prefix: &str) -> &'a serde_json::Value {
+    doc["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"].as_str().unwrap().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no series {prefix}: {doc}"))
+}
+
+#[test]
+fn open_loop_sends_exactly_on_schedule_and_every_request_is_answered() {
+    let (handle, uri) = registrar(128);
+    // 2 pool users at 2000/s for 0.5 s: each sends every millisecond, 500 requests.
+    let (_, doc) = loadgen(&[
+        "resolve",
+        "--registrar",
+        &uri,
+        "--pes",
+        "20",
+        "--pus",
+        "2",
+        "--rate",
+        "2000",
+        "--duration",
+        "0.5",
+    ]);
+    let open = series(&doc, "resolution (open, 2000/s)");
+    assert_eq!(open["count"], 1000, "{open}");
+    assert_eq!(open["errors"], 0);
+    assert_eq!(series(&doc, "echo floor (open")["count"], 1000);
+    handle.shutdown().unwrap();
+}
+
+#[test]
+fn churn_registers_reregisters_and_deregisters() {
+    let (handle, uri) = registrar(128);
+    let (_, doc) = loadgen(&[
+        "churn",
+        "--registrar",
+        &uri,
+        "--pes",
+        "50",
+        "--pe-connections",
+        "5",
+        "--rate",
+        "1000",
+        "--duration",
+        "0.5",
+    ]);
+    for kind in [
+        "churn: registration",
+        "churn: re-registration",
+        "churn: deregistration",
+    ] {
+        let s = series(&doc, kind);
+        assert!(s["count"].as_u64().unwrap() > 0, "{kind}: {s}");
+        assert_eq!(s["errors"], 0, "{kind}");
+    }
+    handle.shutdown().unwrap();
+}
+
+#[test]
+fn failover_times_crashed_and_hung_pes_until_gone_from_every_answer() {
+    let (handle, uri) = registrar(1024);
+    for (mode, trials, batch, count) in [("crash", "10", "1", 10), ("hang", "2", "4", 8)] {
+        let (out, doc) = loadgen(&[
+            "failover",
+            "--registrar",
+            &uri,
+            "--pool",
+            mode,
+            "--pes",
+            "60",
+            "--mode",
+            mode,
+            "--trials",
+            trials,
+            "--batch",
+            batch,
+            "--keep-alive-interval",
+            "100",
+            "--keep-alive-timeout",
+            "300",
+        ]);
+        let s = &doc["series"][0];
+        assert_eq!(s["count"], count, "{mode}: {s}");
+        if mode == "hang" {
+            // Removal takes a keep-alive timeout at least: anything faster would mean
+            // the PE was not really hung (or the registrar removed a live PE).
+            let p0 = s["latency_s"][0][1].as_f64().unwrap();
+            assert!(p0 > 0.0, "{s}");
+            assert!(String::from_utf8_lossy(&out.stdout).contains("bound"));
+        }
+    }
+    handle.shutdown().unwrap();
+}
+
+#[test]
+fn failover_names_a_registrar_that_answers_too_few_items() {
+    let (handle, uri) = registrar(128);
+    let out = Command::new(env!("CARGO_BIN_EXE_rserpool-loadgen"))
+        .args([
+            "failover",
+            "--registrar",
+            &uri,
+            "--pes",
+            "200",
+            "--trials",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--resolution-items-limit"), "{stderr}");
+    handle.shutdown().unwrap();
+}
