@@ -1,12 +1,16 @@
 //! Failover: how long a failed PE stays in the registrar's answers.
 //!
-//! A [`Farm`] keeps the pool's PEs, each on its own connection. Observer threads
-//! resolve the whole pool back to back over several connections (so that every shard
-//! of a sharded registrar is asked: each answers from its own replica). A trial fails
-//! one or more PEs, by crashing them (closing the connection) or hanging them (no
-//! more keep-alive acknowledgements), and times, per PE, from the failure until the
-//! first answer without it on *every* observer connection. Then the PEs are revived
-//! and the trial waits until every connection sees the whole pool again.
+//! A [`Farm`] keeps a pool of PEs under the Priority policy, each PE on its own
+//! connection. A trial first promotes its victims (one or more PEs) to the highest
+//! priority, so that every answer of `batch` items names exactly them while they are
+//! registered, and waits until every observer connection sees that. Then it fails them,
+//! by crashing them (closing the connection) or hanging them (no more keep-alive
+//! acknowledgements), and times, per PE, from the failure until the first answer
+//! without it on *every* observer connection. Observer threads resolve back to back
+//! over several connections so that every shard of a sharded registrar is asked (each
+//! answers from its own replica); the answers are small, so a round takes tens of
+//! microseconds and bounds the timing error. Then the victims come back at the common
+//! priority.
 
 use std::io;
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rserpool::PoolHandle;
 use rserpool::client::resolution_request;
-use rserpool::wire::{AsapType, ParamType, PolicyParam};
+use rserpool::wire::{AsapType, ParamType, PolicyParam, PolicyType};
 
 use crate::conn::{Conn, Target};
 use crate::farm::{Command, Farm, FarmConfig, Notice};
@@ -45,6 +49,10 @@ pub struct FailoverConfig {
     /// Observer threads, and connections each one resolves over.
     pub observers: u32,
     pub connections_per_observer: u32,
+    /// Shortest time between an observer's rounds (one request per connection, then
+    /// every answer): zero resolves back to back, which saturates a small machine and
+    /// queues the very removal being timed behind observer requests.
+    pub round_interval: Duration,
     /// How long one trial may take before the PE counts as never removed.
     pub trial_timeout: Duration,
     /// Seeds the choice of victims.
@@ -67,17 +75,24 @@ pub struct FailoverResult {
 /// The trial in progress, shared with the observers.
 #[derive(Debug, Default)]
 struct Trial {
-    /// PE identifiers that failed, with the failure instant.
-    victims: Vec<(u32, Instant)>,
+    /// This trial's victims by PE identifier, and when each failed (once it has).
+    victims: Vec<(u32, Option<Instant>)>,
     /// Per victim, per connection: the first answer without it (received at).
     gone_at: Vec<Vec<Option<Instant>>>,
-    /// Per connection: send time of the latest answer holding the whole pool.
-    last_full: Vec<Option<Instant>>,
-    /// Most items seen in one answer, and the number wanted.
+    /// Per connection: send time of the latest answer naming every victim.
+    last_all: Vec<Option<Instant>>,
+    /// Most items seen in one answer.
     max_items: usize,
-    pool_size: usize,
     resolutions: u64,
     error: Option<String>,
+}
+
+/// Every PE's priority; victims get [`TOP`] for their trial.
+const COMMON: u32 = 1;
+const TOP: u32 = 1_000;
+
+fn priority(p: u32) -> PolicyParam {
+    PolicyParam::new(PolicyType::PRIORITY, &[p]).expect("one value fits")
 }
 
 /// Runs `config` and returns the per-PE removal times.
@@ -88,17 +103,17 @@ pub fn run(config: &FailoverConfig) -> io::Result<FailoverResult> {
         pes: config.pes,
         links: 0,
         first_id: 1,
-        policy: PolicyParam::round_robin(),
+        policy: priority(COMMON),
     })?;
     let connections = (config.observers.max(1) * config.connections_per_observer.max(1)) as usize;
     let trial = Arc::new(Mutex::new(Trial {
-        last_full: vec![None; connections],
-        pool_size: config.pes as usize,
+        last_all: vec![None; connections],
         ..Trial::default()
     }));
     let stop = Arc::new(AtomicBool::new(false));
+    let batch = config.batch.clamp(1, config.pes.saturating_sub(1).max(1));
     let mut request = Vec::new();
-    resolution_request(&config.pool, Some(config.pes), &mut request);
+    resolution_request(&config.pool, Some(batch), &mut request);
     let observers: Vec<JoinHandle<io::Result<()>>> = (0..config.observers.max(1))
         .map(|o| {
             let per = config.connections_per_observer.max(1) as usize;
@@ -106,14 +121,15 @@ pub fn run(config: &FailoverConfig) -> io::Result<FailoverResult> {
                 .map(|_| Conn::connect(config.target))
                 .collect::<io::Result<Vec<_>>>()?;
             let (trial, stop, request) = (trial.clone(), stop.clone(), request.clone());
-            let pool_size = config.pes as usize;
+            let interval = config.round_interval;
             Ok(std::thread::spawn(move || {
-                observe(conns, o as usize * per, &request, pool_size, &trial, &stop)
+                let first = o as usize * per;
+                observe(conns, first, &request, interval, &trial, &stop)
             }))
         })
         .collect::<io::Result<_>>()?;
 
-    let result = trials(config, &farm, &trial, connections);
+    let result = trials(config, batch as usize, &farm, &trial, connections);
     stop.store(true, Ordering::Release);
     for o in observers {
         o.join()
@@ -132,6 +148,7 @@ pub fn run(config: &FailoverConfig) -> io::Result<FailoverResult> {
 
 fn trials(
     config: &FailoverConfig,
+    batch: usize,
     farm: &Farm,
     trial: &Mutex<Trial>,
     connections: usize,
@@ -143,11 +160,7 @@ fn trials(
     let mut gone = Series::new(name);
     let started = Instant::now();
     let mut rng = config.seed | 1;
-    // The whole pool must be in every connection's answers before the first trial (the
-    // PEs are registered already: a few seconds is plenty unless answers are capped).
-    wait_full(trial, Instant::now(), connections, Duration::from_secs(3))?;
     for _ in 0..config.trials {
-        let batch = (config.batch.max(1) as usize).min(config.pes as usize);
         let mut victims: Vec<usize> = Vec::with_capacity(batch);
         while victims.len() < batch {
             rng ^= rng << 13;
@@ -158,35 +171,48 @@ fn trials(
                 victims.push(v);
             }
         }
-        // Announce the victims before failing them (their failure instant follows).
         {
             let mut t = trial.lock();
-            t.victims.clear();
+            t.victims = victims.iter().map(|&v| (farm.ids[v].0, None)).collect();
             t.gone_at = vec![vec![None; connections]; batch];
         }
+        // Promote the victims and wait until every connection's answers name them all.
+        for &v in &victims {
+            farm.send(Command::SetPolicy(v, priority(TOP)));
+        }
+        await_notices(farm, batch, config.trial_timeout, |n| {
+            matches!(n, Notice::Registered { .. })
+        })?;
+        wait_all_named(
+            trial,
+            Instant::now(),
+            connections,
+            batch,
+            config.trial_timeout,
+        )?;
+
         for &v in &victims {
             farm.send(match config.mode {
                 Mode::Crash => Command::Crash(v),
                 Mode::Hang => Command::Hang(v),
             });
         }
-        let mut failed = 0;
         let deadline = Instant::now() + config.trial_timeout;
+        let mut failed = 0;
         while failed < batch {
             match farm
                 .notices()
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
                 Ok(Notice::Crashed { pe, at } | Notice::Hung { pe, at }) => {
-                    trial.lock().victims.push((farm.ids[pe].0, at));
+                    let id = farm.ids[pe].0;
+                    let mut t = trial.lock();
+                    if let Some(v) = t.victims.iter_mut().find(|v| v.0 == id) {
+                        v.1 = Some(at);
+                    }
                     failed += 1;
                 }
-                Ok(Notice::LinkLost { pe }) => {
-                    return Err(io::Error::other(format!(
-                        "the registrar closed the connection of PE {} (a live one)",
-                        farm.ids[pe].0
-                    )));
-                }
+                Ok(Notice::LinkLost { pe }) => return Err(lost(farm, pe)),
                 Ok(_) => {}
                 Err(_) => return Err(io::Error::other("the PE farm stopped answering")),
             }
@@ -199,11 +225,12 @@ fn trials(
                     return Err(io::Error::other(e.clone()));
                 }
                 if t.gone_at.iter().all(|c| c.iter().all(Option::is_some)) {
-                    for (v, (id, at)) in t.victims.iter().enumerate() {
-                        let last = t.gone_at[v].iter().flatten().max().copied();
-                        match last {
-                            Some(last) => gone.record(last.saturating_duration_since(*at)),
-                            None => return Err(io::Error::other(format!("PE {id}: no answer"))),
+                    for (v, &(id, failed_at)) in t.victims.iter().enumerate() {
+                        match (t.gone_at[v].iter().flatten().max(), failed_at) {
+                            (Some(last), Some(at)) => {
+                                gone.record(last.saturating_duration_since(at));
+                            }
+                            _ => return Err(io::Error::other(format!("PE {id}: no answer"))),
                         }
                     }
                     break;
@@ -218,30 +245,76 @@ fn trials(
                     ),
                 ));
             }
-            std::thread::sleep(Duration::from_micros(200));
+            std::thread::sleep(Duration::from_micros(100));
         }
         {
             let mut t = trial.lock();
             t.victims.clear();
             t.gone_at.clear();
         }
-        // Bring them back and wait until every connection sees the whole pool again.
-        let revived = Instant::now();
+        crate::report::DONE.fetch_add(batch as u64, Ordering::Relaxed);
+        // Bring them back at the common priority.
         for &v in &victims {
             farm.send(Command::Revive(v));
+            farm.send(Command::SetPolicy(v, priority(COMMON)));
         }
-        wait_full(trial, revived, connections, config.trial_timeout)?;
+        // Each registers twice: on revival, then with the common priority.
+        await_notices(farm, 2 * batch, config.trial_timeout, |n| {
+            matches!(n, Notice::Registered { .. })
+        })?;
     }
     gone.elapsed = started.elapsed();
     Ok(gone)
 }
 
-/// Waits until every connection got an answer holding the whole pool to a request
-/// sent after `since`.
-fn wait_full(
+fn lost(farm: &Farm, pe: usize) -> io::Error {
+    io::Error::other(format!(
+        "the registrar closed the connection of PE {} (a live one)",
+        farm.ids[pe].0
+    ))
+}
+
+/// Waits for `n` notices that `counts`; a rejection or a lost link is an error.
+fn await_notices(
+    farm: &Farm,
+    n: usize,
+    timeout: Duration,
+    counts: impl Fn(&Notice) -> bool,
+) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = 0;
+    while seen < n {
+        match farm
+            .notices()
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(Notice::Rejected { pe, cause }) => {
+                return Err(io::Error::other(format!(
+                    "the registrar rejected PE {} (cause {cause:?})",
+                    farm.ids[pe].0
+                )));
+            }
+            Ok(Notice::LinkLost { pe }) => return Err(lost(farm, pe)),
+            Ok(n) if counts(&n) => seen += 1,
+            Ok(_) => {}
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the registrar did not answer the PEs' registrations",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every connection got an answer naming every victim to a request sent
+/// after `since`.
+fn wait_all_named(
     trial: &Mutex<Trial>,
     since: Instant,
     connections: usize,
+    batch: usize,
     timeout: Duration,
 ) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
@@ -251,9 +324,8 @@ fn wait_full(
             if let Some(e) = &t.error {
                 return Err(io::Error::other(e.clone()));
             }
-            let pool_size = t.pool_size;
-            if t.last_full.len() == connections
-                && t.last_full.iter().all(|f| f.is_some_and(|f| f > since))
+            if t.last_all.len() == connections
+                && t.last_all.iter().all(|f| f.is_some_and(|f| f > since))
             {
                 return Ok(());
             }
@@ -261,13 +333,13 @@ fn wait_full(
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
-                        "answers held at most {} PEs, not the whole pool of {pool_size}: start the registrar with --resolution-items-limit {pool_size} or more (RSPLIB caps answers at 128)",
+                        "answers of {batch} items never named all {batch} PEs promoted to the highest priority (most items seen in one answer: {}); the registrar must honour the Priority policy and the requested item count",
                         t.max_items
                     ),
                 ));
             }
         }
-        std::thread::sleep(Duration::from_micros(200));
+        std::thread::sleep(Duration::from_micros(100));
     }
 }
 
@@ -277,17 +349,24 @@ fn observe(
     mut conns: Vec<Conn>,
     first_index: usize,
     request: &[u8],
-    pool_size: usize,
+    interval: Duration,
     trial: &Mutex<Trial>,
     stop: &AtomicBool,
 ) -> io::Result<()> {
+    crate::scenario::tighten_timer_slack();
     for c in &conns {
         c.set_read_timeout(Some(Duration::from_secs(5)))?;
     }
-    let mut ids = Vec::with_capacity(pool_size);
+    let mut ids = Vec::with_capacity(16);
     let mut answers: Vec<(Instant, Instant, Vec<u32>)> = Vec::with_capacity(conns.len());
+    let mut next_round = Instant::now();
     while !stop.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if next_round > now {
+            std::thread::sleep(next_round - now);
+        }
         let sent = Instant::now();
+        next_round = sent + interval;
         for c in &mut conns {
             c.send_bytes(request)?;
         }
@@ -311,14 +390,14 @@ fn observe(
         for (k, (sent, at, present)) in answers.iter().enumerate() {
             let conn = first_index + k;
             t.max_items = t.max_items.max(present.len());
-            if present.len() >= pool_size {
-                t.last_full[conn] = Some(*sent);
+            if !t.victims.is_empty() && t.victims.iter().all(|(id, _)| present.contains(id)) {
+                t.last_all[conn] = Some(*sent);
             }
             let Trial {
                 victims, gone_at, ..
             } = &mut *t;
             for (v, (id, failed_at)) in victims.iter().enumerate() {
-                if *sent >= *failed_at
+                if failed_at.is_some_and(|f| *sent >= f)
                     && !present.contains(id)
                     && let Some(slot) = gone_at.get_mut(v).and_then(|g| g.get_mut(conn))
                     && slot.is_none()

@@ -68,6 +68,8 @@ pub enum Command {
     Deregister(usize),
     /// Send a registration (a re-registration when registered).
     Register(usize),
+    /// Re-register with new policy values (RFC 5352 §3.1 R7: e.g. a new load).
+    SetPolicy(usize, PolicyParam),
 }
 
 /// What happened, reported by the farm thread.
@@ -478,7 +480,8 @@ impl Engine {
             | Command::Hang(pe)
             | Command::Revive(pe)
             | Command::Deregister(pe)
-            | Command::Register(pe) => pe,
+            | Command::Register(pe)
+            | Command::SetPolicy(pe, _) => pe,
         };
         if pe >= self.pes.len() {
             return Ok(());
@@ -524,6 +527,10 @@ impl Engine {
             }
             Command::Register(_) => {
                 self.pes[pe].register(Instant::now());
+                self.flush_pe(ring, pe)?;
+            }
+            Command::SetPolicy(_, policy) => {
+                self.pes[pe].update_policy(Instant::now(), policy);
                 self.flush_pe(ring, pe)?;
             }
         }

@@ -63,11 +63,11 @@ enum Command {
     /// Registration churn: after the pool registers, random PEs re-register, deregister
     /// and register again at --rate operations per second; latency per operation kind.
     Churn(ChurnArgs),
-    /// Failover: in a pool of --pes PEs, each on its own connection, crash PEs (close
-    /// the connection) or hang them (stop answering keep-alives), and time per PE from
-    /// the failure until no resolution returns it on any of several observer
-    /// connections (which resolve the whole pool back to back; the registrar must
-    /// answer with every PE: --resolution-items-limit 500 or more on ours). Many
+    /// Failover: in a pool of --pes PEs under the Priority policy, each on its own
+    /// connection, promote --batch PEs to the highest priority (so that every answer of
+    /// --batch items names them), then crash them (close the connection) or hang them
+    /// (stop answering keep-alives), and time per PE from the failure until no answer
+    /// names it on any of several observer connections (resolving back to back). Many
     /// trials; a histogram of the results.
     Failover(FailoverArgs),
     /// The transport floor alone: framed requests against the built-in echo
@@ -124,8 +124,8 @@ struct ResolveArgs {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// Registrar to drive instead of starting one (it must allow loopback addresses,
-    /// answer 500 items, and use keep-alive --keep-alive-interval/--keep-alive-timeout).
+    /// Registrar to drive instead of starting one (it must allow loopback addresses and
+    /// use keep-alive --keep-alive-interval/--keep-alive-timeout).
     #[arg(long, value_name = "URI")]
     registrar: Option<Target>,
     #[command(flatten)]
@@ -178,8 +178,9 @@ impl KeepAlive {
             mode,
             trials: 1,
             batch: 1,
-            observers: 2,
-            connections_per_observer: 4,
+            observers: 1,
+            connections_per_observer: 8,
+            round_interval: Duration::ZERO,
             trial_timeout: self.sum() + Duration::from_secs(10),
             seed: 0x5eed,
         })
@@ -225,11 +226,17 @@ struct FailoverArgs {
     #[arg(long, default_value_t = 1)]
     batch: u32,
     /// Observer threads resolving the whole pool.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     observers: u32,
-    /// Connections per observer (more make it likelier that every shard is asked).
-    #[arg(long, default_value_t = 4)]
+    /// Connections per observer (more make it likelier that every shard is asked: with
+    /// 8 over 2 shards, all land on one with probability 1/128).
+    #[arg(long, default_value_t = 8)]
     observer_connections: u32,
+    /// Microseconds from the start of one observer round (a request on each
+    /// connection, then every answer) to the next; 0 (default) resolves back to back.
+    /// A round bounds the timing error.
+    #[arg(long, default_value_t = 0)]
+    observer_interval_us: u64,
     #[command(flatten)]
     keep_alive: KeepAlive,
 }
@@ -596,8 +603,11 @@ fn failover_phase(
     out.summary
         .insert(format!("{key}_gone_max_s"), g.max().as_secs_f64().into());
     out.lines.push(format!(
-        "  ({} resolutions of the whole pool ({} PEs each) on {} observer connections)",
-        r.resolutions, r.answer_items, r.connections
+        "  ({} resolutions of {} items on {} observer connections, {:.0}/s)",
+        r.resolutions,
+        r.answer_items,
+        r.connections,
+        r.resolutions as f64 / g.elapsed.as_secs_f64().max(1e-9)
     ));
     out.series.push(r.gone);
     Ok(())
@@ -631,6 +641,7 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<()> {
         batch: a.batch,
         observers: a.observers,
         connections_per_observer: a.observer_connections,
+        round_interval: Duration::from_micros(a.observer_interval_us),
         ..a.keep_alive
             .config(a.registrar, &a.common.pool, a.common.pes, mode)?
     };
@@ -695,7 +706,6 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
                     allow_loopback: true,
                     keep_alive_interval: Duration::from_millis(a.keep_alive.keep_alive_interval),
                     keep_alive_timeout: Duration::from_millis(a.keep_alive.keep_alive_timeout),
-                    resolution_items_limit: rserpool::registrar::RESOLUTION_ITEMS_CEILING,
                     ..rserpool::registrar::Config::default()
                 },
                 seed: 1,
