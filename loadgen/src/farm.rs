@@ -551,6 +551,16 @@ impl Engine {
     }
 
     fn arm_recv(&mut self, ring: &mut Ring, l: usize) -> io::Result<()> {
+        self.arm_recv_with(ring, l, None)
+    }
+
+    /// Arms the link's receive, reusing `sctp_buf` (the last one) when given.
+    fn arm_recv_with(
+        &mut self,
+        ring: &mut Ring,
+        l: usize,
+        sctp_buf: Option<Box<RecvBuf>>,
+    ) -> io::Result<()> {
         let link = &mut self.links[l];
         let t = token(Op::Recv, l, link.generation);
         match self.transport {
@@ -559,7 +569,9 @@ impl Engine {
                 buf.reserve(RECV_CHUNK);
                 ring.recv(link.fd, buf, t)
             }
-            Transport::Sctp => ring.recvmsg(link.fd, RecvBuf::new(65_536), t),
+            Transport::Sctp => {
+                ring.recvmsg(link.fd, sctp_buf.unwrap_or_else(|| RecvBuf::new(65_536)), t)
+            }
         }
     }
 
@@ -581,6 +593,7 @@ impl Engine {
             }
             return Ok(());
         }
+        let mut reuse: Option<Box<RecvBuf>> = None;
         match (self.transport, c.buf) {
             (Transport::Tcp, OpBuf::Bytes(mut buf)) => {
                 let mut at = 0;
@@ -598,16 +611,17 @@ impl Engine {
                 buf.drain(..at);
                 self.links[l].rx = Some(buf);
             }
-            (Transport::Sctp, OpBuf::Recv(rb))
-                if !rb.is_notification() && rb.is_end_of_record() =>
-            {
-                let data = rb.data().to_vec();
-                self.dispatch(ring, l, &data, now, notices)?;
+            (Transport::Sctp, OpBuf::Recv(rb)) => {
+                if !rb.is_notification() && rb.is_end_of_record() {
+                    let data = rb.data().to_vec();
+                    self.dispatch(ring, l, &data, now, notices)?;
+                }
+                reuse = Some(rb);
             }
             _ => {}
         }
         if self.links[l].sock.is_some() {
-            self.arm_recv(ring, l)?;
+            self.arm_recv_with(ring, l, reuse)?;
         }
         Ok(())
     }
