@@ -183,8 +183,7 @@ impl Conn {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
-    /// Closes the connection as a crashed process's kernel would: a TCP FIN, an SCTP
-    /// ABORT.
+    /// Closes the connection abruptly: a TCP FIN, an SCTP ABORT.
     pub fn crash(self) {
         match self.inner {
             Inner::Tcp(s) => drop(s),

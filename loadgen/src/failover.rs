@@ -30,7 +30,7 @@ use crate::report::Series;
 /// How PEs fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Close the connection (TCP FIN / SCTP ABORT), as when the process dies.
+    /// Close the connection (TCP FIN / SCTP SHUTDOWN), as when the process dies.
     Crash,
     /// Keep the connection but stop acknowledging keep-alives, as a hung process.
     Hang,
@@ -180,7 +180,7 @@ fn trials(
         for &v in &victims {
             farm.send(Command::SetPolicy(v, priority(TOP)));
         }
-        await_notices(farm, batch, config.trial_timeout, |n| {
+        await_notices(farm, batch, config.trial_timeout, "promoting", |n| {
             matches!(n, Notice::Registered { .. })
         })?;
         wait_all_named(
@@ -259,7 +259,7 @@ fn trials(
             farm.send(Command::SetPolicy(v, priority(COMMON)));
         }
         // Each registers twice: on revival, then with the common priority.
-        await_notices(farm, 2 * batch, config.trial_timeout, |n| {
+        await_notices(farm, 2 * batch, config.trial_timeout, "reviving", |n| {
             matches!(n, Notice::Registered { .. })
         })?;
     }
@@ -279,6 +279,7 @@ fn await_notices(
     farm: &Farm,
     n: usize,
     timeout: Duration,
+    what: &str,
     counts: impl Fn(&Notice) -> bool,
 ) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
@@ -300,7 +301,9 @@ fn await_notices(
             Err(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "the registrar did not answer the PEs' registrations",
+                    format!(
+                        "{what} PEs: the registrar answered {seen} of {n} registrations within {timeout:?}"
+                    ),
                 ));
             }
         }

@@ -58,7 +58,7 @@ pub struct FarmConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Close the PE's connection as a crashed process's kernel would (TCP FIN, SCTP
-    /// ABORT); every PE sharing it goes too.
+    /// SHUTDOWN); every PE sharing it goes too.
     Crash(usize),
     /// Stop answering keep-alives (and re-registering).
     Hang(usize),
@@ -283,15 +283,16 @@ impl Sock {
         })
     }
 
-    /// Ends the connection now: FIN for TCP (a pending receive completes), ABORT for
-    /// SCTP.
+    /// Ends the connection now, as the kernel does when a process dies: a TCP FIN or
+    /// an SCTP SHUTDOWN. (Closing alone would not do: the receive in flight holds the
+    /// socket open; shutting down also completes that receive.)
     fn crash(&self) {
         match self {
             Sock::Tcp(s) => {
                 let _ = s.shutdown(Shutdown::Both);
             }
             Sock::Sctp(c) => {
-                let _ = c.abort();
+                let _ = c.shutdown();
             }
         }
     }

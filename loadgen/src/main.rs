@@ -204,7 +204,7 @@ struct ChurnArgs {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum FailMode {
-    /// Close the PE's connection (TCP FIN, SCTP ABORT).
+    /// Close the PE's connection (TCP FIN, SCTP SHUTDOWN), as when the process dies.
     Crash,
     /// Stop answering keep-alives.
     Hang,

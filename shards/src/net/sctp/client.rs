@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::msg::{find_rcvinfo, put_sndinfo};
-use super::{SCTP_ABORT, SCTP_NODELAY, SCTP_RECVRCVINFO, SOL_SCTP, control_len, words_to_bytes};
+use super::{SCTP_NODELAY, SCTP_RECVRCVINFO, SOL_SCTP, control_len, words_to_bytes};
 use crate::net::addr::SockAddr;
 use crate::net::socket::{domain, setsockopt, socket};
 
@@ -80,9 +80,23 @@ impl Client {
         }
     }
 
-    /// Aborts the association (RFC 4960 §9.1) instead of shutting it down gracefully.
-    pub fn abort(&self) -> io::Result<()> {
-        self.send_flags(0, SCTP_ABORT, &[])
+    /// Aborts the association (RFC 4960 §9.1) instead of shutting it down gracefully:
+    /// a zero linger makes the close send ABORT (Linux refuses the SCTP_ABORT send flag
+    /// on one-to-one sockets). Other handles on the association (`try_clone`, or an
+    /// io_uring operation in flight) keep it open until they go too.
+    pub fn abort(self) -> io::Result<()> {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        setsockopt(
+            self.fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger,
+        )?;
+        drop(self);
+        Ok(())
     }
 
     fn send_flags(&self, ppid: u32, flags: u16, data: &[u8]) -> io::Result<()> {
