@@ -237,9 +237,17 @@ impl Shard {
             while let Some(t) = ctx.registrar.poll_transmit() {
                 progressed = true;
                 match t {
-                    Transmit::Asap { conn, payload } => {
+                    Transmit::Asap {
+                        conn,
+                        payload,
+                        served,
+                    } => {
                         if !self.tcp.queue(ctx, conn, &payload) {
                             self.sctp.queue(ctx, conn, payload);
+                        }
+                        // Service time ends when the answer is queued on its socket.
+                        if let Some(served) = served {
+                            ctx.registrar.handle_queued(Instant::now(), served);
                         }
                     }
                     Transmit::Announce { payload } => {
