@@ -51,7 +51,7 @@ pub fn render(snapshots: &[Option<Snapshot>], timeout: Duration) -> String {
     for i in &missing {
         let _ = writeln!(
             out,
-            "# shard {i} did not answer within {timeout:?}: its series and shard=\"all\" are left out of this scrape"
+            "# shard {i} did not answer within {timeout:?}: its series and the totals (the \"all\" shard) are left out of this scrape"
         );
     }
 
