@@ -58,7 +58,12 @@ pub struct Cli {
     /// load generator's failover scenario needs it).
     #[arg(long, value_name = "N")]
     pub resolution_items_limit: Option<u32>,
-    /// Serve Prometheus metrics on ADDR:PORT. Default: off.
+    /// Serve Prometheus metrics over HTTP on ADDR:PORT (GET /metrics, text format
+    /// 0.0.4): service-time histograms of handle resolutions and registrations,
+    /// keep-alive round trips, failure detection times by reason, ASAP messages by type
+    /// and error causes sent, removals by reason, pools, pool elements and associations.
+    /// Each figure per shard (shard="N") and for the whole registrar (shard="all").
+    /// Default: off; e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
     /// Log level: error, warn, info, debug or trace (or a tracing filter). Default info.

@@ -4,6 +4,8 @@
 //! io_uring ring and its own [`rserpool::registrar::Registrar`]. Shards talk over
 //! bounded queues with an eventfd wake-up; every socket operation goes through the ring.
 //! All `unsafe` lives in [`net`], each block with a `// SAFETY:` comment.
+//! [`metrics`] serves the shards' statistics to Prometheus
+//! ([`runtime::Handle::serve_metrics`]).
 
 pub mod config;
 pub mod metrics;

@@ -38,8 +38,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .init();
 
     net::signals::block_termination()?;
-    let metrics = s.metrics.map(rserpool_shards::metrics::serve).transpose()?;
     let handle = runtime::start(s.runtime.clone())?;
+    let metrics = s
+        .metrics
+        .map(|addr| {
+            handle
+                .serve_metrics(addr)
+                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))
+        })
+        .transpose()?;
     let endpoints: Vec<String> = handle.endpoints().iter().map(ToString::to_string).collect();
     info!(
         id = %s.runtime.registrar.id,

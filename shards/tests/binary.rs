@@ -77,3 +77,55 @@ fn sigterm_shuts_down_cleanly() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
+
+/// `--metrics` serves Prometheus text from the running shards; port 0 picks a free port,
+/// which the start line names.
+#[test]
+fn metrics_flag_serves_the_shards_figures() {
+    use std::io::{Read as _, Write as _};
+    let mut child = registrar()
+        .args([
+            "--asap",
+            "tcp://127.0.0.1:0",
+            "--shards",
+            "2",
+            "--no-pin",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let started = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("registrar started"))
+        .expect("a start line");
+    let addr: std::net::SocketAddr = started
+        .split_once("metrics=Some(")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(addr, _)| addr.parse().expect("an address"))
+        .unwrap_or_else(|| panic!("no metrics address in {started:?}"));
+    let mut s = std::net::TcpStream::connect(addr).expect("the metrics endpoint listens");
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success());
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    for line in [
+        "rserpool_shards 2",
+        "rserpool_shard_up{shard=\"0\"} 1",
+        "rserpool_shard_up{shard=\"1\"} 1",
+        "rserpool_pools{shard=\"all\"} 0",
+    ] {
+        assert!(response.contains(line), "{line} in {response}");
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::conn::{asap_transport, filter_user_transport};
 use super::supervision::Phase;
-use super::{ConnId, Event, Origin, Registrar, RemovalReason, ShardMsg, Transmit};
+use super::{ConnId, Event, Origin, Registrar, RemovalReason, Served, ServiceKind, ShardMsg};
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::{
     self, AsapMessage, AsapType, CauseCode, DecodeError, DecodeErrorKind, OperationError,
@@ -25,6 +25,7 @@ impl Registrar {
             Ok(d) => d,
             Err(error) => return self.malformed(conn, bytes, error),
         };
+        self.metrics.on_received(decoded.message.kind());
         let is_error = matches!(decoded.message, AsapMessage::Error { .. });
         // RFC 5354 §3: parameters skipped with action bits 11 are reported, one cause
         // each; never in answer to an ERROR (RFC 5352 §2.2.14).
@@ -51,12 +52,15 @@ impl Registrar {
             }
             AsapMessage::Deregistration { handle, id } => self.on_deregistration(conn, handle, id),
             AsapMessage::HandleResolution { handle, items, .. } => {
-                self.on_resolution(conn, &handle, items)
+                self.on_resolution(now, conn, &handle, items)
             }
             AsapMessage::EndpointKeepAliveAck { handle, id } => {
                 let next = now + self.config.keep_alive_interval;
                 // RSPLIB ignores acknowledgements for PEs it does not supervise; so do we.
-                let _sent = self.supervision.acked(&handle, id, conn, next);
+                if let Some(sent) = self.supervision.acked(&handle, id, conn, now, next) {
+                    let rtt = now.saturating_duration_since(sent);
+                    self.metrics.keep_alive_rtt.record(rtt);
+                }
             }
             AsapMessage::EndpointUnreachable { handle, id } => {
                 let owner = self.router.owner(handle.as_bytes());
@@ -75,6 +79,7 @@ impl Registrar {
     /// offending TLV (or the whole message for an unknown type), unless the RFC says to
     /// stay silent or the message was itself an error.
     fn malformed(&mut self, conn: ConnId, bytes: &[u8], error: DecodeError) {
+        self.metrics.on_malformed();
         self.events.push_back(Event::Malformed { conn, error });
         let was_error = bytes.first() == Some(&AsapType::ERROR.0);
         if was_error || !error.should_report() {
@@ -101,8 +106,12 @@ impl Registrar {
         mut element: PoolElement,
     ) {
         let id = element.id;
+        let served = Served {
+            kind: ServiceKind::Registration,
+            received: now,
+        };
         if let Err(e) = self.handlespace.validate(&handle, &element) {
-            return self.reject(conn, handle, id, e.to_operation_error());
+            return self.reject(served, conn, handle, id, e.to_operation_error());
         }
         let Some(info) = self.conns.get(&conn).map(|c| &c.info) else {
             return;
@@ -112,6 +121,7 @@ impl Registrar {
         else {
             let tlv = element.user_transport.to_tlv();
             return self.reject(
+                served,
                 conn,
                 handle,
                 id,
@@ -142,12 +152,14 @@ impl Registrar {
                 handle,
                 element,
                 expires,
+                received: now,
             },
         );
     }
 
     fn reject(
         &mut self,
+        served: Served,
         conn: ConnId,
         handle: PoolHandle,
         id: PoolElementId,
@@ -166,7 +178,7 @@ impl Registrar {
             id,
             error: Some(error),
         };
-        self.transmit(conn, &response);
+        self.transmit_served(conn, &response, Some(served));
     }
 
     /// RFC 5352 §3.2: only the connection that registered a PE may deregister it.
@@ -197,7 +209,17 @@ impl Registrar {
     }
 
     /// RFC 5352 §3.3: answered from this shard's replica, never waiting for another.
-    fn on_resolution(&mut self, conn: ConnId, handle: &PoolHandle, items: Option<u32>) {
+    fn on_resolution(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        handle: &PoolHandle,
+        items: Option<u32>,
+    ) {
+        let served = Some(Served {
+            kind: ServiceKind::HandleResolution,
+            received: now,
+        });
         // RSPLIB: an absent or zero item count means the configured default; at most
         // the limit (RSPLIB: 128).
         let n = match items {
@@ -238,7 +260,7 @@ impl Registrar {
             _ => false,
         };
         if found {
-            self.transmits.push_back(Transmit::Asap { conn, payload });
+            self.push_asap(conn, payload, served);
         } else {
             let error = Some(OperationError::single(
                 CauseCode::UNKNOWN_POOL_HANDLE,
@@ -251,7 +273,7 @@ impl Registrar {
                 elements: Vec::new(),
                 error,
             };
-            self.transmit(conn, &response);
+            self.transmit_served(conn, &response, served);
         }
     }
 
@@ -277,14 +299,15 @@ impl Registrar {
                     };
                     self.transmit(due.conn, &ka);
                     let deadline = now + self.config.keep_alive_timeout;
-                    self.supervision
-                        .sent(due.handle, due.id, due.conn, now, deadline);
+                    self.supervision.sent(due, now, deadline);
                 }
                 Phase::Awaiting { .. } => {
                     if let Some(c) = self.conns.get_mut(&due.conn) {
                         c.remove(&due.handle, due.id);
                     }
                     let reason = RemovalReason::KeepAliveTimeout;
+                    let since = now.saturating_duration_since(due.alive);
+                    self.metrics.on_failure_detected(reason, since);
                     self.request_removal(due.conn, due.handle, due.id, reason);
                 }
             }

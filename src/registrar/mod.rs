@@ -6,10 +6,16 @@
 //! `poll_*` methods: transmits, messages to other shards, the next deadline, events for
 //! logs and metrics. Nothing here reads a clock, touches a socket or blocks.
 //!
+//! Each shard counts what it does in its own [`Metrics`] ([`Registrar::metrics`]) and
+//! reports what it holds as [`Gauges`]; the runtime copies and merges them when
+//! scraped. The one duration the registrar cannot time itself, request received →
+//! answer queued on the socket, comes back through [`Registrar::handle_queued`].
+//!
 //! See [`shard`] for how the shards divide the work.
 
 mod asap;
 mod conn;
+mod metrics;
 mod owner;
 pub mod shard;
 mod supervision;
@@ -18,6 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+pub use metrics::{DETECTION_BOUNDS, Gauges, Histogram, LATENCY_BOUNDS, Metrics};
 pub use shard::{ConnId, Origin, RemovalReason, Router, ShardId, ShardMsg};
 
 use crate::handlespace::{self, Handlespace};
@@ -115,10 +122,32 @@ pub struct ConnInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Transmit {
     /// One ASAP message (PPID 11 on SCTP; length-framed on TCP).
-    Asap { conn: ConnId, payload: Vec<u8> },
+    Asap {
+        conn: ConnId,
+        payload: Vec<u8>,
+        /// The request this answers, if its service time is measured: the runtime
+        /// hands it back with [`Registrar::handle_queued`] once the message is queued.
+        served: Option<Served>,
+    },
     /// An ASAP_SERVER_ANNOUNCE for the announce multicast group, sent from a UDP socket
     /// bound to the ASAP SCTP port (RSPLIB reads the port from the UDP source).
     Announce { payload: Vec<u8> },
+}
+
+/// A request whose service time the registrar measures: from `received` (the `now` of
+/// the input that carried it, i.e. when the runtime took it off the socket) to the
+/// answer being queued for sending, which only the runtime can time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Served {
+    pub kind: ServiceKind,
+    pub received: Instant,
+}
+
+/// Which service-time histogram a [`Served`] request goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceKind {
+    HandleResolution,
+    Registration,
 }
 
 /// Something that happened, for logs and metrics.
@@ -171,6 +200,9 @@ pub struct Registrar {
     local: VecDeque<ShardMsg>,
     events: VecDeque<Event>,
     next_announce: Option<Instant>,
+    metrics: Metrics,
+    /// Pools this shard owns (for the gauges; kept as pools come and go).
+    owned_pools: usize,
 }
 
 impl Registrar {
@@ -190,6 +222,8 @@ impl Registrar {
             local: VecDeque::new(),
             events: VecDeque::new(),
             next_announce: None,
+            metrics: Metrics::default(),
+            owned_pools: 0,
         }
     }
 
@@ -206,6 +240,34 @@ impl Registrar {
         &self.handlespace
     }
 
+    /// This shard's counters and histograms.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// What this shard holds now: pools and PEs it owns and replicates, connections,
+    /// supervised PEs. Cheap (no iteration).
+    pub fn gauges(&self) -> Gauges {
+        Gauges {
+            owned_pools: self.owned_pools,
+            owned_elements: self.origins.len(),
+            replica_pools: self.handlespace.pool_count(),
+            replica_elements: self.handlespace.element_count(),
+            connections: self.conns.len(),
+            supervised: self.supervision.len(),
+        }
+    }
+
+    /// The answer to a [`Served`] request (from [`Transmit::Asap`]) was queued for
+    /// sending at `now`: records its service time.
+    pub fn handle_queued(&mut self, now: Instant, served: Served) {
+        let took = now.saturating_duration_since(served.received);
+        match served.kind {
+            ServiceKind::HandleResolution => self.metrics.handle_resolution.record(took),
+            ServiceKind::Registration => self.metrics.registration.record(took),
+        }
+    }
+
     pub fn handle_conn_up(&mut self, _now: Instant, conn: ConnId, info: ConnInfo) {
         self.conns.insert(conn, Conn::new(info));
     }
@@ -217,8 +279,12 @@ impl Registrar {
             return;
         };
         for (handle, id) in c.into_pes() {
-            self.supervision.stop(&handle, id);
-            self.request_removal(conn, handle, id, RemovalReason::ConnectionLost);
+            let reason = RemovalReason::ConnectionLost;
+            if let Some(alive) = self.supervision.stop(&handle, id) {
+                let since = now.saturating_duration_since(alive);
+                self.metrics.on_failure_detected(reason, since);
+            }
+            self.request_removal(conn, handle, id, reason);
         }
         self.drain_local(now);
     }
@@ -264,6 +330,7 @@ impl Registrar {
         };
         let mut payload = Vec::new();
         announce.encode(&mut payload);
+        self.metrics.on_sent(&payload);
         self.transmits.push_back(Transmit::Announce { payload });
         self.next_announce = Some(now + interval);
     }
@@ -348,9 +415,45 @@ impl Registrar {
     }
 
     fn transmit(&mut self, conn: ConnId, message: &crate::wire::AsapMessage) {
+        self.transmit_served(conn, message, None);
+    }
+
+    /// Encodes and queues an answer, counting it and the error causes it carries.
+    fn transmit_served(
+        &mut self,
+        conn: ConnId,
+        message: &crate::wire::AsapMessage,
+        served: Option<Served>,
+    ) {
+        use crate::wire::AsapMessage as M;
+        if let M::Error { error }
+        | M::RegistrationResponse {
+            error: Some(error), ..
+        }
+        | M::DeregistrationResponse {
+            error: Some(error), ..
+        }
+        | M::HandleResolutionResponse {
+            error: Some(error), ..
+        } = message
+        {
+            for c in &error.causes {
+                self.metrics.on_error_cause(c.code);
+            }
+        }
         let mut payload = Vec::with_capacity(64);
         message.encode(&mut payload);
-        self.transmits.push_back(Transmit::Asap { conn, payload });
+        self.push_asap(conn, payload, served);
+    }
+
+    /// Queues an encoded message (every ASAP transmit goes through here, for the count).
+    fn push_asap(&mut self, conn: ConnId, payload: Vec<u8>, served: Option<Served>) {
+        self.metrics.on_sent(&payload);
+        self.transmits.push_back(Transmit::Asap {
+            conn,
+            payload,
+            served,
+        });
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::time::Instant;
 
-use super::{ConnId, Event, Origin, Registrar, RemovalReason, ShardMsg};
+use super::{ConnId, Event, Origin, Registrar, RemovalReason, Served, ServiceKind, ShardMsg};
+use crate::handlespace::Registered;
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::AsapMessage;
 
@@ -14,13 +15,21 @@ impl Registrar {
                 handle,
                 element,
                 expires,
-            } => self.apply_registration(origin, handle, element, expires),
+                received,
+            } => self.apply_registration(origin, handle, element, expires, received),
             ShardMsg::Registered {
                 origin,
                 handle,
                 id,
                 result,
-            } => self.on_registered(now, origin.conn, handle, id, result),
+                received,
+            } => {
+                let served = Served {
+                    kind: ServiceKind::Registration,
+                    received,
+                };
+                self.on_registered(now, served, origin.conn, handle, id, result);
+            }
             ShardMsg::Remove {
                 origin,
                 handle,
@@ -47,7 +56,7 @@ impl Registrar {
                 handle,
                 id,
                 reason,
-            } => self.on_removed(origin.conn, handle, id, reason),
+            } => self.on_removed(now, origin.conn, handle, id, reason),
             ShardMsg::Unreachable { handle, id } => self.on_unreachable(&handle, id),
             ShardMsg::Upsert { handle, element } => {
                 // The owner checked it; a replica only mirrors it.
@@ -66,10 +75,14 @@ impl Registrar {
         handle: PoolHandle,
         element: crate::wire::PoolElement,
         expires: Option<Instant>,
+        received: Instant,
     ) {
         let id = element.id;
         let result = match self.handlespace.register(&handle, element.clone(), expires) {
-            Ok(_) => {
+            Ok(registered) => {
+                if registered == (Registered::New { new_pool: true }) {
+                    self.owned_pools += 1;
+                }
                 let previous = self.origins.insert((handle.clone(), id), origin);
                 // Registered again from another connection: that one no longer owns it
                 // (RSPLIB treats it as a re-registration too).
@@ -110,6 +123,7 @@ impl Registrar {
                 handle,
                 id,
                 result,
+                received,
             },
         );
     }
@@ -117,6 +131,7 @@ impl Registrar {
     fn on_registered(
         &mut self,
         now: Instant,
+        served: Served,
         conn: ConnId,
         handle: PoolHandle,
         id: PoolElementId,
@@ -125,16 +140,22 @@ impl Registrar {
         let Some(c) = self.conns.get_mut(&conn) else {
             // The connection went down while the owner was registering: undo.
             if result.is_ok() {
-                self.request_removal(conn, handle, id, RemovalReason::ConnectionLost);
+                let reason = RemovalReason::ConnectionLost;
+                let since = now.saturating_duration_since(served.received);
+                self.metrics.on_failure_detected(reason, since);
+                self.request_removal(conn, handle, id, reason);
             }
             return;
         };
         let rejected = result.is_err();
         if !rejected {
             c.add(handle.clone(), id);
-            if !self.supervision.is_supervised(&handle, id) {
+            if self.supervision.is_supervised(&handle, id) {
+                self.supervision.alive(&handle, id, conn, served.received);
+            } else {
                 let first = now + self.config.keep_alive_interval;
-                self.supervision.start(handle.clone(), id, conn, first);
+                self.supervision
+                    .start(handle.clone(), id, conn, first, served.received);
             }
         }
         let response = AsapMessage::RegistrationResponse {
@@ -143,11 +164,12 @@ impl Registrar {
             id,
             error: result.err(),
         };
-        self.transmit(conn, &response);
+        self.transmit_served(conn, &response, Some(served));
     }
 
     fn on_removed(
         &mut self,
+        now: Instant,
         conn: ConnId,
         handle: PoolHandle,
         id: PoolElementId,
@@ -157,8 +179,14 @@ impl Registrar {
             return;
         };
         c.remove(&handle, id);
-        if self.supervision.conn_of(&handle, id) == Some(conn) {
-            self.supervision.stop(&handle, id);
+        // Removals this shard decided (keep-alive timeout, connection lost) were timed
+        // when decided and are no longer supervised; the owner's (unreachable reports,
+        // expiry) are timed here, when this shard learns of them.
+        if self.supervision.conn_of(&handle, id) == Some(conn)
+            && let Some(alive) = self.supervision.stop(&handle, id)
+        {
+            let since = now.saturating_duration_since(alive);
+            self.metrics.on_failure_detected(reason, since);
         }
         // The PE asked (deregistration), or RFC 5352 §3.2: tell it its life ended.
         if matches!(reason, RemovalReason::Deregistered | RemovalReason::Expired) {
@@ -196,6 +224,10 @@ impl Registrar {
     /// gone (it answers or cleans up itself).
     fn removed(&mut self, handle: &PoolHandle, id: PoolElementId, reason: RemovalReason) {
         let origin = self.origins.remove(&(handle.clone(), id));
+        self.metrics.on_removal(reason);
+        if self.handlespace.pool(handle.as_bytes()).is_none() {
+            self.owned_pools = self.owned_pools.saturating_sub(1);
+        }
         self.publish(ShardMsg::Delete {
             handle: handle.clone(),
             id,

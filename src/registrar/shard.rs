@@ -49,6 +49,41 @@ pub enum RemovalReason {
     Moved,
 }
 
+impl RemovalReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [Self; 6] = [
+        Self::Deregistered,
+        Self::KeepAliveTimeout,
+        Self::ConnectionLost,
+        Self::Expired,
+        Self::Unreachable,
+        Self::Moved,
+    ];
+
+    /// Its position in [`RemovalReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A snake_case name, for metric labels and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Deregistered => "deregistered",
+            Self::KeepAliveTimeout => "keep_alive_timeout",
+            Self::ConnectionLost => "connection_lost",
+            Self::Expired => "expired",
+            Self::Unreachable => "unreachable_reports",
+            Self::Moved => "moved",
+        }
+    }
+
+    /// Whether the registrar detected a failure (rather than the PE leaving or moving
+    /// on its own): the removals whose detection time is measured.
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Self::Deregistered | Self::Moved)
+    }
+}
+
 /// A message between shards.
 #[derive(Clone, Debug)]
 pub enum ShardMsg {
@@ -58,6 +93,9 @@ pub enum ShardMsg {
         handle: PoolHandle,
         element: PoolElement,
         expires: Option<Instant>,
+        /// When the connection shard took the request off the socket: the PE's sign of
+        /// life, and the start of the registration's service time.
+        received: Instant,
     },
     /// Owner → connection shard: the outcome, to answer the PE.
     Registered {
@@ -65,6 +103,8 @@ pub enum ShardMsg {
         handle: PoolHandle,
         id: PoolElementId,
         result: Result<(), OperationError>,
+        /// The request's `received`, handed back.
+        received: Instant,
     },
     /// Connection shard → owner: remove the PE if it is still registered from `origin`.
     Remove {

@@ -2,7 +2,8 @@
 //! (RFC 5352 §3.4, RSPLIB's transmission interval and timeout).
 //!
 //! Each supervised PE has one timer: either "send the next keep-alive" or "the
-//! acknowledgement is overdue".
+//! acknowledgement is overdue". Each also remembers the PE's last sign of life (its
+//! registration or last acknowledgement), from which failure detection is timed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -24,6 +25,7 @@ struct Entry {
     phase: Phase,
     at: Instant,
     seq: u64,
+    alive: Instant,
 }
 
 type Key = (PoolHandle, PoolElementId);
@@ -42,24 +44,50 @@ pub(super) struct Due {
     pub(super) id: PoolElementId,
     pub(super) conn: ConnId,
     pub(super) phase: Phase,
+    /// The PE's last sign of life.
+    pub(super) alive: Instant,
 }
 
 impl Supervision {
-    /// Starts (or restarts) supervising: the first keep-alive goes out at `at`.
+    /// Starts (or restarts) supervising a PE that registered at `alive`: the first
+    /// keep-alive goes out at `at`.
     pub(super) fn start(
         &mut self,
         handle: PoolHandle,
         id: PoolElementId,
         conn: ConnId,
         at: Instant,
+        alive: Instant,
     ) {
-        self.set(handle, id, conn, Phase::Idle, at);
+        self.set(handle, id, conn, Phase::Idle, at, alive);
     }
 
-    pub(super) fn stop(&mut self, handle: &PoolHandle, id: PoolElementId) {
-        if let Some(e) = self.entries.remove(&(handle.clone(), id)) {
-            self.timers.remove(&(e.at, e.seq));
+    /// Stops supervising; returns the PE's last sign of life if it was supervised.
+    pub(super) fn stop(&mut self, handle: &PoolHandle, id: PoolElementId) -> Option<Instant> {
+        let e = self.entries.remove(&(handle.clone(), id))?;
+        self.timers.remove(&(e.at, e.seq));
+        Some(e.alive)
+    }
+
+    /// The PE registered again through `conn` at `alive` (a sign of life; the timer
+    /// stays as it is).
+    pub(super) fn alive(
+        &mut self,
+        handle: &PoolHandle,
+        id: PoolElementId,
+        conn: ConnId,
+        alive: Instant,
+    ) {
+        if let Some(e) = self.entries.get_mut(&(handle.clone(), id))
+            && e.conn == conn
+        {
+            e.alive = e.alive.max(alive);
         }
+    }
+
+    /// PEs supervised.
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
     }
 
     pub(super) fn conn_of(&self, handle: &PoolHandle, id: PoolElementId) -> Option<ConnId> {
@@ -70,25 +98,21 @@ impl Supervision {
         self.entries.contains_key(&(handle.clone(), id))
     }
 
-    /// A keep-alive went out: the acknowledgement is due by `deadline`.
-    pub(super) fn sent(
-        &mut self,
-        handle: PoolHandle,
-        id: PoolElementId,
-        conn: ConnId,
-        now: Instant,
-        deadline: Instant,
-    ) {
-        self.set(handle, id, conn, Phase::Awaiting { sent: now }, deadline);
+    /// A keep-alive went out (the timer `due` fired): the acknowledgement is due by
+    /// `deadline`.
+    pub(super) fn sent(&mut self, due: Due, now: Instant, deadline: Instant) {
+        let phase = Phase::Awaiting { sent: now };
+        self.set(due.handle, due.id, due.conn, phase, deadline, due.alive);
     }
 
-    /// An acknowledgement arrived on `conn`. Returns when the keep-alive it answers was
-    /// sent, if one was out; the next goes out at `next`.
+    /// An acknowledgement arrived on `conn` at `now`. Returns when the keep-alive it
+    /// answers was sent, if one was out; the next goes out at `next`.
     pub(super) fn acked(
         &mut self,
         handle: &PoolHandle,
         id: PoolElementId,
         conn: ConnId,
+        now: Instant,
         next: Instant,
     ) -> Option<Instant> {
         let e = self.entries.get(&(handle.clone(), id))?;
@@ -98,7 +122,7 @@ impl Supervision {
         let Phase::Awaiting { sent } = e.phase else {
             return None;
         };
-        self.set(handle.clone(), id, conn, Phase::Idle, next);
+        self.set(handle.clone(), id, conn, Phase::Idle, next, now);
         Some(sent)
     }
 
@@ -119,6 +143,7 @@ impl Supervision {
             id: key.1,
             conn: e.conn,
             phase: e.phase,
+            alive: e.alive,
         })
     }
 
@@ -129,6 +154,7 @@ impl Supervision {
         conn: ConnId,
         phase: Phase,
         at: Instant,
+        alive: Instant,
     ) {
         let key = (handle, id);
         if let Some(old) = self.entries.get(&key) {
@@ -143,6 +169,7 @@ impl Supervision {
                 phase,
                 at,
                 seq: self.seq,
+                alive,
             },
         );
     }

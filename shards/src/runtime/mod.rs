@@ -24,9 +24,12 @@
 
 mod framing;
 mod mesh;
+mod scrape;
 mod sctp;
 mod shard;
 mod tcp;
+
+pub use scrape::{MetricsSource, Snapshot};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +62,7 @@ pub struct Handle {
     endpoints: Vec<Endpoint>,
     stop: Arc<AtomicBool>,
     signals: Arc<[Signal]>,
+    metrics: MetricsSource,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -83,6 +87,20 @@ impl Handle {
             Endpoint::Sctp(a) => Some(*a),
             Endpoint::Tcp(_) => None,
         })
+    }
+
+    /// Collects the shards' metrics: snapshots taken by each shard between two loop
+    /// turns, never locked or shared per message. Outlives the runtime (a stopped
+    /// shard is reported missing).
+    pub fn metrics_source(&self) -> MetricsSource {
+        self.metrics.clone()
+    }
+
+    /// Serves Prometheus metrics over HTTP on `addr` (`GET /metrics`) from a background
+    /// thread, until the returned server is dropped. A port of 0 picks a free one
+    /// ([`crate::metrics::Server::addr`]).
+    pub fn serve_metrics(&self, addr: SocketAddr) -> std::io::Result<crate::metrics::Server> {
+        crate::metrics::serve(addr, self.metrics_source())
     }
 
     /// Stops every shard (closing all connections) and waits for them.
@@ -158,16 +176,19 @@ pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
     let router = Router::new(config.shards, routing_key(config.seed));
     let cores = affinity::get_core_num().max(1);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (scrape_tx, scrape_rx) = scrape::queues(n);
 
     let mut handle = Handle {
         endpoints,
         stop: stop.clone(),
         signals: signals.clone(),
+        metrics: MetricsSource::new(scrape_tx.into(), signals.clone()),
         threads: Vec::with_capacity(n),
     };
-    for (i, port) in mesh::build(signals.clone(), mesh::QUEUE_CAPACITY)
+    for ((i, port), scrape) in mesh::build(signals.clone(), mesh::QUEUE_CAPACITY)
         .into_iter()
         .enumerate()
+        .zip(scrape_rx)
     {
         let registrar = Registrar::new(
             registrar_config.clone(),
@@ -187,7 +208,7 @@ pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
                 {
                     tracing::warn!(core, error = %e, "cannot pin shard to its core");
                 }
-                match Shard::new(i, registrar, socks, port, signals, stop) {
+                match Shard::new(i, registrar, socks, port, scrape, signals, stop) {
                     Ok(shard) => {
                         let _ = ready.send(Ok(()));
                         // Held no longer, so `start` sees a shard that dies starting.

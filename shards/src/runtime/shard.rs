@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rserpool::registrar::{ConnId, Event, Registrar, Transmit};
 
 use super::mesh::{Port, Signal};
+use super::scrape;
 use super::sctp::Sctp;
 use super::tcp::Tcp;
 use crate::net::ring::{Completion, OpBuf, Ring};
@@ -105,6 +106,8 @@ pub(super) struct Shard {
     index: usize,
     ctx: Ctx,
     mesh: Port,
+    /// Metrics requests, answered between turns (at most [`scrape::QUEUE`] wait).
+    scrape: crossbeam::channel::Receiver<scrape::Request>,
     tcp: Tcp,
     sctp: Sctp,
     signals: Arc<[Signal]>,
@@ -123,6 +126,7 @@ impl Shard {
         registrar: Registrar,
         sockets: Sockets,
         mesh: Port,
+        scrape: crossbeam::channel::Receiver<scrape::Request>,
         signals: Arc<[Signal]>,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Self> {
@@ -146,6 +150,7 @@ impl Shard {
             index,
             ctx,
             mesh,
+            scrape,
             tcp,
             sctp,
             signals,
@@ -195,6 +200,10 @@ impl Shard {
         self.drain_outputs();
         self.tcp.flush(&mut self.ctx);
         self.sctp.flush(&mut self.ctx);
+        // Once per turn, not per message: an empty queue costs one atomic load.
+        while let Ok(req) = self.scrape.try_recv() {
+            req.answer(self.index as u16, &self.ctx.registrar);
+        }
         busy
     }
 
@@ -237,9 +246,17 @@ impl Shard {
             while let Some(t) = ctx.registrar.poll_transmit() {
                 progressed = true;
                 match t {
-                    Transmit::Asap { conn, payload } => {
+                    Transmit::Asap {
+                        conn,
+                        payload,
+                        served,
+                    } => {
                         if !self.tcp.queue(ctx, conn, &payload) {
                             self.sctp.queue(ctx, conn, payload);
+                        }
+                        // Service time ends when the answer is queued on its socket.
+                        if let Some(served) = served {
+                            ctx.registrar.handle_queued(Instant::now(), served);
                         }
                     }
                     Transmit::Announce { payload } => {
@@ -289,7 +306,10 @@ impl Shard {
         let sleeping = timeout != Some(Duration::ZERO);
         if sleeping {
             signal.park();
-            if self.mesh.has_incoming() || self.stop.load(Ordering::SeqCst) {
+            if self.mesh.has_incoming()
+                || !self.scrape.is_empty()
+                || self.stop.load(Ordering::SeqCst)
+            {
                 timeout = Some(Duration::ZERO);
             }
         }

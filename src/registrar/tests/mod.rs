@@ -11,6 +11,8 @@ use crate::wire::{
     SctpTransport, TransportUse, UserTransport,
 };
 
+mod metrics;
+
 /// Where announces land in the test inbox.
 const ANNOUNCE: ConnId = ConnId(u64::MAX);
 
@@ -84,7 +86,16 @@ impl Net {
                 }
                 while let Some(t) = self.shards[i].poll_transmit() {
                     let (conn, payload) = match t {
-                        Transmit::Asap { conn, payload } => (conn, payload),
+                        Transmit::Asap {
+                            conn,
+                            payload,
+                            served,
+                        } => {
+                            if let Some(s) = served {
+                                self.shards[i].handle_queued(self.now, s);
+                            }
+                            (conn, payload)
+                        }
                         Transmit::Announce { payload } => (ANNOUNCE, payload),
                     };
                     let m = AsapMessage::decode(&payload)

@@ -1,0 +1,459 @@
+//! The Prometheus text exposition format (version 0.0.4) of the shards' snapshots.
+//!
+//! Label convention: every series of a per-shard figure carries `shard="N"`; the figure
+//! for the whole registrar is the same metric with `shard="all"` (the merge of every
+//! shard's histograms and counters, the sum of their owned gauges). `shard="all"` is
+//! left out of a scrape in which a shard did not answer, so a total never appears to
+//! go backwards. Process-wide gauges (`rserpool_up`, `rserpool_shards`) carry no label.
+
+use std::fmt::{Display, Write as _};
+use std::time::Duration;
+
+use rserpool::registrar::{Gauges, Histogram, Metrics, RemovalReason};
+use rserpool::wire::{AsapType, CauseCode};
+
+use crate::runtime::Snapshot;
+
+/// One set of figures and the `shard` label it is shown under.
+struct View<'a> {
+    shard: String,
+    metrics: &'a Metrics,
+    gauges: &'a Gauges,
+}
+
+/// Renders a scrape: `snapshots[i]` is shard `i`'s, `None` if it did not answer within
+/// `timeout` (said in a comment and by `rserpool_shard_up`).
+pub fn render(snapshots: &[Option<Snapshot>], timeout: Duration) -> String {
+    let mut out = String::with_capacity(64 << 10);
+    let answered: Vec<&Snapshot> = snapshots.iter().flatten().collect();
+    let missing: Vec<usize> = (0..snapshots.len())
+        .filter(|i| snapshots[*i].is_none())
+        .collect();
+    let mut all_metrics = Metrics::default();
+    let mut all_gauges = Gauges::default();
+    for s in &answered {
+        all_metrics.merge(&s.metrics);
+        add_gauges(&mut all_gauges, &s.gauges);
+    }
+    let mut views = Vec::with_capacity(answered.len() + 1);
+    if missing.is_empty() && !answered.is_empty() {
+        views.push(View {
+            shard: "all".into(),
+            metrics: &all_metrics,
+            gauges: &all_gauges,
+        });
+    }
+    views.extend(answered.iter().map(|s| View {
+        shard: s.shard.to_string(),
+        metrics: &s.metrics,
+        gauges: &s.gauges,
+    }));
+    for i in &missing {
+        let _ = writeln!(
+            out,
+            "# shard {i} did not answer within {timeout:?}: its series and the totals (the \"all\" shard) are left out of this scrape"
+        );
+    }
+
+    process(&mut out, snapshots);
+    gauges(&mut out, &views);
+    counters(&mut out, &views);
+    histograms(&mut out, &views);
+    out
+}
+
+fn process(out: &mut String, snapshots: &[Option<Snapshot>]) {
+    family(out, "rserpool_up", "gauge", "1 while the registrar runs.");
+    sample(out, "rserpool_up", "", 1);
+    family(
+        out,
+        "rserpool_shards",
+        "gauge",
+        "Shards (threads) the registrar runs.",
+    );
+    sample(out, "rserpool_shards", "", snapshots.len());
+    family(
+        out,
+        "rserpool_shard_up",
+        "gauge",
+        "1 if the shard answered this scrape in time, 0 if not (busy or stopped).",
+    );
+    for (i, s) in snapshots.iter().enumerate() {
+        sample(
+            out,
+            "rserpool_shard_up",
+            &format!("shard=\"{i}\""),
+            u8::from(s.is_some()),
+        );
+    }
+}
+
+fn gauges(out: &mut String, views: &[View<'_>]) {
+    type Pick = fn(&Gauges) -> usize;
+    let summed: [(&str, &str, Pick); 4] = [
+        (
+            "rserpool_pools",
+            "Pools the shard owns (is the single writer of); shard=\"all\": every pool.",
+            |g| g.owned_pools,
+        ),
+        (
+            "rserpool_pool_elements",
+            "Pool elements in the pools the shard owns, each PE counted once; shard=\"all\": every PE.",
+            |g| g.owned_elements,
+        ),
+        (
+            "rserpool_associations",
+            "TCP connections and SCTP associations the shard serves.",
+            |g| g.connections,
+        ),
+        (
+            "rserpool_supervised_pool_elements",
+            "Pool elements registered through the shard's connections, which it supervises with keep-alives.",
+            |g| g.supervised,
+        ),
+    ];
+    for (name, help, pick) in summed {
+        family(out, name, "gauge", help);
+        for v in views {
+            sample(out, name, &shard(v), pick(v.gauges));
+        }
+    }
+    // Every shard holds a full replica: these do not add up, so no shard="all".
+    let replica: [(&str, &str, Pick); 2] = [
+        (
+            "rserpool_replica_pools",
+            "Pools in the shard's replica of the handlespace (every shard holds all of them; no shard=\"all\").",
+            |g| g.replica_pools,
+        ),
+        (
+            "rserpool_replica_pool_elements",
+            "Pool elements in the shard's replica of the handlespace (no shard=\"all\").",
+            |g| g.replica_elements,
+        ),
+    ];
+    for (name, help, pick) in replica {
+        family(out, name, "gauge", help);
+        for v in views.iter().filter(|v| v.shard != "all") {
+            sample(out, name, &shard(v), pick(v.gauges));
+        }
+    }
+}
+
+fn counters(out: &mut String, views: &[View<'_>]) {
+    for (name, help, sent) in [
+        (
+            "rserpool_asap_messages_received_total",
+            "Well-formed ASAP messages received, by type (malformed ones: rserpool_asap_malformed_messages_total).",
+            false,
+        ),
+        (
+            "rserpool_asap_messages_sent_total",
+            "ASAP messages queued for sending, by type (server announces included).",
+            true,
+        ),
+    ] {
+        family(out, name, "counter", help);
+        for v in views {
+            for &t in AsapType::ALL {
+                let n = if sent {
+                    v.metrics.sent(t)
+                } else {
+                    v.metrics.received(t)
+                };
+                sample(out, name, &format!("{},type=\"{}\"", shard(v), lower(t)), n);
+            }
+        }
+    }
+
+    let name = "rserpool_asap_errors_total";
+    family(
+        out,
+        name,
+        "counter",
+        "RFC 5354 error causes sent, in the Operation Error of responses and in ASAP_ERROR, by cause.",
+    );
+    for v in views {
+        for &c in CauseCode::ALL.iter().filter(|c| c.is_standard()) {
+            let labels = format!("{},cause=\"{}\"", shard(v), lower(c));
+            sample(out, name, &labels, v.metrics.errors(c));
+        }
+        let labels = format!("{},cause=\"other\"", shard(v));
+        sample(out, name, &labels, v.metrics.other_errors());
+    }
+
+    let name = "rserpool_asap_malformed_messages_total";
+    family(
+        out,
+        name,
+        "counter",
+        "ASAP messages that could not be decoded (answered with ASAP_ERROR where RFC 5354 says so).",
+    );
+    for v in views {
+        sample(out, name, &shard(v), v.metrics.malformed());
+    }
+
+    let name = "rserpool_pe_removals_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Pool elements removed, by reason, counted by the pool's owner shard.",
+    );
+    for v in views {
+        for r in RemovalReason::ALL {
+            let labels = format!("{},reason=\"{}\"", shard(v), r.label());
+            sample(out, name, &labels, v.metrics.removals(r));
+        }
+    }
+}
+
+fn histograms(out: &mut String, views: &[View<'_>]) {
+    type Pick = fn(&Metrics) -> &Histogram;
+    let plain: [(&str, &str, Pick); 3] = [
+        (
+            "rserpool_handle_resolution_seconds",
+            "Registrar-side service time of a handle resolution: from the moment the shard took the request off the socket (the time its registrar was given for that input) to the answer being queued for sending.",
+            |m| &m.handle_resolution,
+        ),
+        (
+            "rserpool_registration_seconds",
+            "Registrar-side service time of a registration: request taken off the socket to response queued for sending, including the round trip to the pool's owner shard.",
+            |m| &m.registration,
+        ),
+        (
+            "rserpool_keep_alive_rtt_seconds",
+            "Round trip of a keep-alive: from the shard's turn that sent ENDPOINT_KEEP_ALIVE to the one that took its ENDPOINT_KEEP_ALIVE_ACK off the socket.",
+            |m| &m.keep_alive_rtt,
+        ),
+    ];
+    for (name, help, pick) in plain {
+        family(out, name, "histogram", help);
+        for v in views {
+            histogram(out, name, &shard(v), pick(v.metrics));
+        }
+    }
+    let name = "rserpool_failure_detection_seconds";
+    family(
+        out,
+        name,
+        "histogram",
+        "Time from a pool element's last sign of life (registration, re-registration or keep-alive acknowledgement) to its removal, by reason; measured by the shard supervising it, when it decides (keep_alive_timeout, connection_lost) or learns from the pool's owner (unreachable_reports, expired).",
+    );
+    for v in views {
+        for r in RemovalReason::ALL.into_iter().filter(|r| r.is_failure()) {
+            let labels = format!("{},reason=\"{}\"", shard(v), r.label());
+            histogram(out, name, &labels, v.metrics.failure_detection(r));
+        }
+    }
+}
+
+/// `_bucket` series in ascending `le`, then `_sum` and `_count`.
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    for (bound, n) in h.cumulative() {
+        let le = bound.map_or_else(|| "+Inf".to_owned(), seconds);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", seconds(h.sum()));
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count());
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &str, value: impl Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+fn shard(v: &View<'_>) -> String {
+    format!("shard=\"{}\"", v.shard)
+}
+
+/// A code's constant name as a label value: `HANDLE_RESOLUTION` → `handle_resolution`.
+fn lower(code: impl Display) -> String {
+    code.to_string().to_ascii_lowercase()
+}
+
+/// HELP text escapes backslash and newline (format 0.0.4).
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// A duration in seconds, exact and without exponent: 0.000005, 0.0025, 1, 10.
+fn seconds(d: Duration) -> String {
+    let frac = d.subsec_nanos();
+    if frac == 0 {
+        return d.as_secs().to_string();
+    }
+    let digits = format!("{frac:09}");
+    format!("{}.{}", d.as_secs(), digits.trim_end_matches('0'))
+}
+
+fn add_gauges(a: &mut Gauges, b: &Gauges) {
+    a.owned_pools += b.owned_pools;
+    a.owned_elements += b.owned_elements;
+    a.replica_pools = a.replica_pools.max(b.replica_pools);
+    a.replica_elements = a.replica_elements.max(b.replica_elements);
+    a.connections += b.connections;
+    a.supervised += b.supervised;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Instant;
+
+    use rserpool::registrar::{
+        Config, ConnId, ConnInfo, Registrar, Router, ShardId, Transmit, Transport,
+    };
+    use rserpool::wire::AsapMessage;
+
+    use super::*;
+
+    /// Series → value, from the text format.
+    fn parse(text: &str) -> BTreeMap<String, f64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (series, value) = l.rsplit_once(' ').expect("series and value");
+                (series.to_owned(), value.parse().expect("a number"))
+            })
+            .collect()
+    }
+
+    /// A one-shard registrar that answered `resolutions` requests for an unknown pool,
+    /// each queued `took` after it arrived.
+    fn shard(index: u16, resolutions: u32, took: Duration) -> Snapshot {
+        let mut r = Registrar::new(Config::default(), ShardId(index), Router::new(1, 1), 1);
+        let now = Instant::now();
+        let conn = ConnId(1);
+        r.handle_conn_up(
+            now,
+            conn,
+            ConnInfo {
+                transport: Transport::Tcp,
+                peer_addrs: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))],
+                peer_port: 1,
+            },
+        );
+        let mut req = Vec::new();
+        AsapMessage::HandleResolution {
+            subscribe: false,
+            handle: "nope".into(),
+            items: None,
+        }
+        .encode(&mut req);
+        for _ in 0..resolutions {
+            r.handle_asap(now, conn, &req);
+            while let Some(t) = r.poll_transmit() {
+                if let Transmit::Asap {
+                    served: Some(s), ..
+                } = t
+                {
+                    r.handle_queued(now + took, s);
+                }
+            }
+        }
+        Snapshot {
+            shard: index,
+            metrics: r.metrics().clone(),
+            gauges: r.gauges(),
+        }
+    }
+
+    #[test]
+    fn every_figure_is_shown_per_shard_and_merged_as_shard_all() {
+        let text = render(
+            &[
+                Some(shard(0, 2, Duration::from_micros(20))),
+                Some(shard(1, 3, Duration::from_micros(300))),
+            ],
+            Duration::from_secs(1),
+        );
+        let m = parse(&text);
+        let v = |k: &str| m.get(k).copied().unwrap_or_else(|| panic!("no {k}"));
+        let name = "rserpool_handle_resolution_seconds";
+        for (shard, count, sum) in [
+            ("0", 2.0, 0.00004),
+            ("1", 3.0, 0.0009),
+            ("all", 5.0, 0.00094),
+        ] {
+            assert_eq!(v(&format!("{name}_count{{shard=\"{shard}\"}}")), count);
+            let got = v(&format!("{name}_sum{{shard=\"{shard}\"}}"));
+            assert!((got - sum).abs() < 1e-12, "{shard}: {got}");
+        }
+        for le in ["0.000025", "0.00025", "0.0005", "+Inf"] {
+            let b = |shard: &str| v(&format!("{name}_bucket{{shard=\"{shard}\",le=\"{le}\"}}"));
+            assert_eq!(b("all"), b("0") + b("1"), "le={le}");
+        }
+        let bucket = |le: &str| v(&format!("{name}_bucket{{shard=\"all\",le=\"{le}\"}}"));
+        assert_eq!(
+            (bucket("0.00001"), bucket("0.000025"), bucket("0.0005")),
+            (0.0, 2.0, 5.0)
+        );
+        let errors = |shard: &str| {
+            v(&format!(
+                "rserpool_asap_errors_total{{shard=\"{shard}\",cause=\"unknown_pool_handle\"}}"
+            ))
+        };
+        assert_eq!((errors("0"), errors("1"), errors("all")), (2.0, 3.0, 5.0));
+        let received =
+            "rserpool_asap_messages_received_total{shard=\"all\",type=\"handle_resolution\"}";
+        assert_eq!(v(received), 5.0);
+        assert_eq!(v("rserpool_associations{shard=\"all\"}"), 2.0);
+        assert_eq!(v("rserpool_up"), 1.0);
+        assert_eq!(v("rserpool_shards"), 2.0);
+        assert!(!text.contains("rserpool_replica_pools{shard=\"all\"}"));
+        // HELP and TYPE once per family, before its samples.
+        for family in ["rserpool_pools", name, "rserpool_asap_errors_total"] {
+            assert_eq!(text.matches(&format!("# TYPE {family} ")).count(), 1);
+        }
+    }
+
+    #[test]
+    fn a_shard_that_did_not_answer_is_named_and_no_total_is_shown() {
+        let text = render(
+            &[Some(shard(0, 1, Duration::ZERO)), None],
+            Duration::from_secs(1),
+        );
+        assert!(
+            text.contains("# shard 1 did not answer within 1s"),
+            "{text}"
+        );
+        let m = parse(&text);
+        assert_eq!(m.get("rserpool_shard_up{shard=\"0\"}"), Some(&1.0));
+        assert_eq!(m.get("rserpool_shard_up{shard=\"1\"}"), Some(&0.0));
+        let others = m.keys().filter(|k| !k.starts_with("rserpool_shard_up{"));
+        assert!(
+            others
+                .into_iter()
+                .all(|k| !k.contains("shard=\"all\"") && !k.contains("shard=\"1\"")),
+            "only shard 0's series"
+        );
+        assert_eq!(
+            m.get("rserpool_handle_resolution_seconds_count{shard=\"0\"}"),
+            Some(&1.0)
+        );
+    }
+
+    #[test]
+    fn seconds_are_exact_decimals() {
+        assert_eq!(seconds(Duration::from_micros(5)), "0.000005");
+        assert_eq!(seconds(Duration::from_micros(2_500)), "0.0025");
+        assert_eq!(seconds(Duration::from_secs(10)), "10");
+        assert_eq!(seconds(Duration::from_millis(12_500)), "12.5");
+        assert_eq!(seconds(Duration::from_nanos(1)), "0.000000001");
+        assert_eq!(seconds(Duration::ZERO), "0");
+    }
+
+    #[test]
+    fn help_text_is_escaped() {
+        assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
+    }
+}

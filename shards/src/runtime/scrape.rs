@@ -1,0 +1,107 @@
+//! Metrics snapshots from the shards, without touching their per-message path.
+//!
+//! Each shard keeps its counters and histograms in its own
+//! [`Registrar`](rserpool::registrar::Registrar), updated on its own thread. A scrape
+//! sends every shard a request over a small bounded queue and wakes it like a mesh
+//! message would; the shard answers between two loop turns with a copy of its figures
+//! (a few kilobytes), and the scraper merges the copies. A shard that does not answer
+//! in time is reported missing, never waited for beyond the deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, Sender, TrySendError};
+use rserpool::registrar::{Gauges, Metrics, Registrar};
+
+use super::mesh::Signal;
+
+/// Scrape requests one shard queues at most (more are answered as "missing").
+pub(super) const QUEUE: usize = 4;
+
+/// A shard's figures at one moment.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The shard's index.
+    pub shard: u16,
+    /// Its counters and histograms since it started.
+    pub metrics: Metrics,
+    /// What it holds now.
+    pub gauges: Gauges,
+}
+
+/// A request for one [`Snapshot`], answered into `reply`.
+#[derive(Debug)]
+pub(super) struct Request {
+    reply: Sender<Snapshot>,
+}
+
+impl Request {
+    /// Answers from the shard's thread; never blocks (the reply queue has room for
+    /// every shard, and a scraper that gave up is simply gone).
+    pub(super) fn answer(self, shard: u16, registrar: &Registrar) {
+        let _ = self.reply.try_send(Snapshot {
+            shard,
+            metrics: registrar.metrics().clone(),
+            gauges: registrar.gauges(),
+        });
+    }
+}
+
+/// The shard ends of the scrape queues, one per shard, in shard order.
+pub(super) fn queues(n: usize) -> (Vec<Sender<Request>>, Vec<Receiver<Request>>) {
+    (0..n).map(|_| channel::bounded(QUEUE)).unzip()
+}
+
+/// Collects snapshots from a running registrar's shards; cheap to clone and usable
+/// from any thread ([`crate::runtime::Handle::metrics_source`]).
+#[derive(Clone, Debug)]
+pub struct MetricsSource {
+    requests: Arc<[Sender<Request>]>,
+    signals: Arc<[Signal]>,
+}
+
+impl MetricsSource {
+    pub(super) fn new(requests: Arc<[Sender<Request>]>, signals: Arc<[Signal]>) -> Self {
+        Self { requests, signals }
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Asks every shard for its figures and waits at most `timeout` in all. Entry `i`
+    /// is shard `i`'s snapshot, or `None` if it did not answer in time (busy for that
+    /// long, or stopped).
+    pub fn collect(&self, timeout: Duration) -> Vec<Option<Snapshot>> {
+        let n = self.requests.len();
+        let (reply, answers) = channel::bounded(n.max(1));
+        let mut asked = 0;
+        for (tx, signal) in self.requests.iter().zip(self.signals.iter()) {
+            match tx.try_send(Request {
+                reply: reply.clone(),
+            }) {
+                Ok(()) => {
+                    asked += 1;
+                    signal.wake_if_parked();
+                }
+                // Stopped, or earlier scrapes still unanswered: it counts as missing.
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {}
+            }
+        }
+        drop(reply);
+        let deadline = Instant::now() + timeout;
+        let mut out: Vec<Option<Snapshot>> = vec![None; n];
+        for _ in 0..asked {
+            match answers.recv_deadline(deadline) {
+                Ok(s) => {
+                    if let Some(slot) = out.get_mut(usize::from(s.shard)) {
+                        *slot = Some(s);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,312 @@
+//! The metrics endpoint end to end: a registrar in-process with `serve_metrics`, PEs and
+//! PUs over loopback TCP, scrapes with a plain HTTP GET, and Prometheus' own checker.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::{GUARD, Kind, Lab};
+use rserpool::wire::AsapMessage;
+
+/// Sends one raw HTTP request; returns the status line, the headers and the body.
+fn http(addr: SocketAddr, request: &str) -> (String, String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    s.set_read_timeout(Some(GUARD)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("a whole response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.to_owned(), headers.to_owned(), body.to_owned())
+}
+
+fn scrape_text(addr: SocketAddr) -> String {
+    let (status, headers, body) = http(addr, "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        headers.contains("Content-Type: text/plain; version=0.0.4"),
+        "{headers}"
+    );
+    body
+}
+
+/// Series (name and labels, as written) → value.
+fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
+    scrape_text(addr)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("series and value");
+            (series.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+fn get(m: &BTreeMap<String, f64>, series: &str) -> f64 {
+    *m.get(series)
+        .unwrap_or_else(|| panic!("{series} is not in the scrape"))
+}
+
+/// The value of `name{shard="all",<rest>}` and the sum over shards 0 and 1.
+fn all_and_sum(m: &BTreeMap<String, f64>, name: &str, rest: &str) -> (f64, f64) {
+    let series = |shard: &str| {
+        if rest.is_empty() {
+            format!("{name}{{shard=\"{shard}\"}}")
+        } else {
+            format!("{name}{{shard=\"{shard}\",{rest}}}")
+        }
+    };
+    (
+        get(m, &series("all")),
+        get(m, &series("0")) + get(m, &series("1")),
+    )
+}
+
+#[test]
+fn scrapes_count_what_was_done_per_shard_and_in_total() {
+    let lab = Lab::start(Kind::Tcp);
+    let server = lab
+        .handle
+        .as_ref()
+        .unwrap()
+        .serve_metrics("127.0.0.1:0".parse().unwrap())
+        .expect("the metrics endpoint starts");
+    let addr = server.addr();
+    let before = scrape(addr);
+    assert_eq!(get(&before, "rserpool_up"), 1.0);
+    assert_eq!(get(&before, "rserpool_shards"), 2.0);
+    assert_eq!(all_and_sum(&before, "rserpool_pools", ""), (0.0, 0.0));
+
+    let mut pes = common::register_all(&lab, "p", 1..=6);
+    pes.extend(common::register_all(&lab, "q", 7..=8));
+    let pu = lab.connect();
+    for _ in 0..10 {
+        assert_eq!(pu.resolve("p", None).len(), 3);
+    }
+    pu.send(&AsapMessage::HandleResolution {
+        subscribe: false,
+        handle: "nope".into(),
+        items: None,
+    });
+    assert!(matches!(
+        pu.recv(),
+        AsapMessage::HandleResolutionResponse { error: Some(_), .. }
+    ));
+
+    let m = scrape(addr);
+    for shard in ["0", "1"] {
+        assert_eq!(
+            get(&m, &format!("rserpool_shard_up{{shard=\"{shard}\"}}")),
+            1.0
+        );
+    }
+    // Gauges: each shard reports what it owns; together every pool and PE once.
+    assert_eq!(all_and_sum(&m, "rserpool_pools", ""), (2.0, 2.0));
+    assert_eq!(all_and_sum(&m, "rserpool_pool_elements", ""), (8.0, 8.0));
+    assert_eq!(
+        all_and_sum(&m, "rserpool_supervised_pool_elements", ""),
+        (8.0, 8.0)
+    );
+    assert_eq!(all_and_sum(&m, "rserpool_associations", ""), (9.0, 9.0));
+    for shard in ["0", "1"] {
+        let replica = format!("rserpool_replica_pool_elements{{shard=\"{shard}\"}}");
+        assert_eq!(get(&m, &replica), 8.0, "shard {shard} replicates every PE");
+    }
+    // Counters.
+    let received = "rserpool_asap_messages_received_total";
+    assert_eq!(
+        all_and_sum(&m, received, "type=\"registration\""),
+        (8.0, 8.0)
+    );
+    assert_eq!(
+        all_and_sum(&m, received, "type=\"handle_resolution\""),
+        (11.0, 11.0)
+    );
+    let sent = "rserpool_asap_messages_sent_total";
+    assert_eq!(
+        all_and_sum(&m, sent, "type=\"registration_response\""),
+        (8.0, 8.0)
+    );
+    assert_eq!(
+        all_and_sum(&m, sent, "type=\"handle_resolution_response\""),
+        (11.0, 11.0)
+    );
+    let errors = "rserpool_asap_errors_total";
+    assert_eq!(
+        all_and_sum(&m, errors, "cause=\"unknown_pool_handle\""),
+        (1.0, 1.0)
+    );
+    assert_eq!(
+        all_and_sum(&m, errors, "cause=\"invalid_values\""),
+        (0.0, 0.0)
+    );
+    // Histograms: one observation per answer.
+    let count = |name: &str| all_and_sum(&m, &format!("{name}_count"), "");
+    assert_eq!(count("rserpool_handle_resolution_seconds"), (11.0, 11.0));
+    assert_eq!(count("rserpool_registration_seconds"), (8.0, 8.0));
+    let inf = "rserpool_registration_seconds_bucket";
+    assert_eq!(all_and_sum(&m, inf, "le=\"+Inf\""), (8.0, 8.0));
+
+    // A PE whose connection drops is removed; its detection is timed.
+    let (_, gone) = pes.pop().expect("PE 8");
+    gone.close();
+    common::wait_until(&lab, "PE 8 removed", || {
+        get(&scrape(addr), "rserpool_pool_elements{shard=\"all\"}") == 7.0
+    });
+    let m = scrape(addr);
+    let lost = "reason=\"connection_lost\"";
+    assert_eq!(
+        all_and_sum(&m, "rserpool_pe_removals_total", lost),
+        (1.0, 1.0)
+    );
+    assert_eq!(
+        all_and_sum(&m, "rserpool_failure_detection_seconds_count", lost),
+        (1.0, 1.0)
+    );
+    assert_eq!(
+        all_and_sum(
+            &m,
+            "rserpool_failure_detection_seconds_count",
+            "reason=\"keep_alive_timeout\""
+        ),
+        (0.0, 0.0)
+    );
+    // Keep-alives go out every 100 ms and the test clients acknowledge them.
+    common::wait_until(&lab, "a keep-alive round trip measured", || {
+        get(
+            &scrape(addr),
+            "rserpool_keep_alive_rtt_seconds_count{shard=\"all\"}",
+        ) >= 1.0
+    });
+    drop((pes, pu, server));
+    lab.finish();
+}
+
+#[test]
+fn other_paths_and_methods_are_refused_and_head_has_no_body() {
+    let lab = Lab::start(Kind::Tcp);
+    let server = lab
+        .handle
+        .as_ref()
+        .unwrap()
+        .serve_metrics("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let addr = server.addr();
+    let (status, _, _) = http(addr, "GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let (status, headers, _) = http(addr, "DELETE /metrics HTTP/1.1\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+    assert!(headers.contains("Allow: GET, HEAD"), "{headers}");
+    let (status, _, _) = http(addr, "\x16\x03\x01 garbage\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 400 Bad Request");
+    let (status, headers, body) = http(addr, "HEAD /metrics HTTP/1.1\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let length: usize = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("a length")
+        .parse()
+        .unwrap();
+    assert!(length > 1000, "GET's length");
+    assert!(body.is_empty());
+    // Still serving after all that.
+    assert!(scrape_text(addr).contains("rserpool_up 1"));
+    drop(server);
+    lab.finish();
+}
+
+/// After the registrar stopped, a scrape still answers: the shards are reported down and
+/// no totals are made up.
+#[test]
+fn a_scrape_of_stopped_shards_reports_them_down() {
+    let lab = Lab::start(Kind::Tcp);
+    let server = lab
+        .handle
+        .as_ref()
+        .unwrap()
+        .serve_metrics("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    lab.finish();
+    let text = scrape_text(server.addr());
+    assert!(text.contains("# shard 0 did not answer"), "{text}");
+    assert!(text.contains("rserpool_shard_up{shard=\"1\"} 0"), "{text}");
+    let samples = text.lines().filter(|l| !l.starts_with('#'));
+    assert!(
+        samples.into_iter().all(|l| !l.contains("shard=\"all\"")),
+        "{text}"
+    );
+}
+
+/// Where promtool is: `PROMTOOL`, else `promtool` on the PATH. `None` (with a SKIP line)
+/// if it is missing outside CI; in CI (`CI` set) a missing promtool fails the test.
+/// `.ci/test-all` installs it (Debian package `prometheus`).
+fn promtool() -> Option<PathBuf> {
+    let path =
+        std::env::var_os("PROMTOOL").map_or_else(|| PathBuf::from("promtool"), PathBuf::from);
+    let runs = Command::new(&path)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if runs {
+        return Some(path);
+    }
+    let why = format!(
+        "{} does not run (install the Debian package prometheus, or set PROMTOOL=/path)",
+        path.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "CI needs promtool: {why}");
+    // Written to stderr directly: libtest would swallow `println!`.
+    let _ = writeln!(std::io::stderr(), "SKIP: {why}");
+    None
+}
+
+#[test]
+fn scrape_passes_promtool_check_metrics() {
+    let Some(promtool) = promtool() else { return };
+    let lab = Lab::start(Kind::Tcp);
+    let server = lab
+        .handle
+        .as_ref()
+        .unwrap()
+        .serve_metrics("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    // Some of everything: registrations, answers, an error, a removal.
+    let mut pes = common::register_all(&lab, "p", 1..=3);
+    let pu = lab.connect();
+    pu.resolve("p", None);
+    pu.send_raw(&[0x4f, 0, 0, 4]);
+    assert!(matches!(pu.recv(), AsapMessage::Error { .. }));
+    let (_, gone) = pes.pop().expect("PE 3");
+    gone.close();
+    common::wait_until(&lab, "PE 3 removed", || pu.members("p").len() == 2);
+    let text = scrape_text(server.addr());
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics ({}):\n{}{}\n--- scraped:\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop((pes, pu, server));
+    lab.finish();
+}

@@ -1,0 +1,437 @@
+//! The registrar's statistics, kept per shard and updated only on that shard's thread:
+//! plain counters and fixed-bucket histograms, no atomics, no allocation per message.
+//! The runtime asks each shard for a copy when it is scraped and merges the copies
+//! ([`Metrics::merge`]); nothing is shared between cores per message.
+//!
+//! Durations are recorded in nanoseconds and bucketed by fixed upper bounds, so a
+//! histogram is a small array that two shards add up exactly.
+
+use std::time::Duration;
+
+use super::RemovalReason;
+use crate::wire::{AsapType, CauseCode};
+
+/// Upper bounds (inclusive, as Prometheus' `le`) of the service-time and round-trip
+/// histograms: 5 µs to 10 s, 1-2.5-5 steps. Above the last: the `+Inf` bucket.
+pub const LATENCY_BOUNDS: [Duration; 20] = [
+    Duration::from_micros(5),
+    Duration::from_micros(10),
+    Duration::from_micros(25),
+    Duration::from_micros(50),
+    Duration::from_micros(100),
+    Duration::from_micros(250),
+    Duration::from_micros(500),
+    Duration::from_millis(1),
+    Duration::from_micros(2_500),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_millis(2_500),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+];
+
+/// Upper bounds of the failure-detection histograms: 10 ms to 5 min. Detection takes
+/// about keep-alive interval + timeout (10 s with the defaults, 200 ms in a tuned
+/// deployment), so the steps are finer around 1-30 s than in [`LATENCY_BOUNDS`].
+pub const DETECTION_BOUNDS: [Duration; 20] = [
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(150),
+    Duration::from_millis(200),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_millis(2_500),
+    Duration::from_secs(5),
+    Duration::from_millis(7_500),
+    Duration::from_secs(10),
+    Duration::from_millis(12_500),
+    Duration::from_secs(15),
+    Duration::from_secs(20),
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+    Duration::from_secs(120),
+    Duration::from_secs(300),
+];
+
+/// Finite buckets of every histogram.
+const BUCKETS: usize = 20;
+
+/// A fixed-bucket histogram of durations: a count per bucket, the `+Inf` overflow and
+/// the sum. Recording is a binary search over 20 bounds and two additions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Histogram {
+    bounds: &'static [Duration; BUCKETS],
+    /// Per bucket, not cumulative: `counts[i]` holds values in `(bounds[i-1], bounds[i]]`.
+    counts: [u64; BUCKETS],
+    overflow: u64,
+    /// Nanoseconds, saturating (u64 nanoseconds last 584 years).
+    sum_ns: u64,
+}
+
+impl Histogram {
+    /// Service times and round trips ([`LATENCY_BOUNDS`]).
+    pub fn latency() -> Self {
+        Self::with_bounds(&LATENCY_BOUNDS)
+    }
+
+    /// Failure detection times ([`DETECTION_BOUNDS`]).
+    pub fn detection() -> Self {
+        Self::with_bounds(&DETECTION_BOUNDS)
+    }
+
+    fn with_bounds(bounds: &'static [Duration; BUCKETS]) -> Self {
+        Self {
+            bounds,
+            counts: [0; BUCKETS],
+            overflow: 0,
+            sum_ns: 0,
+        }
+    }
+
+    pub fn record(&mut self, d: Duration) {
+        let i = self.bounds.partition_point(|b| *b < d);
+        match self.counts.get_mut(i) {
+            Some(c) => *c += 1,
+            None => self.overflow += 1,
+        }
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns = self.sum_ns.saturating_add(ns);
+    }
+
+    /// Adds `other`'s observations (another shard's, with the same bounds).
+    pub fn merge(&mut self, other: &Self) {
+        debug_assert_eq!(self.bounds, other.bounds, "merging different bucket sets");
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        self.overflow += other.overflow;
+        self.sum_ns = self.sum_ns.saturating_add(other.sum_ns);
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum::<u64>() + self.overflow
+    }
+
+    /// Sum of all observations.
+    pub fn sum(&self) -> Duration {
+        Duration::from_nanos(self.sum_ns)
+    }
+
+    /// The buckets as Prometheus exposes them: each finite upper bound with the count of
+    /// observations at or below it (cumulative), then `None` (`+Inf`) with
+    /// [`Histogram::count`].
+    pub fn cumulative(&self) -> impl Iterator<Item = (Option<Duration>, u64)> + '_ {
+        let finite = self
+            .bounds
+            .iter()
+            .zip(self.counts.iter())
+            .scan(0u64, |acc, (b, c)| {
+                *acc += c;
+                Some((Some(*b), *acc))
+            });
+        finite.chain(std::iter::once((None, self.count())))
+    }
+}
+
+/// ASAP message types counted: every type code up to ERROR (0x0e); a registrar only
+/// counts messages it decoded or encoded, so no other code occurs.
+const TYPES: usize = 16;
+/// RFC 5354 causes 0x0000-0x000a, then one slot for any other code.
+const CAUSES: usize = 12;
+
+/// One shard's counters and histograms. The shard's [`super::Registrar`] updates them;
+/// [`Metrics::merge`] adds up several shards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metrics {
+    received: [u64; TYPES],
+    sent: [u64; TYPES],
+    errors: [u64; CAUSES],
+    malformed: u64,
+    removals: [u64; RemovalReason::ALL.len()],
+    /// Handle resolution request taken off the socket → answer queued for sending.
+    pub handle_resolution: Histogram,
+    /// Registration request taken off the socket → response queued for sending,
+    /// including the round trip to the pool's owner shard.
+    pub registration: Histogram,
+    /// Keep-alive sent → acknowledgement received.
+    pub keep_alive_rtt: Histogram,
+    failure_detection: [Histogram; RemovalReason::ALL.len()],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            received: [0; TYPES],
+            sent: [0; TYPES],
+            errors: [0; CAUSES],
+            malformed: 0,
+            removals: [0; RemovalReason::ALL.len()],
+            handle_resolution: Histogram::latency(),
+            registration: Histogram::latency(),
+            keep_alive_rtt: Histogram::latency(),
+            failure_detection: std::array::from_fn(|_| Histogram::detection()),
+        }
+    }
+}
+
+impl Metrics {
+    /// Well-formed ASAP messages received, by type.
+    pub fn received(&self, kind: AsapType) -> u64 {
+        self.received.get(usize::from(kind.0)).copied().unwrap_or(0)
+    }
+
+    /// ASAP messages sent (queued for sending), by type; announces included.
+    pub fn sent(&self, kind: AsapType) -> u64 {
+        self.sent.get(usize::from(kind.0)).copied().unwrap_or(0)
+    }
+
+    /// Error causes sent, in the Operation Errors of responses and in ASAP_ERROR.
+    /// Causes beyond RFC 5354's share one count, [`Metrics::other_errors`].
+    pub fn errors(&self, cause: CauseCode) -> u64 {
+        self.errors[cause_slot(cause)]
+    }
+
+    /// Error causes sent that RFC 5354 does not define (the registrar sends none).
+    pub fn other_errors(&self) -> u64 {
+        self.errors[CAUSES - 1]
+    }
+
+    /// Messages that could not be decoded (answered with ASAP_ERROR where the RFC says
+    /// so); not counted in [`Metrics::received`].
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    /// PEs removed from pools this shard owns, by reason.
+    pub fn removals(&self, reason: RemovalReason) -> u64 {
+        self.removals[reason.index()]
+    }
+
+    /// Time from a PE's last sign of life (registration, re-registration or keep-alive
+    /// acknowledgement) to its removal, for PEs supervised by this shard. Recorded for
+    /// the failures ([`RemovalReason::is_failure`]); the others stay empty.
+    pub fn failure_detection(&self, reason: RemovalReason) -> &Histogram {
+        &self.failure_detection[reason.index()]
+    }
+
+    /// Adds another shard's figures to these.
+    pub fn merge(&mut self, other: &Self) {
+        add(&mut self.received, &other.received);
+        add(&mut self.sent, &other.sent);
+        add(&mut self.errors, &other.errors);
+        add(&mut self.removals, &other.removals);
+        self.malformed += other.malformed;
+        self.handle_resolution.merge(&other.handle_resolution);
+        self.registration.merge(&other.registration);
+        self.keep_alive_rtt.merge(&other.keep_alive_rtt);
+        for (a, b) in self
+            .failure_detection
+            .iter_mut()
+            .zip(&other.failure_detection)
+        {
+            a.merge(b);
+        }
+    }
+
+    pub(super) fn on_received(&mut self, kind: AsapType) {
+        if let Some(c) = self.received.get_mut(usize::from(kind.0)) {
+            *c += 1;
+        }
+    }
+
+    /// Counts an encoded message by its type byte.
+    pub(super) fn on_sent(&mut self, payload: &[u8]) {
+        if let Some(c) = payload
+            .first()
+            .and_then(|t| self.sent.get_mut(usize::from(*t)))
+        {
+            *c += 1;
+        }
+    }
+
+    pub(super) fn on_error_cause(&mut self, cause: CauseCode) {
+        self.errors[cause_slot(cause)] += 1;
+    }
+
+    pub(super) fn on_malformed(&mut self) {
+        self.malformed += 1;
+    }
+
+    pub(super) fn on_removal(&mut self, reason: RemovalReason) {
+        self.removals[reason.index()] += 1;
+    }
+
+    pub(super) fn on_failure_detected(&mut self, reason: RemovalReason, since_alive: Duration) {
+        if reason.is_failure() {
+            self.failure_detection[reason.index()].record(since_alive);
+        }
+    }
+}
+
+fn cause_slot(cause: CauseCode) -> usize {
+    usize::from(cause.0).min(CAUSES - 1)
+}
+
+fn add<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+/// What one shard holds right now, computed when asked (not kept per message).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Pools this shard owns (summed over shards: every pool once).
+    pub owned_pools: usize,
+    /// PEs of the pools this shard owns (summed over shards: every PE once).
+    pub owned_elements: usize,
+    /// Pools in this shard's replica (every shard holds all of them).
+    pub replica_pools: usize,
+    /// PEs in this shard's replica.
+    pub replica_elements: usize,
+    /// Connections and SCTP associations this shard serves.
+    pub connections: usize,
+    /// PEs whose keep-alive supervision this shard runs (registered through its
+    /// connections).
+    pub supervised: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    #[test]
+    fn values_land_in_the_first_bucket_whose_bound_is_not_below_them() {
+        let mut h = Histogram::latency();
+        // On a bound counts in that bucket (Prometheus' `le`); just above it, the next.
+        for d in [us(5), us(5) + Duration::from_nanos(1), us(1), us(7_000)] {
+            h.record(d);
+        }
+        h.record(Duration::from_secs(11));
+        let buckets: Vec<(Option<Duration>, u64)> = h.cumulative().collect();
+        assert_eq!(buckets.len(), 21);
+        assert_eq!(buckets[0], (Some(us(5)), 2), "1 µs and 5 µs");
+        assert_eq!(buckets[1], (Some(us(10)), 3), "5.001 µs");
+        assert_eq!(buckets[9], (Some(us(5_000)), 3));
+        assert_eq!(buckets[10], (Some(us(10_000)), 4), "7 ms");
+        assert_eq!(buckets[19], (Some(Duration::from_secs(10)), 4));
+        assert_eq!(buckets[20], (None, 5), "11 s only in +Inf");
+        assert_eq!(h.count(), 5);
+        assert_eq!(
+            h.sum(),
+            us(5) + us(5) + Duration::from_nanos(1) + us(1) + us(7_000) + Duration::from_secs(11)
+        );
+    }
+
+    #[test]
+    fn cumulative_counts_never_decrease_and_end_at_the_count() {
+        let mut h = Histogram::detection();
+        for ms in [3u64, 140, 150, 151, 9_999, 10_001, 400_000, 200] {
+            h.record(Duration::from_millis(ms));
+        }
+        let counts: Vec<u64> = h.cumulative().map(|(_, c)| c).collect();
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+        assert_eq!(counts.last(), Some(&8));
+        let at = |bound: Duration| {
+            h.cumulative()
+                .find(|(b, _)| *b == Some(bound))
+                .map(|(_, c)| c)
+        };
+        assert_eq!(at(Duration::from_millis(150)), Some(3));
+        assert_eq!(at(Duration::from_millis(200)), Some(5));
+        assert_eq!(at(Duration::from_secs(10)), Some(6));
+        assert_eq!(at(Duration::from_millis(12_500)), Some(7));
+        assert_eq!(at(Duration::from_secs(300)), Some(7), "400 s overflows");
+    }
+
+    #[test]
+    fn bounds_ascend_strictly() {
+        for bounds in [LATENCY_BOUNDS, DETECTION_BOUNDS] {
+            assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{bounds:?}");
+        }
+    }
+
+    #[test]
+    fn removal_reasons_index_their_slots_and_have_distinct_labels() {
+        let mut labels = Vec::new();
+        for (i, r) in RemovalReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            labels.push(r.label());
+        }
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), RemovalReason::ALL.len());
+    }
+
+    #[test]
+    fn huge_durations_saturate_the_sum_without_panicking() {
+        let mut h = Histogram::latency();
+        h.record(Duration::MAX);
+        h.record(Duration::MAX);
+        assert_eq!(h.count(), 2);
+        assert_eq!(h.sum(), Duration::from_nanos(u64::MAX));
+    }
+
+    #[test]
+    fn merging_two_shards_adds_every_figure() {
+        let mut a = Metrics::default();
+        let mut b = Metrics::default();
+        a.on_received(AsapType::HANDLE_RESOLUTION);
+        b.on_received(AsapType::HANDLE_RESOLUTION);
+        b.on_received(AsapType::REGISTRATION);
+        a.on_sent(&[AsapType::HANDLE_RESOLUTION_RESPONSE.0, 0, 0, 4]);
+        b.on_error_cause(CauseCode::UNKNOWN_POOL_HANDLE);
+        b.on_error_cause(CauseCode::RSPLIB_INVALID_ID);
+        a.on_malformed();
+        a.on_removal(RemovalReason::KeepAliveTimeout);
+        b.on_removal(RemovalReason::KeepAliveTimeout);
+        a.handle_resolution.record(us(20));
+        b.handle_resolution.record(us(30));
+        b.handle_resolution.record(us(3));
+        a.on_failure_detected(RemovalReason::ConnectionLost, Duration::from_secs(1));
+        b.on_failure_detected(RemovalReason::Deregistered, Duration::from_secs(1));
+
+        let mut all = a.clone();
+        all.merge(&b);
+        assert_eq!(all.received(AsapType::HANDLE_RESOLUTION), 2);
+        assert_eq!(all.received(AsapType::REGISTRATION), 1);
+        assert_eq!(all.sent(AsapType::HANDLE_RESOLUTION_RESPONSE), 1);
+        assert_eq!(all.errors(CauseCode::UNKNOWN_POOL_HANDLE), 1);
+        assert_eq!(all.other_errors(), 1);
+        assert_eq!(all.malformed(), 1);
+        assert_eq!(all.removals(RemovalReason::KeepAliveTimeout), 2);
+        assert_eq!(all.handle_resolution.count(), 3);
+        assert_eq!(all.handle_resolution.sum(), us(53));
+        let merged: Vec<u64> = all.handle_resolution.cumulative().map(|x| x.1).collect();
+        let summed: Vec<u64> = a
+            .handle_resolution
+            .cumulative()
+            .zip(b.handle_resolution.cumulative())
+            .map(|(x, y)| x.1 + y.1)
+            .collect();
+        assert_eq!(merged, summed, "bucket by bucket");
+        assert_eq!(
+            all.failure_detection(RemovalReason::ConnectionLost).count(),
+            1
+        );
+        assert_eq!(
+            all.failure_detection(RemovalReason::Deregistered).count(),
+            0,
+            "a deregistration is not a failure"
+        );
+    }
+}
