@@ -745,8 +745,13 @@ impl Engine {
             _ => {}
         }
         if c.result < 0 {
-            // The link is going away; its receive will tell.
-            self.links[l].tx.clear();
+            // A failed send loses messages: end the link, whose receive then reports it
+            // lost (unless the farm crashed it on purpose).
+            let link = &mut self.links[l];
+            link.tx.clear();
+            if let Some(sock) = &link.sock {
+                sock.crash();
+            }
             return Ok(());
         }
         self.pump(ring, l)
