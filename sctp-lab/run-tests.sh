@@ -4,7 +4,7 @@
 #   sctp-lab/run-tests.sh [--reference] [--no-build] [--out DIR] [--timeout S]
 #
 # On the host: setup.sh (idempotent), then
-#   cargo build --release -p rserpool-shards --bins
+#   cargo build --release -p rserpool-shards -p rserpool-loadgen --bins
 #   cargo test --no-run -p rserpool-shards
 # so that nothing gets compiled inside the (emulated, slow) VM.  Then, in the VM:
 #   e2e_sctp       cargo test --offline -p rserpool-shards --test e2e_sctp
@@ -13,6 +13,8 @@
 #   interop-ours   interop-rsplib.sh against target/release/rserpool-registrar
 #                  (only if that binary exists and its --help mentions --asap;
 #                  the placeholder binary does not, so it is reported as SKIP)
+#   loadgen-sctp   loadgen-sctp.sh: every load generator scenario over SCTP
+#                  against our registrar (once both binaries exist)
 #   interop-rsplib interop-rsplib.sh against RSPLIB's own registrar: checks the
 #                  lab itself.  With --reference, or when nothing else would run.
 # Ends with "N passed, N failed" over all tests of all suites (a suite that
@@ -88,6 +90,7 @@ if (( IN_VM )); then
       e2e_sctp) run_suite e2e_sctp env -C "$ROOT/shards" CARGO_MANIFEST_DIR="$ROOT/shards" \
                   CARGO_PKG_NAME=rserpool-shards "$RUN_TESTS_E2E_BIN" ;;
       interop-ours) REGISTRAR=ours run_suite interop-ours "$HERE/interop-rsplib.sh" --in-vm --out "$OUT/interop-ours" ;;
+      loadgen-sctp) run_suite loadgen-sctp "$HERE/loadgen-sctp.sh" ;;
       interop-rsplib) REGISTRAR=rsplib REGISTRAR_CMD="" run_suite interop-rsplib \
                         "$HERE/interop-rsplib.sh" --in-vm --out "$OUT/interop-rsplib" ;;
     esac
@@ -107,8 +110,8 @@ T_SETUP=$(since "$T0")
 
 T1=$(now)
 if (( BUILD )); then
-  step "host build: cargo build --release -p rserpool-shards --bins"
-  cargo build --release -p rserpool-shards --bins
+  step "host build: cargo build --release -p rserpool-shards -p rserpool-loadgen --bins"
+  cargo build --release -p rserpool-shards -p rserpool-loadgen --bins
   step "host build: cargo test --no-run -p rserpool-shards"
   cargo test --no-run -p rserpool-shards
 fi
@@ -150,6 +153,12 @@ elif ! "$BIN" --help 2>&1 | grep -q -- '--asap'; then
   skipped+=("interop-ours: rserpool-registrar is still the placeholder (no --asap in its --help)")
 else
   suites+=(interop-ours)
+fi
+LOADGEN=${CARGO_TARGET_DIR:-$ROOT/target}/release/rserpool-loadgen
+if [[ -x $BIN && -x $LOADGEN ]] && "$LOADGEN" --help 2>&1 | grep -q failover; then
+  suites+=(loadgen-sctp)
+else
+  skipped+=("loadgen-sctp: no $LOADGEN with failover")
 fi
 if (( REFERENCE )) || (( ${#suites[@]} == 0 )); then suites+=(interop-rsplib); fi
 
