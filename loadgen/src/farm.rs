@@ -132,7 +132,7 @@ enum Control {
 }
 
 impl Farm {
-    /// Connects, registers every PE (at most [`START_WINDOW`] at a time) and returns
+    /// Connects, registers every PE (a few at a time) and returns
     /// once all are registered; a rejection or a lost link is an error.
     pub fn start(config: FarmConfig) -> io::Result<Self> {
         let (commands, command_rx) = channel::unbounded();
