@@ -128,7 +128,8 @@ def every_run(runs):
         "resolve; rest = after they stopped, the 500 PEs still registered (keep-alives "
         "only). CPU per resolution = CPU time / resolutions; it includes the kernel's SCTP "
         "work done in the process's system calls (on loopback a sender also runs the "
-        "receiver's SCTP input); 'net of rest' subtracts the keep-alive load.\n"
+        "receiver's SCTP input); 'net of rest' subtracts the keep-alive load. A rest "
+        "sample is dropped ('–') when a PE was lost during it.\n"
     )
 
 
