@@ -30,6 +30,7 @@
 #           -minaddressscope=loopback -asapannounce=off -enrpannounce=off
 #           -endpointkeepalivetransmissioninterval=1000
 #           -endpointkeepalivetimeoutinterval=1000 -maxhresitems=3 -loglevel=2
+#   ours_1shard ours with --shards 1
 #   ours_nopin  ours with --no-pin (only if named in --registrars)
 #
 # Both get the whole VM: N vCPUs (default 2, = our shard count; RSPLIB's
@@ -56,9 +57,9 @@
 #   --repeat N         runs per registrar and count (default 2)
 #   --duration S       seconds of resolution per run (default 5, at least 3)
 #   --pe-connections N associations the 500 PEs share (default 8)
-#   --registrars LIST  default ours,rsplib
+#   --registrars LIST  default ours,ours_1shard,rsplib
 #   --cpus N           VM vCPUs and our shard count (default 2)
-#   --timeout S        VM limit (default 600; a default run takes ~3.5 min)
+#   --timeout S        VM limit (default 600; a default run takes ~4 min)
 #   --no-build         use what is in target/release
 #
 # The VM is software-emulated (TCG, ~15x slower than the host; the kernel's
@@ -78,7 +79,7 @@ PUS_LIST=1,4,16
 DURATION=5
 PE_CONNS=8
 REPEAT=2
-REG_LIST=ours,rsplib
+REG_LIST=ours,ours_1shard,rsplib
 ARGS=("$@")
 while (( $# )); do
   case $1 in
@@ -147,9 +148,11 @@ VCPUS=$(nproc)
 CLK_TCK=$(getconf CLK_TCK)
 
 OURS="$REGISTRAR_BIN --asap sctp://$ADDR:$PORT --shards $SHARDS --keep-alive-interval $KA_INTERVAL --keep-alive-timeout $KA_TIMEOUT --max-resolution-items $ITEMS --log-level warn,rserpool_shards::runtime::shard=debug"
-# ours_nopin: the same without pinning shards to cores (not in the default list).
+# Variants: one shard (RSPLIB's registrar is one thread too; the load
+# generator gets the other vCPU), and shards not pinned to cores.
 declare -A REG_CMD=(
   [ours]="$OURS"
+  [ours_1shard]="${OURS/--shards $SHARDS/--shards 1}"
   [ours_nopin]="$OURS --no-pin"
   [rsplib]="rspregistrar -asap=$ADDR:$PORT -enrp=$ADDR:9901 -minaddressscope=loopback -asapannounce=off -enrpannounce=off -endpointkeepalivetransmissioninterval=$KA_INTERVAL -endpointkeepalivetimeoutinterval=$KA_TIMEOUT -maxhresitems=$ITEMS -loglevel=2 -logcolor=off"
 )
