@@ -44,9 +44,10 @@
 # that happened during it (the echo phase can starve the load generator's PE
 # threads of CPU for longer than the 1 s keep-alive timeout).
 #
-# A registrar's "max" rate is its best closed-loop rate over LIST (the median
-# run with --repeat); the table shows every run, then the ratios at each
-# registrar's best and at equal pool-user counts.
+# A registrar's "max" rate is its best closed-loop rate over LIST and the
+# repetitions (the host's other load only ever slows a run down, so the best
+# run is the least disturbed); the table shows every run, then the ratios at
+# each registrar's best and at equal pool-user counts (best run of each).
 #
 #   --out DIR          results (default bench/results/vm-compare-DATE): per run
 #                      <registrar>-max-p<P>-<run>.json (the load generator's),
