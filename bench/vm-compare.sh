@@ -1,0 +1,396 @@
+#!/usr/bin/env bash
+# vm-compare.sh - our registrar against RSPLIB's rspregistrar on the same
+# workload, over kernel SCTP inside the sctp-lab VM: maximum handle-resolution
+# rate and its latency, as ratios ours/RSPLIB, and where the CPU goes.
+#
+#   bench/vm-compare.sh [--out DIR] [--pus LIST] [--repeat N] [--duration S]
+#                       [--pe-connections N] [--registrars LIST] [--cpus N]
+#                       [--timeout S] [--no-build]
+#   bench/vm-compare.sh --in-vm [same options]     already inside the VM
+#
+# On the host: cargo build --release -p rserpool-shards -p rserpool-loadgen --bins,
+# sctp-lab/setup.sh, then this script again inside the VM (run.sh --cpus N).
+# In the VM: dummy interface labnet0 with 192.0.2.1/24 and 192.0.2.2/24 (RSPLIB
+# refuses loopback-only addresses); then for each pool-user count P in LIST
+# and each registrar (alternating the order per repetition, so that a change
+# of the host's load hits both alike) a fresh registrar on
+# sctp://192.0.2.1:3863 and the same load generator command:
+#
+#   rserpool-loadgen resolve --registrar sctp://192.0.2.1:3863 --pool LoadPool
+#     --pes 500 --pe-connections N --pus P --items 3 --duration S --json FILE
+#
+# (500 PEs register, round robin, several per association, from 192.0.2.1, and
+# answer keep-alives; then P pool users resolve closed loop, one association
+# each, asking for 3 PEs; every answer must hold 3.)  The registrars:
+#
+#   ours    target/release/rserpool-registrar --asap sctp://192.0.2.1:3863
+#           --shards N --keep-alive-interval 1000 --keep-alive-timeout 1000
+#           --max-resolution-items 3 --log-level warn,...shard=debug
+#   rsplib  rspregistrar -asap=192.0.2.1:3863 -enrp=192.0.2.1:9901
+#           -minaddressscope=loopback -asapannounce=off -enrpannounce=off
+#           -endpointkeepalivetransmissioninterval=1000
+#           -endpointkeepalivetimeoutinterval=1000 -maxhresitems=3 -loglevel=2
+#   ours_1shard ours with --shards 1
+#   ours_nopin  ours with --no-pin (only if named in --registrars)
+#
+# Both get the whole VM: N vCPUs (default 2, = our shard count; RSPLIB's
+# registrar is single-threaded), shared with the load generator.  The script
+# samples CPU time from /proc: the registrar's, the load generator's and the
+# VM's (user/system/softirq/idle), while the pool users resolve ("busy") and
+# after they stopped while the PEs are still registered ("rest": keep-alives
+# only; the load generator measures its TCP echo floor then).  A run fails if
+# an answer held fewer PEs, or if while resolving an association was lost or
+# a PE was removed by a keep-alive timeout.  The rest sample is dropped if
+# that happened during it (the echo phase can starve the load generator's PE
+# threads of CPU for longer than the 1 s keep-alive timeout).
+#
+# A registrar's "max" rate is its best closed-loop rate over LIST and the
+# repetitions (the host's other load only ever slows a run down, so the best
+# run is the least disturbed); the table shows every run, then the ratios at
+# each registrar's best and at equal pool-user counts (best run of each).
+#
+#   --out DIR          results (default bench/results/vm-compare-DATE): per run
+#                      <registrar>-max-p<P>-<run>.json (the load generator's),
+#                      .cpu, .loadgen.txt, .registrar.log; probe-*.txt (one
+#                      answer: PE ids and addresses); settings.txt; summary.md
+#                      (the tables, also printed)
+#   --pus LIST         pool-user counts, comma-separated (default 1,4,16)
+#   --repeat N         runs per registrar and count (default 2)
+#   --duration S       seconds of resolution per run (default 5, at least 3)
+#   --pe-connections N associations the 500 PEs share (default 8)
+#   --registrars LIST  default ours,ours_1shard,rsplib
+#   --cpus N           VM vCPUs and our shard count (default 2)
+#   --timeout S        VM limit (default 600; a default run takes ~4 min)
+#   --no-build         use what is in target/release
+#
+# The VM is software-emulated (TCG, ~15x slower than the host; the kernel's
+# SCTP work dominates): absolute numbers are far below the host's; only the
+# ratios mean something, and a busy host makes single runs noisy.  Exit
+# status 1 if a run failed, 2 for bad usage, 124/125 for VM trouble.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd -P)
+ROOT=$(cd "$HERE/.." && pwd -P)
+OUT=""
+IN_VM=0
+BUILD=1
+TIMEOUT=600
+CPUS=2
+PUS_LIST=1,4,16
+DURATION=5
+PE_CONNS=8
+REPEAT=2
+REG_LIST=ours,ours_1shard,rsplib
+ARGS=("$@")
+while (( $# )); do
+  case $1 in
+    --out) OUT=${2:?--out needs a directory}; shift 2 ;;
+    --out=*) OUT=${1#*=}; shift ;;
+    --pus) PUS_LIST=${2:?}; shift 2 ;;
+    --duration) DURATION=${2:?}; shift 2 ;;
+    --pe-connections) PE_CONNS=${2:?}; shift 2 ;;
+    --cpus) CPUS=${2:?}; shift 2 ;;
+    --repeat) REPEAT=${2:?}; shift 2 ;;
+    --registrars) REG_LIST=${2:?}; shift 2 ;;
+    --timeout) TIMEOUT=${2:?}; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    --in-vm) IN_VM=1; shift ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    *) echo "vm-compare.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[[ $PUS_LIST =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "vm-compare.sh: --pus wants a list like 1,4,16" >&2; exit 2; }
+if [[ ! $DURATION =~ ^[0-9]+$ ]] || (( DURATION < 3 )); then echo "vm-compare.sh: --duration wants whole seconds >= 3" >&2; exit 2; fi
+[[ $PE_CONNS =~ ^[0-9]+$ && $CPUS =~ ^[0-9]+$ && $REPEAT =~ ^[1-9][0-9]*$ ]] \
+  || { echo "vm-compare.sh: --pe-connections, --cpus and --repeat want numbers" >&2; exit 2; }
+
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
+REGISTRAR_BIN=$TARGET/rserpool-registrar
+LOADGEN_BIN=$TARGET/rserpool-loadgen
+
+# ---------------------------------------------------------------- host side --
+if [[ ${SCTP_LAB_VM:-} != 1 ]]; then
+  (( ! IN_VM )) || { echo "vm-compare.sh: --in-vm given, but this is not the sctp-lab VM" >&2; exit 2; }
+  cd "$ROOT"
+  if (( BUILD )); then
+    cargo build --release -p rserpool-shards -p rserpool-loadgen --bins
+  fi
+  "$ROOT/sctp-lab/setup.sh" || exit 125      # also installs rsplib-registrar
+  OUT=${OUT:-$ROOT/bench/results/vm-compare-$(date +%F)}
+  mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd -P)
+  # --rw: the results must survive the VM.
+  exec "$ROOT/sctp-lab/run.sh" --timeout "$TIMEOUT" --cpus "$CPUS" --rw "$OUT" -- \
+    "$HERE/vm-compare.sh" "${ARGS[@]}" --in-vm --out "$OUT"
+fi
+
+# --------------------------------------------------------------- guest side --
+# Under TCG every fork+exec costs 0.1-0.3 s: the polling below uses bash
+# builtins (EPOCHREALTIME, mapfile, read -t on a FIFO), as interop-rsplib.sh.
+cd "$ROOT"
+for b in "$REGISTRAR_BIN" "$LOADGEN_BIN"; do
+  [[ -x $b ]] || { echo "vm-compare.sh: $b missing; build on the host first" >&2; exit 2; }
+done
+command -v rspregistrar > /dev/null || { echo "vm-compare.sh: rspregistrar missing (sctp-lab/setup.sh installs it)" >&2; exit 2; }
+OUT=${OUT:-/tmp/vm-compare}
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.cpu "$OUT"/*.loadgen.txt "$OUT"/*.registrar.log "$OUT"/summary.md "$OUT"/probe-*.txt
+IFS=, read -r -a PUS <<< "$PUS_LIST"
+IFS=, read -r -a REGISTRARS <<< "$REG_LIST"
+
+ADDR=192.0.2.1
+PORT=3863
+POOL=LoadPool
+PES=500
+ITEMS=3
+KA_INTERVAL=1000          # ms, both registrars
+KA_TIMEOUT=1000
+SHARDS=$CPUS
+VCPUS=$(nproc)
+CLK_TCK=$(getconf CLK_TCK)
+
+OURS="$REGISTRAR_BIN --asap sctp://$ADDR:$PORT --shards $SHARDS --keep-alive-interval $KA_INTERVAL --keep-alive-timeout $KA_TIMEOUT --max-resolution-items $ITEMS --log-level warn,rserpool_shards::runtime::shard=debug"
+# Variants: one shard (RSPLIB's registrar is one thread too; the load
+# generator gets the other vCPU), and shards not pinned to cores.
+declare -A REG_CMD=(
+  [ours]="$OURS"
+  [ours_1shard]="${OURS/--shards $SHARDS/--shards 1}"
+  [ours_nopin]="$OURS --no-pin"
+  [rsplib]="rspregistrar -asap=$ADDR:$PORT -enrp=$ADDR:9901 -minaddressscope=loopback -asapannounce=off -enrpannounce=off -endpointkeepalivetransmissioninterval=$KA_INTERVAL -endpointkeepalivetimeoutinterval=$KA_TIMEOUT -maxhresitems=$ITEMS -loglevel=2 -logcolor=off"
+)
+for r in "${REGISTRARS[@]}"; do
+  [[ -n ${REG_CMD[$r]:-} ]] || { echo "vm-compare.sh: unknown registrar $r (${!REG_CMD[*]})" >&2; exit 2; }
+done
+
+FIFOS=$(mktemp -d /tmp/vm-compare.XXXXXX)   # FIFOs cannot be made on a 9p share
+mkfifo "$FIFOS/nap"
+exec {NAP_FD}<>"$FIFOS/nap"
+nap() { read -r -t "${1:-0.1}" -u "$NAP_FD" _ || true; }
+now_us() { NOW=${EPOCHREALTIME/./}; }
+REG_PID=""
+LG_PID=""
+stop_pid() {
+  local pid=$1 i
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; nap; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+# shellcheck disable=SC2317  # called by the EXIT trap
+cleanup() {
+  # The load generator (its PEs) before the registrar: RSPLIB PEs would retry.
+  stop_pid "$LG_PID"
+  stop_pid "$REG_PID"
+  rm -rf "$FIFOS"
+  ip link del labnet0 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# Associations in the VM (each appears twice: the client's and the registrar's end).
+assocs() { local -a l; mapfile -t l < /proc/net/sctp/assocs; ASSOCS=$(( ${#l[@]} - 1 )); }
+# Waits until an SCTP endpoint listens on ADDR:PORT (as interop-rsplib.sh).
+wait_listen() {
+  local i f
+  local -a lines words
+  for ((i = 0; i < 300; i++)); do
+    mapfile -t lines < /proc/net/sctp/eps
+    for f in "${lines[@]:1}"; do
+      read -r -a words <<< "$f"
+      [[ ${words[5]} == "$PORT" && " ${words[*]:8} " == *" $ADDR "* ]] && return 0
+    done
+    kill -0 "$REG_PID" 2>/dev/null || return 1
+    nap
+  done
+  return 1
+}
+# CPU ticks of a process, all threads: user in UTICKS, system in STICKS
+# (fields 14 and 15 of its stat).
+proc_ticks() {
+  local s
+  local -a f
+  UTICKS=0 STICKS=0
+  s=$(< "/proc/$1/stat") || return 0
+  read -r -a f <<< "${s##*) }"
+  UTICKS=${f[11]} STICKS=${f[12]}
+}
+# The VM's CPU line: cpu user nice system idle iowait irq softirq steal ...
+sys_ticks() { read -r -a SYS < /proc/stat; }
+
+FAILED=0
+say() { printf '%s\n' "$*"; }
+
+# CPU window: sample_begin, ..., sample_end PREFIX prints PREFIX_* lines
+# (ticks of the registrar and the load generator, user and system; the VM's
+# user, system, softirq and idle ticks) into $WINDOW.
+sample_begin() {
+  now_us; W_T0=$NOW; sys_ticks; W_S0=("${SYS[@]}")
+  proc_ticks "$REG_PID"; W_R0=("$UTICKS" "$STICKS")
+  proc_ticks "$LG_PID"; W_L0=("$UTICKS" "$STICKS")
+}
+sample_end() {
+  local p=$1 t1
+  local -a s1 r1 l1
+  now_us; t1=$NOW; sys_ticks; s1=("${SYS[@]}")
+  proc_ticks "$REG_PID"; r1=("$UTICKS" "$STICKS")
+  proc_ticks "$LG_PID"; l1=("$UTICKS" "$STICKS")
+  WINDOW=$(
+    echo "${p}_window_us=$(( t1 - W_T0 ))"
+    echo "${p}_registrar_user_ticks=$(( r1[0] - W_R0[0] ))"
+    echo "${p}_registrar_system_ticks=$(( r1[1] - W_R0[1] ))"
+    echo "${p}_loadgen_user_ticks=$(( l1[0] - W_L0[0] ))"
+    echo "${p}_loadgen_system_ticks=$(( l1[1] - W_L0[1] ))"
+    echo "${p}_vm_user_ticks=$(( s1[1] + s1[2] - W_S0[1] - W_S0[2] ))"
+    echo "${p}_vm_system_ticks=$(( s1[3] - W_S0[3] ))"
+    echo "${p}_vm_idle_ticks=$(( s1[4] + s1[5] - W_S0[4] - W_S0[5] ))"
+    echo "${p}_vm_softirq_ticks=$(( s1[6] + s1[7] - W_S0[6] - W_S0[7] ))"
+  )
+}
+# PEs our registrar removed for a missed keep-alive (RSPLIB aborts the
+# association instead, which the association count shows).
+count_removed() {
+  REMOVED=$(grep -c 'PE removed.*\(KeepAliveTimeout\|Expired\|Unreachable\)' "$1" || true)
+}
+# wait_assocs OP N: until the association count is OP N (ge or le), as long
+# as the load generator runs (at most 120 s).
+wait_assocs() {
+  local i
+  for ((i = 0; i < 1200; i++)); do
+    assocs
+    if [[ $1 == ge ]]; then (( ASSOCS < $2 )) || return 0; else (( ASSOCS > $2 )) || return 0; fi
+    kill -0 "$LG_PID" 2>/dev/null || return 1
+    nap
+  done
+  return 1
+}
+
+# run_one REGISTRAR MODE PUS RUN [EXTRA LOADGEN ARGS...]: a fresh registrar,
+# the load generator against it, CPU samples while the pool users run ("busy")
+# and after they stopped while the PEs are still registered ("rest": only
+# keep-alives reach the registrar then; the load generator measures its TCP
+# echo floor meanwhile).  MODE names the run in the file names ("max": closed
+# loop).  An open-loop run at half of each registrar's own best rate, once the
+# load generator has --rate, is one more line after the sweep below:
+#     run_one "$r" half "${BEST_PUS[$r]}" 1 --rate $(( ${BEST_RATE[$r]%.*} / 2 ))
+run_one() {
+  local reg=$1 mode=$2 pus=$3 run=$4 name rc=0 want rest removed=0 lost=0
+  shift 4
+  name=$reg-$mode-p$pus-$run
+  CPU_FILE=$OUT/$name.cpu
+  say "--- $name: ${REG_CMD[$reg]%% *} with $pus pool users"
+  # shellcheck disable=SC2086  # the command lines above are plain words
+  ${REG_CMD[$reg]} > "$OUT/$name.registrar.log" 2>&1 &
+  REG_PID=$!
+  if ! wait_listen; then
+    say "FAIL $name: the registrar does not listen on $ADDR:$PORT"; FAILED=1
+    stop_pid "$REG_PID"; REG_PID=""
+    return
+  fi
+  assocs; local base=$ASSOCS
+  LG=("$LOADGEN_BIN" resolve --registrar "sctp://$ADDR:$PORT" --pool "$POOL" --pes "$PES"
+      --pe-connections "$PE_CONNS" --pus "$pus" --items "$ITEMS" --duration "$DURATION"
+      --json "$OUT/$name.json" "$@")
+  printf '%s\n' "${LG[*]}" > "$OUT/$name.loadgen.txt"
+  "${LG[@]}" >> "$OUT/$name.loadgen.txt" 2>&1 &
+  LG_PID=$!
+  # Associations (each counted at both ends): the PEs' first, then the PUs'.
+  want=$(( base + 2 * (PE_CONNS + pus) ))
+  rest=$(( base + 2 * PE_CONNS ))
+  printf 'clk_tck=%s\nvcpus=%s\nassocs_expected=%s\n' "$CLK_TCK" "$VCPUS" "$want" > "$CPU_FILE"
+  if wait_assocs ge "$want"; then
+    # busy: from 0.3 s after the pool users connected to 0.7 s before they stop.
+    nap 0.3
+    sample_begin
+    nap "$(( DURATION - 1 ))"
+    sample_end busy
+    assocs
+    count_removed "$OUT/$name.registrar.log"
+    printf '%s\nassocs_at_busy_end=%s\n' "$WINDOW" "$ASSOCS" >> "$CPU_FILE"
+    (( ASSOCS >= want )) || lost=$(( (want - ASSOCS) / 2 ))
+    removed=$REMOVED
+    # rest: the pool users are gone, the PEs stay for the echo phase.  Kept
+    # only if no PE went meanwhile: the echo phase can starve the load
+    # generator's PE threads of CPU for longer than the keep-alive timeout.
+    if wait_assocs le "$rest"; then
+      nap 0.3
+      sample_begin
+      nap "$(( DURATION > 4 ? 2 : DURATION - 2 ))"
+      sample_end rest
+      assocs
+      count_removed "$OUT/$name.registrar.log"
+      if (( ASSOCS >= rest && REMOVED == removed )); then
+        printf '%s\n' "$WINDOW" >> "$CPU_FILE"
+      else
+        echo "rest_discarded=1" >> "$CPU_FILE"
+      fi
+      # One look at what the registrar hands out (PE ids and addresses).
+      if [[ $run == 1 && $pus == "${PUS[0]}" ]]; then
+        /usr/bin/python3 sctp-lab/asap-probe.py --registrar "$ADDR:$PORT" --pool "$POOL" \
+          --count 1 --items "$ITEMS" > "$OUT/probe-$reg.txt" 2>&1 || true
+      fi
+    fi
+  fi
+  wait "$LG_PID" || rc=$?
+  LG_PID=""
+  stop_pid "$REG_PID"; REG_PID=""
+  if (( rc != 0 )); then
+    say "FAIL $name: the load generator exited with $rc:"; sed 's/^/    | /' "$OUT/$name.loadgen.txt" | tail -n 5; FAILED=1
+  elif (( lost > 0 )); then
+    say "FAIL $name: $lost association(s) lost while resolving (RSPLIB aborts a PE association on a keep-alive timeout)"; FAILED=1
+  elif (( removed > 0 )); then
+    say "FAIL $name: the registrar removed $removed PE(s) while resolving (keep-alive timeout)"; FAILED=1
+  else
+    say "$(grep -E '^resolution +[0-9]' "$OUT/$name.loadgen.txt" | tr -s ' ')"
+  fi
+}
+
+# --- network ------------------------------------------------------------------
+ip link del labnet0 2>/dev/null || true
+if ! { modprobe dummy && ip link set lo up && ip link add labnet0 type dummy \
+        && ip addr add "$ADDR/24" dev labnet0 && ip addr add 192.0.2.2/24 dev labnet0 \
+        && ip link set labnet0 up; }; then
+  echo "vm-compare.sh: cannot set up labnet0" >&2; exit 1
+fi
+
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
+  echo "vm: $VCPUS vCPUs, $(( $(awk '/MemTotal/ { print $2 }' /proc/meminfo) / 1024 )) MiB, kernel $(uname -r), TCG unless the host has KVM"
+  echo "rsplib: $(dpkg-query -W -f '${Version}' rsplib-registrar 2>/dev/null || echo unknown)"
+  echo "pool: $POOL, $PES PEs (round robin) on $PE_CONNS associations, $ITEMS items per resolution"
+  echo "keep-alive: interval $KA_INTERVAL ms, timeout $KA_TIMEOUT ms (both registrars)"
+  echo "closed loop, $DURATION s per run, pool users: ${PUS[*]}, $REPEAT run(s) each, registrars alternating"
+  echo "CPU sampled while resolving (busy: from 0.3 s after the pool users connected, for $(( DURATION - 1 )) s)" \
+       "and after (rest: PEs registered, keep-alives only, for $(( DURATION > 4 ? 2 : DURATION - 2 )) s)"
+  for r in "${REGISTRARS[@]}"; do echo "registrar $r: ${REG_CMD[$r]}"; done
+  echo "load generator: $LOADGEN_BIN resolve --registrar sctp://$ADDR:$PORT --pool $POOL --pes $PES --pe-connections $PE_CONNS --pus P --items $ITEMS --duration $DURATION --json OUT.json"
+} > "$OUT/settings.txt"
+cat "$OUT/settings.txt"
+echo
+
+# Interleaved (per pool-user count: each registrar, the order alternating per
+# repetition), so that a change in the host's load hits both alike.
+for ((k = 1; k <= REPEAT; k++)); do
+  for p in "${PUS[@]}"; do
+    if (( k % 2 )); then order=("${REGISTRARS[@]}"); else order=(); for ((i = ${#REGISTRARS[@]} - 1; i >= 0; i--)); do order+=("${REGISTRARS[i]}"); done; fi
+    for r in "${order[@]}"; do run_one "$r" max "$p" "$k"; done
+  done
+done
+declare -A BEST_RATE=() BEST_PUS=()
+for r in "${REGISTRARS[@]}"; do
+  for p in "${PUS[@]}"; do
+    for ((k = 1; k <= REPEAT; k++)); do
+      json=$OUT/$r-max-p$p-$k.json
+      [[ -s $json ]] || continue
+      rate=$(jq -r '.series[] | select(.name == "resolution") | .rate_per_s' "$json")
+      if [[ -z ${BEST_RATE[$r]:-} ]] || jq -en "$rate > ${BEST_RATE[$r]}" > /dev/null; then
+        BEST_RATE[$r]=$rate; BEST_PUS[$r]=$p
+      fi
+    done
+  done
+done
+for r in "${REGISTRARS[@]}"; do
+  [[ -z ${BEST_RATE[$r]:-} ]] || echo "best closed-loop rate of $r: ${BEST_RATE[$r]%.*}/s with ${BEST_PUS[$r]} pool users"
+done
+echo
+/usr/bin/python3 "$HERE/vm-compare-report.py" "$OUT" | tee "$OUT/summary.md"
+exit "$FAILED"
