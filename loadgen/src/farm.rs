@@ -683,7 +683,11 @@ impl Engine {
                 let _ = notices.send(n);
             }
             self.flush_pe(ring, pe)?;
-            break;
+            // A keep-alive without a PE Identifier (RFC 5352's form) is for every PE of
+            // the handle on this connection; anything else has one addressee.
+            if !matches!(msg, AsapMessage::EndpointKeepAlive { id: None, .. }) {
+                break;
+            }
         }
         Ok(())
     }
