@@ -57,7 +57,7 @@ def load(out):
         if not m:
             continue
         doc = json.loads(f.read_text())
-        res = next(s for s in doc["series"] if s["name"] == "resolution")
+        res = next(s for s in doc["series"] if s["name"].startswith("resolution"))
         q = {round(k, 4): v for k, v in res["latency_s"]}
         run = {
             "registrar": m[1],

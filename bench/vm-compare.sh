@@ -38,7 +38,7 @@
 # samples CPU time from /proc: the registrar's, the load generator's and the
 # VM's (user/system/softirq/idle), while the pool users resolve ("busy") and
 # after they stopped while the PEs are still registered ("rest": keep-alives
-# only; the load generator measures its TCP echo floor then).  A run fails if
+# only; the load generator holds its PEs registered for it, --hold).  A run fails if
 # an answer held fewer PEs, or if while resolving an association was lost or
 # a PE was removed by a keep-alive timeout.  The rest sample is dropped if
 # that happened during it (the echo phase can starve the load generator's PE
@@ -288,7 +288,7 @@ run_one() {
   assocs; local base=$ASSOCS
   LG=("$LOADGEN_BIN" resolve --registrar "sctp://$ADDR:$PORT" --pool "$POOL" --pes "$PES"
       --pe-connections "$PE_CONNS" --pus "$pus" --items "$ITEMS" --duration "$DURATION"
-      --json "$OUT/$name.json" "$@")
+      --hold "$(( DURATION > 4 ? 4 : DURATION ))" --json "$OUT/$name.json" "$@")
   printf '%s\n' "${LG[*]}" > "$OUT/$name.loadgen.txt"
   "${LG[@]}" >> "$OUT/$name.loadgen.txt" 2>&1 &
   LG_PID=$!
@@ -339,7 +339,7 @@ run_one() {
   elif (( removed > 0 )); then
     say "FAIL $name: the registrar removed $removed PE(s) while resolving (keep-alive timeout)"; FAILED=1
   else
-    say "$(grep -E '^resolution +[0-9]' "$OUT/$name.loadgen.txt" | tr -s ' ')"
+    say "$(grep -E '^resolution( \(closed loop\))? +[0-9]' "$OUT/$name.loadgen.txt" | tr -s ' ')"
   fi
 }
 

@@ -120,6 +120,10 @@ struct ResolveArgs {
     /// `max` (closed loop), requests per second (open loop), or P% of the maximum.
     #[arg(long, default_value = "max")]
     rate: Rate,
+    /// Seconds to keep the PEs registered after the measurements (keep-alives only),
+    /// e.g. to sample the registrar's CPU at rest.
+    #[arg(long, default_value_t = 0.0)]
+    hold: f64,
 }
 
 #[derive(Debug, Args)]
@@ -322,7 +326,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo(a),
         Command::Resolve(a) => {
             let mut out = Output::default();
-            resolve(a.registrar, &a.common, &a.opts, a.rate, &mut out)?;
+            let hold = if a.hold > 0.0 {
+                seconds(a.hold, "--hold")?
+            } else {
+                Duration::ZERO
+            };
+            resolve(a.registrar, &a.common, &a.opts, a.rate, hold, &mut out)?;
             out.finish(
                 "resolve",
                 &a.common,
@@ -422,6 +431,7 @@ fn resolve(
     common: &Common,
     opts: &ResolveOpts,
     rate: Rate,
+    hold: Duration,
     out: &mut Output,
 ) -> anyhow::Result<()> {
     let duration = seconds(opts.duration, "--duration")?;
@@ -524,6 +534,7 @@ fn resolve(
         out.lines
             .push("over SCTP there is no echo floor (the responder speaks TCP only)".into());
     }
+    std::thread::sleep(hold);
     let stats = farm.stop()?;
     out.summary.insert(
         "keep_alives_answered".into(),
@@ -726,7 +737,14 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
         );
     }
     let mut out = Output::default();
-    resolve(target, &a.common, &a.opts, Rate::OfMax(0.5), &mut out)?;
+    resolve(
+        target,
+        &a.common,
+        &a.opts,
+        Rate::OfMax(0.5),
+        Duration::ZERO,
+        &mut out,
+    )?;
     let failover_pool = format!("{}-failover", a.common.pool);
     let failover_pool = &failover_pool[..failover_pool.len().min(32)];
     println!(
