@@ -9,6 +9,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use rserpool::PoolHandle;
+use rserpool::rng::Rng;
 use rserpool::wire::PolicyParam;
 
 use crate::conn::Target;
@@ -67,13 +68,7 @@ pub fn run(config: &ChurnConfig) -> io::Result<ChurnResult> {
         skipped: 0,
         unanswered: 0,
     };
-    let mut rng = config.seed | 1;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = Rng::new(config.seed);
     crate::scenario::tighten_timer_slack();
     let period = Duration::from_secs_f64(1.0 / config.rate);
     let start = Instant::now();
@@ -126,7 +121,7 @@ pub fn run(config: &ChurnConfig) -> io::Result<ChurnResult> {
         }
         i += 1;
         let pick = (0..8)
-            .map(|_| (next() % n as u64) as usize)
+            .map(|_| rng.below(n as u64) as usize)
             .find(|&pe| pending[pe] == Pending::None);
         let Some(pe) = pick else {
             result.skipped += 1;
@@ -134,7 +129,7 @@ pub fn run(config: &ChurnConfig) -> io::Result<ChurnResult> {
         };
         let (kind, command) = if !registered[pe] {
             (Pending::Register, Command::Register(pe))
-        } else if next() & 1 == 0 {
+        } else if rng.below(2) == 0 {
             (Pending::Reregister, Command::Register(pe))
         } else {
             (Pending::Deregister, Command::Deregister(pe))

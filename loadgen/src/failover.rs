@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rserpool::PoolHandle;
 use rserpool::client::resolution_request;
+use rserpool::rng::Rng;
 use rserpool::wire::{AsapType, ParamType, PolicyParam, PolicyType};
 
 use crate::conn::{Conn, Target};
@@ -159,14 +160,11 @@ fn trials(
     };
     let mut gone = Series::new(name);
     let started = Instant::now();
-    let mut rng = config.seed | 1;
+    let mut rng = Rng::new(config.seed);
     for _ in 0..config.trials {
         let mut victims: Vec<usize> = Vec::with_capacity(batch);
         while victims.len() < batch {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let v = (rng % u64::from(config.pes)) as usize;
+            let v = rng.below(u64::from(config.pes)) as usize;
             if !victims.contains(&v) {
                 victims.push(v);
             }

@@ -17,8 +17,7 @@ use rserpool_loadgen::failover::{self, FailoverConfig, Mode};
 use rserpool_loadgen::farm::{Farm, FarmConfig};
 use rserpool_loadgen::report::{self, Progress, Series, human};
 use rserpool_loadgen::scenario::{
-    EchoResponder, any_answer, echo_closed_loop, open_loop, positive_resolution,
-    resolve_closed_loop,
+    EchoResponder, any_answer, closed_loop, open_loop, positive_resolution,
 };
 
 #[global_allocator]
@@ -359,7 +358,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     )?
                     .latency
                 }
-                Rate::Max => echo_closed_loop(echo.addr, &req, a.pus, duration)?,
+                Rate::Max => {
+                    closed_loop(
+                        target,
+                        &req,
+                        a.pus,
+                        duration,
+                        any_answer,
+                        "echo (transport floor)",
+                    )?
+                    .latency
+                }
                 Rate::OfMax(_) => anyhow::bail!("echo takes `max` or a rate per second"),
             };
             print!("{}", report::table(&[s]));
@@ -458,14 +467,20 @@ fn resolve(
     let mut max_rate = None;
     if matches!(rate, Rate::Max | Rate::OfMax(_)) {
         let _p = Progress::start("resolve, closed loop", duration);
-        let (mut s, stats) =
-            resolve_closed_loop(target, &pool, Some(opts.items), opts.pus, duration)?;
+        let run = closed_loop(
+            target,
+            &request,
+            opts.pus,
+            duration,
+            positive_resolution,
+            "resolution (closed loop)",
+        )?;
+        let s = run.latency;
         anyhow::ensure!(
-            s.count() == 0 || stats.items == want_items,
+            s.count() == 0 || run.items == want_items,
             "answers held {} PEs, not {want_items}",
-            stats.items
+            run.items
         );
-        s.name = "resolution (closed loop)".into();
         max_rate = Some(s.rate());
         out.summary.insert("max_rate_per_s".into(), s.rate().into());
         out.lines.push(format!(
@@ -524,8 +539,15 @@ fn resolve(
             40 + 48 * want_items
         })?;
         let _p = Progress::start("echo floor, closed loop", duration);
-        let mut floor = echo_closed_loop(echo.addr, &request, opts.pus, duration)?;
-        floor.name = "echo floor (closed loop)".into();
+        let floor = closed_loop(
+            Target::tcp(echo.addr),
+            &request,
+            opts.pus,
+            duration,
+            any_answer,
+            "echo floor (closed loop)",
+        )?
+        .latency;
         let resolution = out.series[out.series.len() - 1].clone();
         ratio_lines(&resolution, &floor, 0, out);
         out.series.push(floor);

@@ -1,4 +1,5 @@
-//! Measurements: closed-loop handle resolution and the transport floor (echo).
+//! Measurements: closed- and open-loop request/answer timing, against a registrar or
+//! against the echo responder (the transport floor).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -7,76 +8,81 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rserpool::PoolHandle;
-use rserpool::client::{Resolved, resolution_request};
+use rserpool::client::Resolved;
 use rserpool::wire::AsapMessage;
 
 use crate::conn::{Conn, Target};
 use crate::report::Series;
 
-/// What a resolution run saw besides latency.
-#[derive(Debug, Default, Clone)]
-pub struct ResolveStats {
+/// What a closed-loop run measured.
+#[derive(Debug)]
+pub struct ClosedLoop {
+    /// Round trip of each answer that passed the check (the others are errors).
+    pub latency: Series,
     /// Size of the last answer on the wire (the echo floor uses the same size).
     pub answer_bytes: usize,
-    /// PEs per answer, last seen.
+    /// What the check made of the last good answer (PEs, for a resolution).
     pub items: usize,
 }
 
-/// `pus` connections, each resolving `pool` back to back (closed loop) for `duration`.
-/// Every answer is decoded and checked to be a positive resolution.
-pub fn resolve_closed_loop(
-    registrar: Target,
-    pool: &PoolHandle,
-    items: Option<u32>,
+/// Closed loop: `pus` connections, each sending `request` back to back for `duration`,
+/// every answer judged by `check`.
+pub fn closed_loop(
+    target: Target,
+    request: &[u8],
     pus: u32,
     duration: Duration,
-) -> io::Result<(Series, ResolveStats)> {
-    let mut request = Vec::new();
-    resolution_request(pool, items, &mut request);
-    let threads: Vec<JoinHandle<io::Result<(Series, ResolveStats)>>> = (0..pus.max(1))
+    check: Check,
+    name: &str,
+) -> io::Result<ClosedLoop> {
+    let threads: Vec<JoinHandle<io::Result<ClosedLoop>>> = (0..pus.max(1))
         .map(|_| {
-            let request = request.clone();
+            let (request, name) = (request.to_vec(), name.to_owned());
             std::thread::spawn(move || {
-                let mut conn = Conn::connect(registrar)?;
+                let mut conn = Conn::connect(target)?;
                 conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-                let mut series = Series::new("resolution");
-                let mut stats = ResolveStats::default();
+                let mut run = ClosedLoop {
+                    latency: Series::new(name),
+                    answer_bytes: 0,
+                    items: 0,
+                };
                 let start = Instant::now();
                 while start.elapsed() < duration {
                     let t = Instant::now();
                     conn.send_bytes(&request)?;
                     let bytes = conn.recv_bytes()?;
                     let rtt = t.elapsed();
-                    stats.answer_bytes = bytes.len();
-                    let msg = AsapMessage::decode(bytes)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                    match Resolved::from_message(msg.message) {
-                        Some(Resolved::Elements { elements, .. }) => {
-                            stats.items = elements.len();
-                            series.record(rtt);
-                            if series.count().is_multiple_of(256) {
+                    run.answer_bytes = bytes.len();
+                    match check(bytes) {
+                        Some(items) => {
+                            run.items = items;
+                            run.latency.record(rtt);
+                            if run.latency.count().is_multiple_of(256) {
                                 crate::report::DONE.fetch_add(256, Ordering::Relaxed);
                             }
                         }
-                        _ => series.errors += 1,
+                        None => run.latency.errors += 1,
                     }
                 }
-                series.elapsed = start.elapsed();
-                Ok((series, stats))
+                run.latency.elapsed = start.elapsed();
+                Ok(run)
             })
         })
         .collect();
-    let mut total = Series::new("resolution");
-    let mut stats = ResolveStats::default();
+    let mut total = ClosedLoop {
+        latency: Series::new(name),
+        answer_bytes: 0,
+        items: 0,
+    };
     for t in threads {
-        let (s, st) = t
+        let run = t
             .join()
             .map_err(|_| io::Error::other("a pool user thread panicked"))??;
-        total.merge(&s);
-        stats = st;
+        total.latency.merge(&run.latency);
+        total.answer_bytes = run.answer_bytes;
+        total.items = run.items;
     }
-    Ok((total, stats))
+    Ok(total)
 }
 
 /// A TCP responder that answers every framed message with `reply_bytes` bytes: the bare
@@ -136,42 +142,6 @@ fn echo_loop(s: &mut TcpStream, reply_bytes: usize) {
             return;
         }
     }
-}
-
-/// The floor: the same request bytes, closed loop, against the echo responder.
-pub fn echo_closed_loop(
-    echo: SocketAddr,
-    request: &[u8],
-    pus: u32,
-    duration: Duration,
-) -> io::Result<Series> {
-    let threads: Vec<JoinHandle<io::Result<Series>>> = (0..pus.max(1))
-        .map(|_| {
-            let request = request.to_vec();
-            std::thread::spawn(move || {
-                let mut conn = Conn::connect(Target::tcp(echo))?;
-                conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-                let mut series = Series::new("echo (transport floor)");
-                let start = Instant::now();
-                while start.elapsed() < duration {
-                    let t = Instant::now();
-                    conn.send_bytes(&request)?;
-                    conn.recv_bytes()?;
-                    series.record(t.elapsed());
-                }
-                series.elapsed = start.elapsed();
-                Ok(series)
-            })
-        })
-        .collect();
-    let mut total = Series::new("echo (transport floor)");
-    for t in threads {
-        total.merge(
-            &t.join()
-                .map_err(|_| io::Error::other("an echo thread panicked"))??,
-        );
-    }
-    Ok(total)
 }
 
 /// What an open-loop run measured.

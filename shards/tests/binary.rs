@@ -1,11 +1,42 @@
 //! The `rserpool-registrar` binary as an operator runs it: flags, a config error, and a
 //! clean shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Lines};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 fn registrar() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rserpool-registrar"))
+}
+
+/// Starts the binary with 2 unpinned shards and `args`; returns it once its log says it
+/// started, with that line and the rest of its standard output.
+fn start(args: &[&str]) -> (Child, String, Lines<BufReader<ChildStdout>>) {
+    let mut child = registrar()
+        .args(["--shards", "2", "--no-pin"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("registrar started"))
+        .expect("a start line");
+    (child, started, lines)
+}
+
+/// SIGTERM, as systemd stops it; the exit must be clean.
+fn terminate(mut child: Child) {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
@@ -43,37 +74,15 @@ fn sigterm_shuts_down_cleanly() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = registrar()
-        .args([
-            "--asap",
-            &format!("tcp://127.0.0.1:{port}"),
-            "--shards",
-            "2",
-            "--no-pin",
-            "--log-level",
-            "info",
-        ])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
+    let (child, _, lines) = start(&[
+        "--asap",
+        &format!("tcp://127.0.0.1:{port}"),
+        "--log-level",
+        "info",
+    ]);
     // Started: the log says so, and the port answers.
-    let started = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("registrar started"));
-    assert!(started.is_some(), "no start line");
     std::net::TcpStream::connect(("127.0.0.1", port)).expect("serving");
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    terminate(child);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
@@ -83,27 +92,7 @@ fn sigterm_shuts_down_cleanly() {
 #[test]
 fn metrics_flag_serves_the_shards_figures() {
     use std::io::{Read as _, Write as _};
-    let mut child = registrar()
-        .args([
-            "--asap",
-            "tcp://127.0.0.1:0",
-            "--shards",
-            "2",
-            "--no-pin",
-            "--metrics",
-            "127.0.0.1:0",
-        ])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let started = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.contains("registrar started"))
-        .expect("a start line");
+    let (child, started, _) = start(&["--asap", "tcp://127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
     let addr: std::net::SocketAddr = started
         .split_once("metrics=Some(")
         .and_then(|(_, rest)| rest.split_once(')'))
@@ -113,12 +102,7 @@ fn metrics_flag_serves_the_shards_figures() {
     s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
     let mut response = String::new();
     s.read_to_string(&mut response).unwrap();
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    assert!(child.wait().unwrap().success());
+    terminate(child);
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     for line in [
         "rserpool_shards 2",

@@ -354,24 +354,7 @@ fn owned_pools_and_elements_add_up_to_the_handlespace() {
 
 #[test]
 fn an_expired_registration_life_is_timed_from_the_registration() {
-    let mut net = Net::new(
-        2,
-        Config {
-            keep_alive_interval: Duration::from_secs(3600),
-            ..config()
-        },
-    );
-    let c = net.connect(1, 1, addr(1));
-    let mut e = element(1, addr(1), PolicyParam::round_robin());
-    e.registration_life = RegistrationLife(2_000);
-    net.send(
-        c,
-        &AsapMessage::Registration {
-            handle: "p".into(),
-            element: e,
-        },
-    );
-    assert!(accepted(&net.take(c)[0]));
+    let (mut net, _) = pe_registered_for_two_seconds();
     net.advance(ms(2_000));
     let all = merged(&net);
     assert_eq!(all.removals(RemovalReason::Expired), 1);

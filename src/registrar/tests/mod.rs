@@ -590,8 +590,8 @@ fn malformed_messages_get_an_rfc_cause_and_harm_nobody() {
     );
 }
 
-#[test]
-fn registration_life_expires_and_the_pe_is_told() {
+/// Two shards and PE 1 of pool "p" registered for 2 s, keep-alives too rare to matter.
+fn pe_registered_for_two_seconds() -> (Net, Client) {
     let mut net = Net::new(
         2,
         Config {
@@ -610,6 +610,12 @@ fn registration_life_expires_and_the_pe_is_told() {
         },
     );
     assert!(accepted(&net.take(c)[0]));
+    (net, c)
+}
+
+#[test]
+fn registration_life_expires_and_the_pe_is_told() {
+    let (mut net, c) = pe_registered_for_two_seconds();
     net.advance(Duration::from_millis(1_999));
     assert!(
         net.shards[0]

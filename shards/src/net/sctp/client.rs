@@ -122,10 +122,10 @@ impl Client {
         }
     }
 
-    /// Receives one whole message into the start of `buf` without allocating; returns
-    /// its length and PPID, or `None` at the end of the association. A message longer
-    /// than `buf` is an error (`InvalidData`).
-    pub fn recv_into(&self, buf: &mut [u8]) -> io::Result<Option<(usize, u32)>> {
+    /// One recvmsg into `buf`: the bytes read (0 at the end of the association),
+    /// whether they end a message, and the message's PPID (from SCTP_RCVINFO, 0 if
+    /// absent).
+    fn recv_part(&self, buf: &mut [u8]) -> io::Result<(usize, bool, u32)> {
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
@@ -143,19 +143,24 @@ impl Client {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        if n == 0 {
-            return Ok(None);
-        }
-        if hdr.msg_flags & libc::MSG_EOR == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("an SCTP message longer than {} bytes", buf.len()),
-            ));
-        }
         let len = control_len(&hdr).min(std::mem::size_of_val(&control));
         let bytes = words_to_bytes(&control);
         let ppid = find_rcvinfo(&bytes[..len]).map_or(0, |i| i.ppid);
-        Ok(Some((n as usize, ppid)))
+        Ok((n as usize, hdr.msg_flags & libc::MSG_EOR != 0, ppid))
+    }
+
+    /// Receives one whole message into the start of `buf` without allocating; returns
+    /// its length and PPID, or `None` at the end of the association. A message longer
+    /// than `buf` is an error (`InvalidData`).
+    pub fn recv_into(&self, buf: &mut [u8]) -> io::Result<Option<(usize, u32)>> {
+        match self.recv_part(buf)? {
+            (0, _, _) => Ok(None),
+            (n, true, ppid) => Ok(Some((n, ppid))),
+            (_, false, _) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("an SCTP message longer than {} bytes", buf.len()),
+            )),
+        }
     }
 
     /// Receives one whole message into `buf`; returns its PPID, or `None` at the end of
@@ -164,31 +169,14 @@ impl Client {
         buf.clear();
         let mut chunk = vec![0u8; 65_536];
         loop {
-            let mut iov = libc::iovec {
-                iov_base: chunk.as_mut_ptr().cast(),
-                iov_len: chunk.len(),
-            };
-            let mut control = [0u64; 16];
-            // SAFETY: msghdr is plain data; every pointer is set below.
-            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-            hdr.msg_iov = &raw mut iov;
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = control.as_mut_ptr().cast();
-            hdr.msg_controllen = std::mem::size_of_val(&control) as _;
-            // SAFETY: `hdr` points to `iov` (over `chunk`) and `control`, writable and
-            // live for the call.
-            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, 0) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if n == 0 {
-                return Ok(None);
-            }
-            buf.extend_from_slice(&chunk[..n as usize]);
-            if hdr.msg_flags & libc::MSG_EOR != 0 {
-                let len = control_len(&hdr).min(std::mem::size_of_val(&control));
-                let bytes = words_to_bytes(&control);
-                return Ok(Some(find_rcvinfo(&bytes[..len]).map_or(0, |i| i.ppid)));
+            match self.recv_part(&mut chunk)? {
+                (0, _, _) => return Ok(None),
+                (n, end, ppid) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    if end {
+                        return Ok(Some(ppid));
+                    }
+                }
             }
         }
     }
