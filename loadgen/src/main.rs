@@ -465,6 +465,8 @@ fn resolve(
     let want_items = opts.items.min(common.pes) as usize;
 
     let mut max_rate = None;
+    // The registrar's answer size, for the echo floor (a 3-PE answer is 144 bytes).
+    let mut answer_bytes = 144;
     if matches!(rate, Rate::Max | Rate::OfMax(_)) {
         let _p = Progress::start("resolve, closed loop", duration);
         let run = closed_loop(
@@ -476,6 +478,9 @@ fn resolve(
             "resolution (closed loop)",
         )?;
         let s = run.latency;
+        if run.answer_bytes > 0 {
+            answer_bytes = run.answer_bytes;
+        }
         anyhow::ensure!(
             s.count() == 0 || run.items == want_items,
             "answers held {} PEs, not {want_items}",
@@ -533,11 +538,7 @@ fn resolve(
             out.series.push(floor.latency);
         }
     } else if target.transport == Transport::Tcp {
-        let echo = EchoResponder::start(if want_items == 3 {
-            144
-        } else {
-            40 + 48 * want_items
-        })?;
+        let echo = EchoResponder::start(answer_bytes)?;
         let _p = Progress::start("echo floor, closed loop", duration);
         let floor = closed_loop(
             Target::tcp(echo.addr),
@@ -688,6 +689,7 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<()> {
 
 fn churn_cmd(a: &ChurnArgs) -> anyhow::Result<()> {
     let duration = seconds(a.duration, "--duration")?;
+    anyhow::ensure!(a.common.pes >= 1, "--pes must be at least 1");
     anyhow::ensure!(
         a.rate.is_finite() && a.rate > 0.0 && a.rate <= 1_000_000.0,
         "--rate must be in (0, 1000000]"

@@ -93,6 +93,10 @@ fn bad_arguments_are_named() {
             &["failover", "--registrar", "127.0.0.1:1", "--mode", "melt"][..],
             "melt",
         ),
+        (
+            &["churn", "--registrar", "127.0.0.1:1", "--pes", "0"][..],
+            "--pes must be at least 1",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_rserpool-loadgen"))
             .args(args)
