@@ -1,5 +1,5 @@
 //! The handlespace: pools keyed by pool handle, pool elements keyed by (handle, PE ID),
-//! each pool's selection policy, per-owner PE checksums and registration expiry.
+//! each pool's selection policy, per-home PE checksums and registration expiry.
 //!
 //! It enforces the pool rules of RFC 5352 §3.1 (one policy type, one transport type and
 //! one transport use per pool) and the registrar's resource limits, and answers
@@ -17,7 +17,7 @@ mod select;
 use std::collections::HashMap;
 use std::time::Instant;
 
-pub use checksum::ChecksumSum;
+pub use checksum::{ChecksumMode, ChecksumSum};
 pub use element::Element;
 pub use policy::{MAX_LOAD, Policy, PolicyError};
 pub use pool::{Pool, TransportKind};
@@ -136,7 +136,7 @@ pub enum Registered {
     /// A new PE (and, if `new_pool`, a new pool).
     New { new_pool: bool },
     /// An existing PE re-registered: its attributes were replaced. `previous_home` is the
-    /// owner before (ownership moves to the registering PR, RFC 5352 §3.1 rule 3).
+    /// home before (the registering PR becomes the home, RFC 5352 §3.1 rule 3).
     Updated { previous_home: RegistrarId },
 }
 
@@ -169,7 +169,7 @@ impl<'a> Resolution<'a> {
     /// returned PE's policy (RFC 5352 §2.2.6 requires one for non-RR pools; RSPLIB
     /// clients require it always). `None` if nothing was selected.
     pub fn overall_policy(&self) -> Option<PolicyParam> {
-        self.elements().next().map(|e| e.param.policy)
+        self.elements().next().map(|e| e.param().policy)
     }
 }
 
@@ -179,7 +179,7 @@ pub struct Handlespace {
     config: Config,
     hasher: Hasher,
     pools: HashMap<PoolHandle, Pool, Hasher>,
-    owners: HashMap<RegistrarId, (ChecksumSum, usize), Hasher>,
+    homes: HashMap<RegistrarId, (ChecksumSum, usize), Hasher>,
     expiry: expiry::Expiry,
     elements: usize,
     rng: Rng,
@@ -200,7 +200,7 @@ impl Handlespace {
         Self {
             config,
             pools: HashMap::with_hasher(hasher.clone()),
-            owners: HashMap::with_hasher(hasher.clone()),
+            homes: HashMap::with_hasher(hasher.clone()),
             hasher,
             expiry: expiry::Expiry::default(),
             elements: 0,
@@ -286,7 +286,7 @@ impl Handlespace {
 
     /// Adds a PE or, if (handle, PE ID) exists, replaces its attributes (RFC 5352 §3.1:
     /// the PR treats it as a re-registration and takes ownership). `pe.home` must already
-    /// be the owning registrar. `expires` is when the registration life ends (`None`:
+    /// be the home registrar. `expires` is when the registration life ends (`None`:
     /// never); the caller converts the wire value, whose unit is configurable.
     pub fn register(
         &mut self,
@@ -298,14 +298,7 @@ impl Handlespace {
         let kind = TransportKind::of(&pe.user_transport);
         let tuse = pool::transport_use(&pe.user_transport);
         let id = pe.id;
-        let element = Element {
-            encoded: element::encode_for_resolution(&pe),
-            checksum: ChecksumSum::of_element(handle, id),
-            param: pe,
-            policy,
-            expires,
-            unreachable_reports: 0,
-        };
+        let element = Element::new(handle, pe, policy, expires);
         match self.pools.get_mut(handle.as_bytes()) {
             Some(pool) => {
                 if policy.kind() != pool.policy_type {
@@ -314,7 +307,7 @@ impl Handlespace {
                             PolicyParam::new(pool.policy_type, &[])
                                 .unwrap_or_else(PolicyParam::round_robin)
                         },
-                        |e| e.param.policy,
+                        |e| e.param().policy,
                     );
                     return Err(RegistrationError::InconsistentPolicy {
                         pool: example,
@@ -325,8 +318,8 @@ impl Handlespace {
                     let example = pool
                         .elements()
                         .next()
-                        .map(|e| e.param.user_transport.clone())
-                        .unwrap_or_else(|| element.param.user_transport.clone());
+                        .map(|e| e.param().user_transport.clone())
+                        .unwrap_or_else(|| element.param().user_transport.clone());
                     return Err(RegistrationError::InconsistentTransport {
                         pool: pool.transport,
                         offered: kind,
@@ -346,8 +339,8 @@ impl Handlespace {
                         .replace(slot, element)
                         .ok_or(RegistrationError::LackOfResources("slot"))?;
                     if old.home() != new_home {
-                        Self::owner_sub(&mut self.owners, old.home(), old.checksum);
-                        Self::owner_add(&mut self.owners, new_home, old.checksum);
+                        Self::home_sub(&mut self.homes, old.home(), old.checksum);
+                        Self::home_add(&mut self.homes, new_home, old.checksum);
                     }
                     if let Some(t) = new_expiry {
                         self.expiry.schedule(t, handle, id);
@@ -391,7 +384,7 @@ impl Handlespace {
         if let Some(t) = element.expires {
             self.expiry.schedule(t, handle, element.id());
         }
-        Self::owner_add(&mut self.owners, element.home(), element.checksum);
+        Self::home_add(&mut self.homes, element.home(), element.checksum);
         pool.insert(element);
         self.elements += 1;
         self.compact_expiry();
@@ -406,7 +399,7 @@ impl Handlespace {
             self.pools.remove(handle);
         }
         self.elements -= 1;
-        Self::owner_sub(&mut self.owners, e.home(), e.checksum);
+        Self::home_sub(&mut self.homes, e.home(), e.checksum);
         Some(e)
     }
 
@@ -432,9 +425,12 @@ impl Handlespace {
         Some(e.unreachable_reports)
     }
 
-    /// Moves every PE owned by `from` to `to` (ENRP takeover, RFC 5353 §3.5). Returns how
-    /// many moved. O(n): takeovers are rare.
-    pub fn transfer_ownership(&mut self, from: RegistrarId, to: RegistrarId) -> usize {
+    /// Moves every PE whose home is `from` to `to` (ENRP takeover, RFC 5353 §3.5).
+    /// Returns how many moved. O(n): takeovers are rare.
+    pub fn transfer_home(&mut self, from: RegistrarId, to: RegistrarId) -> usize {
+        if from == to {
+            return 0;
+        }
         let mut moved = 0;
         for pool in self.pools.values_mut() {
             let ids: Vec<PoolElementId> = pool
@@ -444,17 +440,55 @@ impl Handlespace {
                 .collect();
             for id in ids {
                 if let Some(e) = pool.element_mut(id) {
-                    e.param.home = to;
+                    e.set_home(to);
                     moved += 1;
                 }
             }
         }
-        if let Some((sum, count)) = self.owners.remove(&from) {
-            let entry = self.owners.entry(to).or_default();
+        if let Some((sum, count)) = self.homes.remove(&from) {
+            let entry = self.homes.entry(to).or_default();
             entry.0 += sum;
             entry.1 += count;
         }
         moved
+    }
+
+    /// Moves one PE to another home, keeping everything else (its place in the
+    /// selection order included). Returns the previous home, or `None` if the PE does
+    /// not exist. `expires` replaces the registration-life deadline.
+    pub fn set_home(
+        &mut self,
+        handle: &PoolHandle,
+        id: PoolElementId,
+        home: RegistrarId,
+        expires: Option<Instant>,
+    ) -> Option<RegistrarId> {
+        let e = self.pools.get_mut(handle.as_bytes())?.element_mut(id)?;
+        let previous = e.home();
+        let sum = e.checksum;
+        e.set_home(home);
+        e.expires = expires;
+        if previous != home {
+            Self::home_sub(&mut self.homes, previous, sum);
+            Self::home_add(&mut self.homes, home, sum);
+        }
+        if let Some(t) = expires {
+            self.expiry.schedule(t, handle, id);
+            self.compact_expiry();
+        }
+        Some(previous)
+    }
+
+    /// Every PE whose home is `home`, with its pool handle. O(n) over the handlespace.
+    pub fn elements_of_home(
+        &self,
+        home: RegistrarId,
+    ) -> impl Iterator<Item = (&PoolHandle, &Element)> {
+        self.pools.values().flat_map(move |p| {
+            p.elements()
+                .filter(move |e| e.home() == home)
+                .map(move |e| (&p.handle, e))
+        })
     }
 
     /// When to call [`Handlespace::expire`] next. It may be earlier than any live
@@ -491,44 +525,49 @@ impl Handlespace {
         }
     }
 
-    /// Unfolded checksum of the PEs owned by `owner`; add the parts of several shards,
-    /// then [`ChecksumSum::finish`].
-    pub fn owner_sum(&self, owner: RegistrarId) -> ChecksumSum {
-        self.owners
-            .get(&owner)
+    /// Unfolded checksum of the PEs whose home is `home`; add the parts of several
+    /// shards, then [`ChecksumSum::finish`].
+    pub fn home_sum(&self, home: RegistrarId) -> ChecksumSum {
+        self.homes
+            .get(&home)
             .map_or_else(ChecksumSum::default, |(s, _)| *s)
     }
 
-    /// The PE checksum of `owner` (RFC 5353 §3.6), 0xFFFF if it owns nothing here.
-    pub fn owner_checksum(&self, owner: RegistrarId) -> u16 {
-        self.owner_sum(owner).finish()
+    /// The PE checksum of `home` (RFC 5353 §3.6), 0xFFFF if it has no PE here.
+    pub fn home_checksum(&self, home: RegistrarId) -> u16 {
+        self.home_sum(home).finish()
     }
 
-    /// How many PEs `owner` owns here.
-    pub fn owner_count(&self, owner: RegistrarId) -> usize {
-        self.owners.get(&owner).map_or(0, |(_, c)| *c)
+    /// How many PEs have `home` as their home here.
+    pub fn home_count(&self, home: RegistrarId) -> usize {
+        self.homes.get(&home).map_or(0, |(_, c)| *c)
     }
 
-    fn owner_add(
-        owners: &mut HashMap<RegistrarId, (ChecksumSum, usize), Hasher>,
-        owner: RegistrarId,
+    /// Every home with at least one PE here, and its PE count.
+    pub fn homes(&self) -> impl Iterator<Item = (RegistrarId, usize)> + '_ {
+        self.homes.iter().map(|(h, (_, c))| (*h, *c))
+    }
+
+    fn home_add(
+        homes: &mut HashMap<RegistrarId, (ChecksumSum, usize), Hasher>,
+        home: RegistrarId,
         s: ChecksumSum,
     ) {
-        let e = owners.entry(owner).or_default();
+        let e = homes.entry(home).or_default();
         e.0 += s;
         e.1 += 1;
     }
 
-    fn owner_sub(
-        owners: &mut HashMap<RegistrarId, (ChecksumSum, usize), Hasher>,
-        owner: RegistrarId,
+    fn home_sub(
+        homes: &mut HashMap<RegistrarId, (ChecksumSum, usize), Hasher>,
+        home: RegistrarId,
         s: ChecksumSum,
     ) {
-        if let Some(e) = owners.get_mut(&owner) {
+        if let Some(e) = homes.get_mut(&home) {
             e.0 -= s;
             e.1 -= 1;
             if e.1 == 0 {
-                owners.remove(&owner);
+                homes.remove(&home);
             }
         }
     }

@@ -65,8 +65,8 @@ impl Pool {
         Self {
             handle,
             policy_type: first.policy.kind(),
-            transport: TransportKind::of(&first.param.user_transport),
-            transport_use: transport_use(&first.param.user_transport),
+            transport: TransportKind::of(&first.param().user_transport),
+            transport_use: transport_use(&first.param().user_transport),
             default_increment: first.policy.default_increment(),
             slots: Vec::new(),
             free: Vec::new(),

@@ -1,5 +1,6 @@
 //! ASAP on the connection side (RFC 5352 §3): decoding, answering, checking what only
-//! the connection's shard can check, and passing writes to the pool's owner.
+//! the connection's shard can check, passing writes to the pool's writer, and keeping
+//! the PEs registered through this shard's connections alive.
 
 use std::time::Instant;
 
@@ -18,14 +19,14 @@ const ANSWER_ELEMENT_BYTES: usize = u16::MAX as usize - 256;
 
 impl Registrar {
     pub(super) fn on_asap(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        if !self.conns.contains_key(&conn) {
+        if !self.sessions.is_up(conn) {
             return;
         }
         let decoded = match AsapMessage::decode(bytes) {
             Ok(d) => d,
             Err(error) => return self.malformed(conn, bytes, error),
         };
-        self.metrics.on_received(decoded.message.kind());
+        self.out.metrics.on_received(decoded.message.kind());
         let is_error = matches!(decoded.message, AsapMessage::Error { .. });
         // RFC 5354 §3: parameters skipped with action bits 11 are reported, one cause
         // each; never in answer to an ERROR (RFC 5352 §2.2.14).
@@ -39,7 +40,7 @@ impl Registrar {
                     info: tlv.to_vec(),
                 })
                 .collect();
-            self.transmit(
+            self.out.transmit(
                 conn,
                 &AsapMessage::Error {
                     error: OperationError { causes },
@@ -57,18 +58,22 @@ impl Registrar {
             AsapMessage::EndpointKeepAliveAck { handle, id } => {
                 let next = now + self.config.keep_alive_interval;
                 // RSPLIB ignores acknowledgements for PEs it does not supervise; so do we.
-                if let Some(sent) = self.supervision.acked(&handle, id, conn, now, next) {
+                let supervision = &mut self.sessions.supervision;
+                if let Some(sent) = supervision.acked(&handle, id, conn, now, next) {
                     let rtt = now.saturating_duration_since(sent);
-                    self.metrics.keep_alive_rtt.record(rtt);
+                    self.out.metrics.keep_alive_rtt.record(rtt);
                 }
             }
             AsapMessage::EndpointUnreachable { handle, id } => {
-                let owner = self.router.owner(handle.as_bytes());
-                self.send_shard(owner, ShardMsg::Unreachable { handle, id });
+                let msg = ShardMsg::Unreachable {
+                    handle: handle.clone(),
+                    id,
+                };
+                self.out.to_writer(&handle, msg);
             }
             // RSPLIB's registrar does not act on errors either.
             AsapMessage::Error { .. } => {}
-            other => self.events.push_back(Event::Unexpected {
+            other => self.out.events.push_back(Event::Unexpected {
                 conn,
                 kind: other.kind(),
             }),
@@ -79,8 +84,8 @@ impl Registrar {
     /// offending TLV (or the whole message for an unknown type), unless the RFC says to
     /// stay silent or the message was itself an error.
     fn malformed(&mut self, conn: ConnId, bytes: &[u8], error: DecodeError) {
-        self.metrics.on_malformed();
-        self.events.push_back(Event::Malformed { conn, error });
+        self.out.metrics.on_malformed();
+        self.out.events.push_back(Event::Malformed { conn, error });
         let was_error = bytes.first() == Some(&AsapType::ERROR.0);
         if was_error || !error.should_report() {
             return;
@@ -94,10 +99,10 @@ impl Registrar {
                 .unwrap_or_default(),
         };
         let error = OperationError::single(error.cause(), info);
-        self.transmit(conn, &AsapMessage::Error { error });
+        self.out.transmit(conn, &AsapMessage::Error { error });
     }
 
-    /// RFC 5352 §3.1 / reference §6.1 V1–V3 here, V4 at the owner.
+    /// RFC 5352 §3.1 / reference §6.1 V1–V3 here, V4 at the writer.
     fn on_registration(
         &mut self,
         now: Instant,
@@ -110,10 +115,10 @@ impl Registrar {
             kind: ServiceKind::Registration,
             received: now,
         };
-        if let Err(e) = self.handlespace.validate(&handle, &element) {
+        if let Err(e) = self.replica.validate(&handle, &element) {
             return self.reject(served, conn, handle, id, e.to_operation_error());
         }
-        let Some(info) = self.conns.get(&conn).map(|c| &c.info) else {
+        let Some(info) = self.sessions.info(conn) else {
             return;
         };
         let allow_loopback = self.config.allow_loopback;
@@ -140,21 +145,18 @@ impl Registrar {
         } else {
             None
         };
-        let origin = Origin {
-            shard: self.shard,
+        let origin = Origin::Local {
+            shard: self.out.shard(),
             conn,
         };
-        let owner = self.router.owner(handle.as_bytes());
-        self.send_shard(
-            owner,
-            ShardMsg::Register {
-                origin,
-                handle,
-                element,
-                expires,
-                received: now,
-            },
-        );
+        let msg = ShardMsg::Register {
+            origin,
+            handle: handle.clone(),
+            element,
+            expires,
+            received: now,
+        };
+        self.out.to_writer(&handle, msg);
     }
 
     fn reject(
@@ -166,7 +168,7 @@ impl Registrar {
         error: OperationError,
     ) {
         if let Some(cause) = error.code() {
-            self.events.push_back(Event::RegistrationRejected {
+            self.out.events.push_back(Event::RegistrationRejected {
                 handle: handle.clone(),
                 id,
                 cause,
@@ -178,18 +180,17 @@ impl Registrar {
             id,
             error: Some(error),
         };
-        self.transmit_served(conn, &response, Some(served));
+        self.out.transmit_served(conn, &response, Some(served));
     }
 
     /// RFC 5352 §3.2: only the connection that registered a PE may deregister it.
     fn on_deregistration(&mut self, conn: ConnId, handle: PoolHandle, id: PoolElementId) {
-        let ours = self.conns.get(&conn).is_some_and(|c| c.has(&handle, id));
-        if ours {
+        if self.sessions.has(conn, &handle, id) {
             self.request_removal(conn, handle, id, RemovalReason::Deregistered);
             return;
         }
-        let error = if self.handlespace.element(handle.as_bytes(), id).is_some() {
-            self.events.push_back(Event::SpoofedDeregistration {
+        let error = if self.replica.element(handle.as_bytes(), id).is_some() {
+            self.out.events.push_back(Event::SpoofedDeregistration {
                 conn,
                 handle: handle.clone(),
                 id,
@@ -202,7 +203,7 @@ impl Registrar {
             // Not registered at all: the PE's wish is already true (RFC 5352 §3.2).
             None
         };
-        self.transmit(
+        self.out.transmit(
             conn,
             &AsapMessage::DeregistrationResponse { handle, id, error },
         );
@@ -228,7 +229,7 @@ impl Registrar {
         }
         .min(self.config.resolution_items_limit) as usize;
         let mut payload = Vec::with_capacity(64 + 48 * n);
-        let found = match self.handlespace.resolve(handle.as_bytes(), n) {
+        let found = match self.replica.resolve(handle.as_bytes(), n) {
             Some(r) if !r.is_empty() => {
                 let policy = r.overall_policy();
                 wire::message(
@@ -260,7 +261,7 @@ impl Registrar {
             _ => false,
         };
         if found {
-            self.push_asap(conn, payload, served);
+            self.out.push_asap(conn, payload, served);
         } else {
             let error = Some(OperationError::single(
                 CauseCode::UNKNOWN_POOL_HANDLE,
@@ -273,18 +274,14 @@ impl Registrar {
                 elements: Vec::new(),
                 error,
             };
-            self.transmit_served(conn, &response, served);
+            self.out.transmit_served(conn, &response, served);
         }
     }
 
     /// Keep-alive timers: send the next keep-alive, or give up on an overdue one.
     pub(super) fn on_keep_alive_timers(&mut self, now: Instant) {
-        while let Some(due) = self.supervision.pop_due(now) {
-            if !self
-                .conns
-                .get(&due.conn)
-                .is_some_and(|c| c.has(&due.handle, due.id))
-            {
+        while let Some(due) = self.sessions.supervision.pop_due(now) {
+            if !self.sessions.has(due.conn, &due.handle, due.id) {
                 continue;
             }
             match due.phase {
@@ -297,20 +294,130 @@ impl Registrar {
                         handle: due.handle.clone(),
                         id: Some(due.id),
                     };
-                    self.transmit(due.conn, &ka);
+                    self.out.transmit(due.conn, &ka);
                     let deadline = now + self.config.keep_alive_timeout;
-                    self.supervision.sent(due, now, deadline);
+                    self.sessions.supervision.sent(due, now, deadline);
                 }
                 Phase::Awaiting { .. } => {
-                    if let Some(c) = self.conns.get_mut(&due.conn) {
-                        c.remove(&due.handle, due.id);
-                    }
+                    self.sessions.remove(due.conn, &due.handle, due.id);
                     let reason = RemovalReason::KeepAliveTimeout;
                     let since = now.saturating_duration_since(due.alive);
-                    self.metrics.on_failure_detected(reason, since);
+                    self.out.metrics.on_failure_detected(reason, since);
                     self.request_removal(due.conn, due.handle, due.id, reason);
                 }
             }
         }
+    }
+
+    /// Every PE registered through a lost connection is removed (RFC 5352 §3.5).
+    pub(super) fn on_conn_down(&mut self, now: Instant, conn: ConnId) {
+        let Some(pes) = self.sessions.down(conn) else {
+            return;
+        };
+        let reason = RemovalReason::ConnectionLost;
+        for (handle, id) in pes {
+            if let Some(alive) = self.sessions.supervision.stop(&handle, id) {
+                let since = now.saturating_duration_since(alive);
+                self.out.metrics.on_failure_detected(reason, since);
+            }
+            self.request_removal(conn, handle, id, reason);
+        }
+    }
+
+    /// The writer's answer to a registration from `conn`.
+    pub(super) fn on_registered(
+        &mut self,
+        now: Instant,
+        served: Served,
+        conn: ConnId,
+        handle: PoolHandle,
+        id: PoolElementId,
+        result: Result<(), OperationError>,
+    ) {
+        let rejected = result.is_err();
+        if !rejected && !self.sessions.add(conn, handle.clone(), id) {
+            // The connection went down while the writer was registering: undo.
+            let reason = RemovalReason::ConnectionLost;
+            let since = now.saturating_duration_since(served.received);
+            self.out.metrics.on_failure_detected(reason, since);
+            self.request_removal(conn, handle, id, reason);
+            return;
+        }
+        if !self.sessions.is_up(conn) {
+            return;
+        }
+        if !rejected {
+            let supervision = &mut self.sessions.supervision;
+            if supervision.is_supervised(&handle, id) {
+                supervision.alive(&handle, id, conn, served.received);
+            } else {
+                let first = now + self.config.keep_alive_interval;
+                supervision.start(handle.clone(), id, conn, first, served.received);
+            }
+        }
+        let response = AsapMessage::RegistrationResponse {
+            rejected,
+            handle,
+            id,
+            error: result.err(),
+        };
+        self.out.transmit_served(conn, &response, Some(served));
+    }
+
+    /// The writer removed (or moved away) a PE registered through `conn`.
+    pub(super) fn on_removed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        handle: PoolHandle,
+        id: PoolElementId,
+        reason: RemovalReason,
+    ) {
+        if !self.sessions.is_up(conn) {
+            return;
+        }
+        self.sessions.remove(conn, &handle, id);
+        // Removals this shard decided (keep-alive timeout, connection lost) were timed
+        // when decided and are no longer supervised; the writer's (unreachable reports,
+        // expiry) are timed here, when this shard learns of them.
+        let supervision = &mut self.sessions.supervision;
+        if supervision.conn_of(&handle, id) == Some(conn)
+            && let Some(alive) = supervision.stop(&handle, id)
+        {
+            let since = now.saturating_duration_since(alive);
+            self.out.metrics.on_failure_detected(reason, since);
+        }
+        // The PE asked (deregistration), or RFC 5352 §3.2: tell it its life ended.
+        if matches!(reason, RemovalReason::Deregistered | RemovalReason::Expired) {
+            self.out.transmit(
+                conn,
+                &AsapMessage::DeregistrationResponse {
+                    handle,
+                    id,
+                    error: None,
+                },
+            );
+        }
+    }
+
+    /// Asks the pool's writer to remove a PE registered through `conn` on this shard.
+    pub(super) fn request_removal(
+        &mut self,
+        conn: ConnId,
+        handle: PoolHandle,
+        id: PoolElementId,
+        reason: RemovalReason,
+    ) {
+        let origin = Origin::Local {
+            shard: self.out.shard(),
+            conn,
+        };
+        let msg = ShardMsg::Remove {
+            origin,
+            handle: handle.clone(),
+            id,
+            reason,
+        };
+        self.out.to_writer(&handle, msg);
     }
 }

@@ -10,7 +10,7 @@ use crate::wire::{SctpTransport, TransportUse, UserTransport};
 #[derive(Debug)]
 pub(super) struct Conn {
     pub(super) info: ConnInfo,
-    /// PEs registered through this connection (confirmed by their owners).
+    /// PEs registered through this connection (confirmed by their writers).
     pes: HashSet<(PoolHandle, PoolElementId)>,
 }
 

@@ -161,7 +161,7 @@ pub struct Metrics {
     /// Handle resolution request taken off the socket → answer queued for sending.
     pub handle_resolution: Histogram,
     /// Registration request taken off the socket → response queued for sending,
-    /// including the round trip to the pool's owner shard.
+    /// including the round trip to the pool's writer shard.
     pub registration: Histogram,
     /// Keep-alive sent → acknowledgement received.
     pub keep_alive_rtt: Histogram,
@@ -291,10 +291,10 @@ fn add<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
 /// What one shard holds right now, computed when asked (not kept per message).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Gauges {
-    /// Pools this shard owns (summed over shards: every pool once).
-    pub owned_pools: usize,
-    /// PEs of the pools this shard owns (summed over shards: every PE once).
-    pub owned_elements: usize,
+    /// Pools this shard writes (summed over shards: every pool once).
+    pub written_pools: usize,
+    /// PEs of the pools this shard writes (summed over shards: every PE once).
+    pub written_elements: usize,
     /// Pools in this shard's replica (every shard holds all of them).
     pub replica_pools: usize,
     /// PEs in this shard's replica.

@@ -6,6 +6,16 @@
 //! `poll_*` methods: transmits, messages to other shards, the next deadline, events for
 //! logs and metrics. Nothing here reads a clock, touches a socket or blocks.
 //!
+//! A shard's `Registrar` composes one type per role:
+//! - the connection side ([`sessions`]): connections, the PEs registered through them
+//!   and their keep-alive supervision, with the ASAP server procedures that need only
+//!   the shard's own state (`asap`);
+//! - the writer ([`writer`]) of the pools this shard writes: the only code that changes
+//!   them, publishing every change to the other shards;
+//! - the replica: the shard's full copy of the handlespace, from which it answers
+//!   resolutions;
+//! - the announcer ([`announce`], shard 0 only).
+//!
 //! Each shard counts what it does in its own [`Metrics`] ([`Registrar::metrics`]) and
 //! reports what it holds as [`Gauges`]; the runtime copies and merges them when
 //! scraped. The one duration the registrar cannot time itself, request received →
@@ -13,14 +23,16 @@
 //!
 //! See [`shard`] for how the shards divide the work.
 
+mod announce;
 mod asap;
 mod conn;
 mod metrics;
-mod owner;
+mod out;
+mod sessions;
 pub mod shard;
 mod supervision;
+mod writer;
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -30,8 +42,10 @@ pub use shard::{ConnId, Origin, RemovalReason, Router, ShardId, ShardMsg};
 use crate::handlespace::{self, Handlespace};
 use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
 use crate::wire::{CauseCode, DecodeError, LifeUnit};
-use conn::Conn;
-use supervision::Supervision;
+use announce::Announcer;
+use out::Outputs;
+use sessions::Sessions;
+use writer::Writer;
 
 /// RSPLIB's hard cap on PEs in one handle resolution response, and ours by default
 /// ([`Config::resolution_items_limit`]).
@@ -187,22 +201,13 @@ pub enum Event {
 #[derive(Debug)]
 pub struct Registrar {
     config: Config,
-    shard: ShardId,
-    router: Router,
-    handlespace: Handlespace,
-    conns: HashMap<ConnId, Conn>,
-    /// For PEs of pools this shard owns: where each registered from.
-    origins: HashMap<(PoolHandle, PoolElementId), Origin>,
-    supervision: Supervision,
-    transmits: VecDeque<Transmit>,
-    to_shards: VecDeque<(ShardId, ShardMsg)>,
-    /// Messages to this same shard, handled before an input call returns.
-    local: VecDeque<ShardMsg>,
-    events: VecDeque<Event>,
-    next_announce: Option<Instant>,
-    metrics: Metrics,
-    /// Pools this shard owns (for the gauges; kept as pools come and go).
-    owned_pools: usize,
+    /// This shard's full copy of the handlespace; the writer changes the pools this
+    /// shard writes in place, the other shards' writers through [`ShardMsg`]s.
+    replica: Handlespace,
+    sessions: Sessions,
+    writer: Writer,
+    announcer: Announcer,
+    out: Outputs,
 }
 
 impl Registrar {
@@ -210,20 +215,12 @@ impl Registrar {
     /// every shard.
     pub fn new(config: Config, shard: ShardId, router: Router, seed: u64) -> Self {
         Self {
-            handlespace: Handlespace::new(config.handlespace.clone(), seed),
+            replica: Handlespace::new(config.handlespace.clone(), seed),
+            announcer: Announcer::new(&config, shard),
             config,
-            shard,
-            router,
-            conns: HashMap::new(),
-            origins: HashMap::new(),
-            supervision: Supervision::default(),
-            transmits: VecDeque::new(),
-            to_shards: VecDeque::new(),
-            local: VecDeque::new(),
-            events: VecDeque::new(),
-            next_announce: None,
-            metrics: Metrics::default(),
-            owned_pools: 0,
+            sessions: Sessions::default(),
+            writer: Writer::default(),
+            out: Outputs::new(shard, router),
         }
     }
 
@@ -232,29 +229,34 @@ impl Registrar {
     }
 
     pub fn shard(&self) -> ShardId {
-        self.shard
+        self.out.shard()
+    }
+
+    /// The pool-to-writer map all shards share.
+    pub fn router(&self) -> &Router {
+        self.out.router()
     }
 
     /// This shard's replica of the handlespace.
     pub fn handlespace(&self) -> &Handlespace {
-        &self.handlespace
+        &self.replica
     }
 
     /// This shard's counters and histograms.
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.out.metrics
     }
 
-    /// What this shard holds now: pools and PEs it owns and replicates, connections,
+    /// What this shard holds now: pools and PEs it writes and replicates, connections,
     /// supervised PEs. Cheap (no iteration).
     pub fn gauges(&self) -> Gauges {
         Gauges {
-            owned_pools: self.owned_pools,
-            owned_elements: self.origins.len(),
-            replica_pools: self.handlespace.pool_count(),
-            replica_elements: self.handlespace.element_count(),
-            connections: self.conns.len(),
-            supervised: self.supervision.len(),
+            written_pools: self.writer.pools(),
+            written_elements: self.writer.elements(),
+            replica_pools: self.replica.pool_count(),
+            replica_elements: self.replica.element_count(),
+            connections: self.sessions.len(),
+            supervised: self.sessions.supervision.len(),
         }
     }
 
@@ -263,29 +265,19 @@ impl Registrar {
     pub fn handle_queued(&mut self, now: Instant, served: Served) {
         let took = now.saturating_duration_since(served.received);
         match served.kind {
-            ServiceKind::HandleResolution => self.metrics.handle_resolution.record(took),
-            ServiceKind::Registration => self.metrics.registration.record(took),
+            ServiceKind::HandleResolution => self.out.metrics.handle_resolution.record(took),
+            ServiceKind::Registration => self.out.metrics.registration.record(took),
         }
     }
 
     pub fn handle_conn_up(&mut self, _now: Instant, conn: ConnId, info: ConnInfo) {
-        self.conns.insert(conn, Conn::new(info));
+        self.sessions.up(conn, info);
     }
 
     /// The connection closed or the association is lost: every PE registered through it
     /// is removed (RFC 5352 §3.5; RSPLIB does the same).
     pub fn handle_conn_down(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.conns.remove(&conn) else {
-            return;
-        };
-        for (handle, id) in c.into_pes() {
-            let reason = RemovalReason::ConnectionLost;
-            if let Some(alive) = self.supervision.stop(&handle, id) {
-                let since = now.saturating_duration_since(alive);
-                self.metrics.on_failure_detected(reason, since);
-            }
-            self.request_removal(conn, handle, id, reason);
-        }
+        self.on_conn_down(now, conn);
         self.drain_local(now);
     }
 
@@ -306,102 +298,110 @@ impl Registrar {
     /// [`Registrar::poll_timeout`] is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.on_keep_alive_timers(now);
-        self.on_expiry(now);
-        self.on_announce(now);
-        self.drain_local(now);
-    }
-
-    /// Shard 0 announces for the whole registrar.
-    fn on_announce(&mut self, now: Instant) {
-        let Some(interval) = self
-            .config
-            .announce_interval
-            .filter(|_| self.shard == ShardId(0))
-        else {
-            return;
-        };
-        if self.next_announce.is_some_and(|t| t > now) {
-            return;
+        if self.config.enforce_lifetime {
+            self.writer.expire(&mut self.replica, &mut self.out, now);
         }
-        let announce = crate::wire::AsapMessage::ServerAnnounce {
-            server_id: self.config.id,
-            transports: self.config.announce_transports.clone(),
-            info: None,
-        };
-        let mut payload = Vec::new();
-        announce.encode(&mut payload);
-        self.metrics.on_sent(&payload);
-        self.transmits.push_back(Transmit::Announce { payload });
-        self.next_announce = Some(now + interval);
+        self.announcer.on_timeout(now, &self.config, &mut self.out);
+        self.drain_local(now);
     }
 
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.out.transmits.pop_front()
     }
 
     #[must_use]
     pub fn poll_shard(&mut self) -> Option<(ShardId, ShardMsg)> {
-        self.to_shards.pop_front()
+        self.out.to_shards.pop_front()
     }
 
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.out.events.pop_front()
     }
 
     /// When [`Registrar::handle_timeout`] wants to run next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let expiry = if self.config.enforce_lifetime {
-            self.handlespace.next_expiry()
+            self.replica.next_expiry()
         } else {
             None
         };
-        [self.supervision.next(), expiry, self.next_announce]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.sessions.supervision.next(),
+            expiry,
+            self.announcer.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Asks the pool's owner to remove a PE registered through `conn` on this shard.
-    fn request_removal(
-        &mut self,
-        conn: ConnId,
-        handle: PoolHandle,
-        id: PoolElementId,
-        reason: RemovalReason,
-    ) {
-        let origin = Origin {
-            shard: self.shard,
-            conn,
-        };
-        let owner = self.router.owner(handle.as_bytes());
-        self.send_shard(
-            owner,
+    /// Routes a shard message to the role it is for.
+    fn on_shard(&mut self, now: Instant, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Register {
+                origin,
+                handle,
+                element,
+                expires,
+                received,
+            } => self.writer.register(
+                &mut self.replica,
+                &mut self.out,
+                origin,
+                handle,
+                element,
+                expires,
+                received,
+            ),
+            ShardMsg::Registered {
+                origin,
+                handle,
+                id,
+                result,
+                received,
+            } => {
+                let served = Served {
+                    kind: ServiceKind::Registration,
+                    received,
+                };
+                if let Some((_, conn)) = origin.local() {
+                    self.on_registered(now, served, conn, handle, id, result);
+                }
+            }
             ShardMsg::Remove {
                 origin,
                 handle,
                 id,
                 reason,
-            },
-        );
-    }
-
-    fn send_shard(&mut self, to: ShardId, msg: ShardMsg) {
-        if to == self.shard {
-            self.local.push_back(msg);
-        } else {
-            self.to_shards.push_back((to, msg));
-        }
-    }
-
-    /// Sends a replica update to every other shard.
-    fn publish(&mut self, msg: ShardMsg) {
-        for s in 0..self.router.shards() {
-            let s = ShardId(s);
-            if s != self.shard {
-                self.to_shards.push_back((s, msg.clone()));
+            } => self
+                .writer
+                .remove(&mut self.replica, &mut self.out, origin, handle, id, reason),
+            ShardMsg::Removed {
+                origin,
+                handle,
+                id,
+                reason,
+            } => {
+                if let Some((_, conn)) = origin.local() {
+                    self.on_removed(now, conn, handle, id, reason);
+                }
+            }
+            ShardMsg::Unreachable { handle, id } => self.writer.unreachable(
+                &mut self.replica,
+                &mut self.out,
+                self.config.max_bad_pe_reports,
+                &handle,
+                id,
+            ),
+            // Replica updates: the writer checked them; a replica only mirrors them.
+            ShardMsg::Upsert { handle, element } => {
+                let _ = self.replica.register(&handle, element, None);
+            }
+            ShardMsg::Delete { handle, id } => {
+                self.replica.deregister(handle.as_bytes(), id);
             }
         }
     }
@@ -409,51 +409,9 @@ impl Registrar {
     fn drain_local(&mut self, now: Instant) {
         // Bounded: each local message produces at most a few more, none of them local
         // loops (register → registered, remove → removed).
-        while let Some(msg) = self.local.pop_front() {
+        while let Some(msg) = self.out.local.pop_front() {
             self.on_shard(now, msg);
         }
-    }
-
-    fn transmit(&mut self, conn: ConnId, message: &crate::wire::AsapMessage) {
-        self.transmit_served(conn, message, None);
-    }
-
-    /// Encodes and queues an answer, counting it and the error causes it carries.
-    fn transmit_served(
-        &mut self,
-        conn: ConnId,
-        message: &crate::wire::AsapMessage,
-        served: Option<Served>,
-    ) {
-        use crate::wire::AsapMessage as M;
-        if let M::Error { error }
-        | M::RegistrationResponse {
-            error: Some(error), ..
-        }
-        | M::DeregistrationResponse {
-            error: Some(error), ..
-        }
-        | M::HandleResolutionResponse {
-            error: Some(error), ..
-        } = message
-        {
-            for c in &error.causes {
-                self.metrics.on_error_cause(c.code);
-            }
-        }
-        let mut payload = Vec::with_capacity(64);
-        message.encode(&mut payload);
-        self.push_asap(conn, payload, served);
-    }
-
-    /// Queues an encoded message (every ASAP transmit goes through here, for the count).
-    fn push_asap(&mut self, conn: ConnId, payload: Vec<u8>, served: Option<Served>) {
-        self.metrics.on_sent(&payload);
-        self.transmits.push_back(Transmit::Asap {
-            conn,
-            payload,
-            served,
-        });
     }
 }
 

@@ -1,14 +1,18 @@
 //! How shards divide the work and what they tell each other.
 //!
 //! Every shard keeps a full replica of the handlespace and answers handle resolutions
-//! from it, so a resolution never waits for another core. Each pool has one owner shard
-//! (a keyed hash of its handle), the only one that changes it: registrations,
-//! deregistrations, removals and expiry go to the owner, which applies them and
-//! publishes the result to every other shard's replica. A connection lives on one shard,
-//! which speaks ASAP on it and supervises the PEs registered through it.
+//! from it, so a resolution never waits for another core. Each pool has one *writer*
+//! shard (a keyed hash of its handle), the only one that changes it: registrations,
+//! deregistrations, removals, expiry and ENRP updates from peer registrars go to the
+//! writer, which applies them and publishes the result to every other shard's replica.
+//! A connection lives on one shard, which speaks ASAP on it and supervises the PEs
+//! registered through it.
 //!
-//! Per owner the queue to each shard is FIFO, so every replica sees a pool's changes in
-//! the owner's order.
+//! "Writer" is the shard sense; "home" is the registrar responsible for a PE (RFC 5353),
+//! ours or a peer's.
+//!
+//! Per writer the queue to each shard is FIFO, so every replica sees a pool's changes in
+//! the writer's order.
 
 use std::hash::{BuildHasher, Hasher as _};
 use std::time::Instant;
@@ -24,12 +28,25 @@ pub struct ShardId(pub u16);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
-/// Where a registration came from: the connection that registered the PE, on its shard.
-/// Deregistration is accepted only from there (RFC 5352 §2.2.2).
+/// Where a PE's current registration came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Origin {
-    pub shard: ShardId,
-    pub conn: ConnId,
+pub enum Origin {
+    /// A connection of this registrar, on its shard: the PE registered through it (or
+    /// was adopted onto it in a takeover). Deregistration is accepted only from there
+    /// (RFC 5352 §2.2.2), and that shard supervises the PE.
+    Local { shard: ShardId, conn: ConnId },
+    /// A peer registrar told us of it (ENRP); the PE's home is that peer.
+    Peer(crate::ids::RegistrarId),
+}
+
+impl Origin {
+    /// The shard and connection of a local origin.
+    pub fn local(self) -> Option<(ShardId, ConnId)> {
+        match self {
+            Self::Local { shard, conn } => Some((shard, conn)),
+            Self::Peer(_) => None,
+        }
+    }
 }
 
 /// Why a PE left, for logs and metrics.
@@ -45,7 +62,8 @@ pub enum RemovalReason {
     Expired,
     /// Pool users reported it unreachable often enough.
     Unreachable,
-    /// It registered again from another connection, which now owns it.
+    /// It registered again from another connection, or at another registrar, which
+    /// now supervises it.
     Moved,
 }
 
@@ -87,7 +105,7 @@ impl RemovalReason {
 /// A message between shards.
 #[derive(Clone, Debug)]
 pub enum ShardMsg {
-    /// Connection shard → owner: apply a checked registration.
+    /// Connection shard → writer: apply a checked registration.
     Register {
         origin: Origin,
         handle: PoolHandle,
@@ -97,7 +115,7 @@ pub enum ShardMsg {
         /// life, and the start of the registration's service time.
         received: Instant,
     },
-    /// Owner → connection shard: the outcome, to answer the PE.
+    /// Writer → connection shard: the outcome, to answer the PE.
     Registered {
         origin: Origin,
         handle: PoolHandle,
@@ -106,14 +124,14 @@ pub enum ShardMsg {
         /// The request's `received`, handed back.
         received: Instant,
     },
-    /// Connection shard → owner: remove the PE if it is still registered from `origin`.
+    /// Connection shard → writer: remove the PE if it is still registered from `origin`.
     Remove {
         origin: Origin,
         handle: PoolHandle,
         id: PoolElementId,
         reason: RemovalReason,
     },
-    /// Owner → connection shard: the PE registered from `origin` is gone (or moved to
+    /// Writer → connection shard: the PE registered from `origin` is gone (or moved to
     /// another origin); stop supervising it, and answer the PE if it asked.
     Removed {
         origin: Origin,
@@ -121,24 +139,25 @@ pub enum ShardMsg {
         id: PoolElementId,
         reason: RemovalReason,
     },
-    /// Any shard → owner: a pool user reports the PE unreachable.
+    /// Any shard → writer: a pool user reports the PE unreachable.
     Unreachable {
         handle: PoolHandle,
         id: PoolElementId,
     },
-    /// Owner → every other shard: replica update.
+    /// Writer → every other shard: replica update.
     Upsert {
         handle: PoolHandle,
         element: PoolElement,
     },
-    /// Owner → every other shard: replica update.
+    /// Writer → every other shard: replica update.
     Delete {
         handle: PoolHandle,
         id: PoolElementId,
     },
 }
 
-/// Maps pool handles to owner shards. Every shard must build it from the same key.
+/// Maps pool handles to their writer shards. Every shard must build it from the same
+/// key.
 #[derive(Clone, Debug)]
 pub struct Router {
     shards: u16,
@@ -158,7 +177,7 @@ impl Router {
         self.shards
     }
 
-    pub fn owner(&self, handle: &[u8]) -> ShardId {
+    pub fn writer(&self, handle: &[u8]) -> ShardId {
         if self.shards == 1 {
             return ShardId(0);
         }

@@ -93,13 +93,13 @@ fn gauges(out: &mut String, views: &[View<'_>]) {
     let summed: [(&str, &str, Pick); 4] = [
         (
             "rserpool_pools",
-            "Pools the shard owns (is the single writer of); shard=\"all\": every pool.",
-            |g| g.owned_pools,
+            "Pools the shard writes (is the single writer of); shard=\"all\": every pool.",
+            |g| g.written_pools,
         ),
         (
             "rserpool_pool_elements",
-            "Pool elements in the pools the shard owns, each PE counted once; shard=\"all\": every PE.",
-            |g| g.owned_elements,
+            "Pool elements in the pools the shard writes, each PE counted once; shard=\"all\": every PE.",
+            |g| g.written_elements,
         ),
         (
             "rserpool_associations",
@@ -197,7 +197,7 @@ fn counters(out: &mut String, views: &[View<'_>]) {
         out,
         name,
         "counter",
-        "Pool elements removed, by reason, counted by the pool's owner shard.",
+        "Pool elements removed, by reason, counted by the pool's writer shard.",
     );
     for v in views {
         for r in RemovalReason::ALL {
@@ -217,7 +217,7 @@ fn histograms(out: &mut String, views: &[View<'_>]) {
         ),
         (
             "rserpool_registration_seconds",
-            "Registrar-side service time of a registration: request taken off the socket to response queued for sending, including the round trip to the pool's owner shard.",
+            "Registrar-side service time of a registration: request taken off the socket to response queued for sending, including the round trip to the pool's writer shard.",
             |m| &m.registration,
         ),
         (
@@ -237,7 +237,7 @@ fn histograms(out: &mut String, views: &[View<'_>]) {
         out,
         name,
         "histogram",
-        "Time from a pool element's last sign of life (registration, re-registration or keep-alive acknowledgement) to its removal, by reason; measured by the shard supervising it, when it decides (keep_alive_timeout, connection_lost) or learns from the pool's owner (unreachable_reports, expired).",
+        "Time from a pool element's last sign of life (registration, re-registration or keep-alive acknowledgement) to its removal, by reason; measured by the shard supervising it, when it decides (keep_alive_timeout, connection_lost) or learns from the pool's writer (unreachable_reports, expired).",
     );
     for v in views {
         for r in RemovalReason::ALL.into_iter().filter(|r| r.is_failure()) {
@@ -295,8 +295,8 @@ fn seconds(d: Duration) -> String {
 }
 
 fn add_gauges(a: &mut Gauges, b: &Gauges) {
-    a.owned_pools += b.owned_pools;
-    a.owned_elements += b.owned_elements;
+    a.written_pools += b.written_pools;
+    a.written_elements += b.written_elements;
     a.replica_pools = a.replica_pools.max(b.replica_pools);
     a.replica_elements = a.replica_elements.max(b.replica_elements);
     a.connections += b.connections;

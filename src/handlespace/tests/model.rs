@@ -30,6 +30,17 @@ enum Op {
     Expire {
         at: u8,
     },
+    /// A takeover: every PE of one home moves to another.
+    TransferHome {
+        from: u8,
+        to: u8,
+    },
+    /// One PE moves to another home (a peer's update, or adoption).
+    SetHome {
+        pool: u8,
+        id: u8,
+        home: u8,
+    },
 }
 
 const KINDS: [PolicyType; 6] = [
@@ -48,6 +59,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..4u8, 1..12u8).prop_map(|(pool, id)| Op::Deregister { pool, id }),
         3 => (0..4u8, 1..8u8).prop_map(|(pool, n)| Op::Resolve { pool, n }),
         1 => (0..40u8).prop_map(|at| Op::Expire { at }),
+        1 => (1..4u8, 1..4u8).prop_map(|(from, to)| Op::TransferHome { from, to }),
+        1 => (0..4u8, 1..12u8, 1..4u8).prop_map(|(pool, id, home)| Op::SetHome { pool, id, home }),
     ]
 }
 
@@ -174,6 +187,29 @@ proptest! {
                     expect.sort_unstable();
                     prop_assert_eq!(got, expect);
                 }
+                Op::TransferHome { from, to } => {
+                    let moved = hs.transfer_home(RegistrarId(u32::from(from)), RegistrarId(u32::from(to)));
+                    let mut expect = 0;
+                    for m in model.values_mut() {
+                        for e in m.elements.values_mut() {
+                            if e.0 == from && from != to {
+                                e.0 = to;
+                                expect += 1;
+                            }
+                        }
+                    }
+                    prop_assert_eq!(moved, expect);
+                }
+                Op::SetHome { pool, id, home } => {
+                    let handle = PoolHandle::new(&[b'p', pool]);
+                    let e = model.get_mut(&pool).and_then(|m| m.elements.get_mut(&id));
+                    let expiry = e.as_ref().map(|e| t0 + Duration::from_secs(u64::from(e.2)));
+                    let got = hs.set_home(&handle, PoolElementId(u32::from(id)), RegistrarId(u32::from(home)), expiry);
+                    prop_assert_eq!(got, e.as_ref().map(|e| RegistrarId(u32::from(e.0))));
+                    if let Some(e) = e {
+                        e.0 = home;
+                    }
+                }
             }
             // Invariants after every step.
             prop_assert_eq!(hs.pool_count(), model.len());
@@ -187,7 +223,17 @@ proptest! {
                         }
                     }
                 }
-                prop_assert_eq!(hs.owner_checksum(RegistrarId(u32::from(home))), sum.finish());
+                prop_assert_eq!(hs.home_checksum(RegistrarId(u32::from(home))), sum.finish());
+            }
+            // Every PE names its home, in its parameter and in the bytes answers carry
+            // (Pool Element TLV: header, PE ID, then the home at offset 8).
+            for (&pool, m) in &model {
+                for (&id, e) in &m.elements {
+                    let got = hs.element(&[b'p', pool], PoolElementId(u32::from(id))).unwrap();
+                    prop_assert_eq!(got.home(), RegistrarId(u32::from(e.0)));
+                    let encoded = got.encoded();
+                    prop_assert_eq!(&encoded[8..12], &u32::from(e.0).to_be_bytes()[..]);
+                }
             }
         }
     }

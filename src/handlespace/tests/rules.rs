@@ -238,10 +238,10 @@ fn stale_deadlines_are_compacted() {
 }
 
 #[test]
-fn rfc5353_s3_6_checksum_per_owner_follows_ownership() {
+fn rfc5353_s3_6_checksum_per_home_follows_the_home() {
     let mut hs = hs();
     let h = PoolHandle::from("EchoPool");
-    assert_eq!(hs.owner_checksum(RegistrarId(0x0a0b_0c0d)), 0xffff);
+    assert_eq!(hs.home_checksum(RegistrarId(0x0a0b_0c0d)), 0xffff);
     hs.register(
         &h,
         pe_with(
@@ -253,7 +253,7 @@ fn rfc5353_s3_6_checksum_per_owner_follows_ownership() {
         None,
     )
     .unwrap();
-    assert_eq!(hs.owner_checksum(RegistrarId(0x0a0b_0c0d)), 0x3bd9);
+    assert_eq!(hs.home_checksum(RegistrarId(0x0a0b_0c0d)), 0x3bd9);
     // Re-registration at another PR moves the PE's part of the sum.
     let r = hs
         .register(
@@ -273,10 +273,10 @@ fn rfc5353_s3_6_checksum_per_owner_follows_ownership() {
             previous_home: RegistrarId(0x0a0b_0c0d)
         }
     );
-    assert_eq!(hs.owner_checksum(RegistrarId(0x0a0b_0c0d)), 0xffff);
-    assert_eq!(hs.owner_checksum(RegistrarId(7)), 0x3bd9);
-    assert_eq!(hs.transfer_ownership(RegistrarId(7), RegistrarId(9)), 1);
-    assert_eq!(hs.owner_checksum(RegistrarId(9)), 0x3bd9);
+    assert_eq!(hs.home_checksum(RegistrarId(0x0a0b_0c0d)), 0xffff);
+    assert_eq!(hs.home_checksum(RegistrarId(7)), 0x3bd9);
+    assert_eq!(hs.transfer_home(RegistrarId(7), RegistrarId(9)), 1);
+    assert_eq!(hs.home_checksum(RegistrarId(9)), 0x3bd9);
     assert_eq!(
         hs.element(b"EchoPool", PoolElementId(0x1a2b_3c4d))
             .unwrap()
@@ -284,8 +284,8 @@ fn rfc5353_s3_6_checksum_per_owner_follows_ownership() {
         RegistrarId(9)
     );
     hs.deregister(b"EchoPool", PoolElementId(0x1a2b_3c4d));
-    assert_eq!(hs.owner_checksum(RegistrarId(9)), 0xffff);
-    assert_eq!(hs.owner_count(RegistrarId(9)), 0);
+    assert_eq!(hs.home_checksum(RegistrarId(9)), 0xffff);
+    assert_eq!(hs.home_count(RegistrarId(9)), 0);
 }
 
 #[test]
@@ -315,11 +315,11 @@ fn checksum_parts_of_shards_add_up_to_the_whole() {
             % 2;
         shards[shard].register(&handle, p, None).unwrap();
     }
-    for owner in 1..=3 {
-        let owner = RegistrarId(owner);
-        let sum = shards[0].owner_sum(owner) + shards[1].owner_sum(owner);
-        assert_eq!(sum.finish(), whole.owner_checksum(owner));
-        assert_ne!(whole.owner_checksum(owner), 0xffff);
+    for home in 1..=3 {
+        let home = RegistrarId(home);
+        let sum = shards[0].home_sum(home) + shards[1].home_sum(home);
+        assert_eq!(sum.finish(), whole.home_checksum(home));
+        assert_ne!(whole.home_checksum(home), 0xffff);
     }
 }
 

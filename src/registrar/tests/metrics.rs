@@ -144,7 +144,7 @@ fn a_registration_through_the_owner_shard_is_timed_end_to_end() {
     let mut net = Net::new(2, config());
     let pool = (0..100)
         .map(|i| format!("pool-{i}"))
-        .find(|p| net.shards[0].router.owner(p.as_bytes()) == ShardId(1))
+        .find(|p| net.shards[0].router().writer(p.as_bytes()) == ShardId(1))
         .expect("some pool is owned by shard 1");
     let c = net.connect(0, 1, addr(1));
     let mut req = Vec::new();
@@ -312,7 +312,7 @@ fn deregistration_is_a_removal_but_not_a_failure() {
 }
 
 #[test]
-fn owned_pools_and_elements_add_up_to_the_handlespace() {
+fn written_pools_and_elements_add_up_to_the_handlespace() {
     let mut net = Net::new(2, config());
     let mut pes = Vec::new();
     for i in 1..=40u32 {
@@ -330,15 +330,15 @@ fn owned_pools_and_elements_add_up_to_the_handlespace() {
     let sums = |net: &Net| {
         let g: Vec<Gauges> = net.shards.iter().map(Registrar::gauges).collect();
         (
-            g.iter().map(|g| g.owned_pools).sum::<usize>(),
-            g.iter().map(|g| g.owned_elements).sum::<usize>(),
+            g.iter().map(|g| g.written_pools).sum::<usize>(),
+            g.iter().map(|g| g.written_elements).sum::<usize>(),
             g.iter().map(|g| g.connections).sum::<usize>(),
             g.iter().map(|g| g.supervised).sum::<usize>(),
         )
     };
     assert_eq!(sums(&net), (8, 40, 40, 40));
     assert!(
-        net.shards.iter().all(|s| s.gauges().owned_pools < 8),
+        net.shards.iter().all(|s| s.gauges().written_pools < 8),
         "both shards own some of 8 pools (seeded router)"
     );
     for s in &net.shards {
@@ -367,7 +367,7 @@ fn an_expired_registration_life_is_timed_from_the_registration() {
     );
     let g = net.shards.iter().map(Registrar::gauges);
     assert_eq!(
-        g.map(|g| g.owned_pools + g.owned_elements).sum::<usize>(),
+        g.map(|g| g.written_pools + g.written_elements).sum::<usize>(),
         0
     );
 }

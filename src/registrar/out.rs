@@ -1,0 +1,108 @@
+//! What a shard's roles produce, queued for the runtime to drain, and the counters they
+//! bump on the way.
+
+use std::collections::VecDeque;
+
+use super::{ConnId, Event, Metrics, Router, Served, ShardId, ShardMsg, Transmit};
+use crate::ids::PoolHandle;
+use crate::wire::AsapMessage;
+
+#[derive(Debug)]
+pub(super) struct Outputs {
+    shard: ShardId,
+    router: Router,
+    pub(super) transmits: VecDeque<Transmit>,
+    pub(super) to_shards: VecDeque<(ShardId, ShardMsg)>,
+    /// Messages to this same shard, handled before an input call returns.
+    pub(super) local: VecDeque<ShardMsg>,
+    pub(super) events: VecDeque<Event>,
+    pub(super) metrics: Metrics,
+}
+
+impl Outputs {
+    pub(super) fn new(shard: ShardId, router: Router) -> Self {
+        Self {
+            shard,
+            router,
+            transmits: VecDeque::new(),
+            to_shards: VecDeque::new(),
+            local: VecDeque::new(),
+            events: VecDeque::new(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    pub(super) fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    pub(super) fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub(super) fn send_shard(&mut self, to: ShardId, msg: ShardMsg) {
+        if to == self.shard {
+            self.local.push_back(msg);
+        } else {
+            self.to_shards.push_back((to, msg));
+        }
+    }
+
+    /// Sends `msg` to the writer of `handle`'s pool.
+    pub(super) fn to_writer(&mut self, handle: &PoolHandle, msg: ShardMsg) {
+        let writer = self.router.writer(handle.as_bytes());
+        self.send_shard(writer, msg);
+    }
+
+    /// Sends a replica update to every other shard.
+    pub(super) fn publish(&mut self, msg: ShardMsg) {
+        for s in 0..self.router.shards() {
+            let s = ShardId(s);
+            if s != self.shard {
+                self.to_shards.push_back((s, msg.clone()));
+            }
+        }
+    }
+
+    pub(super) fn transmit(&mut self, conn: ConnId, message: &AsapMessage) {
+        self.transmit_served(conn, message, None);
+    }
+
+    /// Encodes and queues an answer, counting it and the error causes it carries.
+    pub(super) fn transmit_served(
+        &mut self,
+        conn: ConnId,
+        message: &AsapMessage,
+        served: Option<Served>,
+    ) {
+        use AsapMessage as M;
+        if let M::Error { error }
+        | M::RegistrationResponse {
+            error: Some(error), ..
+        }
+        | M::DeregistrationResponse {
+            error: Some(error), ..
+        }
+        | M::HandleResolutionResponse {
+            error: Some(error), ..
+        } = message
+        {
+            for c in &error.causes {
+                self.metrics.on_error_cause(c.code);
+            }
+        }
+        let mut payload = Vec::with_capacity(64);
+        message.encode(&mut payload);
+        self.push_asap(conn, payload, served);
+    }
+
+    /// Queues an encoded message (every ASAP transmit goes through here, for the count).
+    pub(super) fn push_asap(&mut self, conn: ConnId, payload: Vec<u8>, served: Option<Served>) {
+        self.metrics.on_sent(&payload);
+        self.transmits.push_back(Transmit::Asap {
+            conn,
+            payload,
+            served,
+        });
+    }
+}
