@@ -12,12 +12,15 @@
 //!   for applications.
 //! - [`registrar`]: the registrar's ASAP server procedures as a per-shard state machine
 //!   (registration, deregistration, resolution, keep-alive supervision, failure reports),
-//!   with the pool-ownership protocol between shards.
+//!   with the pool-writer protocol between shards.
+//! - [`enrp`]: the ENRP server (RFC 5353) that keeps one handlespace across the
+//!   registrars of an operational scope, as a state machine one shard runs.
 #![forbid(unsafe_code)]
 // A library speaks through return values and `tracing`, never stdout.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod client;
+pub mod enrp;
 pub mod handlespace;
 pub mod ids;
 pub mod registrar;

@@ -355,6 +355,7 @@ pub fn settings(
         // Filled in by the runtime from the endpoints it binds.
         announce_transports: Vec::new(),
         handlespace,
+        enrp: None,
     };
     Ok(Settings {
         runtime: RuntimeConfig {

@@ -130,11 +130,12 @@ mod tests {
     use crate::wire::IpTransport;
 
     fn info(addrs: &[IpAddr]) -> ConnInfo {
-        ConnInfo {
-            transport: Transport::Sctp,
-            peer_addrs: addrs.to_vec(),
-            peer_port: 5000,
-        }
+        ConnInfo::new(
+            Transport::Sctp,
+            super::super::Protocol::Asap,
+            addrs.to_vec(),
+            5000,
+        )
     }
 
     const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));

@@ -93,6 +93,8 @@ pub struct Config {
     pub announce_transports: Vec<crate::wire::ServerTransport>,
     /// Handlespace limits and selection settings.
     pub handlespace: handlespace::Config,
+    /// ENRP with peer registrars (shard 0 runs it); `None`: this registrar is alone.
+    pub enrp: Option<crate::enrp::Config>,
 }
 
 impl Default for Config {
@@ -111,25 +113,68 @@ impl Default for Config {
             announce_interval: None,
             announce_transports: Vec::new(),
             handlespace: handlespace::Config::default(),
+            enrp: None,
         }
     }
 }
 
 /// The transport a connection uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Transport {
     Sctp,
     Tcp,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sctp => "sctp",
+            Self::Tcp => "tcp",
+        })
+    }
+}
+
+/// The protocol a connection speaks, fixed by the endpoint it was accepted on or the
+/// [`Transmit::Connect`] that opened it: ASAP with pool elements and users (PPID 11),
+/// ENRP with peer registrars (PPID 12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Asap,
+    Enrp,
 }
 
 /// What the runtime knows about a new connection or association.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnInfo {
     pub transport: Transport,
+    pub protocol: Protocol,
     /// The peer's addresses: all paths of an SCTP association, the one of a TCP
     /// connection.
     pub peer_addrs: Vec<IpAddr>,
     pub peer_port: u16,
+    /// This end's addresses on the connection (SCTP: the association's local addresses;
+    /// TCP: the local address) and port; ENRP advertises them in Server Information.
+    pub local_addrs: Vec<IpAddr>,
+    pub local_port: u16,
+}
+
+impl ConnInfo {
+    /// A connection with no local address known (tests, tools).
+    pub fn new(
+        transport: Transport,
+        protocol: Protocol,
+        peer_addrs: Vec<IpAddr>,
+        peer_port: u16,
+    ) -> Self {
+        Self {
+            transport,
+            protocol,
+            peer_addrs,
+            peer_port,
+            local_addrs: Vec::new(),
+            local_port: 0,
+        }
+    }
 }
 
 /// Something for the runtime to send.
@@ -143,9 +188,33 @@ pub enum Transmit {
         /// hands it back with [`Registrar::handle_queued`] once the message is queued.
         served: Option<Served>,
     },
+    /// One ENRP message (PPID 12 on SCTP; length-framed on TCP like ASAP).
+    Enrp { conn: ConnId, payload: Vec<u8> },
+    /// Open a connection (TCP) or association (SCTP) to `addrs` (all addresses of one
+    /// peer) at `port`, speaking `protocol`, and call it `conn` (an id from the
+    /// registrar's own range, [`ConnId::is_outbound`]). `transports` are tried in order
+    /// until one connects; one the runtime does not serve (no kernel SCTP, or no
+    /// endpoint of that protocol over it) is skipped. Messages transmitted on `conn`
+    /// before it is up wait until it is. The runtime reports the outcome with
+    /// [`Registrar::handle_conn_up`] (whose [`ConnInfo::transport`] says which
+    /// transport connected) or [`Registrar::handle_conn_down`]; after
+    /// `handle_conn_down` the id is never used again.
+    Connect {
+        conn: ConnId,
+        protocol: Protocol,
+        transports: Vec<Transport>,
+        addrs: Vec<IpAddr>,
+        port: u16,
+    },
+    /// Close a connection (SCTP: shut the association down) once what is queued for it
+    /// has been sent; the runtime then reports [`Registrar::handle_conn_down`].
+    Close { conn: ConnId },
     /// An ASAP_SERVER_ANNOUNCE for the announce multicast group, sent from a UDP socket
     /// bound to the ASAP SCTP port (RSPLIB reads the port from the UDP source).
     Announce { payload: Vec<u8> },
+    /// An ENRP_PRESENCE for the ENRP multicast group (RSPLIB: 239.0.0.51:9901), sent
+    /// from a UDP socket bound to the ENRP port.
+    EnrpMulticast { payload: Vec<u8> },
 }
 
 /// A request whose service time the registrar measures: from `received` (the `now` of
@@ -285,6 +354,23 @@ impl Registrar {
     pub fn handle_asap(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         self.on_asap(now, conn, bytes);
         self.drain_local(now);
+    }
+
+    /// One ENRP message received on `conn` (a connection whose [`ConnInfo::protocol`] is
+    /// [`Protocol::Enrp`]).
+    pub fn handle_enrp(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let _ = (now, conn, bytes);
+    }
+
+    /// One ENRP message received on the ENRP multicast group from `from` (the UDP
+    /// source address and port).
+    pub fn handle_enrp_multicast(
+        &mut self,
+        now: Instant,
+        from: std::net::SocketAddr,
+        bytes: &[u8],
+    ) {
+        let _ = (now, from, bytes);
     }
 
     /// A message from another shard.

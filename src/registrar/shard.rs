@@ -24,9 +24,22 @@ use crate::wire::{OperationError, PoolElement};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShardId(pub u16);
 
-/// A connection or SCTP association, as the runtime names it. Unique within its shard.
+/// A connection or SCTP association. Unique within its shard: the runtime names the ones
+/// it accepts (below [`ConnId::OUTBOUND`]), the registrar the ones it opens
+/// ([`super::Transmit::Connect`], from [`ConnId::OUTBOUND`] up).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
+
+impl ConnId {
+    /// The first id of connections the registrar opens itself (2⁴⁸: a runtime counting
+    /// accepted connections from 1 never gets there, and tokens keep 56 bits).
+    pub const OUTBOUND: u64 = 1 << 48;
+
+    /// Whether the registrar opened this connection.
+    pub fn is_outbound(self) -> bool {
+        self.0 >= Self::OUTBOUND
+    }
+}
 
 /// Where a PE's current registration came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

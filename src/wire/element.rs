@@ -4,7 +4,9 @@
 use super::codes::ParamType;
 use super::error::{DecodeError, Span};
 use super::param::UserTransport;
-use super::param::{PolicyParam, PoolElement, RegistrationLife, SctpTransport, ServerInformation};
+use super::param::{
+    PolicyParam, PoolElement, RegistrationLife, SctpTransport, ServerInformation, ServerTransport,
+};
 use super::reader::{Params, Tlv};
 use super::writer::Writer;
 use crate::ids::{PoolElementId, RegistrarId};
@@ -65,14 +67,18 @@ impl PoolElement {
 }
 
 impl ServerInformation {
-    /// RFC 5354 §3.11: the server's ID and its ENRP SCTP transport.
+    /// RFC 5354 §3.11: the server's ID and its ENRP transport (SCTP, or TCP for our
+    /// ENRP over TCP).
     pub(crate) fn decode(t: &Tlv<'_>, unrec: &mut Vec<Span>) -> Result<Self, DecodeError> {
         let mut r = t.value;
         let Some(id) = r.u32() else {
             return Err(t.invalid());
         };
         let mut p = Params::nested(r, t, unrec);
-        let transport = SctpTransport::decode(&p.expect(ParamType::SCTP_TRANSPORT)?, p.unrec())?;
+        let transport = match p.next()? {
+            Some(t) => ServerTransport::decode(&t, p.unrec())?,
+            None => return Err(p.missing(ParamType::SCTP_TRANSPORT)),
+        };
         p.finish()?;
         Ok(Self {
             server_id: RegistrarId(id),

@@ -190,11 +190,13 @@ pub struct PoolElement {
     pub asap_transport: Option<SctpTransport>,
 }
 
-/// Server Information parameter (0x000b): a PR's ID and its ENRP SCTP transport.
+/// Server Information parameter (0x000b): a PR's ID and its ENRP transport. RFC 5354
+/// §3.11 names SCTP (and RSPLIB accepts nothing else); a TCP transport is our extension
+/// for ENRP over TCP, which only our registrars speak.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ServerInformation {
     pub server_id: RegistrarId,
-    pub transport: SctpTransport,
+    pub transport: ServerTransport,
 }
 
 /// One error cause inside an Operation Error.

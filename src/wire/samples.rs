@@ -167,7 +167,7 @@ fn causes() -> OperationError {
 fn server_info(id: RegistrarId, addresses: &[IpAddr]) -> ServerInformation {
     ServerInformation {
         server_id: id,
-        transport: sctp(9901, TransportUse::DATA_ONLY, addresses),
+        transport: ServerTransport::Sctp(sctp(9901, TransportUse::DATA_ONLY, addresses)),
     }
 }
 

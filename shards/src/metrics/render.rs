@@ -310,7 +310,7 @@ mod tests {
     use std::time::Instant;
 
     use rserpool::registrar::{
-        Config, ConnId, ConnInfo, Registrar, Router, ShardId, Transmit, Transport,
+        Config, ConnId, ConnInfo, Protocol, Registrar, Router, ShardId, Transmit, Transport,
     };
     use rserpool::wire::AsapMessage;
 
@@ -336,11 +336,12 @@ mod tests {
         r.handle_conn_up(
             now,
             conn,
-            ConnInfo {
-                transport: Transport::Tcp,
-                peer_addrs: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))],
-                peer_port: 1,
-            },
+            ConnInfo::new(
+                Transport::Tcp,
+                Protocol::Asap,
+                vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))],
+                1,
+            ),
         );
         let mut req = Vec::new();
         AsapMessage::HandleResolution {

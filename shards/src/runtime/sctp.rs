@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use rserpool::registrar::{ConnId, ConnInfo, Transport};
+use rserpool::registrar::{ConnId, ConnInfo, Protocol, Transport};
 use rserpool::wire::PPID_ASAP;
 
 use super::shard::{Ctx, Token};
@@ -196,6 +196,9 @@ impl Sctp {
         let id = ctx.conn_id();
         let info = ConnInfo {
             transport: Transport::Sctp,
+            protocol: Protocol::Asap,
+            local_addrs: Vec::new(),
+            local_port: 0,
             peer_addrs: addrs.iter().map(|a| a.ip().to_canonical()).collect(),
             peer_port: addrs.first().map_or(0, |a| a.port()),
         };

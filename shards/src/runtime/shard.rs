@@ -259,6 +259,12 @@ impl Shard {
                             ctx.registrar.handle_queued(Instant::now(), served);
                         }
                     }
+                    Transmit::Enrp { .. }
+                    | Transmit::Connect { .. }
+                    | Transmit::Close { .. }
+                    | Transmit::EnrpMulticast { .. } => {
+                        tracing::debug!("ENRP transmits are not served by this runtime yet");
+                    }
                     Transmit::Announce { payload } => {
                         if let Some(udp) = &self.announce
                             && !self.announcing

@@ -11,7 +11,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use rserpool::registrar::{ConnId, ConnInfo, Transport};
+use rserpool::registrar::{ConnId, ConnInfo, Protocol, Transport};
 
 use super::framing::{self, Frame};
 use super::shard::{Ctx, Token};
@@ -141,6 +141,9 @@ impl Tcp {
         let id = ctx.conn_id();
         let info = ConnInfo {
             transport: Transport::Tcp,
+            protocol: Protocol::Asap,
+            local_addrs: Vec::new(),
+            local_port: 0,
             peer_addrs: vec![a.peer.ip().to_canonical()],
             peer_port: a.peer.port(),
         };

@@ -367,7 +367,8 @@ fn an_expired_registration_life_is_timed_from_the_registration() {
     );
     let g = net.shards.iter().map(Registrar::gauges);
     assert_eq!(
-        g.map(|g| g.written_pools + g.written_elements).sum::<usize>(),
+        g.map(|g| g.written_pools + g.written_elements)
+            .sum::<usize>(),
         0
     );
 }

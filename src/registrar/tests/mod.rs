@@ -49,11 +49,7 @@ impl Net {
     }
 
     fn connect(&mut self, shard: usize, conn: u64, addr: IpAddr) -> Client {
-        let info = ConnInfo {
-            transport: Transport::Sctp,
-            peer_addrs: vec![addr],
-            peer_port: 40_000,
-        };
+        let info = ConnInfo::new(Transport::Sctp, Protocol::Asap, vec![addr], 40_000);
         let conn = ConnId(conn);
         self.shards[shard].handle_conn_up(self.now, conn, info);
         Client { shard, conn, addr }
@@ -97,6 +93,7 @@ impl Net {
                             (conn, payload)
                         }
                         Transmit::Announce { payload } => (ANNOUNCE, payload),
+                        other => panic!("a registrar without ENRP sent {other:?}"),
                     };
                     let m = AsapMessage::decode(&payload)
                         .expect("the registrar sends valid ASAP")

@@ -92,7 +92,7 @@ fn elements() -> impl Strategy<Value = Vec<PoolElement>> {
 }
 
 fn server_info() -> impl Strategy<Value = ServerInformation> {
-    (any::<u32>(), sctp()).prop_map(|(id, transport)| ServerInformation {
+    (any::<u32>(), server_transport()).prop_map(|(id, transport)| ServerInformation {
         server_id: RegistrarId(id),
         transport,
     })

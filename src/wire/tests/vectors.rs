@@ -227,7 +227,7 @@ fn ref_s9_5_presence_with_checksum() {
         checksum: Some(0x3bd9),
         info: Some(ServerInformation {
             server_id: PR_ID,
-            transport: sctp(9901, [192, 0, 2, 1]),
+            transport: crate::wire::ServerTransport::Sctp(sctp(9901, [192, 0, 2, 1])),
         }),
     };
     let d = enrp(&wire).expect("vector decodes");
