@@ -14,13 +14,21 @@ pub mod runtime;
 
 use std::net::SocketAddr;
 
-/// Where the registrar serves ASAP.
+/// Where the registrar serves ASAP or ENRP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
-    /// ASAP over TCP, each message framed by its own length field (reference §2.4).
+    /// Over TCP, each message framed by its own length field (reference §2.4).
     Tcp(SocketAddr),
-    /// ASAP over kernel SCTP (one-to-many socket, PPID 11).
+    /// Over kernel SCTP (one-to-many socket; ASAP is PPID 11, ENRP PPID 12).
     Sctp(SocketAddr),
+}
+
+impl Endpoint {
+    pub fn addr(&self) -> SocketAddr {
+        match *self {
+            Self::Tcp(a) | Self::Sctp(a) => a,
+        }
+    }
 }
 
 impl std::fmt::Display for Endpoint {
@@ -47,5 +55,19 @@ pub struct RuntimeConfig {
     pub seed: u64,
     /// UDP multicast group for ASAP_SERVER_ANNOUNCE (RSPLIB: 239.0.0.50:3863); `None`:
     /// no announces. The interval is `registrar.announce_interval`.
+    pub announce_group: Option<SocketAddr>,
+}
+
+/// Where shard 0 serves ENRP (RFC 5353) to peer registrars; the ENRP settings proper
+/// (peers, timers) are `RuntimeConfig::registrar.enrp`. Given to
+/// [`runtime::start_with`] beside the [`RuntimeConfig`] (code that builds a
+/// `RuntimeConfig` field by field, as the load generator does, stays as it is).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnrpEndpoints {
+    /// Listening endpoints (RSPLIB's `-enrp`); a port of 0 picks a free one (see
+    /// [`runtime::Handle::enrp_endpoints`]). None: no peer can connect to us.
+    pub listen: Vec<Endpoint>,
+    /// UDP multicast group for ENRP_PRESENCE (RSPLIB's `-enrpannounce`, 239.0.0.51:9901),
+    /// sent from the first ENRP endpoint's port; `None`: peers only by address.
     pub announce_group: Option<SocketAddr>,
 }

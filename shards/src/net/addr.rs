@@ -17,6 +17,13 @@ impl SockAddr {
     pub(crate) fn len(&self) -> libc::socklen_t {
         self.len
     }
+
+    /// The sockaddr's bytes, as packed address lists (sctp_connectx) take them.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `storage` is plain data, fully initialised, and `len` never exceeds
+        // its size.
+        unsafe { std::slice::from_raw_parts(self.as_ptr().cast::<u8>(), self.len as usize) }
+    }
 }
 
 impl From<SocketAddr> for SockAddr {
@@ -92,10 +99,7 @@ mod tests {
         for a in ["127.0.0.1:3863", "[::1]:9901", "[fe80::1%2]:1"] {
             let a: SocketAddr = a.parse().unwrap();
             let sa = SockAddr::from(a);
-            // SAFETY: `sa` holds `len` initialised bytes.
-            let bytes =
-                unsafe { std::slice::from_raw_parts(sa.as_ptr().cast::<u8>(), sa.len() as usize) };
-            assert_eq!(parse(bytes), Some((a, sa.len() as usize)));
+            assert_eq!(parse(sa.as_bytes()), Some((a, sa.len() as usize)));
         }
     }
 }

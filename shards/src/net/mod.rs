@@ -1,9 +1,10 @@
 //! Socket code: the only place with `unsafe`, each block with a `// SAFETY:` line.
 //!
 //! - [`ring`]: io_uring whose operations own their buffers until they complete.
-//! - [`socket`]: SO_REUSEPORT TCP listeners, accepted connections, eventfds.
+//! - [`socket`]: SO_REUSEPORT TCP listeners, accepted and outbound connections, eventfds.
 //! - [`sctp`]: the one-to-many SCTP socket, its message buffers and notifications, and a
 //!   blocking client for tests and tools.
+//! - [`udp`]: multicast senders and receivers, and the buffer of a received datagram.
 //! - [`signals`]: waiting for SIGTERM/SIGINT.
 
 mod addr;
@@ -11,3 +12,4 @@ pub mod ring;
 pub mod sctp;
 pub mod signals;
 pub mod socket;
+pub mod udp;

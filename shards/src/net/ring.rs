@@ -8,8 +8,9 @@
 //! still write (see `Drop`).
 //!
 //! Only opcodes of Linux 6.1 are used (the SCTP lab runs Debian's 6.1 kernel):
-//! multishot accept (5.19), recv/send (5.6), recvmsg/sendmsg (5.3), read (5.6),
-//! cancel-any (5.19), and the extended enter argument for timed waits (5.11).
+//! multishot accept (5.19), connect (5.5), recv/send (5.6), recvmsg/sendmsg (5.3),
+//! read (5.6), cancel-any and cancel-by-fd (5.19), and the extended enter argument for
+//! timed waits (5.11).
 
 use std::io;
 use std::os::fd::RawFd;
@@ -17,13 +18,15 @@ use std::time::Duration;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
+use super::addr::SockAddr;
 use super::sctp::{RecvBuf, SendBuf};
+use super::udp::Datagram;
 
 /// Submission queue size; the completion queue gets four times as many entries, and
 /// the kernel keeps overflowing completions rather than dropping them (IORING_FEAT_NODROP).
 const SQ_ENTRIES: u32 = 1024;
-/// `user_data` of the cancel-everything request, which owns no slot.
-const CANCEL_ALL: u64 = u64::MAX;
+/// `user_data` of cancel requests, which own no slot.
+const CANCEL: u64 = u64::MAX;
 
 /// A buffer owned by an in-flight operation, returned with its completion.
 #[derive(Debug, Default)]
@@ -37,6 +40,20 @@ pub enum OpBuf {
     Recv(Box<RecvBuf>),
     /// An SCTP sendmsg with its SCTP_SNDINFO.
     Send(Box<SendBuf>),
+    /// The address a connect goes to.
+    Addr(Box<ConnectAddr>),
+    /// A UDP recvmsg with room for the sender's address.
+    Datagram(Box<Datagram>),
+}
+
+/// The peer address of a connect in flight (the kernel reads it until the connect
+/// completes).
+pub struct ConnectAddr(SockAddr);
+
+impl std::fmt::Debug for ConnectAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectAddr")
+    }
 }
 
 /// A finished operation (or one shot of a multishot one).
@@ -69,6 +86,8 @@ enum Kind {
     Fill,
     /// recvmsg into a `RecvBuf`.
     RecvMsg,
+    /// recvmsg into a `Datagram`.
+    RecvFrom,
     /// Nothing to fix up on completion.
     Plain,
 }
@@ -144,6 +163,13 @@ impl Ring {
         self.push(entry, token, Kind::Plain, OpBuf::None)
     }
 
+    /// Connects a (non-blocking) stream socket to `addr`; the result is 0 once connected.
+    pub fn connect(&mut self, fd: RawFd, addr: std::net::SocketAddr, token: u64) -> io::Result<()> {
+        let addr = Box::new(ConnectAddr(SockAddr::from(addr)));
+        let entry = opcode::Connect::new(types::Fd(fd), addr.0.as_ptr(), addr.0.len()).build();
+        self.push(entry, token, Kind::Plain, OpBuf::Addr(addr))
+    }
+
     /// Receives into `buf`'s spare capacity (which must not be empty).
     pub fn recv(&mut self, fd: RawFd, mut buf: Vec<u8>, token: u64) -> io::Result<()> {
         let spare = buf.spare_capacity_mut();
@@ -178,6 +204,17 @@ impl Ring {
         self.push(entry, token, Kind::RecvMsg, OpBuf::Recv(buf))
     }
 
+    /// recvmsg of one UDP datagram and its source address.
+    pub fn recvmsg_from(
+        &mut self,
+        fd: RawFd,
+        mut buf: Box<Datagram>,
+        token: u64,
+    ) -> io::Result<()> {
+        let entry = opcode::RecvMsg::new(types::Fd(fd), buf.prepare()).build();
+        self.push(entry, token, Kind::RecvFrom, OpBuf::Datagram(buf))
+    }
+
     /// sendmsg of an SCTP send buffer.
     pub fn sendmsg(&mut self, fd: RawFd, mut buf: Box<SendBuf>, token: u64) -> io::Result<()> {
         let entry = opcode::SendMsg::new(types::Fd(fd), buf.prepare())
@@ -191,7 +228,16 @@ impl Ring {
     pub fn cancel_all(&mut self) -> io::Result<()> {
         let entry = opcode::AsyncCancel2::new(types::CancelBuilder::any())
             .build()
-            .user_data(CANCEL_ALL);
+            .user_data(CANCEL);
+        self.push_entry(&entry)
+    }
+
+    /// Asks the kernel to cancel every pending operation on `fd` (each then completes,
+    /// usually with `-ECANCELED`).
+    pub fn cancel_fd(&mut self, fd: RawFd) -> io::Result<()> {
+        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+            .build()
+            .user_data(CANCEL);
         self.push_entry(&entry)
     }
 
@@ -237,7 +283,7 @@ impl Ring {
         for cqe in uring.completion().take(max) {
             n += 1;
             let slot = cqe.user_data();
-            if slot == CANCEL_ALL {
+            if slot == CANCEL {
                 continue;
             }
             let result = cqe.result();
@@ -271,6 +317,7 @@ impl Ring {
                         unsafe { v.set_len(v.len() + filled) };
                     }
                     (Kind::RecvMsg, OpBuf::Recv(r)) => r.complete(result as usize),
+                    (Kind::RecvFrom, OpBuf::Datagram(d)) => d.complete(result as usize),
                     _ => {}
                 }
             }

@@ -1,4 +1,4 @@
-//! Listening sockets, accepted connections and the shards' wake-up eventfds.
+//! Listening sockets, accepted and outbound connections, and the shards' wake-up eventfds.
 //!
 //! Once a socket exists it is held as a std type (`TcpListener`, `TcpStream`, `File`),
 //! so everything after creation is safe std code.
@@ -104,6 +104,19 @@ pub fn check_port_free(addr: SocketAddr) -> io::Result<()> {
     bind(fd.as_raw_fd(), addr)
 }
 
+/// A non-blocking TCP socket for an outbound connection to `to` (the ring connects it).
+pub fn tcp_connecting(to: SocketAddr) -> io::Result<TcpStream> {
+    let fd = socket(
+        domain(to),
+        libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+        libc::IPPROTO_TCP,
+    )?;
+    let stream = TcpStream::from(fd);
+    // Every ASAP and ENRP exchange is a small message waiting for its answer.
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// A connection returned by accept.
 #[derive(Debug)]
 pub struct Accepted {
@@ -174,29 +187,4 @@ impl EventFd {
     pub fn raw_fd(&self) -> RawFd {
         self.0.as_raw_fd()
     }
-}
-
-/// A UDP socket for ASAP server announces: bound to the registrar's ASAP port (RSPLIB
-/// takes the registrar's port from the announce's source port, reference §10 D6),
-/// connected to the multicast group, TTL as RSPLIB (30), looped back so that local
-/// clients hear it too.
-pub fn announce_socket(group: SocketAddr, from_port: u16) -> io::Result<std::net::UdpSocket> {
-    let any: SocketAddr = match group {
-        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, from_port).into(),
-        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, from_port).into(),
-    };
-    let fd = socket(domain(any), libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0)?;
-    let one: libc::c_int = 1;
-    setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)?;
-    bind(fd.as_raw_fd(), any)?;
-    let udp = std::net::UdpSocket::from(fd);
-    match group {
-        SocketAddr::V4(_) => {
-            udp.set_multicast_ttl_v4(30)?;
-            udp.set_multicast_loop_v4(true)?;
-        }
-        SocketAddr::V6(_) => udp.set_multicast_loop_v6(true)?,
-    }
-    udp.connect(group)?;
-    Ok(udp)
 }

@@ -7,6 +7,11 @@
 //! do the same where the kernel allows it. Shards exchange [`ShardMsg`]s over the
 //! mesh (bounded queues, one per pair of shards).
 //!
+//! ENRP ([`start_with`]) is served by shard 0 alone, where the registrar runs its ENRP
+//! server: its ENRP listeners, its multicast sockets, and the connections it opens to
+//! peers. Any shard opens the connections its registrar asks for
+//! ([`rserpool::registrar::Transmit::Connect`]) through its own ring.
+//!
 //! - Threads: one per shard, optionally pinned; nothing else runs on the request path.
 //!   A request is answered by the shard its connection landed on, from its own replica.
 //! - Wake-ups: a shard sleeps only inside its ring (until a completion, the registrar's
@@ -22,12 +27,15 @@
 //! [`Registrar`]: rserpool::registrar::Registrar
 //! [`ShardMsg`]: rserpool::registrar::ShardMsg
 
+mod dial;
 mod framing;
+mod log;
 mod mesh;
 mod scrape;
 mod sctp;
 mod shard;
 mod tcp;
+mod udp;
 
 pub use scrape::{MetricsSource, Snapshot};
 
@@ -36,10 +44,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use rserpool::registrar::{Registrar, Router, ShardId};
+use rserpool::enrp::PeerAddress;
+use rserpool::registrar::{Protocol, Registrar, Router, ShardId, Transport};
 
 use crate::net;
-use crate::{Endpoint, RuntimeConfig};
+use crate::{Endpoint, EnrpEndpoints, RuntimeConfig};
 use mesh::Signal;
 use shard::{Shard, Sockets};
 
@@ -52,6 +61,8 @@ pub enum StartError {
     IoUringUnavailable(std::io::Error),
     #[error("cannot listen on {0}: {1}")]
     Listen(Endpoint, std::io::Error),
+    #[error("cannot serve ENRP on {0}: {1}")]
+    ListenEnrp(Endpoint, std::io::Error),
     #[error("{0}")]
     Other(String),
 }
@@ -60,6 +71,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Handle {
     endpoints: Vec<Endpoint>,
+    enrp_endpoints: Vec<Endpoint>,
     stop: Arc<AtomicBool>,
     signals: Arc<[Signal]>,
     metrics: MetricsSource,
@@ -71,6 +83,12 @@ impl Handle {
     /// the kernel has no SCTP.
     pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints
+    }
+
+    /// The ENRP endpoints actually bound (ports resolved), served by shard 0. An SCTP
+    /// endpoint is missing when the kernel has no SCTP.
+    pub fn enrp_endpoints(&self) -> &[Endpoint] {
+        &self.enrp_endpoints
     }
 
     /// The first bound TCP endpoint's address (for tests and tools).
@@ -135,8 +153,17 @@ impl Drop for Handle {
     }
 }
 
-/// Starts the shards.
+/// Starts the shards, without ENRP endpoints.
 pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
+    start_with(config, EnrpEndpoints::default())
+}
+
+/// Starts the shards; shard 0 also serves ENRP on `enrp`'s endpoints. The bound ENRP
+/// endpoints are written into the registrar's ENRP settings
+/// ([`rserpool::enrp::Config::endpoints`], which default settings are made for when
+/// there are endpoints but no settings), and `multicast` is set there when `enrp` has a
+/// group.
+pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, StartError> {
     let n = usize::from(config.shards);
     if n == 0 {
         return Err(StartError::Other("at least one shard is needed".into()));
@@ -146,8 +173,59 @@ pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
-    let (mut sockets, endpoints) = bind(&config.asap, n)?;
+    let mut sockets: Vec<Sockets> = (0..n).map(|_| Sockets::default()).collect();
+    let mut sctp_missing = false;
+    let endpoints = bind(
+        &config.asap,
+        Protocol::Asap,
+        &mut sockets,
+        &mut sctp_missing,
+    )?;
+    let enrp_endpoints = bind(
+        &enrp.listen,
+        Protocol::Enrp,
+        &mut sockets[..1],
+        &mut sctp_missing,
+    )?;
     let mut registrar_config = config.registrar.clone();
+    if !enrp.listen.is_empty() || enrp.announce_group.is_some() {
+        if enrp_endpoints.is_empty() {
+            tracing::warn!("no ENRP endpoint could be bound; peers cannot reach this registrar");
+        }
+        let settings = registrar_config.enrp.get_or_insert_with(Default::default);
+        settings.endpoints = enrp_endpoints
+            .iter()
+            .map(|e| match *e {
+                Endpoint::Sctp(addr) => PeerAddress {
+                    transport: Transport::Sctp,
+                    addr,
+                },
+                Endpoint::Tcp(addr) => PeerAddress {
+                    transport: Transport::Tcp,
+                    addr,
+                },
+            })
+            .collect();
+        settings.multicast = enrp.announce_group.is_some();
+    }
+    if let Some(group) = enrp.announce_group {
+        // RSPLIB takes a peer's ENRP port from its presence's UDP source port.
+        let from_port = enrp_endpoints
+            .first()
+            .map(|e| e.addr().port())
+            .ok_or_else(|| {
+                StartError::Other(format!(
+                    "the ENRP multicast group {group} needs a bound ENRP endpoint to send from"
+                ))
+            })?;
+        let cannot = |e: std::io::Error| {
+            StartError::Other(format!("cannot use the ENRP multicast group {group}: {e}"))
+        };
+        sockets[0].udp.presence =
+            Some(net::udp::multicast_sender(group, from_port).map_err(cannot)?);
+        sockets[0].udp.presence_rx = Some(net::udp::multicast_receiver(group).map_err(cannot)?);
+        tracing::info!(%group, from_port, "ENRP presences to and from a multicast group");
+    }
     if let Some(group) = config.announce_group {
         registrar_config.announce_transports = announced(&endpoints);
         let from_port = endpoints
@@ -162,9 +240,9 @@ pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
                 })
             })
             .unwrap_or(rserpool::wire::PORT_ASAP);
-        let udp = net::socket::announce_socket(group, from_port)
+        let udp = net::udp::multicast_sender(group, from_port)
             .map_err(|e| StartError::Other(format!("cannot send announces to {group}: {e}")))?;
-        sockets[0].announce = Some(udp);
+        sockets[0].udp.announce = Some(udp);
         tracing::info!(%group, from_port, "sending server announces");
     }
 
@@ -180,6 +258,7 @@ pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
 
     let mut handle = Handle {
         endpoints,
+        enrp_endpoints,
         stop: stop.clone(),
         signals: signals.clone(),
         metrics: MetricsSource::new(scrape_tx.into(), signals.clone()),
@@ -234,7 +313,7 @@ pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
             Err(_) => return Err(StartError::Other("a shard died while starting".into())),
         }
     }
-    tracing::info!(shards = n, endpoints = ?handle.endpoints, "registrar running");
+    tracing::info!(shards = n, endpoints = ?handle.endpoints, enrp = ?handle.enrp_endpoints, "registrar running");
     Ok(handle)
 }
 
@@ -274,57 +353,65 @@ fn routing_key(seed: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Binds every endpoint once per shard; returns each shard's sockets and the endpoints
-/// with their ports resolved.
-fn bind(asap: &[Endpoint], n: usize) -> Result<(Vec<Sockets>, Vec<Endpoint>), StartError> {
-    let mut sockets: Vec<Sockets> = (0..n).map(|_| Sockets::default()).collect();
+/// Binds every endpoint of `protocol` once per shard of `sockets`; returns the
+/// endpoints with their ports resolved. The first SCTP endpoint on a kernel without SCTP
+/// logs a warning (`sctp_missing` then skips the others quietly).
+fn bind(
+    endpoints: &[Endpoint],
+    protocol: Protocol,
+    sockets: &mut [Sockets],
+    sctp_missing: &mut bool,
+) -> Result<Vec<Endpoint>, StartError> {
+    let refused = |ep: &Endpoint, e| match protocol {
+        Protocol::Asap => StartError::Listen(ep.clone(), e),
+        Protocol::Enrp => StartError::ListenEnrp(ep.clone(), e),
+    };
     let mut bound = Vec::new();
-    let mut sctp_missing = false;
-    for ep in asap {
+    for ep in endpoints {
         match *ep {
             Endpoint::Tcp(addr) => {
                 if addr.port() != 0 {
-                    net::socket::check_port_free(addr)
-                        .map_err(|e| StartError::Listen(ep.clone(), e))?;
+                    net::socket::check_port_free(addr).map_err(|e| refused(ep, e))?;
                 }
                 let mut addr = addr;
                 for s in sockets.iter_mut() {
-                    let l = net::socket::tcp_listener(addr)
-                        .map_err(|e| StartError::Listen(ep.clone(), e))?;
+                    let l = net::socket::tcp_listener(addr).map_err(|e| refused(ep, e))?;
                     // A port of 0 resolves on the first bind; the others share it.
-                    addr = l
-                        .local_addr()
-                        .map_err(|e| StartError::Listen(ep.clone(), e))?;
-                    s.tcp.push(l);
+                    addr = l.local_addr().map_err(|e| refused(ep, e))?;
+                    s.tcp.push((l, protocol));
                 }
                 bound.push(Endpoint::Tcp(addr));
             }
-            Endpoint::Sctp(_) if sctp_missing => {}
-            Endpoint::Sctp(addr) => match bind_sctp(addr, &mut sockets) {
+            Endpoint::Sctp(_) if *sctp_missing => {}
+            Endpoint::Sctp(addr) => match bind_sctp(addr, protocol, sockets) {
                 Ok(addr) => bound.push(Endpoint::Sctp(addr)),
                 Err(e) if net::sctp::is_unsupported(&e) => {
                     tracing::warn!(error = %e, "this kernel has no SCTP; serving the other endpoints only");
-                    sctp_missing = true;
+                    *sctp_missing = true;
                 }
-                Err(e) => return Err(StartError::Listen(ep.clone(), e)),
+                Err(e) => return Err(refused(ep, e)),
             },
         }
     }
-    Ok((sockets, bound))
+    Ok(bound)
 }
 
 /// One SCTP socket per shard with SO_REUSEPORT (Linux 5.9+ spreads associations over
 /// them); if a second socket cannot share the port, shard 0 serves SCTP alone.
-fn bind_sctp(addr: SocketAddr, sockets: &mut [Sockets]) -> std::io::Result<SocketAddr> {
+fn bind_sctp(
+    addr: SocketAddr,
+    protocol: Protocol,
+    sockets: &mut [Sockets],
+) -> std::io::Result<SocketAddr> {
     if addr.port() != 0 {
         net::sctp::check_port_free(addr)?;
     }
     let first = net::sctp::listener(addr, true)?;
     let addr = net::sctp::local_addr(std::os::fd::AsRawFd::as_raw_fd(&first))?;
-    sockets[0].sctp.push(first);
+    sockets[0].sctp.push((first, protocol));
     for (i, s) in sockets.iter_mut().enumerate().skip(1) {
         match net::sctp::listener(addr, true) {
-            Ok(fd) => s.sctp.push(fd),
+            Ok(fd) => s.sctp.push((fd, protocol)),
             Err(e) => {
                 tracing::info!(shard = i, error = %e, "SCTP port not shared; shard 0 serves SCTP alone");
                 break;

@@ -1,29 +1,48 @@
 //! One shard's SCTP side: one-to-many sockets (reference §2.4: RSPLIB's socket style),
-//! each association a connection of the registrar.
+//! each association a connection of the registrar. A socket serves one protocol: the
+//! ASAP ones (PPID 11) on every shard, the ENRP ones (PPID 12) on shard 0; the
+//! registrar's outbound associations start from the socket of their protocol.
 //!
 //! Per socket one recvmsg is always pending and at most one sendmsg is in flight; a
 //! one-to-many socket carries every association, so sends wait in one FIFO. An
 //! association whose queued bytes pass the slow-consumer limit is aborted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use rserpool::registrar::{ConnId, ConnInfo, Protocol, Transport};
-use rserpool::wire::PPID_ASAP;
+use rserpool::wire::{PPID_ASAP, PPID_ENRP};
 
 use super::shard::{Ctx, Token};
 use super::tcp::MAX_UNSENT;
 use crate::net::ring::{Completion, OpBuf};
-use crate::net::sctp::{self, AssocId, AssocState, Notification, RecvBuf, SCTP_ABORT, SendBuf};
+use crate::net::sctp::{
+    self, AssocId, AssocState, Notification, RecvBuf, SCTP_ABORT, SCTP_EOF, SendBuf,
+};
 
-/// Receive buffer: one whole ASAP message (16-bit length) fits; longer SCTP messages
-/// arrive in pieces and are put together.
+/// Receive buffer: one whole ASAP or ENRP message (16-bit length) fits; longer SCTP
+/// messages arrive in pieces and are put together.
 const RX_CAPACITY: usize = 65_536;
+/// Associations ended by us whose last notification has not come yet, per socket; past
+/// this many the set is cleared (their notifications normally come within seconds, so
+/// only a kernel that never sends them would fill it).
+const MAX_CLOSING: usize = 65_536;
+
+/// The SCTP payload protocol identifier of a protocol's messages.
+pub(super) fn ppid(protocol: Protocol) -> u32 {
+    match protocol {
+        Protocol::Asap => PPID_ASAP,
+        Protocol::Enrp => PPID_ENRP,
+    }
+}
 
 #[derive(Debug)]
 struct Assoc {
     conn: ConnId,
+    /// Opened by the registrar and not up yet (COMM_UP not seen).
+    connecting: bool,
     /// A message delivered in pieces (no MSG_EOR yet).
     partial: Vec<u8>,
     /// Bytes queued for sending to this association.
@@ -33,6 +52,7 @@ struct Assoc {
 #[derive(Debug)]
 struct Queued {
     assoc: AssocId,
+    ppid: u32,
     flags: u16,
     data: Vec<u8>,
 }
@@ -40,6 +60,12 @@ struct Queued {
 #[derive(Debug)]
 struct Socket {
     fd: OwnedFd,
+    protocol: Protocol,
+    /// The bound port (this end's port of every association).
+    port: u16,
+    /// Dual-stack (an IPv6 socket also reaches IPv4 peers); an IPv4 one reaches only
+    /// IPv4 addresses.
+    ipv6: bool,
     /// `None` while the recvmsg owns it.
     rx: Option<Box<RecvBuf>>,
     /// `None` while a sendmsg owns it.
@@ -48,6 +74,9 @@ struct Socket {
     inflight: Option<(AssocId, usize)>,
     queue: VecDeque<Queued>,
     assocs: HashMap<AssocId, Assoc>,
+    /// Associations we shut down or aborted, already reported down: what still arrives
+    /// for them is dropped instead of starting a new connection.
+    closing: HashSet<AssocId>,
 }
 
 /// The shard's SCTP sockets.
@@ -59,21 +88,38 @@ pub(super) struct Sctp {
 }
 
 impl Sctp {
-    pub(super) fn new(fds: Vec<OwnedFd>) -> Self {
+    pub(super) fn new(fds: Vec<(OwnedFd, Protocol)>) -> Self {
         Self {
             sockets: fds
                 .into_iter()
-                .map(|fd| Socket {
-                    fd,
-                    rx: Some(RecvBuf::new(RX_CAPACITY)),
-                    tx: Some(SendBuf::new()),
-                    inflight: None,
-                    queue: VecDeque::new(),
-                    assocs: HashMap::new(),
+                .map(|(fd, protocol)| {
+                    let bound = sctp::local_addr(fd.as_raw_fd()).ok();
+                    Socket {
+                        fd,
+                        protocol,
+                        port: bound.map_or(0, |a| a.port()),
+                        ipv6: bound.is_some_and(|a| a.is_ipv6()),
+                        rx: Some(RecvBuf::new(RX_CAPACITY)),
+                        tx: Some(SendBuf::new()),
+                        inflight: None,
+                        queue: VecDeque::new(),
+                        assocs: HashMap::new(),
+                        closing: HashSet::new(),
+                    }
                 })
                 .collect(),
             conns: HashMap::new(),
         }
+    }
+
+    /// Whether this shard has a socket to open associations of `protocol` from.
+    pub(super) fn serves(&self, protocol: Protocol) -> bool {
+        self.sockets.iter().any(|s| s.protocol == protocol)
+    }
+
+    /// Whether `conn` is one of this shard's associations (up, or being opened).
+    pub(super) fn has(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
     }
 
     pub(super) fn arm(&mut self, ctx: &mut Ctx) -> io::Result<()> {
@@ -122,11 +168,19 @@ impl Sctp {
             tracing::debug!("SCTP message without SCTP_RCVINFO dropped");
             return;
         };
-        let conn = match self.sockets[i].assocs.get(&info.assoc) {
+        let s = &self.sockets[i];
+        let conn = match s.assocs.get(&info.assoc) {
+            Some(a) if a.connecting => {
+                let conn = a.conn;
+                self.established(ctx, i, info.assoc, conn);
+                conn
+            }
             Some(a) => a.conn,
+            None if s.closing.contains(&info.assoc) => return,
             // Data before COMM_UP was seen (it is queued first, so this is a safety net).
             None => self.conn_up(ctx, i, info.assoc),
         };
+        let protocol = self.sockets[i].protocol;
         let Some(a) = self.sockets[i].assocs.get_mut(&info.assoc) else {
             return;
         };
@@ -134,7 +188,7 @@ impl Sctp {
             if a.partial.len() + rx.data().len() > RX_CAPACITY {
                 tracing::debug!(
                     conn = conn.0,
-                    "SCTP message longer than any ASAP message; aborting"
+                    "SCTP message longer than any ASAP or ENRP message; aborting"
                 );
                 self.abort(ctx, conn, "oversized message");
                 return;
@@ -142,39 +196,53 @@ impl Sctp {
             a.partial.extend_from_slice(rx.data());
             return;
         }
-        // RFC 5352 §8.3 / reference §10 D2: ASAP is PPID 11; anything else is not ours.
-        if info.ppid != PPID_ASAP {
+        // RFC 5352 §8.3 / RFC 5353 §5.4 / reference §10 D2: ASAP is PPID 11, ENRP 12;
+        // anything else (ASAP on the ENRP port too) is not for this socket.
+        if info.ppid != ppid(protocol) {
             tracing::debug!(
                 conn = conn.0,
                 ppid = info.ppid,
+                ?protocol,
                 "SCTP message with a foreign PPID dropped"
             );
             a.partial.clear();
             return;
         }
-        if a.partial.is_empty() {
-            ctx.registrar.handle_asap(ctx.now, conn, rx.data());
+        let whole;
+        let message = if a.partial.is_empty() {
+            rx.data()
         } else {
-            let mut whole = std::mem::take(&mut a.partial);
-            whole.extend_from_slice(rx.data());
-            ctx.registrar.handle_asap(ctx.now, conn, &whole);
+            whole = [std::mem::take(&mut a.partial).as_slice(), rx.data()].concat();
+            &whole
+        };
+        match protocol {
+            Protocol::Asap => ctx.registrar.handle_asap(ctx.now, conn, message),
+            Protocol::Enrp => ctx.enrp(conn, message),
         }
     }
 
     fn on_notification(&mut self, ctx: &mut Ctx, i: usize, n: Notification) {
         match n {
             Notification::AssocChange { assoc, state } => match state {
-                AssocState::CommUp => {
-                    if !self.sockets[i].assocs.contains_key(&assoc) {
+                AssocState::CommUp => match self.sockets[i].assocs.get(&assoc) {
+                    Some(a) if a.connecting => {
+                        let conn = a.conn;
+                        self.established(ctx, i, assoc, conn);
+                    }
+                    Some(_) => {}
+                    None => {
+                        // A new association that reuses an id we closed long ago.
+                        self.sockets[i].closing.remove(&assoc);
                         self.conn_up(ctx, i, assoc);
                     }
-                }
+                },
                 // The peer restarted: what it registered before is gone with it.
                 AssocState::Restart => {
                     self.conn_down(ctx, i, assoc, "restart");
                     self.conn_up(ctx, i, assoc);
                 }
                 AssocState::CommLost | AssocState::ShutdownComplete | AssocState::CantStart => {
+                    self.sockets[i].closing.remove(&assoc);
                     self.conn_down(ctx, i, assoc, "association ended");
                 }
                 AssocState::Other(s) => {
@@ -187,27 +255,39 @@ impl Sctp {
         }
     }
 
-    fn conn_up(&mut self, ctx: &mut Ctx, i: usize, assoc: AssocId) -> ConnId {
-        let s = &mut self.sockets[i];
-        let addrs = sctp::peer_addrs(s.fd.as_raw_fd(), assoc).unwrap_or_else(|e| {
+    /// What the registrar is told of an association that is up.
+    fn info(s: &Socket, assoc: AssocId) -> ConnInfo {
+        let fd = s.fd.as_raw_fd();
+        let peers = sctp::peer_addrs(fd, assoc).unwrap_or_else(|e| {
             tracing::debug!(assoc, error = %e, "SCTP_GET_PEER_ADDRS failed");
             Vec::new()
         });
-        let id = ctx.conn_id();
-        let info = ConnInfo {
+        let locals = sctp::local_addrs(fd, assoc).unwrap_or_else(|e| {
+            tracing::debug!(assoc, error = %e, "SCTP_GET_LOCAL_ADDRS failed");
+            Vec::new()
+        });
+        ConnInfo {
             transport: Transport::Sctp,
-            protocol: Protocol::Asap,
-            local_addrs: Vec::new(),
-            local_port: 0,
-            peer_addrs: addrs.iter().map(|a| a.ip().to_canonical()).collect(),
-            peer_port: addrs.first().map_or(0, |a| a.port()),
-        };
-        tracing::debug!(conn = id.0, assoc, peers = ?info.peer_addrs, "SCTP association up");
-        ctx.registrar.handle_conn_up(ctx.now, id, info);
+            protocol: s.protocol,
+            local_addrs: locals.iter().map(|a| a.ip().to_canonical()).collect(),
+            local_port: s.port,
+            peer_addrs: peers.iter().map(|a| a.ip().to_canonical()).collect(),
+            peer_port: peers.first().map_or(0, |a| a.port()),
+        }
+    }
+
+    /// A peer's association is up: it becomes a new connection.
+    fn conn_up(&mut self, ctx: &mut Ctx, i: usize, assoc: AssocId) -> ConnId {
+        let s = &mut self.sockets[i];
+        let id = ctx.conn_id();
+        let info = Self::info(s, assoc);
+        tracing::debug!(conn = id.0, assoc, peers = ?info.peer_addrs, protocol = ?s.protocol, "SCTP association up");
+        ctx.conn_up(id, info);
         s.assocs.insert(
             assoc,
             Assoc {
                 conn: id,
+                connecting: false,
                 partial: Vec::new(),
                 queued: 0,
             },
@@ -216,29 +296,114 @@ impl Sctp {
         id
     }
 
-    fn conn_down(&mut self, ctx: &mut Ctx, i: usize, assoc: AssocId, why: &'static str) {
-        if let Some(a) = self.sockets[i].assocs.remove(&assoc) {
-            tracing::debug!(conn = a.conn.0, assoc, why, "SCTP association down");
-            self.conns.remove(&a.conn);
-            ctx.registrar.handle_conn_down(ctx.now, a.conn);
+    /// An association the registrar opened is up: the registrar hears of it, and what
+    /// it transmitted meanwhile goes out first.
+    fn established(&mut self, ctx: &mut Ctx, i: usize, assoc: AssocId, conn: ConnId) {
+        let s = &mut self.sockets[i];
+        if let Some(a) = s.assocs.get_mut(&assoc) {
+            a.connecting = false;
+        }
+        let info = Self::info(s, assoc);
+        tracing::debug!(conn = conn.0, assoc, peers = ?info.peer_addrs, protocol = ?s.protocol, "SCTP association established");
+        let waiting = ctx.dials.up(conn);
+        ctx.conn_up(conn, info);
+        for w in waiting {
+            self.queue(ctx, conn, ppid(w.protocol), w.payload);
         }
     }
 
-    /// Aborts an association (slow consumer, garbage) and forgets it.
-    fn abort(&mut self, ctx: &mut Ctx, conn: ConnId, why: &'static str) {
+    fn conn_down(&mut self, ctx: &mut Ctx, i: usize, assoc: AssocId, why: &'static str) {
+        if let Some(a) = self.sockets[i].assocs.remove(&assoc) {
+            self.conns.remove(&a.conn);
+            if a.connecting {
+                tracing::debug!(
+                    conn = a.conn.0,
+                    assoc,
+                    why,
+                    "SCTP association not established"
+                );
+                ctx.dials.failed(a.conn);
+            } else {
+                tracing::debug!(conn = a.conn.0, assoc, why, "SCTP association down");
+                ctx.conn_down(a.conn);
+            }
+        }
+    }
+
+    /// Starts an association for `conn` to `addrs` from the socket of `protocol`; the
+    /// outcome comes as a notification (COMM_UP, or CANT_START).
+    pub(super) fn connect(
+        &mut self,
+        conn: ConnId,
+        protocol: Protocol,
+        addrs: &[SocketAddr],
+    ) -> io::Result<()> {
+        let Some(i) = self.sockets.iter().position(|s| s.protocol == protocol) else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("no {protocol:?} SCTP socket"),
+            ));
+        };
+        let s = &mut self.sockets[i];
+        let reachable: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| s.ipv6 || a.is_ipv4())
+            .collect();
+        let assoc = sctp::connectx(s.fd.as_raw_fd(), &reachable)?;
+        tracing::debug!(conn = conn.0, assoc, peers = ?reachable, ?protocol, "SCTP association starting");
+        s.closing.remove(&assoc);
+        s.assocs.insert(
+            assoc,
+            Assoc {
+                conn,
+                connecting: true,
+                partial: Vec::new(),
+                queued: 0,
+            },
+        );
+        self.conns.insert(conn, (i, assoc));
+        Ok(())
+    }
+
+    /// Aborts an association (slow consumer, garbage, or the registrar gave up opening
+    /// it) and forgets it.
+    pub(super) fn abort(&mut self, ctx: &mut Ctx, conn: ConnId, why: &'static str) {
+        self.end(ctx, conn, SCTP_ABORT, why);
+    }
+
+    /// The registrar closes `conn`: what is queued for it goes out, then the
+    /// association shuts down (SCTP_EOF); the registrar is told it is down now. Returns
+    /// false if `conn` is not an association of this shard.
+    pub(super) fn close(&mut self, ctx: &mut Ctx, conn: ConnId) -> bool {
+        if !self.conns.contains_key(&conn) {
+            return false;
+        }
+        self.end(ctx, conn, SCTP_EOF, "closed by the registrar");
+        true
+    }
+
+    /// Queues SCTP_ABORT or SCTP_EOF for `conn` behind what is queued, and forgets it.
+    fn end(&mut self, ctx: &mut Ctx, conn: ConnId, flags: u16, why: &'static str) {
         let Some(&(i, assoc)) = self.conns.get(&conn) else {
             return;
         };
-        self.sockets[i].queue.push_back(Queued {
+        let s = &mut self.sockets[i];
+        s.queue.push_back(Queued {
             assoc,
-            flags: SCTP_ABORT,
+            ppid: 0,
+            flags,
             data: Vec::new(),
         });
+        if s.closing.len() >= MAX_CLOSING {
+            s.closing.clear();
+        }
+        s.closing.insert(assoc);
         self.conn_down(ctx, i, assoc, why);
     }
 
     /// Queues an encoded message for `conn`, if it is one of this shard's associations.
-    pub(super) fn queue(&mut self, ctx: &mut Ctx, conn: ConnId, data: Vec<u8>) {
+    pub(super) fn queue(&mut self, ctx: &mut Ctx, conn: ConnId, ppid: u32, data: Vec<u8>) {
         let Some(&(i, assoc)) = self.conns.get(&conn) else {
             // Closed meanwhile: the answer has no one to go to.
             return;
@@ -259,6 +424,7 @@ impl Sctp {
         }
         s.queue.push_back(Queued {
             assoc,
+            ppid,
             flags: 0,
             data,
         });
@@ -279,7 +445,7 @@ impl Sctp {
         let Some(q) = s.queue.pop_front() else { return };
         let Some(mut tx) = s.tx.take() else { return };
         let len = q.data.len();
-        tx.set(q.assoc, PPID_ASAP, q.flags, q.data);
+        tx.set(q.assoc, q.ppid, q.flags, q.data);
         s.inflight = Some((q.assoc, len));
         if let Err(e) = ctx
             .ring

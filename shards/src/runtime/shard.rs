@@ -5,18 +5,21 @@
 //! the registrar into sends and mesh queues, and then sleeps in the ring until a
 //! completion, the next deadline, or a wake-up from another shard.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rserpool::registrar::{ConnId, Event, Registrar, Transmit};
+use rserpool::registrar::{ConnId, ConnInfo, Protocol, Registrar, Transmit, Transport};
 
+use super::dial::{Attempt, Dials, Queued};
+use super::log;
 use super::mesh::{Port, Signal};
 use super::scrape;
-use super::sctp::Sctp;
+use super::sctp::{self, Sctp};
 use super::tcp::Tcp;
+use super::udp::{Udp, UdpSockets};
 use crate::net::ring::{Completion, OpBuf, Ring};
 
 /// Completions handled per turn before timers and outputs get their turn.
@@ -40,6 +43,10 @@ pub(super) enum Token {
     SctpRecv(usize),
     SctpSend(usize),
     Announce,
+    /// The connect of an outbound TCP connection.
+    Connect(ConnId),
+    PresenceSend,
+    PresenceRecv,
 }
 
 const KIND_SHIFT: u32 = 56;
@@ -55,6 +62,9 @@ impl Token {
             Self::SctpRecv(i) => (4, i as u64),
             Self::SctpSend(i) => (5, i as u64),
             Self::Announce => (6, 0),
+            Self::Connect(c) => (7, c.0),
+            Self::PresenceSend => (8, 0),
+            Self::PresenceRecv => (9, 0),
         };
         debug_assert!(value <= VALUE_MASK);
         (kind << KIND_SHIFT) | (value & VALUE_MASK)
@@ -70,35 +80,83 @@ impl Token {
             4 => Self::SctpRecv(value as usize),
             5 => Self::SctpSend(value as usize),
             6 => Self::Announce,
+            7 => Self::Connect(ConnId(value)),
+            8 => Self::PresenceSend,
+            9 => Self::PresenceRecv,
             _ => return None,
         })
     }
 }
 
-/// What the transports share: the ring, the registrar and the turn's clock.
+/// What the transports share: the ring, the registrar, the turn's clock and the
+/// outbound connections being opened.
 #[derive(Debug)]
 pub(super) struct Ctx {
     pub(super) ring: Ring,
     pub(super) registrar: Registrar,
     pub(super) now: Instant,
+    pub(super) dials: Dials,
     next_conn: u64,
+    /// What the registrar was told, for the tests of this module's I/O.
+    #[cfg(test)]
+    pub(super) told: Vec<Told>,
+}
+
+/// One input of the registrar (tests only).
+#[cfg(test)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Told {
+    Up(ConnId, ConnInfo),
+    Down(ConnId),
+    Enrp(ConnId, Vec<u8>),
+    Multicast(SocketAddr, Vec<u8>),
 }
 
 impl Ctx {
-    /// A new connection id, unique within the shard (never reused).
+    /// A new connection id, unique within the shard (never reused), below
+    /// [`ConnId::OUTBOUND`], where the registrar's own ids start.
     pub(super) fn conn_id(&mut self) -> ConnId {
         self.next_conn += 1;
+        debug_assert!(self.next_conn < ConnId::OUTBOUND);
         ConnId(self.next_conn)
+    }
+
+    pub(super) fn conn_up(&mut self, conn: ConnId, info: ConnInfo) {
+        #[cfg(test)]
+        self.told.push(Told::Up(conn, info.clone()));
+        self.registrar.handle_conn_up(self.now, conn, info);
+    }
+
+    pub(super) fn conn_down(&mut self, conn: ConnId) {
+        #[cfg(test)]
+        self.told.push(Told::Down(conn));
+        self.registrar.handle_conn_down(self.now, conn);
+    }
+
+    /// One ENRP message received on `conn`.
+    pub(super) fn enrp(&mut self, conn: ConnId, message: &[u8]) {
+        #[cfg(test)]
+        self.told.push(Told::Enrp(conn, message.to_vec()));
+        self.registrar.handle_enrp(self.now, conn, message);
+    }
+
+    /// One datagram received on the ENRP multicast group.
+    pub(super) fn enrp_multicast(&mut self, from: SocketAddr, message: &[u8]) {
+        #[cfg(test)]
+        self.told.push(Told::Multicast(from, message.to_vec()));
+        self.registrar
+            .handle_enrp_multicast(self.now, from, message);
     }
 }
 
-/// A shard's sockets, bound on the starting thread.
+/// A shard's sockets, bound on the starting thread, each listener with the protocol
+/// it serves.
 #[derive(Debug, Default)]
 pub(super) struct Sockets {
-    pub(super) tcp: Vec<TcpListener>,
-    pub(super) sctp: Vec<OwnedFd>,
-    /// Shard 0's UDP socket for server announces, connected to the group.
-    pub(super) announce: Option<std::net::UdpSocket>,
+    pub(super) tcp: Vec<(TcpListener, Protocol)>,
+    pub(super) sctp: Vec<(OwnedFd, Protocol)>,
+    /// Shard 0's multicast sockets.
+    pub(super) udp: UdpSockets,
 }
 
 #[derive(Debug)]
@@ -110,17 +168,15 @@ pub(super) struct Shard {
     scrape: crossbeam::channel::Receiver<scrape::Request>,
     tcp: Tcp,
     sctp: Sctp,
+    udp: Udp,
     signals: Arc<[Signal]>,
     stop: Arc<AtomicBool>,
     completions: Vec<Completion>,
-    announce: Option<std::net::UdpSocket>,
-    /// An announce is in flight (at most one; a slower one is skipped, not queued).
-    announcing: bool,
 }
 
 impl Shard {
-    /// Builds the shard and arms its first operations (wake-up read, accepts, SCTP
-    /// receives); fails if the ring cannot be set up.
+    /// Builds the shard and arms its first operations (wake-up read, accepts, SCTP and
+    /// multicast receives); fails if the ring cannot be set up.
     pub(super) fn new(
         index: usize,
         registrar: Registrar,
@@ -134,11 +190,14 @@ impl Shard {
             ring: Ring::new()?,
             registrar,
             now: Instant::now(),
+            dials: Dials::default(),
             next_conn: 0,
+            #[cfg(test)]
+            told: Vec::new(),
         };
-        let announce = sockets.announce;
         let mut tcp = Tcp::new(sockets.tcp);
         let mut sctp = Sctp::new(sockets.sctp);
+        let mut udp = Udp::new(sockets.udp);
         ctx.ring.read(
             signals[index].eventfd().raw_fd(),
             Vec::with_capacity(8),
@@ -146,6 +205,7 @@ impl Shard {
         )?;
         tcp.arm(&mut ctx)?;
         sctp.arm(&mut ctx)?;
+        udp.arm(&mut ctx)?;
         Ok(Self {
             index,
             ctx,
@@ -153,11 +213,10 @@ impl Shard {
             scrape,
             tcp,
             sctp,
+            udp,
             signals,
             stop,
             completions: Vec::with_capacity(MAX_COMPLETIONS),
-            announce,
-            announcing: false,
         })
     }
 
@@ -179,16 +238,7 @@ impl Shard {
 
     /// One turn; returns whether input was left over for the next.
     fn turn(&mut self) -> bool {
-        let mut busy = self
-            .ctx
-            .ring
-            .complete(MAX_COMPLETIONS, &mut self.completions)
-            == MAX_COMPLETIONS;
-        let mut completions = std::mem::take(&mut self.completions);
-        for c in completions.drain(..) {
-            self.dispatch(c);
-        }
-        self.completions = completions;
+        let mut busy = self.complete();
 
         let Self { ctx, mesh, .. } = self;
         busy |= mesh.recv(MAX_MESH, |msg| ctx.registrar.handle_shard(ctx.now, msg));
@@ -198,13 +248,35 @@ impl Shard {
         }
         self.tcp.resume(&mut self.ctx);
         self.drain_outputs();
-        self.tcp.flush(&mut self.ctx);
-        self.sctp.flush(&mut self.ctx);
+        self.flush();
         // Once per turn, not per message: an empty queue costs one atomic load.
         while let Ok(req) = self.scrape.try_recv() {
             req.answer(self.index as u16, &self.ctx.registrar);
         }
         busy
+    }
+
+    /// Handles the completions that are ready (up to [`MAX_COMPLETIONS`]) and starts
+    /// the next attempt of the connects that failed; returns whether more are ready.
+    fn complete(&mut self) -> bool {
+        let busy = self
+            .ctx
+            .ring
+            .complete(MAX_COMPLETIONS, &mut self.completions)
+            == MAX_COMPLETIONS;
+        let mut completions = std::mem::take(&mut self.completions);
+        for c in completions.drain(..) {
+            self.dispatch(c);
+        }
+        self.completions = completions;
+        self.redial();
+        busy
+    }
+
+    /// Starts the sends that queued messages wait for.
+    fn flush(&mut self) {
+        self.tcp.flush(&mut self.ctx);
+        self.sctp.flush(&mut self.ctx);
     }
 
     fn dispatch(&mut self, c: Completion) {
@@ -227,72 +299,173 @@ impl Shard {
             Some(Token::Send(id)) => self.tcp.on_send(ctx, id, c),
             Some(Token::SctpRecv(i)) => self.sctp.on_recv(ctx, i, c),
             Some(Token::SctpSend(i)) => self.sctp.on_send(ctx, i, c),
-            Some(Token::Announce) => {
-                self.announcing = false;
-                if c.result < 0 && c.result != -libc::ECANCELED {
-                    let e = std::io::Error::from_raw_os_error(-c.result);
-                    tracing::debug!(error = %e, "server announce not sent");
-                }
-            }
+            Some(Token::Connect(id)) => self.tcp.on_connect(ctx, id, c),
+            Some(Token::Announce) => self.udp.on_announce_sent(&c),
+            Some(Token::PresenceSend) => self.udp.on_presence_sent(&c),
+            Some(Token::PresenceRecv) => self.udp.on_presence_recv(ctx, c),
             None => tracing::error!(token = c.token, "completion with an unknown token"),
         }
     }
 
     /// Moves everything the registrar produced to sockets, the mesh and the log.
     fn drain_outputs(&mut self) {
-        let ctx = &mut self.ctx;
         loop {
             let mut progressed = false;
-            while let Some(t) = ctx.registrar.poll_transmit() {
+            while let Some(t) = self.ctx.registrar.poll_transmit() {
                 progressed = true;
-                match t {
-                    Transmit::Asap {
-                        conn,
-                        payload,
-                        served,
-                    } => {
-                        if !self.tcp.queue(ctx, conn, &payload) {
-                            self.sctp.queue(ctx, conn, payload);
-                        }
-                        // Service time ends when the answer is queued on its socket.
-                        if let Some(served) = served {
-                            ctx.registrar.handle_queued(Instant::now(), served);
-                        }
-                    }
-                    Transmit::Enrp { .. }
-                    | Transmit::Connect { .. }
-                    | Transmit::Close { .. }
-                    | Transmit::EnrpMulticast { .. } => {
-                        tracing::debug!("ENRP transmits are not served by this runtime yet");
-                    }
-                    Transmit::Announce { payload } => {
-                        if let Some(udp) = &self.announce
-                            && !self.announcing
-                        {
-                            use std::os::fd::AsRawFd;
-                            match ctx
-                                .ring
-                                .send(udp.as_raw_fd(), payload, Token::Announce.encode())
-                            {
-                                Ok(()) => self.announcing = true,
-                                Err(e) => tracing::debug!(error = %e, "server announce not queued"),
-                            }
-                        }
-                    }
-                }
+                self.transmit(t);
             }
-            while let Some((to, msg)) = ctx.registrar.poll_shard() {
+            while let Some((to, msg)) = self.ctx.registrar.poll_shard() {
                 progressed = true;
                 self.mesh.send(to, msg);
             }
-            while let Some(e) = ctx.registrar.poll_event() {
+            while let Some(e) = self.ctx.registrar.poll_event() {
                 progressed = true;
-                log_event(self.index, &e);
+                log::event(self.index, &e);
             }
             // Closing a slow consumer above may have produced more.
             if !progressed {
                 break;
             }
+        }
+    }
+
+    fn transmit(&mut self, t: Transmit) {
+        match t {
+            Transmit::Asap {
+                conn,
+                payload,
+                served,
+            } => {
+                self.send(conn, Protocol::Asap, payload);
+                // Service time ends when the answer is queued on its socket.
+                if let Some(served) = served {
+                    self.ctx.registrar.handle_queued(Instant::now(), served);
+                }
+            }
+            Transmit::Enrp { conn, payload } => self.send(conn, Protocol::Enrp, payload),
+            Transmit::Connect {
+                conn,
+                protocol,
+                transports,
+                addrs,
+                port,
+            } => self.connect(conn, protocol, transports, addrs, port),
+            Transmit::Close { conn } => self.close(conn),
+            Transmit::Announce { payload } => self.udp.announce(&mut self.ctx, payload),
+            Transmit::EnrpMulticast { payload } => self.udp.presence(&mut self.ctx, payload),
+        }
+    }
+
+    /// Queues one message on `conn`, wherever it is: being opened, TCP, or SCTP.
+    fn send(&mut self, conn: ConnId, protocol: Protocol, payload: Vec<u8>) {
+        let ctx = &mut self.ctx;
+        match ctx.dials.queue(conn, protocol, payload) {
+            Queued::Waiting => {}
+            Queued::Overflow => {
+                tracing::info!(
+                    conn = conn.0,
+                    "too much waiting for a connection being opened; giving it up"
+                );
+                self.close(conn);
+            }
+            Queued::NotDialing(payload) => {
+                if !self.tcp.queue(ctx, conn, &payload) {
+                    self.sctp.queue(ctx, conn, sctp::ppid(protocol), payload);
+                }
+            }
+        }
+    }
+
+    /// Starts opening a connection the registrar asked for ([`Transmit::Connect`]).
+    fn connect(
+        &mut self,
+        conn: ConnId,
+        protocol: Protocol,
+        transports: Vec<Transport>,
+        addrs: Vec<IpAddr>,
+        port: u16,
+    ) {
+        if !conn.is_outbound()
+            || self.ctx.dials.contains(conn)
+            || self.tcp.has(conn)
+            || self.sctp.has(conn)
+        {
+            tracing::warn!(
+                conn = conn.0,
+                "connect under an id that is not the registrar's or is in use; ignored"
+            );
+            return;
+        }
+        tracing::debug!(
+            conn = conn.0,
+            ?protocol,
+            ?transports,
+            ?addrs,
+            port,
+            "connecting"
+        );
+        self.ctx
+            .dials
+            .insert(conn, protocol, transports, addrs, port);
+        self.next_attempt(conn);
+    }
+
+    /// Starts the next attempt of every dial whose attempt failed.
+    fn redial(&mut self) {
+        for conn in self.ctx.dials.take_failed() {
+            self.next_attempt(conn);
+        }
+    }
+
+    /// Starts `conn`'s next attempt; attempts that cannot start are skipped. With none
+    /// left, the registrar hears that the connection is down.
+    fn next_attempt(&mut self, conn: ConnId) {
+        let Some(protocol) = self.ctx.dials.protocol(conn) else {
+            return;
+        };
+        while let Some(attempt) = self.ctx.dials.next_attempt(conn) {
+            let started = match &attempt {
+                Attempt::Tcp(to) => self.tcp.connect(&mut self.ctx, conn, *to),
+                Attempt::Sctp(_) if !self.sctp.serves(protocol) => {
+                    tracing::debug!(
+                        conn = conn.0,
+                        ?protocol,
+                        "no SCTP socket for this protocol; SCTP skipped"
+                    );
+                    continue;
+                }
+                Attempt::Sctp(to) => self.sctp.connect(conn, protocol, to),
+                Attempt::Exhausted => {
+                    tracing::debug!(conn = conn.0, "every transport and address failed");
+                    self.ctx.dials.remove(conn);
+                    self.ctx.conn_down(conn);
+                    return;
+                }
+            };
+            match started {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::debug!(conn = conn.0, ?attempt, error = %e, "connect not started")
+                }
+            }
+        }
+    }
+
+    /// Closes a connection the registrar is done with ([`Transmit::Close`]).
+    fn close(&mut self, conn: ConnId) {
+        let ctx = &mut self.ctx;
+        if ctx.dials.contains(conn) {
+            let trying = ctx.dials.trying(conn);
+            ctx.dials.remove(conn);
+            match trying {
+                Some(Transport::Tcp) => self.tcp.cancel_connect(ctx, conn),
+                Some(Transport::Sctp) => self.sctp.abort(ctx, conn, "closed while connecting"),
+                None => {}
+            }
+            ctx.conn_down(conn);
+        } else if !self.tcp.close_gracefully(ctx, conn) && !self.sctp.close(ctx, conn) {
+            tracing::debug!(conn = conn.0, "close of an unknown connection");
         }
     }
 
@@ -330,6 +503,7 @@ impl Shard {
     /// Stops every socket, cancels what is pending and waits (briefly) for the buffers.
     fn shutdown(mut self) {
         self.tcp.close_all();
+        self.ctx.dials.clear();
         if let Err(e) = self.ctx.ring.cancel_all() {
             tracing::warn!(error = %e, "cannot cancel pending operations");
         }
@@ -352,31 +526,11 @@ impl Shard {
     }
 }
 
-fn log_event(shard: usize, e: &Event) {
-    match e {
-        Event::Registered { handle, id, conn } => {
-            tracing::debug!(shard, %handle, id = id.0, conn = conn.0, "PE registered");
-        }
-        Event::RegistrationRejected { handle, id, cause } => {
-            tracing::debug!(shard, %handle, id = id.0, %cause, "registration rejected");
-        }
-        Event::Removed { handle, id, reason } => {
-            tracing::debug!(shard, %handle, id = id.0, ?reason, "PE removed");
-        }
-        Event::SpoofedDeregistration { conn, handle, id } => {
-            tracing::warn!(shard, conn = conn.0, %handle, id = id.0, "deregistration from a connection that did not register the PE (RFC 5352 §2.2.2)");
-        }
-        Event::Malformed { conn, error } => {
-            tracing::debug!(shard, conn = conn.0, ?error, "malformed ASAP message");
-        }
-        Event::Unexpected { conn, kind } => {
-            tracing::debug!(shard, conn = conn.0, %kind, "unexpected ASAP message");
-        }
-    }
-}
+#[cfg(test)]
+mod tests;
 
 #[cfg(test)]
-mod tests {
+mod token_tests {
     use super::*;
 
     #[test]
@@ -388,6 +542,10 @@ mod tests {
             Token::Send(ConnId(7)),
             Token::SctpRecv(0),
             Token::SctpSend(2),
+            Token::Announce,
+            Token::Connect(ConnId(ConnId::OUTBOUND + 5)),
+            Token::PresenceSend,
+            Token::PresenceRecv,
         ] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }

@@ -1,13 +1,18 @@
-//! One shard's TCP side: its SO_REUSEPORT listeners and the connections they accepted.
+//! One shard's TCP side: its listeners (ASAP ones shared with SO_REUSEPORT, ENRP ones on
+//! shard 0), the connections they accepted and the ones the registrar opened.
 //!
 //! Per connection one recv is always pending into the connection's own buffer, and at
 //! most one send is in flight; what the registrar transmits meanwhile is appended to a
 //! pending buffer and goes out with the next send, so a burst of answers costs one
-//! syscall-free submission.
+//! syscall-free submission. Both protocols are framed alike ([`framing`]); a
+//! connection's protocol, fixed by its listener or its [`Transmit::Connect`], decides
+//! whether its messages go to the registrar's ASAP or ENRP side.
+//!
+//! [`Transmit::Connect`]: rserpool::registrar::Transmit::Connect
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -26,18 +31,32 @@ pub(super) const MAX_UNSENT: usize = 4 << 20;
 /// After accept fails for lack of descriptors or memory, wait this long before trying
 /// again instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// A connection the registrar closed gets this long to send what was queued for it.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 struct Listener {
     socket: TcpListener,
+    protocol: Protocol,
     /// Accept is not armed until then (after a resource error).
     paused_until: Option<Instant>,
     armed: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open,
+    /// The registrar closed it (and was told it is down): what is queued still goes
+    /// out, then the socket is shut; anything received is dropped.
+    Draining,
+    /// Shut down; the entry stays until no operation holds its buffers.
+    Closed,
+}
+
 #[derive(Debug)]
 struct Conn {
     stream: TcpStream,
+    protocol: Protocol,
     /// `None` while a recv owns it.
     rx: Option<Vec<u8>>,
     /// Queued behind the send in flight.
@@ -46,8 +65,17 @@ struct Conn {
     tx_spare: Option<Vec<u8>>,
     tx_inflight: usize,
     ops: u8,
-    closing: bool,
+    state: State,
     dirty: bool,
+}
+
+/// An outbound connection whose connect is in flight.
+#[derive(Debug)]
+struct Connecting {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// The registrar gave the connection up; the completion only frees the socket.
+    cancelled: bool,
 }
 
 /// The shard's TCP listeners and connections.
@@ -55,23 +83,34 @@ struct Conn {
 pub(super) struct Tcp {
     listeners: Vec<Listener>,
     conns: HashMap<ConnId, Conn>,
+    connecting: HashMap<ConnId, Connecting>,
     dirty: Vec<ConnId>,
+    /// Connections draining, oldest first, with the time they are shut regardless.
+    draining: VecDeque<(Instant, ConnId)>,
 }
 
 impl Tcp {
-    pub(super) fn new(listeners: Vec<TcpListener>) -> Self {
+    pub(super) fn new(listeners: Vec<(TcpListener, Protocol)>) -> Self {
         Self {
             listeners: listeners
                 .into_iter()
-                .map(|socket| Listener {
+                .map(|(socket, protocol)| Listener {
                     socket,
+                    protocol,
                     paused_until: None,
                     armed: false,
                 })
                 .collect(),
             conns: HashMap::new(),
+            connecting: HashMap::new(),
             dirty: Vec::new(),
+            draining: VecDeque::new(),
         }
+    }
+
+    /// Whether `id` is one of this shard's TCP connections (open, or being opened).
+    pub(super) fn has(&self, id: ConnId) -> bool {
+        self.conns.contains_key(&id) || self.connecting.contains_key(&id)
     }
 
     pub(super) fn arm(&mut self, ctx: &mut Ctx) -> io::Result<()> {
@@ -90,13 +129,32 @@ impl Tcp {
         Ok(())
     }
 
-    /// The earliest time a paused listener wants to be re-armed.
+    /// The earliest time a paused listener wants to be re-armed or a draining
+    /// connection must be shut.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.listeners.iter().filter_map(|l| l.paused_until).min()
+        let paused = self.listeners.iter().filter_map(|l| l.paused_until).min();
+        let draining = self.draining.front().map(|&(t, _)| t);
+        match (paused, draining) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Re-arms listeners whose back-off ended.
+    /// Re-arms listeners whose back-off ended; shuts connections that drained too long.
     pub(super) fn resume(&mut self, ctx: &mut Ctx) {
+        while let Some(&(t, id)) = self.draining.front()
+            && t <= ctx.now
+        {
+            self.draining.pop_front();
+            if self
+                .conns
+                .get(&id)
+                .is_some_and(|c| c.state == State::Draining)
+            {
+                tracing::debug!(conn = id.0, "closed TCP connection still not drained");
+                self.shut(id);
+            }
+        }
         for i in 0..self.listeners.len() {
             if self.listeners[i].paused_until.is_some_and(|t| t <= ctx.now)
                 && let Err(e) = self.arm_accept(ctx, i)
@@ -124,7 +182,12 @@ impl Tcp {
             return;
         }
         match socket::accepted(c.result) {
-            Ok(a) => self.add(ctx, a),
+            Ok(a) => {
+                let protocol = self.listeners[i].protocol;
+                let id = ctx.conn_id();
+                tracing::debug!(conn = id.0, peer = %a.peer, ?protocol, "TCP connection accepted");
+                self.add(ctx, id, a.stream, a.peer, protocol);
+            }
             // The peer is already gone again.
             Err(e) => tracing::debug!(error = %e, "accepted connection unusable"),
         }
@@ -137,32 +200,92 @@ impl Tcp {
         }
     }
 
-    fn add(&mut self, ctx: &mut Ctx, a: socket::Accepted) {
-        let id = ctx.conn_id();
+    /// A connection is up (accepted, or connected): the registrar hears of it and its
+    /// first recv is armed.
+    fn add(
+        &mut self,
+        ctx: &mut Ctx,
+        id: ConnId,
+        stream: TcpStream,
+        peer: SocketAddr,
+        protocol: Protocol,
+    ) {
+        let local = stream.local_addr().ok();
         let info = ConnInfo {
             transport: Transport::Tcp,
-            protocol: Protocol::Asap,
-            local_addrs: Vec::new(),
-            local_port: 0,
-            peer_addrs: vec![a.peer.ip().to_canonical()],
-            peer_port: a.peer.port(),
+            protocol,
+            local_addrs: local.iter().map(|a| a.ip().to_canonical()).collect(),
+            local_port: local.map_or(0, |a| a.port()),
+            peer_addrs: vec![peer.ip().to_canonical()],
+            peer_port: peer.port(),
         };
-        tracing::debug!(conn = id.0, peer = %a.peer, "TCP connection accepted");
-        ctx.registrar.handle_conn_up(ctx.now, id, info);
+        ctx.conn_up(id, info);
         self.conns.insert(
             id,
             Conn {
-                stream: a.stream,
+                stream,
+                protocol,
                 rx: Some(Vec::with_capacity(RX_INITIAL)),
                 tx_pending: Vec::new(),
                 tx_spare: Some(Vec::new()),
                 tx_inflight: 0,
                 ops: 0,
-                closing: false,
+                state: State::Open,
                 dirty: false,
             },
         );
         self.arm_recv(ctx, id, 0);
+    }
+
+    /// Starts connecting `id` to `to` (one attempt of a [`super::dial`]).
+    pub(super) fn connect(&mut self, ctx: &mut Ctx, id: ConnId, to: SocketAddr) -> io::Result<()> {
+        let stream = socket::tcp_connecting(to)?;
+        ctx.ring
+            .connect(stream.as_raw_fd(), to, Token::Connect(id).encode())?;
+        tracing::debug!(conn = id.0, peer = %to, "TCP connecting");
+        self.connecting.insert(
+            id,
+            Connecting {
+                stream,
+                peer: to,
+                cancelled: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Gives up the connect in flight for `id`, if any.
+    pub(super) fn cancel_connect(&mut self, ctx: &mut Ctx, id: ConnId) {
+        if let Some(c) = self.connecting.get_mut(&id) {
+            c.cancelled = true;
+            if let Err(e) = ctx.ring.cancel_fd(c.stream.as_raw_fd()) {
+                tracing::warn!(conn = id.0, error = %e, "cannot cancel a TCP connect");
+            }
+        }
+    }
+
+    pub(super) fn on_connect(&mut self, ctx: &mut Ctx, id: ConnId, c: Completion) {
+        let Some(pending) = self.connecting.remove(&id) else {
+            return;
+        };
+        if pending.cancelled {
+            return;
+        }
+        if c.result < 0 {
+            let e = io::Error::from_raw_os_error(-c.result);
+            tracing::debug!(conn = id.0, peer = %pending.peer, error = %e, "TCP connect failed");
+            ctx.dials.failed(id);
+            return;
+        }
+        let Some(protocol) = ctx.dials.protocol(id) else {
+            return;
+        };
+        tracing::debug!(conn = id.0, peer = %pending.peer, ?protocol, "TCP connected");
+        let waiting = ctx.dials.up(id);
+        self.add(ctx, id, pending.stream, pending.peer, protocol);
+        for w in waiting {
+            self.queue(ctx, id, &w.payload);
+        }
     }
 
     /// Arms a recv with room for at least `need` buffered bytes.
@@ -199,7 +322,7 @@ impl Tcp {
         let OpBuf::Bytes(mut rx) = c.buf else {
             unreachable!("a recv owns bytes")
         };
-        if conn.closing {
+        if conn.state == State::Closed {
             conn.rx = Some(rx);
             self.release_if_idle(id);
             return;
@@ -219,12 +342,23 @@ impl Tcp {
             }
             _ => {}
         }
+        if conn.state == State::Draining {
+            // The registrar is done with it: only the peer's close matters now.
+            rx.clear();
+            conn.rx = Some(rx);
+            self.arm_recv(ctx, id, 0);
+            return;
+        }
         // Every whole message in the buffer goes to the registrar; a partial one waits.
         let mut at = 0;
         let need = loop {
             match framing::next(&rx[at..]) {
                 Frame::Whole(n) => {
-                    ctx.registrar.handle_asap(ctx.now, id, &rx[at..at + n]);
+                    let message = &rx[at..at + n];
+                    match conn.protocol {
+                        Protocol::Asap => ctx.registrar.handle_asap(ctx.now, id, message),
+                        Protocol::Enrp => ctx.enrp(id, message),
+                    }
                     at += n;
                 }
                 Frame::Need(n) => break n,
@@ -253,7 +387,7 @@ impl Tcp {
         let Some(conn) = self.conns.get_mut(&id) else {
             return false;
         };
-        if conn.closing {
+        if conn.state != State::Open {
             return true;
         }
         conn.tx_pending.extend_from_slice(payload);
@@ -287,7 +421,7 @@ impl Tcp {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        if conn.closing || conn.tx_pending.is_empty() {
+        if conn.state == State::Closed || conn.tx_pending.is_empty() {
             return;
         }
         let Some(mut buf) = conn.tx_spare.take() else {
@@ -318,7 +452,7 @@ impl Tcp {
         let OpBuf::Bytes(mut buf) = c.buf else {
             unreachable!("a send owns bytes")
         };
-        if conn.closing {
+        if conn.state == State::Closed {
             conn.tx_spare = Some(buf);
             self.release_if_idle(id);
             return;
@@ -342,6 +476,11 @@ impl Tcp {
             buf = Vec::new();
         }
         conn.tx_spare = Some(buf);
+        if conn.state == State::Draining && conn.tx_pending.is_empty() {
+            tracing::debug!(conn = id.0, "closed TCP connection drained");
+            self.shut(id);
+            return;
+        }
         self.start_send(ctx, id);
     }
 
@@ -351,19 +490,54 @@ impl Tcp {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        if conn.closing {
-            return;
+        match conn.state {
+            State::Closed => return,
+            State::Open => ctx.conn_down(id),
+            // The registrar was told when it closed the connection.
+            State::Draining => {}
         }
-        conn.closing = true;
         tracing::debug!(conn = id.0, why, "TCP connection closed");
-        // Completes the pending recv (and any send) so the buffers come back.
-        let _ = conn.stream.shutdown(Shutdown::Both);
-        ctx.registrar.handle_conn_down(ctx.now, id);
+        self.shut(id);
+    }
+
+    /// The registrar closes `id` ([`rserpool::registrar::Transmit::Close`]): it is told
+    /// the connection is down now; what is queued still goes out (for up to
+    /// [`DRAIN_GRACE`]), then the socket is shut. Returns false if `id` is not a TCP
+    /// connection of this shard.
+    pub(super) fn close_gracefully(&mut self, ctx: &mut Ctx, id: ConnId) -> bool {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        if conn.state != State::Open {
+            return true;
+        }
+        ctx.conn_down(id);
+        if conn.tx_inflight == 0 && conn.tx_pending.is_empty() {
+            tracing::debug!(conn = id.0, "TCP connection closed by the registrar");
+            self.shut(id);
+        } else {
+            conn.state = State::Draining;
+            self.draining.push_back((ctx.now + DRAIN_GRACE, id));
+        }
+        true
+    }
+
+    /// Shuts the socket down (completing the pending recv, and any send, so the buffers
+    /// come back) and forgets it once they have.
+    fn shut(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.state = State::Closed;
+            let _ = conn.stream.shutdown(Shutdown::Both);
+        }
         self.release_if_idle(id);
     }
 
     fn release_if_idle(&mut self, id: ConnId) {
-        if self.conns.get(&id).is_some_and(|c| c.closing && c.ops == 0) {
+        if self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.state == State::Closed && c.ops == 0)
+        {
             self.conns.remove(&id);
         }
     }
@@ -371,8 +545,11 @@ impl Tcp {
     /// Shutdown: every socket stops; the ring's cancel returns the buffers.
     pub(super) fn close_all(&mut self) {
         for conn in self.conns.values_mut() {
-            conn.closing = true;
+            conn.state = State::Closed;
             let _ = conn.stream.shutdown(Shutdown::Both);
+        }
+        for c in self.connecting.values_mut() {
+            c.cancelled = true;
         }
     }
 }

@@ -1,4 +1,5 @@
-//! A blocking one-to-one (SOCK_STREAM) SCTP client for tests and tools.
+//! A blocking one-to-one (SOCK_STREAM) SCTP client, and a listener that accepts such
+//! clients, for tests and tools.
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use super::msg::{find_rcvinfo, put_sndinfo};
 use super::{SCTP_NODELAY, SCTP_RECVRCVINFO, SOL_SCTP, control_len, words_to_bytes};
 use crate::net::addr::SockAddr;
-use crate::net::socket::{domain, setsockopt, socket};
+use crate::net::socket::{bind, domain, listen, setsockopt, socket};
 
 /// A blocking one-to-one (SOCK_STREAM) SCTP client, for tests and tools.
 #[derive(Debug)]
@@ -19,6 +20,50 @@ pub struct Client {
 impl AsRawFd for Client {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// A blocking one-to-one (SOCK_STREAM) SCTP listening socket, for tests and tools: e.g.
+/// the peer of an association the registrar opens.
+#[derive(Debug)]
+pub struct Listener {
+    fd: OwnedFd,
+}
+
+impl Listener {
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let fd = socket(domain(addr), libc::SOCK_STREAM, libc::IPPROTO_SCTP)?;
+        let on: libc::c_int = 1;
+        setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, &on)?;
+        bind(fd.as_raw_fd(), addr)?;
+        listen(fd.as_raw_fd())?;
+        Ok(Self { fd })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        super::local_addr(self.fd.as_raw_fd())
+    }
+
+    /// Waits for the next association.
+    pub fn accept(&self) -> io::Result<Client> {
+        // SAFETY: accept4(2) may take null address pointers.
+        let fd = unsafe {
+            libc::accept4(
+                self.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by accept4(2) and nothing else owns it.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let on: libc::c_int = 1;
+        setsockopt(fd.as_raw_fd(), SOL_SCTP, SCTP_NODELAY, &on)?;
+        setsockopt(fd.as_raw_fd(), SOL_SCTP, SCTP_RECVRCVINFO, &on)?;
+        Ok(Client { fd })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Kernel SCTP: the registrar's one-to-many socket, its notifications, the recvmsg and
-//! sendmsg buffers its ring operations own ([`RecvBuf`], [`SendBuf`]), and a small blocking one-to-one
-//! [`Client`].
+//! sendmsg buffers its ring operations own ([`RecvBuf`], [`SendBuf`]), non-blocking
+//! association set-up ([`connectx`]), and a small blocking one-to-one [`Client`] and
+//! [`Listener`].
 //!
 //! Socket API per RFC 6458; constants and layouts from the Linux UAPI header
 //! `/usr/include/linux/sctp.h` where the libc crate lacks them.
@@ -15,7 +16,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use super::addr;
 use super::socket::{bind, domain, listen, setsockopt, socket};
 
-pub use client::Client;
+pub use client::{Client, Listener};
 pub use msg::{RcvInfo, RecvBuf, SendBuf};
 
 // linux/socket.h: SOL_SCTP == IPPROTO_SCTP.
@@ -24,6 +25,8 @@ const SOL_SCTP: libc::c_int = 132;
 const SCTP_NODELAY: libc::c_int = 3;
 const SCTP_RECVRCVINFO: libc::c_int = 32;
 const SCTP_GET_PEER_ADDRS: libc::c_int = 108;
+const SCTP_GET_LOCAL_ADDRS: libc::c_int = 109;
+const SCTP_SOCKOPT_CONNECTX3: libc::c_int = 111;
 const SCTP_EVENT: libc::c_int = 127;
 // linux/sctp.h `enum sctp_cmsg_type`.
 const SCTP_SNDINFO: libc::c_int = 2;
@@ -37,6 +40,9 @@ const SCTP_SHUTDOWN_EVENT: u16 = 0x8005;
 const MSG_NOTIFICATION: libc::c_int = 0x8000;
 /// linux/sctp.h `enum sctp_sinfo_flags`: send an ABORT to the peer (RFC 6458 §5.3.4).
 pub const SCTP_ABORT: u16 = 1 << 2;
+/// linux/sctp.h `enum sctp_sinfo_flags`: `SCTP_EOF = MSG_FIN`, shut the association
+/// down gracefully once what is queued has been sent (RFC 6458 §5.3.4).
+pub const SCTP_EOF: u16 = 0x200;
 
 /// linux/sctp.h `struct sctp_event` (RFC 6458 §6.2.2).
 #[repr(C)]
@@ -132,6 +138,104 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
 
 /// All addresses of the peer of `assoc` (RFC 6458 §8.3, SCTP_GET_PEER_ADDRS).
 pub fn peer_addrs(fd: RawFd, assoc: AssocId) -> io::Result<Vec<SocketAddr>> {
+    assoc_addrs(fd, assoc, SCTP_GET_PEER_ADDRS)
+}
+
+/// This end's addresses of `assoc` (RFC 6458 §8.4, sctp_getladdrs: SCTP_GET_LOCAL_ADDRS).
+pub fn local_addrs(fd: RawFd, assoc: AssocId) -> io::Result<Vec<SocketAddr>> {
+    assoc_addrs(fd, assoc, SCTP_GET_LOCAL_ADDRS)
+}
+
+/// linux/sctp.h `struct sctp_getaddrs_old`, the argument of SCTP_SOCKOPT_CONNECTX3:
+/// `addr_num` carries the byte length of the packed addresses there.
+#[repr(C)]
+struct ConnectX {
+    assoc_id: AssocId,
+    addr_num: libc::c_int,
+    addrs: *const u8,
+}
+
+/// Starts an association to a peer reachable at `addrs` (all its addresses, one port)
+/// from the one-to-many socket `fd`, without waiting for it: sctp_connectx (RFC 6458
+/// §9.9) as lksctp-tools implements it, through SCTP_SOCKOPT_CONNECTX3, which hands
+/// back the new association's id even when the kernel answers EINPROGRESS. The
+/// outcome arrives later as an SCTP_ASSOC_CHANGE notification for that id (COMM_UP,
+/// or CANT_START).
+pub fn connectx(fd: RawFd, addrs: &[SocketAddr]) -> io::Result<AssocId> {
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no address to connect to",
+        ));
+    }
+    let packed: Vec<u8> = addrs
+        .iter()
+        .flat_map(|a| addr::SockAddr::from(*a).as_bytes().to_vec())
+        .collect();
+    let mut arg = ConnectX {
+        assoc_id: 0,
+        addr_num: libc::c_int::try_from(packed.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many addresses"))?,
+        addrs: packed.as_ptr(),
+    };
+    let mut len = std::mem::size_of::<ConnectX>() as libc::socklen_t;
+    // The kernel waits for the association unless the file is O_NONBLOCK. The flag is
+    // set only for this call: left on, an io_uring recvmsg or sendmsg that the ring
+    // retries from a worker thread (after a second EAGAIN) would fail with EAGAIN
+    // instead of waiting, and a failed send loses its message.
+    let _nonblocking = NonBlocking::set(fd)?;
+    // SAFETY: `arg` is a live, writable sctp_getaddrs_old of the length passed; its
+    // `addrs` points to `packed`, `addr_num` bytes that outlive the call.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_SCTP,
+            SCTP_SOCKOPT_CONNECTX3,
+            (&raw mut arg).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+    }
+    Ok(arg.assoc_id)
+}
+
+/// O_NONBLOCK on a file until dropped.
+struct NonBlocking {
+    fd: RawFd,
+    flags: libc::c_int,
+}
+
+impl NonBlocking {
+    fn set(fd: RawFd) -> io::Result<Self> {
+        // SAFETY: fcntl(F_GETFL) takes no pointers.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fcntl(F_SETFL) takes no pointers.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { fd, flags })
+    }
+}
+
+impl Drop for NonBlocking {
+    fn drop(&mut self) {
+        // SAFETY: fcntl(F_SETFL) takes no pointers.
+        if unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.flags) } < 0 {
+            tracing::error!(error = %io::Error::last_os_error(), "cannot clear O_NONBLOCK");
+        }
+    }
+}
+
+/// SCTP_GET_PEER_ADDRS or SCTP_GET_LOCAL_ADDRS of `assoc`.
+fn assoc_addrs(fd: RawFd, assoc: AssocId, optname: libc::c_int) -> io::Result<Vec<SocketAddr>> {
     // struct sctp_getaddrs { sctp_assoc_t assoc_id; __u32 addr_num; __u8 addrs[]; } with
     // room for 32 sockaddr_in6.
     let mut buf = [0u64; 1 + 32 * 28 / 8];
@@ -143,15 +247,7 @@ pub fn peer_addrs(fd: RawFd, assoc: AssocId) -> io::Result<Vec<SocketAddr>> {
     let mut len = std::mem::size_of_val(&buf) as libc::socklen_t;
     // SAFETY: `buf` is writable for `len` bytes and starts with the assoc_id the kernel
     // reads.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            SOL_SCTP,
-            SCTP_GET_PEER_ADDRS,
-            buf.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
+    let r = unsafe { libc::getsockopt(fd, SOL_SCTP, optname, buf.as_mut_ptr().cast(), &mut len) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }

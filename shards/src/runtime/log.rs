@@ -1,0 +1,27 @@
+//! Log lines for the registrar's events: debug for what happens per message, warn for
+//! what may be an attack or a misconfiguration.
+
+use rserpool::registrar::Event;
+
+pub(super) fn event(shard: usize, e: &Event) {
+    match e {
+        Event::Registered { handle, id, conn } => {
+            tracing::debug!(shard, %handle, id = id.0, conn = conn.0, "PE registered");
+        }
+        Event::RegistrationRejected { handle, id, cause } => {
+            tracing::debug!(shard, %handle, id = id.0, %cause, "registration rejected");
+        }
+        Event::Removed { handle, id, reason } => {
+            tracing::debug!(shard, %handle, id = id.0, ?reason, "PE removed");
+        }
+        Event::SpoofedDeregistration { conn, handle, id } => {
+            tracing::warn!(shard, conn = conn.0, %handle, id = id.0, "deregistration from a connection that did not register the PE (RFC 5352 §2.2.2)");
+        }
+        Event::Malformed { conn, error } => {
+            tracing::debug!(shard, conn = conn.0, ?error, "malformed ASAP message");
+        }
+        Event::Unexpected { conn, kind } => {
+            tracing::debug!(shard, conn = conn.0, %kind, "unexpected ASAP message");
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! The shard's own I/O against real sockets on loopback: outbound connects and their
+//! fall-backs, ENRP listeners, multicast presences. The test decides every transmit
+//! ([`Shard::transmit`]) and reads what the registrar was told ([`Ctx::told`]); the
+//! registrar's own outputs stay with it, so these tests hold whatever it does with them.
+//! Peers are blocking sockets on threads that hand what they receive over channels;
+//! the shard is driven until a condition holds (the guard only stops a hang).
+//! SCTP tests return early on a kernel without SCTP (they run in the SCTP lab).
+
+use std::io::{self, Read as _, Write as _};
+use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::sync::mpsc::{Receiver, channel};
+
+use rserpool::RegistrarId;
+use rserpool::registrar::{Config, Router, ShardId};
+use rserpool::wire::{EnrpIds, EnrpMessage, PPID_ASAP, PPID_ENRP};
+
+use super::*;
+use crate::net;
+use crate::runtime::mesh;
+
+const GUARD: Duration = Duration::from_secs(20);
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const FIRST: ConnId = ConnId(ConnId::OUTBOUND);
+
+fn conn(n: u64) -> ConnId {
+    ConnId(ConnId::OUTBOUND + n)
+}
+
+fn shard(sockets: Sockets) -> Shard {
+    let signals: Arc<[Signal]> = vec![Signal::new().unwrap()].into();
+    let port = mesh::build(signals.clone(), 16).pop().unwrap();
+    let (_requests, mut scrape) = scrape::queues(1);
+    let registrar = Registrar::new(Config::default(), ShardId(0), Router::new(1, 1), 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    Shard::new(
+        0,
+        registrar,
+        sockets,
+        port,
+        scrape.pop().unwrap(),
+        signals,
+        stop,
+    )
+    .unwrap()
+}
+
+impl Shard {
+    /// Drives the shard's I/O (completions, failed connects, sends) until `done`.
+    fn io_until(&mut self, what: &str, mut done: impl FnMut(&mut Self) -> bool) {
+        let end = Instant::now() + GUARD;
+        loop {
+            self.ctx.now = Instant::now();
+            self.complete();
+            self.tcp.resume(&mut self.ctx);
+            self.flush();
+            if done(self) {
+                return;
+            }
+            assert!(Instant::now() < end, "gave up waiting: {what}");
+            self.ctx
+                .ring
+                .submit_and_wait(Some(Duration::from_millis(100)))
+                .unwrap();
+        }
+    }
+
+    fn was_told(&self, t: &Told) -> bool {
+        self.ctx.told.contains(t)
+    }
+
+    /// The connection info `conn` came up with.
+    fn up_info(&self, conn: ConnId) -> Option<ConnInfo> {
+        self.ctx.told.iter().find_map(|t| match t {
+            Told::Up(c, info) if *c == conn => Some(info.clone()),
+            _ => None,
+        })
+    }
+
+    fn wait_up(&mut self, conn: ConnId) -> ConnInfo {
+        self.io_until("the connection comes up", |s| s.up_info(conn).is_some());
+        self.up_info(conn).unwrap()
+    }
+}
+
+/// A distinct, well-formed ENRP message.
+fn enrp(n: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    EnrpMessage::ListRequest {
+        ids: EnrpIds {
+            sender: RegistrarId(n),
+            receiver: RegistrarId(0),
+        },
+    }
+    .encode(&mut out);
+    out
+}
+
+fn connect(
+    conn: ConnId,
+    protocol: Protocol,
+    transports: &[Transport],
+    addrs: &[IpAddr],
+    port: u16,
+) -> Transmit {
+    Transmit::Connect {
+        conn,
+        protocol,
+        transports: transports.to_vec(),
+        addrs: addrs.to_vec(),
+        port,
+    }
+}
+
+/// One length-framed message (reference §2.4), or `None` at the end of the stream.
+fn read_frame(r: &mut impl io::Read) -> io::Result<Option<Vec<u8>>> {
+    let mut msg = vec![0u8; 4];
+    match r.read_exact(&mut msg) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = usize::from(u16::from_be_bytes([msg[2], msg[3]]));
+    msg.resize(len.next_multiple_of(4).max(4), 0);
+    r.read_exact(&mut msg[4..])?;
+    Ok(Some(msg))
+}
+
+/// The far end of an outbound TCP connection: accepts one connection on a thread and
+/// hands over a handle to write with and every frame it reads (`None`: the end).
+struct TcpPeer {
+    writer: Receiver<TcpStream>,
+    frames: Receiver<Option<Vec<u8>>>,
+    got: Vec<Option<Vec<u8>>>,
+}
+
+impl TcpPeer {
+    fn accept(listener: TcpListener) -> Self {
+        let (wtx, writer) = channel();
+        let (ftx, frames) = channel();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(GUARD)).unwrap();
+            wtx.send(s.try_clone().unwrap()).unwrap();
+            loop {
+                let f = read_frame(&mut s).unwrap_or(None);
+                let end = f.is_none();
+                if ftx.send(f).is_err() || end {
+                    return;
+                }
+            }
+        });
+        Self {
+            writer,
+            frames,
+            got: Vec::new(),
+        }
+    }
+
+    /// Whether `n` frames (or ends) have arrived.
+    fn has(&mut self, n: usize) -> bool {
+        self.got.extend(self.frames.try_iter());
+        self.got.len() >= n
+    }
+}
+
+#[test]
+fn an_outbound_tcp_connection_sends_what_waited_carries_enrp_both_ways_and_closes() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut peer = TcpPeer::accept(listener);
+    let mut s = shard(Sockets::default());
+
+    s.transmit(connect(
+        FIRST,
+        Protocol::Enrp,
+        &[Transport::Tcp],
+        &[LOCALHOST],
+        port,
+    ));
+    // Transmitted while connecting: they wait, and go first, in order.
+    s.transmit(Transmit::Enrp {
+        conn: FIRST,
+        payload: enrp(1),
+    });
+    s.transmit(Transmit::Enrp {
+        conn: FIRST,
+        payload: enrp(2),
+    });
+    let info = s.wait_up(FIRST);
+    assert_eq!(info.transport, Transport::Tcp);
+    assert_eq!(info.protocol, Protocol::Enrp);
+    assert_eq!(info.peer_addrs, vec![LOCALHOST]);
+    assert_eq!(info.peer_port, port);
+    assert_eq!(info.local_addrs, vec![LOCALHOST]);
+    assert_ne!(info.local_port, 0);
+    s.io_until("the waiting messages arrive", |_| peer.has(2));
+    assert_eq!(peer.got, vec![Some(enrp(1)), Some(enrp(2))]);
+
+    let mut w = peer.writer.recv_timeout(GUARD).unwrap();
+    w.write_all(&enrp(3)).unwrap();
+    s.io_until("the peer's message reaches the registrar", |s| {
+        s.was_told(&Told::Enrp(FIRST, enrp(3)))
+    });
+
+    // Close: what is queued still goes out, then the connection ends.
+    s.transmit(Transmit::Enrp {
+        conn: FIRST,
+        payload: enrp(4),
+    });
+    s.transmit(Transmit::Close { conn: FIRST });
+    assert_eq!(s.ctx.told.last(), Some(&Told::Down(FIRST)));
+    s.io_until("the last message and the end arrive", |_| peer.has(4));
+    assert_eq!(peer.got[2..], [Some(enrp(4)), None]);
+    s.io_until("the connection is released", |s| !s.tcp.has(FIRST));
+    assert_eq!(
+        s.ctx.told[1..],
+        [Told::Enrp(FIRST, enrp(3)), Told::Down(FIRST)]
+    );
+}
+
+#[test]
+fn a_failed_connect_tries_the_next_address_then_reports_down_when_none_is_left() {
+    // Bound to 127.0.0.1 only: the same port on 127.0.0.2 refuses.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let refusing = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let mut s = shard(Sockets::default());
+
+    // No SCTP socket for ASAP on this shard: SCTP is skipped; then TCP, one address
+    // after the other.
+    s.transmit(connect(
+        FIRST,
+        Protocol::Asap,
+        &[Transport::Sctp, Transport::Tcp],
+        &[refusing, LOCALHOST],
+        port,
+    ));
+    let info = s.wait_up(FIRST);
+    assert_eq!(info.transport, Transport::Tcp);
+    assert_eq!(info.protocol, Protocol::Asap);
+    assert_eq!(info.peer_addrs, vec![LOCALHOST]);
+
+    s.transmit(connect(
+        conn(1),
+        Protocol::Enrp,
+        &[Transport::Tcp],
+        &[refusing],
+        port,
+    ));
+    s.io_until("the refused connection is reported down", |s| {
+        s.was_told(&Told::Down(conn(1)))
+    });
+    assert_eq!(s.up_info(conn(1)), None);
+
+    // Nothing this shard can try: down at once.
+    s.transmit(connect(
+        conn(2),
+        Protocol::Enrp,
+        &[Transport::Sctp],
+        &[LOCALHOST],
+        port,
+    ));
+    assert_eq!(s.ctx.told.last(), Some(&Told::Down(conn(2))));
+    drop(listener);
+}
+
+#[test]
+fn closing_a_connection_being_opened_reports_it_down_once_and_frees_the_socket() {
+    let mut s = shard(Sockets::default());
+    let idle = s.ctx.ring.live();
+    // TEST-NET-2 (RFC 5737): the SYN goes nowhere (or the route is missing).
+    let nowhere = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+    s.transmit(connect(
+        FIRST,
+        Protocol::Enrp,
+        &[Transport::Tcp],
+        &[nowhere],
+        9,
+    ));
+    s.transmit(Transmit::Enrp {
+        conn: FIRST,
+        payload: enrp(1),
+    });
+    s.transmit(Transmit::Close { conn: FIRST });
+    assert_eq!(s.ctx.told, vec![Told::Down(FIRST)]);
+    s.io_until("the connect is cancelled", |s| {
+        !s.tcp.has(FIRST) && s.ctx.ring.live() == idle
+    });
+    assert_eq!(s.ctx.told, vec![Told::Down(FIRST)]);
+    // The id is gone: transmits on it are dropped.
+    s.transmit(Transmit::Enrp {
+        conn: FIRST,
+        payload: enrp(2),
+    });
+    assert!(!s.ctx.dials.contains(FIRST));
+}
+
+#[test]
+fn enrp_listeners_give_enrp_connections_and_broken_framing_closes_them() {
+    let any = "127.0.0.1:0".parse().unwrap();
+    let asap = net::socket::tcp_listener(any).unwrap();
+    let enrp_l = net::socket::tcp_listener(any).unwrap();
+    let (asap_addr, enrp_addr) = (asap.local_addr().unwrap(), enrp_l.local_addr().unwrap());
+    let mut s = shard(Sockets {
+        tcp: vec![(asap, Protocol::Asap), (enrp_l, Protocol::Enrp)],
+        ..Sockets::default()
+    });
+
+    let mut client = TcpStream::connect(enrp_addr).unwrap();
+    client.set_read_timeout(Some(GUARD)).unwrap();
+    client.write_all(&enrp(7)).unwrap();
+    s.io_until("the message reaches the registrar's ENRP side", |s| {
+        s.ctx
+            .told
+            .iter()
+            .any(|t| matches!(t, Told::Enrp(_, m) if *m == enrp(7)))
+    });
+    let Some(Told::Up(id, info)) = s.ctx.told.first().cloned() else {
+        panic!("{:?}", s.ctx.told)
+    };
+    assert!(!id.is_outbound());
+    assert_eq!(info.protocol, Protocol::Enrp);
+    assert_eq!(info.transport, Transport::Tcp);
+    assert_eq!(info.local_addrs, vec![LOCALHOST]);
+    assert_eq!(info.local_port, enrp_addr.port());
+    assert_eq!(info.peer_port, client.local_addr().unwrap().port());
+
+    let _pe = TcpStream::connect(asap_addr).unwrap();
+    s.io_until("the ASAP connection comes up", |s| s.ctx.told.len() >= 3);
+    assert!(matches!(&s.ctx.told[2], Told::Up(_, i) if i.protocol == Protocol::Asap));
+
+    // Message Length 2 is below the header's own 4 bytes.
+    client.write_all(&[0x01, 0, 0, 2]).unwrap();
+    s.io_until("the ENRP connection is closed", |s| {
+        s.was_told(&Told::Down(id))
+    });
+    let mut rest = Vec::new();
+    let ended = match client.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+    };
+    assert!(ended);
+}
+
+/// Multicast with loopback unicast stand-ins (the receiver joins a group only when
+/// given one; the sending path is the same).
+#[test]
+fn enrp_multicast_datagrams_reach_the_registrar_and_presences_go_to_the_group() {
+    let group = UdpSocket::bind("127.0.0.1:0").unwrap();
+    group.set_nonblocking(true).unwrap();
+    let presence = net::udp::multicast_sender(group.local_addr().unwrap(), 0).unwrap();
+    let from_port = presence.local_addr().unwrap().port();
+    let presence_rx = net::udp::multicast_receiver("127.0.0.1:0".parse().unwrap()).unwrap();
+    let rx_addr = presence_rx.local_addr().unwrap();
+    let mut s = shard(Sockets {
+        udp: UdpSockets {
+            presence: Some(presence),
+            presence_rx: Some(presence_rx),
+            announce: None,
+        },
+        ..Sockets::default()
+    });
+
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.send_to(&enrp(9), rx_addr).unwrap();
+    let told = Told::Multicast(peer.local_addr().unwrap(), enrp(9));
+    s.io_until("the datagram reaches the registrar", |s| s.was_told(&told));
+
+    s.transmit(Transmit::EnrpMulticast { payload: enrp(10) });
+    let mut buf = [0u8; 512];
+    let mut got = None;
+    s.io_until("the presence arrives", |_| {
+        got = group.recv_from(&mut buf).ok();
+        got.is_some()
+    });
+    let (n, from) = got.unwrap();
+    assert_eq!(buf[..n], enrp(10));
+    assert_eq!(from.port(), from_port);
+}
+
+/// The far end of an outbound SCTP association: a one-to-one listener on a thread that
+/// hands over a handle to send with and every message it receives with its PPID
+/// (`None`: the end of the association).
+struct SctpPeer {
+    sender: Receiver<net::sctp::Client>,
+    messages: Receiver<Option<(u32, Vec<u8>)>>,
+    got: Vec<Option<(u32, Vec<u8>)>>,
+}
+
+impl SctpPeer {
+    fn accept(listener: net::sctp::Listener) -> Self {
+        let (stx, sender) = channel();
+        let (mtx, messages) = channel();
+        std::thread::spawn(move || {
+            let c = listener.accept().unwrap();
+            c.set_read_timeout(GUARD).unwrap();
+            stx.send(c.try_clone().unwrap()).unwrap();
+            loop {
+                let mut buf = Vec::new();
+                let m = c.recv(&mut buf).unwrap_or(None).map(|ppid| (ppid, buf));
+                let end = m.is_none();
+                if mtx.send(m).is_err() || end {
+                    return;
+                }
+            }
+        });
+        Self {
+            sender,
+            messages,
+            got: Vec::new(),
+        }
+    }
+
+    fn has(&mut self, n: usize) -> bool {
+        self.got.extend(self.messages.try_iter());
+        self.got.len() >= n
+    }
+}
+
+#[test]
+fn an_outbound_sctp_association_carries_enrp_with_ppid_12_and_shuts_down_on_close() {
+    if !net::sctp::available() {
+        eprintln!("skipped: this kernel has no SCTP");
+        return;
+    }
+    let any = "127.0.0.1:0".parse().unwrap();
+    let enrp_socket = net::sctp::listener(any, false).unwrap();
+    let enrp_port = net::sctp::local_addr(std::os::fd::AsRawFd::as_raw_fd(&enrp_socket))
+        .unwrap()
+        .port();
+    let listener = net::sctp::Listener::bind(any).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut peer = SctpPeer::accept(listener);
+    let mut s = shard(Sockets {
+        sctp: vec![(enrp_socket, Protocol::Enrp)],
+        ..Sockets::default()
+    });
+
+    s.transmit(connect(
+        FIRST,
+        Protocol::Enrp,
+        &[Transport::Sctp, Transport::Tcp],
+        &[LOCALHOST],
+        port,
+    ));
+    s.transmit(Transmit::Enrp {
+        conn: FIRST,
+        payload: enrp(1),
+    });
+    let info = s.wait_up(FIRST);
+    assert_eq!(info.transport, Transport::Sctp);
+    assert_eq!(info.protocol, Protocol::Enrp);
+    assert_eq!(info.peer_addrs, vec![LOCALHOST]);
+    assert_eq!(info.peer_port, port);
+    assert!(info.local_addrs.contains(&LOCALHOST), "{info:?}");
+    assert_eq!(info.local_port, enrp_port);
+    s.io_until("the waiting message arrives", |_| peer.has(1));
+    assert_eq!(peer.got, vec![Some((PPID_ENRP, enrp(1)))]);
+
+    // ASAP (PPID 11) on an ENRP association is dropped; ENRP reaches the registrar.
+    let c = peer.sender.recv_timeout(GUARD).unwrap();
+    c.send(PPID_ASAP, &enrp(2)).unwrap();
+    c.send(PPID_ENRP, &enrp(3)).unwrap();
+    s.io_until("the ENRP message reaches the registrar", |s| {
+        s.was_told(&Told::Enrp(FIRST, enrp(3)))
+    });
+    assert!(!s.was_told(&Told::Enrp(FIRST, enrp(2))));
+
+    s.transmit(Transmit::Enrp {
+        conn: FIRST,
+        payload: enrp(4),
+    });
+    s.transmit(Transmit::Close { conn: FIRST });
+    assert_eq!(s.ctx.told.last(), Some(&Told::Down(FIRST)));
+    s.io_until("the last message and the shutdown arrive", |_| peer.has(3));
+    assert_eq!(peer.got[1..], [Some((PPID_ENRP, enrp(4))), None]);
+    assert_eq!(
+        s.ctx
+            .told
+            .iter()
+            .filter(|t| **t == Told::Down(FIRST))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn an_sctp_association_that_cannot_start_falls_back_to_tcp() {
+    if !net::sctp::available() {
+        eprintln!("skipped: this kernel has no SCTP");
+        return;
+    }
+    let any = "127.0.0.1:0".parse().unwrap();
+    let enrp_socket = net::sctp::listener(any, false).unwrap();
+    // Only TCP listens on this port: the SCTP INIT is answered with an ABORT.
+    let listener = TcpListener::bind(any).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut s = shard(Sockets {
+        sctp: vec![(enrp_socket, Protocol::Enrp)],
+        ..Sockets::default()
+    });
+    s.transmit(connect(
+        FIRST,
+        Protocol::Enrp,
+        &[Transport::Sctp, Transport::Tcp],
+        &[LOCALHOST],
+        port,
+    ));
+    let info = s.wait_up(FIRST);
+    assert_eq!(info.transport, Transport::Tcp);
+    assert_eq!(s.ctx.told.len(), 1, "{:?}", s.ctx.told);
+}
+
+#[test]
+fn enrp_sctp_sockets_give_enrp_associations_and_drop_asap() {
+    if !net::sctp::available() {
+        eprintln!("skipped: this kernel has no SCTP");
+        return;
+    }
+    let any = "127.0.0.1:0".parse().unwrap();
+    let enrp_socket = net::sctp::listener(any, false).unwrap();
+    let addr = net::sctp::local_addr(std::os::fd::AsRawFd::as_raw_fd(&enrp_socket)).unwrap();
+    let mut s = shard(Sockets {
+        sctp: vec![(enrp_socket, Protocol::Enrp)],
+        ..Sockets::default()
+    });
+    let client = net::sctp::Client::connect(addr).unwrap();
+    client.send(PPID_ASAP, &enrp(5)).unwrap();
+    client.send(PPID_ENRP, &enrp(6)).unwrap();
+    s.io_until("the ENRP message reaches the registrar", |s| {
+        s.ctx
+            .told
+            .iter()
+            .any(|t| matches!(t, Told::Enrp(_, m) if *m == enrp(6)))
+    });
+    let Some(Told::Up(id, info)) = s.ctx.told.first().cloned() else {
+        panic!("{:?}", s.ctx.told)
+    };
+    assert_eq!(info.protocol, Protocol::Enrp);
+    assert_eq!(info.transport, Transport::Sctp);
+    assert_eq!(info.local_port, addr.port());
+    assert_eq!(s.ctx.told[1..], [Told::Enrp(id, enrp(6))]);
+}
