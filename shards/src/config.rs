@@ -8,12 +8,16 @@ use std::time::Duration;
 
 use clap::Parser;
 use rserpool::RegistrarId;
-use rserpool::handlespace;
-use rserpool::registrar::{self, MAX_RESOLUTION_ITEMS, RESOLUTION_ITEMS_CEILING};
+use rserpool::enrp::{self, PeerAddress, TABLE_CHUNK_CEILING, TakeoverWinner};
+use rserpool::handlespace::{self, ChecksumMode};
+use rserpool::registrar::{self, MAX_RESOLUTION_ITEMS, RESOLUTION_ITEMS_CEILING, Transport};
 use rserpool::wire::LifeUnit;
 use serde::Deserialize;
 
-use crate::{Endpoint, RuntimeConfig};
+use crate::{Endpoint, EnrpEndpoints, RuntimeConfig};
+
+/// The `--help` section of the ENRP flags.
+const HELP_ENRP: &str = "ENRP (peer registrars)";
 
 /// The registrar's command line.
 // The field docs are `--help` text, where `[ADDR]:PORT` is address syntax, not a link.
@@ -27,8 +31,11 @@ use crate::{Endpoint, RuntimeConfig};
 handle; pool users resolve the handle and get live elements chosen by the pool's selection \
 policy; the registrar supervises every element with keep-alives and drops dead ones.\n\n\
 With no arguments it serves ASAP on sctp://0.0.0.0:3863 and tcp://0.0.0.0:3863 with one \
-shard per core. Flags override the file given with --config (see deploy/registrar.toml \
-for every option and its default). SIGTERM or SIGINT shuts down cleanly."
+shard per core, alone. With --enrp it also serves ENRP, keeping one handlespace with the \
+peer registrars of its operational scope (given with --peer, or heard on the \
+--enrp-announce-group). Flags override the file given with --config (see \
+deploy/registrar.toml for every option and its default); RSPLIB's equivalent option is \
+named where there is one. SIGTERM or SIGINT shuts down cleanly."
 )]
 pub struct Cli {
     /// TOML configuration file; flags given as well override its values.
@@ -69,9 +76,10 @@ pub struct Cli {
     /// Log level: error, warn, info, debug or trace (or a tracing filter). Default info.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
-    /// This registrar's server ID (decimal or 0x-hex, non-zero). Default: random.
-    #[arg(long, value_name = "ID")]
-    pub registrar_id: Option<String>,
+    /// This registrar's server ID, in ASAP and ENRP (decimal or 0x-hex, non-zero;
+    /// RSPLIB: -identifier). Default: random at each start.
+    #[arg(long = "id", visible_alias = "registrar-id", value_name = "ID")]
+    pub id: Option<String>,
     /// Accept loopback addresses in registrations (development and tests only).
     #[arg(long)]
     pub allow_loopback: bool,
@@ -82,6 +90,45 @@ pub struct Cli {
     /// Do not pin shard threads to cores.
     #[arg(long)]
     pub no_pin: bool,
+    /// Serve ENRP (RFC 5353) to peer registrars here: sctp://ADDR:PORT or tcp://ADDR:PORT
+    /// (repeatable; IPv6 as [ADDR]:PORT; RSPLIB: -enrp). SCTP is the RFC transport
+    /// (PPID 12, IANA port 9901); TCP frames each message by its length, as ASAP. Shard
+    /// 0 serves ENRP. Default: none, and ENRP is off: the registrar is alone.
+    #[arg(long = "enrp", value_name = "URI", help_heading = HELP_ENRP)]
+    pub enrp: Vec<String>,
+    /// A peer registrar to contact at start and keep in touch with: sctp://ADDR:PORT,
+    /// tcp://ADDR:PORT, or ADDR:PORT for SCTP as RSPLIB's -peer (repeatable). Needs
+    /// --enrp. Default: none (peers that contact us, or are heard on the
+    /// --enrp-announce-group, are learned anyway).
+    #[arg(long = "peer", value_name = "URI", help_heading = HELP_ENRP)]
+    pub peers: Vec<String>,
+    /// Send ENRP presences to this UDP multicast group and learn peers from theirs
+    /// (RSPLIB: -enrpannounce; its group is 239.0.0.51:9901). Sent from the first --enrp
+    /// endpoint's port. Needs --enrp. Default: off.
+    #[arg(long, value_name = "ADDR:PORT", help_heading = HELP_ENRP)]
+    pub enrp_announce_group: Option<SocketAddr>,
+    /// Milliseconds between ENRP presences to each peer (PEER-HEARTBEAT-CYCLE, each cycle
+    /// drawn within ±12.5 %; RSPLIB: -peerheartbeatcycle). Default: RSPLIB's 2444.444
+    /// (the flag takes whole milliseconds: 2444 is the closest).
+    #[arg(long, value_name = "MS", help_heading = HELP_ENRP)]
+    pub peer_heartbeat_cycle: Option<u64>,
+    /// Milliseconds a peer may stay silent before it is asked for a presence
+    /// (MAX-TIME-LAST-HEARD; RSPLIB: -peermaxtimelastheard). Default 5000.
+    #[arg(long, value_name = "MS", help_heading = HELP_ENRP)]
+    pub peer_max_time_last_heard: Option<u64>,
+    /// Milliseconds a peer asked for a presence has to answer before it is declared dead
+    /// and taken over (MAX-TIME-NO-RESPONSE; RSPLIB: -peermaxtimenoresponse). Default
+    /// 5000.
+    #[arg(long, value_name = "MS", help_heading = HELP_ENRP)]
+    pub peer_max_time_no_response: Option<u64>,
+    /// Milliseconds a starting registrar looks for a mentor peer to copy the handlespace
+    /// from before it serves alone (RSPLIB: -mentordiscoverytimeout). Default 5000.
+    #[arg(long, value_name = "MS", help_heading = HELP_ENRP)]
+    pub mentor_discovery_timeout: Option<u64>,
+    /// Milliseconds a takeover of a dead peer waits for the other peers'
+    /// acknowledgements (RSPLIB: -takeoverexpiryinterval). Default 5000.
+    #[arg(long, value_name = "MS", help_heading = HELP_ENRP)]
+    pub takeover_expiry: Option<u64>,
 }
 
 /// A configuration problem, worded for the operator.
@@ -110,6 +157,8 @@ pub struct FileConfig {
     pub limits: LimitsSection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    #[serde(default)]
+    pub enrp: EnrpSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,10 +202,28 @@ pub struct MetricsSection {
     pub listen: Option<SocketAddr>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrpSection {
+    pub listen: Option<Vec<String>>,
+    pub peers: Option<Vec<String>>,
+    pub announce_group: Option<SocketAddr>,
+    pub heartbeat_ms: Option<u64>,
+    pub max_time_last_heard_ms: Option<u64>,
+    pub max_time_no_response_ms: Option<u64>,
+    pub mentor_discovery_ms: Option<u64>,
+    pub takeover_expiry_ms: Option<u64>,
+    pub takeover_winner: Option<String>,
+    pub checksum: Option<String>,
+    pub table_chunk_elements: Option<usize>,
+}
+
 /// What start-up needs beyond the runtime itself.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub runtime: RuntimeConfig,
+    /// Where shard 0 serves ENRP (empty when ENRP is off).
+    pub enrp: EnrpEndpoints,
     pub metrics: Option<SocketAddr>,
     pub log_level: String,
 }
@@ -178,18 +245,58 @@ impl FileConfig {
     }
 }
 
-/// Parses `tcp://ADDR:PORT` or `sctp://ADDR:PORT`.
+/// Parses an ASAP endpoint: `tcp://ADDR:PORT` or `sctp://ADDR:PORT`.
 pub fn parse_endpoint(uri: &str) -> Result<Endpoint, ConfigError> {
+    parse_uri("ASAP endpoint", uri, None)
+}
+
+/// Parses an ENRP endpoint: `tcp://ADDR:PORT` or `sctp://ADDR:PORT`.
+pub fn parse_enrp_endpoint(uri: &str) -> Result<Endpoint, ConfigError> {
+    parse_uri("ENRP endpoint", uri, None)
+}
+
+/// Parses a peer: `tcp://ADDR:PORT`, `sctp://ADDR:PORT`, or `ADDR:PORT` for SCTP (as
+/// RSPLIB's `-peer`).
+pub fn parse_peer(uri: &str) -> Result<PeerAddress, ConfigError> {
+    let (transport, addr) = match parse_uri("peer", uri, Some(Endpoint::Sctp))? {
+        Endpoint::Sctp(a) => (Transport::Sctp, a),
+        Endpoint::Tcp(a) => (Transport::Tcp, a),
+    };
+    let bad = |why: &str| ConfigError::Invalid(format!("invalid peer {uri:?}: {why}"));
+    if addr.port() == 0 {
+        return Err(bad("port 0"));
+    }
+    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
+        return Err(bad("not the address of one registrar"));
+    }
+    Ok(PeerAddress { transport, addr })
+}
+
+/// `what` names the value in errors; `plain` is what an address without a scheme is,
+/// if that is allowed.
+fn parse_uri(
+    what: &str,
+    uri: &str,
+    plain: Option<fn(SocketAddr) -> Endpoint>,
+) -> Result<Endpoint, ConfigError> {
     let bad = |why: &str| {
+        let plain = if plain.is_some() {
+            ", or ADDR:PORT"
+        } else {
+            ""
+        };
         ConfigError::Invalid(format!(
-            "invalid ASAP endpoint {uri:?}: {why} (expected tcp://ADDR:PORT or sctp://ADDR:PORT, IPv6 as [ADDR]:PORT)"
+            "invalid {what} {uri:?}: {why} (expected tcp://ADDR:PORT or sctp://ADDR:PORT{plain}, IPv6 as [ADDR]:PORT)"
         ))
     };
-    let (scheme, rest) = uri.split_once("://").ok_or_else(|| bad("no scheme"))?;
-    let make: fn(SocketAddr) -> Endpoint = match scheme {
-        "tcp" => Endpoint::Tcp,
-        "sctp" => Endpoint::Sctp,
-        _ => return Err(bad("unknown scheme")),
+    let (make, rest): (fn(SocketAddr) -> Endpoint, &str) = match uri.split_once("://") {
+        Some(("tcp", rest)) => (Endpoint::Tcp, rest),
+        Some(("sctp", rest)) => (Endpoint::Sctp, rest),
+        Some(_) => return Err(bad("unknown scheme")),
+        None => match plain {
+            Some(make) => (make, uri),
+            None => return Err(bad("no scheme")),
+        },
     };
     rest.parse()
         .map(make)
@@ -203,9 +310,20 @@ fn parse_id(s: &str) -> Result<u32, ConfigError> {
     };
     parsed.map_err(|_| {
         ConfigError::Invalid(format!(
-            "invalid registrar ID {s:?}: expected a decimal or 0x-hex u32"
+            "invalid registrar ID {s:?} (--id): expected a decimal or 0x-hex u32"
         ))
     })
+}
+
+/// A timer in milliseconds, 1 ms to a day; `name` says which in errors.
+fn millis(name: &str, v: u64) -> Result<Duration, ConfigError> {
+    if v == 0 || v > 86_400_000 {
+        Err(ConfigError::Invalid(format!(
+            "{name} must be 1..=86400000 ms, not {v}"
+        )))
+    } else {
+        Ok(Duration::from_millis(v))
+    }
 }
 
 /// Combines file and flags into checked settings. `cores` and `random` come from the
@@ -244,25 +362,19 @@ pub fn settings(
         return invalid(format!("shards must be 1..=256, not {shards}"));
     }
 
-    let id = match (&cli.registrar_id, r.id) {
+    let id = match (&cli.id, r.id) {
         (Some(s), _) => parse_id(s)?,
         (None, Some(id)) => id,
         // RFC 5353 §2.1: a random non-zero ID, kept until restart.
         (None, None) => (random as u32).max(1),
     };
     if id == 0 {
-        return invalid("registrar ID must not be 0 (RFC 5353 §2.1: 0 means \"none\")".into());
+        return invalid(
+            "registrar ID (--id) must not be 0 (RFC 5353 §2.1: 0 means \"none\")".into(),
+        );
     }
 
-    let ms = |name: &str, v: u64| {
-        if v == 0 || v > 86_400_000 {
-            Err(ConfigError::Invalid(format!(
-                "{name} must be 1..=86400000 ms, not {v}"
-            )))
-        } else {
-            Ok(Duration::from_millis(v))
-        }
-    };
+    let ms = millis;
     let keep_alive_interval = ms(
         "keep-alive interval",
         cli.keep_alive_interval
@@ -340,6 +452,8 @@ pub fn settings(
     }
     let announce_interval = ms("announce interval", a.announce_interval_ms.unwrap_or(1000))?;
 
+    let (enrp_endpoints, enrp) = enrp_settings(cli, &file.enrp)?;
+
     let registrar = registrar::Config {
         id: RegistrarId(id),
         keep_alive_interval,
@@ -355,7 +469,7 @@ pub fn settings(
         // Filled in by the runtime from the endpoints it binds.
         announce_transports: Vec::new(),
         handlespace,
-        enrp: None,
+        enrp,
     };
     Ok(Settings {
         runtime: RuntimeConfig {
@@ -366,6 +480,7 @@ pub fn settings(
             seed: r.seed.unwrap_or(random),
             announce_group,
         },
+        enrp: enrp_endpoints,
         metrics: cli.metrics.or(file.metrics.listen),
         log_level: cli
             .log_level
@@ -373,6 +488,166 @@ pub fn settings(
             .or_else(|| r.log_level.clone())
             .unwrap_or_else(|| "info".into()),
     })
+}
+
+/// The ENRP part of the settings: where to serve it and, when there is somewhere, the
+/// ENRP server's settings (`None`: ENRP is off). Timers are checked even then.
+fn enrp_settings(
+    cli: &Cli,
+    e: &EnrpSection,
+) -> Result<(EnrpEndpoints, Option<enrp::Config>), ConfigError> {
+    let invalid = |m: String| Err(ConfigError::Invalid(m));
+    let listen = if cli.enrp.is_empty() {
+        e.listen.clone().unwrap_or_default()
+    } else {
+        cli.enrp.clone()
+    };
+    let listen = listen
+        .iter()
+        .map(|u| parse_enrp_endpoint(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let peers = if cli.peers.is_empty() {
+        e.peers.clone().unwrap_or_default()
+    } else {
+        cli.peers.clone()
+    };
+    let peers = peers
+        .iter()
+        .map(|u| parse_peer(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let announce_group = cli.enrp_announce_group.or(e.announce_group);
+
+    let defaults = enrp::Config::default();
+    let timer = |name: &str, flag: Option<u64>, key: Option<u64>, default: Duration| {
+        flag.or(key).map_or(Ok(default), |v| millis(name, v))
+    };
+    let heartbeat = timer(
+        "peer heartbeat cycle (--peer-heartbeat-cycle, enrp.heartbeat_ms)",
+        cli.peer_heartbeat_cycle,
+        e.heartbeat_ms,
+        defaults.heartbeat,
+    )?;
+    let max_time_last_heard = timer(
+        "peer max time last heard (--peer-max-time-last-heard, enrp.max_time_last_heard_ms)",
+        cli.peer_max_time_last_heard,
+        e.max_time_last_heard_ms,
+        defaults.max_time_last_heard,
+    )?;
+    let max_time_no_response = timer(
+        "peer max time no response (--peer-max-time-no-response, enrp.max_time_no_response_ms)",
+        cli.peer_max_time_no_response,
+        e.max_time_no_response_ms,
+        defaults.max_time_no_response,
+    )?;
+    let mentor_discovery = timer(
+        "mentor discovery timeout (--mentor-discovery-timeout, enrp.mentor_discovery_ms)",
+        cli.mentor_discovery_timeout,
+        e.mentor_discovery_ms,
+        defaults.mentor_discovery,
+    )?;
+    let takeover_expiry = timer(
+        "takeover expiry (--takeover-expiry, enrp.takeover_expiry_ms)",
+        cli.takeover_expiry,
+        e.takeover_expiry_ms,
+        defaults.takeover_expiry,
+    )?;
+    let takeover_winner = match e.takeover_winner.as_deref().unwrap_or("lowest") {
+        "lowest" => TakeoverWinner::Lowest,
+        "highest" => TakeoverWinner::Highest,
+        other => {
+            return invalid(format!(
+                "enrp.takeover_winner must be \"lowest\" (RSPLIB's rule) or \"highest\", not {other:?}"
+            ));
+        }
+    };
+    let checksum = match e.checksum.as_deref().unwrap_or("rsplib") {
+        "rsplib" => ChecksumMode::Rsplib,
+        "rfc1071" => ChecksumMode::Rfc1071,
+        other => {
+            return invalid(format!(
+                "enrp.checksum must be \"rsplib\" or \"rfc1071\", not {other:?}"
+            ));
+        }
+    };
+    let table_chunk_elements = e
+        .table_chunk_elements
+        .unwrap_or(defaults.table_chunk_elements);
+    if !(1..=TABLE_CHUNK_CEILING).contains(&table_chunk_elements) {
+        return invalid(format!(
+            "enrp.table_chunk_elements must be 1..={TABLE_CHUNK_CEILING}, not {table_chunk_elements}"
+        ));
+    }
+
+    if let Some(g) = announce_group {
+        if !g.ip().is_multicast() {
+            return invalid(format!(
+                "ENRP announce group {g} (--enrp-announce-group) is not a multicast address"
+            ));
+        }
+        if listen.is_empty() {
+            return invalid(format!(
+                "ENRP announce group {g} (--enrp-announce-group) needs an ENRP endpoint (--enrp) to send from"
+            ));
+        }
+    }
+    if !peers.is_empty() && listen.is_empty() {
+        return invalid(format!(
+            "peers ({}) need an ENRP endpoint (--enrp or enrp.listen): ENRP is off without one",
+            peers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    for (i, p) in peers.iter().enumerate() {
+        if peers[..i].contains(p) {
+            return invalid(format!("peer {p} is given twice"));
+        }
+        let ours = listen.iter().any(|ep| {
+            let (transport, addr) = match *ep {
+                Endpoint::Sctp(a) => (Transport::Sctp, a),
+                Endpoint::Tcp(a) => (Transport::Tcp, a),
+            };
+            // A wildcard endpoint is reached on loopback too.
+            transport == p.transport
+                && addr.port() == p.addr.port()
+                && (addr.ip() == p.addr.ip()
+                    || (addr.ip().is_unspecified() && p.addr.ip().is_loopback()))
+        });
+        if ours {
+            return invalid(format!("peer {p} is this registrar's own ENRP endpoint"));
+        }
+    }
+    for (i, ep) in listen.iter().enumerate() {
+        if listen[..i].contains(ep) {
+            return invalid(format!("ENRP endpoint {ep} is given twice"));
+        }
+    }
+
+    let endpoints = EnrpEndpoints {
+        listen,
+        announce_group,
+    };
+    if endpoints.listen.is_empty() {
+        return Ok((endpoints, None));
+    }
+    let config = enrp::Config {
+        peers,
+        // Filled in by the runtime from the endpoints it binds, and `multicast` from the
+        // group it joins.
+        endpoints: Vec::new(),
+        heartbeat,
+        max_time_last_heard,
+        max_time_no_response,
+        mentor_discovery,
+        takeover_expiry,
+        takeover_winner,
+        checksum,
+        table_chunk_elements,
+        multicast: false,
+    };
+    Ok((endpoints, Some(config)))
 }
 
 #[cfg(test)]
@@ -451,6 +726,8 @@ mod tests {
             (&["--resolution-items-limit", "0"], "resolution items limit"),
             (&["--registrar-id", "0"], "must not be 0"),
             (&["--registrar-id", "0xzz"], "invalid registrar ID"),
+            (&["--id", "0"], "must not be 0"),
+            (&["--id", "4294967296"], "invalid registrar ID"),
             (&["--shards", "0"], "shards"),
             (&["--announce-group", "10.0.0.1:3863"], "not a multicast"),
         ];
@@ -488,14 +765,225 @@ mod tests {
     fn the_example_config_in_deploy_parses_and_matches_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/registrar.toml");
         let f = FileConfig::load(&path).unwrap();
-        let from_file = settings(&Cli::default(), &f, 2, 1).unwrap();
-        let defaults = settings(&Cli::default(), &FileConfig::default(), 2, 1).unwrap();
-        // The example spells out every default (except the ID and seed, random by default).
-        let mut a = from_file.runtime.clone();
-        let b = defaults.runtime;
-        a.registrar.id = b.registrar.id;
-        a.seed = b.seed;
-        assert_eq!(format!("{a:?}"), format!("{b:?}"));
-        assert_eq!(from_file.log_level, defaults.log_level);
+        // With ENRP on too, so that its section's values are compared as well.
+        for cli in [
+            Cli::default(),
+            Cli::parse_from(["x", "--enrp", "sctp://0.0.0.0:9901"]),
+        ] {
+            let from_file = settings(&cli, &f, 2, 1).unwrap();
+            let defaults = settings(&cli, &FileConfig::default(), 2, 1).unwrap();
+            // The example spells out every default (except the ID and seed, random by
+            // default).
+            let mut a = from_file.runtime.clone();
+            let b = defaults.runtime;
+            a.registrar.id = b.registrar.id;
+            a.seed = b.seed;
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+            assert_eq!(from_file.enrp, defaults.enrp);
+            assert_eq!(from_file.log_level, defaults.log_level);
+        }
+    }
+
+    fn enrp_of(args: &[&str]) -> (EnrpEndpoints, enrp::Config) {
+        let cli = Cli::parse_from(std::iter::once("x").chain(args.iter().copied()));
+        let s = settings(&cli, &FileConfig::default(), 2, 1).unwrap();
+        (s.enrp, s.runtime.registrar.enrp.expect("ENRP is on"))
+    }
+
+    #[test]
+    fn enrp_is_off_without_an_endpoint_and_takes_rsplib_defaults_with_one() {
+        let s = settings(&Cli::default(), &FileConfig::default(), 2, 1).unwrap();
+        assert_eq!(s.enrp, EnrpEndpoints::default());
+        assert_eq!(s.runtime.registrar.enrp, None);
+
+        let (endpoints, c) = enrp_of(&["--enrp", "tcp://127.0.0.1:0"]);
+        assert_eq!(
+            endpoints.listen,
+            vec![Endpoint::Tcp("127.0.0.1:0".parse().unwrap())]
+        );
+        assert_eq!(endpoints.announce_group, None);
+        assert_eq!(c, enrp::Config::default());
+        assert_eq!(c.heartbeat, Duration::from_micros(2_444_444));
+    }
+
+    #[test]
+    fn enrp_flags_set_endpoints_peers_group_and_timers() {
+        let (endpoints, c) = enrp_of(&[
+            "--enrp",
+            "sctp://0.0.0.0:9901",
+            "--enrp",
+            "tcp://[::]:9902",
+            "--peer",
+            "192.0.2.10:9901",
+            "--peer",
+            "tcp://[2001:db8::1]:9902",
+            "--enrp-announce-group",
+            "239.0.0.51:9901",
+            "--peer-heartbeat-cycle",
+            "1000",
+            "--peer-max-time-last-heard",
+            "2000",
+            "--peer-max-time-no-response",
+            "3000",
+            "--mentor-discovery-timeout",
+            "4000",
+            "--takeover-expiry",
+            "6000",
+        ]);
+        assert_eq!(
+            endpoints.listen,
+            vec![
+                Endpoint::Sctp("0.0.0.0:9901".parse().unwrap()),
+                Endpoint::Tcp("[::]:9902".parse().unwrap())
+            ]
+        );
+        assert_eq!(
+            endpoints.announce_group,
+            Some("239.0.0.51:9901".parse().unwrap())
+        );
+        assert_eq!(
+            c.peers,
+            vec![
+                PeerAddress {
+                    transport: Transport::Sctp,
+                    addr: "192.0.2.10:9901".parse().unwrap()
+                },
+                PeerAddress {
+                    transport: Transport::Tcp,
+                    addr: "[2001:db8::1]:9902".parse().unwrap()
+                },
+            ]
+        );
+        assert_eq!(c.heartbeat, Duration::from_secs(1));
+        assert_eq!(c.max_time_last_heard, Duration::from_secs(2));
+        assert_eq!(c.max_time_no_response, Duration::from_secs(3));
+        assert_eq!(c.mentor_discovery, Duration::from_secs(4));
+        assert_eq!(c.takeover_expiry, Duration::from_secs(6));
+        // The runtime fills these in from what it binds and joins.
+        assert!(c.endpoints.is_empty());
+        assert!(!c.multicast);
+    }
+
+    #[test]
+    fn the_enrp_section_sets_what_flags_do_not() {
+        let f = file(
+            "[enrp]\nlisten = [\"tcp://127.0.0.1:9901\"]\npeers = [\"tcp://127.0.0.2:9901\"]\n\
+             heartbeat_ms = 900\ntakeover_winner = \"highest\"\nchecksum = \"rfc1071\"\n\
+             table_chunk_elements = 1024\n",
+        )
+        .unwrap();
+        let s = settings(&Cli::default(), &f, 2, 1).unwrap();
+        let c = s.runtime.registrar.enrp.unwrap();
+        assert_eq!(
+            s.enrp.listen,
+            vec![Endpoint::Tcp("127.0.0.1:9901".parse().unwrap())]
+        );
+        assert_eq!(c.peers.len(), 1);
+        assert_eq!(c.heartbeat, Duration::from_millis(900));
+        assert_eq!(c.takeover_winner, TakeoverWinner::Highest);
+        assert_eq!(c.checksum, ChecksumMode::Rfc1071);
+        assert_eq!(c.table_chunk_elements, 1024);
+
+        // Flags replace the file's lists and values.
+        let cli = Cli::parse_from([
+            "x",
+            "--enrp",
+            "sctp://127.0.0.1:9999",
+            "--peer",
+            "127.0.0.3:9901",
+            "--peer-heartbeat-cycle",
+            "100",
+        ]);
+        let s = settings(&cli, &f, 2, 1).unwrap();
+        let c = s.runtime.registrar.enrp.unwrap();
+        assert_eq!(
+            s.enrp.listen,
+            vec![Endpoint::Sctp("127.0.0.1:9999".parse().unwrap())]
+        );
+        assert_eq!(c.peers[0].addr, "127.0.0.3:9901".parse().unwrap());
+        assert_eq!(c.heartbeat, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn bad_enrp_values_get_errors_that_name_the_option() {
+        let on = ["--enrp", "sctp://0.0.0.0:9901"];
+        let cases: &[(&[&str], &str)] = &[
+            (&["--enrp", "udp://0.0.0.0:9901"], "invalid ENRP endpoint"),
+            (&["--enrp", "0.0.0.0:9901"], "no scheme"),
+            (
+                &["--peer", "10.0.0.1:9901"],
+                "need an ENRP endpoint (--enrp",
+            ),
+            (
+                &["--enrp-announce-group", "239.0.0.51:9901"],
+                "needs an ENRP endpoint (--enrp)",
+            ),
+            (&[on[0], on[1], "--peer", "nowhere"], "invalid peer"),
+            (
+                &[on[0], on[1], "--peer", "udp://10.0.0.1:1"],
+                "unknown scheme",
+            ),
+            (&[on[0], on[1], "--peer", "10.0.0.1:0"], "port 0"),
+            (&[on[0], on[1], "--peer", "0.0.0.0:9901"], "one registrar"),
+            (
+                &[on[0], on[1], "--peer", "sctp://127.0.0.1:9901"],
+                "own ENRP endpoint",
+            ),
+            (
+                &[
+                    on[0],
+                    on[1],
+                    "--peer",
+                    "10.0.0.1:9901",
+                    "--peer",
+                    "10.0.0.1:9901",
+                ],
+                "given twice",
+            ),
+            (&[on[0], on[1], on[0], on[1]], "given twice"),
+            (
+                &[on[0], on[1], "--enrp-announce-group", "10.0.0.1:9901"],
+                "not a multicast address",
+            ),
+            (&["--peer-heartbeat-cycle", "0"], "--peer-heartbeat-cycle"),
+            (
+                &["--peer-max-time-last-heard", "86400001"],
+                "--peer-max-time-last-heard",
+            ),
+            (
+                &["--peer-max-time-no-response", "0"],
+                "--peer-max-time-no-response",
+            ),
+            (
+                &["--mentor-discovery-timeout", "0"],
+                "--mentor-discovery-timeout",
+            ),
+            (&["--takeover-expiry", "0"], "--takeover-expiry"),
+        ];
+        for (args, want) in cases {
+            let cli = Cli::parse_from(std::iter::once("x").chain(args.iter().copied()));
+            let err = settings(&cli, &FileConfig::default(), 2, 1)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+        // A peer on another transport or port than our endpoint is someone else.
+        enrp_of(&[on[0], on[1], "--peer", "tcp://127.0.0.1:9901"]);
+        enrp_of(&[on[0], on[1], "--peer", "127.0.0.1:9902"]);
+
+        let on = "[enrp]\nlisten = [\"sctp://0.0.0.0:9901\"]\n";
+        for (text, want) in [
+            ("takeover_winner = \"first\"\n", "enrp.takeover_winner"),
+            ("checksum = \"crc32\"\n", "enrp.checksum"),
+            ("table_chunk_elements = 0\n", "enrp.table_chunk_elements"),
+            ("table_chunk_elements = 1025\n", "enrp.table_chunk_elements"),
+            ("mentor_discovery_ms = 0\n", "enrp.mentor_discovery_ms"),
+        ] {
+            let f = file(&format!("{on}{text}")).unwrap();
+            let err = settings(&Cli::default(), &f, 2, 1).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let err = file("[enrp]\nheartbeat = 5\n").unwrap_err().to_string();
+        assert!(err.contains("heartbeat"), "{err}");
     }
 }

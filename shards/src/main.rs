@@ -38,7 +38,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .init();
 
     net::signals::block_termination()?;
-    let handle = runtime::start(s.runtime.clone())?;
+    let handle = runtime::start_with(s.runtime.clone(), s.enrp.clone())?;
     let metrics = s
         .metrics
         .map(|addr| {
@@ -47,11 +47,25 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))
         })
         .transpose()?;
-    let endpoints: Vec<String> = handle.endpoints().iter().map(ToString::to_string).collect();
+    let list = |e: &[rserpool_shards::Endpoint]| {
+        e.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let peers = s.runtime.registrar.enrp.as_ref().map(|e| {
+        e.peers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
     info!(
         id = %s.runtime.registrar.id,
         shards = s.runtime.shards,
-        endpoints = %endpoints.join(" "),
+        endpoints = %list(handle.endpoints()),
+        enrp = %list(handle.enrp_endpoints()),
+        peers = peers.as_deref().unwrap_or(""),
         metrics = ?metrics.as_ref().map(|m| m.addr()),
         "registrar started"
     );
