@@ -657,6 +657,14 @@ impl Engine {
                             latency: now.saturating_duration_since(since),
                         })
                 }
+                // The registrar dropped it; it registered again (counted when answered).
+                PeEvent::Dropped => None,
+                // Adopted by a registrar that took its home's PEs over: the connection
+                // the keep-alive came on is its registrar connection from now on.
+                PeEvent::Adopted { .. } => {
+                    self.stats.keep_alives_answered += 1;
+                    None
+                }
                 PeEvent::KeepAlive { answered } => {
                     if answered {
                         self.stats.keep_alives_answered += 1;

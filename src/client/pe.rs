@@ -32,6 +32,15 @@ pub enum PeEvent {
     KeepAlive {
         answered: bool,
     },
+    /// The registrar ended the registration without being asked (its registration
+    /// life ran out there, RFC 5352 §3.2); the PE, alive, has registered again.
+    Dropped,
+    /// A keep-alive with the home flag was answered: `registrar` took this PE over (RFC
+    /// 5352 §3.4, RFC 5353 §3.5.2). The connection it came on is the PE's registrar
+    /// connection from now on: send the acknowledgement and later registrations there.
+    Adopted {
+        registrar: crate::ids::RegistrarId,
+    },
     Deregistered,
 }
 
@@ -140,9 +149,12 @@ impl PoolElementClient {
             }
             // RFC 5352 §3.4 KA1–KA2: answer for this PE, whatever H says. Without a PE
             // Identifier (RFC form) the keep-alive is for every PE of the handle.
-            AsapMessage::EndpointKeepAlive { handle, id, .. }
-                if *handle == self.handle && id.is_none_or(|i| i == self.element.id) =>
-            {
+            AsapMessage::EndpointKeepAlive {
+                handle,
+                id,
+                home,
+                server_id,
+            } if *handle == self.handle && id.is_none_or(|i| i == self.element.id) => {
                 if self.hung {
                     return Some(PeEvent::KeepAlive { answered: false });
                 }
@@ -151,14 +163,29 @@ impl PoolElementClient {
                     id: self.element.id,
                 };
                 self.send(&ack);
+                if *home {
+                    self.element.home = *server_id;
+                    return Some(PeEvent::Adopted {
+                        registrar: *server_id,
+                    });
+                }
                 Some(PeEvent::KeepAlive { answered: true })
             }
             AsapMessage::DeregistrationResponse { handle, id, .. }
                 if *handle == self.handle && *id == self.element.id =>
             {
-                self.state = PeState::Unregistered;
-                self.next_registration = None;
-                Some(PeEvent::Deregistered)
+                if self.state == PeState::Deregistering {
+                    self.state = PeState::Unregistered;
+                    self.next_registration = None;
+                    return Some(PeEvent::Deregistered);
+                }
+                // Unasked: the registration lapsed at the registrar. Still alive, the
+                // PE registers again at once.
+                if self.hung {
+                    return None;
+                }
+                self.register(now);
+                Some(PeEvent::Dropped)
             }
             _ => None,
         }

@@ -166,6 +166,9 @@ pub struct Metrics {
     /// Keep-alive sent → acknowledgement received.
     pub keep_alive_rtt: Histogram,
     failure_detection: [Histogram; RemovalReason::ALL.len()],
+    /// ENRP: messages, audits and takeovers (the ENRP shard), peer updates applied
+    /// or refused (every writer).
+    pub enrp: crate::enrp::EnrpMetrics,
 }
 
 impl Default for Metrics {
@@ -180,6 +183,7 @@ impl Default for Metrics {
             registration: Histogram::latency(),
             keep_alive_rtt: Histogram::latency(),
             failure_detection: std::array::from_fn(|_| Histogram::detection()),
+            enrp: crate::enrp::EnrpMetrics::default(),
         }
     }
 }
@@ -241,6 +245,7 @@ impl Metrics {
         {
             a.merge(b);
         }
+        self.enrp.merge(&other.enrp);
     }
 
     pub(super) fn on_received(&mut self, kind: AsapType) {

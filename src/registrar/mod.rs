@@ -14,7 +14,9 @@
 //!   them, publishing every change to the other shards;
 //! - the replica: the shard's full copy of the handlespace, from which it answers
 //!   resolutions;
-//! - the announcer ([`announce`], shard 0 only).
+//! - the announcer ([`announce`], shard 0 only);
+//! - the ENRP server ([`crate::enrp::Enrp`], shard 0 only, when configured), which
+//!   reads shard 0's replica and sends the peers' changes to the pools' writers.
 //!
 //! Each shard counts what it does in its own [`Metrics`] ([`Registrar::metrics`]) and
 //! reports what it holds as [`Gauges`]; the runtime copies and merges them when
@@ -26,6 +28,7 @@
 mod announce;
 mod asap;
 mod conn;
+mod enrp;
 mod metrics;
 mod out;
 mod sessions;
@@ -33,6 +36,7 @@ pub mod shard;
 mod supervision;
 mod writer;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -259,6 +263,17 @@ pub enum Event {
     },
     /// A message that could not be decoded.
     Malformed { conn: ConnId, error: DecodeError },
+    /// Something ENRP did or saw.
+    Enrp(crate::enrp::EnrpEvent),
+    /// A writer refused a peer's change (RFC 5353: a peer changes only PEs whose home it
+    /// is; the pool rules hold for peers too).
+    PeerRefused {
+        from: RegistrarId,
+        handle: PoolHandle,
+        id: PoolElementId,
+        why: crate::enrp::Refusal,
+        cause: Option<CauseCode>,
+    },
     /// A well-formed message a registrar does not expect (e.g. a response).
     Unexpected {
         conn: ConnId,
@@ -276,6 +291,13 @@ pub struct Registrar {
     sessions: Sessions,
     writer: Writer,
     announcer: Announcer,
+    /// Shard 0's ENRP server, when ENRP is configured.
+    enrp: Option<crate::enrp::Enrp>,
+    /// Barriers out to the other shards for ENRP: token → answers still missing.
+    syncs: HashMap<u64, u16>,
+    /// Connections this shard opened to adopt PEs, by ASAP transport.
+    adopting: HashMap<(Vec<IpAddr>, u16), ConnId>,
+    next_outbound: u64,
     out: Outputs,
 }
 
@@ -283,14 +305,45 @@ impl Registrar {
     /// `seed` drives the handlespace's random policies; `router` must be the same on
     /// every shard.
     pub fn new(config: Config, shard: ShardId, router: Router, seed: u64) -> Self {
+        let enrp = config
+            .enrp
+            .clone()
+            .filter(|_| shard == ShardId(0))
+            .map(|c| {
+                crate::enrp::Enrp::new(
+                    config.id,
+                    c,
+                    config.life_unit,
+                    config.min_lifetime,
+                    seed ^ 0x656e_7270,
+                )
+            });
+        let mut out = Outputs::new(shard, router);
+        if enrp.is_some() {
+            out.changes = Some(Vec::new());
+        }
         Self {
             replica: Handlespace::new(config.handlespace.clone(), seed),
             announcer: Announcer::new(&config, shard),
             config,
             sessions: Sessions::default(),
             writer: Writer::default(),
-            out: Outputs::new(shard, router),
+            enrp,
+            syncs: HashMap::new(),
+            adopting: HashMap::new(),
+            next_outbound: ConnId::OUTBOUND,
+            out,
         }
+    }
+
+    /// Whether this shard keeps the PE alive with keep-alives.
+    pub fn supervises(&self, handle: &PoolHandle, id: PoolElementId) -> bool {
+        self.sessions.supervision.is_supervised(handle, id)
+    }
+
+    /// Shard 0's ENRP server, if ENRP is configured.
+    pub fn enrp(&self) -> Option<&crate::enrp::Enrp> {
+        self.enrp.as_ref()
     }
 
     pub fn config(&self) -> &Config {
@@ -311,9 +364,13 @@ impl Registrar {
         &self.replica
     }
 
-    /// This shard's counters and histograms.
-    pub fn metrics(&self) -> &Metrics {
-        &self.out.metrics
+    /// This shard's counters and histograms (a copy, with ENRP's on the ENRP shard).
+    pub fn metrics(&self) -> Metrics {
+        let mut m = self.out.metrics.clone();
+        if let Some(e) = &self.enrp {
+            m.enrp.merge(e.metrics());
+        }
+        m
     }
 
     /// What this shard holds now: pools and PEs it writes and replicates, connections,
@@ -339,14 +396,26 @@ impl Registrar {
         }
     }
 
-    pub fn handle_conn_up(&mut self, _now: Instant, conn: ConnId, info: ConnInfo) {
-        self.sessions.up(conn, info);
+    pub fn handle_conn_up(&mut self, now: Instant, conn: ConnId, info: ConnInfo) {
+        match (&mut self.enrp, info.protocol) {
+            (Some(enrp), Protocol::Enrp) => enrp.on_conn_up(now, conn, info, &self.replica),
+            // ENRP is off: an ENRP connection has nobody to talk to.
+            (None, Protocol::Enrp) => self.out.transmits.push_back(Transmit::Close { conn }),
+            (_, Protocol::Asap) => self.sessions.up(conn, info),
+        }
+        self.drain_local(now);
     }
 
     /// The connection closed or the association is lost: every PE registered through it
     /// is removed (RFC 5352 §3.5; RSPLIB does the same).
     pub fn handle_conn_down(&mut self, now: Instant, conn: ConnId) {
-        self.on_conn_down(now, conn);
+        match &mut self.enrp {
+            Some(enrp) if enrp.owns(conn) => enrp.on_conn_down(now, conn),
+            _ => {
+                self.adopting.retain(|_, c| *c != conn);
+                self.on_conn_down(now, conn);
+            }
+        }
         self.drain_local(now);
     }
 
@@ -359,7 +428,10 @@ impl Registrar {
     /// One ENRP message received on `conn` (a connection whose [`ConnInfo::protocol`] is
     /// [`Protocol::Enrp`]).
     pub fn handle_enrp(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        let _ = (now, conn, bytes);
+        if let Some(enrp) = &mut self.enrp {
+            enrp.on_message(now, conn, bytes, &self.replica);
+        }
+        self.drain_local(now);
     }
 
     /// One ENRP message received on the ENRP multicast group from `from` (the UDP
@@ -370,7 +442,10 @@ impl Registrar {
         from: std::net::SocketAddr,
         bytes: &[u8],
     ) {
-        let _ = (now, from, bytes);
+        if let Some(enrp) = &mut self.enrp {
+            enrp.on_multicast(now, from, bytes, &self.replica);
+        }
+        self.drain_local(now);
     }
 
     /// A message from another shard.
@@ -384,10 +459,13 @@ impl Registrar {
     /// [`Registrar::poll_timeout`] is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.on_keep_alive_timers(now);
-        if self.config.enforce_lifetime {
-            self.writer.expire(&mut self.replica, &mut self.out, now);
-        }
+        self.writer.expire(&mut self.replica, &mut self.out, now);
         self.announcer.on_timeout(now, &self.config, &mut self.out);
+        if let Some(enrp) = &mut self.enrp
+            && enrp.next_timeout().is_none_or(|t| t <= now)
+        {
+            enrp.on_timeout(now, &self.replica);
+        }
         self.drain_local(now);
     }
 
@@ -409,15 +487,11 @@ impl Registrar {
     /// When [`Registrar::handle_timeout`] wants to run next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let expiry = if self.config.enforce_lifetime {
-            self.replica.next_expiry()
-        } else {
-            None
-        };
         [
             self.sessions.supervision.next(),
-            expiry,
+            self.replica.next_expiry(),
             self.announcer.next(),
+            self.enrp.as_ref().and_then(|e| e.next_timeout()),
         ]
         .into_iter()
         .flatten()
@@ -484,19 +558,72 @@ impl Registrar {
             ),
             // Replica updates: the writer checked them; a replica only mirrors them.
             ShardMsg::Upsert { handle, element } => {
+                self.out.changed(&handle, &element, false);
                 let _ = self.replica.register(&handle, element, None);
             }
             ShardMsg::Delete { handle, id } => {
-                self.replica.deregister(handle.as_bytes(), id);
+                if let Some(e) = self.replica.deregister(handle.as_bytes(), id) {
+                    self.out.changed(&handle, e.param(), true);
+                }
+            }
+            ShardMsg::Peer(write) => {
+                let me = self.config.id;
+                let winner = self
+                    .config
+                    .enrp
+                    .as_ref()
+                    .map(|e| e.takeover_winner)
+                    .unwrap_or_default();
+                self.writer
+                    .peer(&mut self.replica, &mut self.out, now, me, winner, write);
+            }
+            ShardMsg::Adopt {
+                origin,
+                handle,
+                id,
+                from,
+                expires,
+            } => {
+                let me = self.config.id;
+                self.writer.adopt(
+                    &mut self.replica,
+                    &mut self.out,
+                    me,
+                    origin,
+                    handle,
+                    id,
+                    from,
+                    expires,
+                );
+            }
+            ShardMsg::Sync { token, reply_to } => {
+                self.out.send_shard(reply_to, ShardMsg::Synced { token });
+            }
+            ShardMsg::Synced { token } => {
+                if let Some(left) = self.syncs.get_mut(&token) {
+                    *left -= 1;
+                    if *left == 0 {
+                        self.syncs.remove(&token);
+                        if let Some(enrp) = &mut self.enrp {
+                            enrp.on_synced(now, token, &self.replica);
+                        }
+                    }
+                }
             }
         }
     }
 
     fn drain_local(&mut self, now: Instant) {
         // Bounded: each local message produces at most a few more, none of them local
-        // loops (register → registered, remove → removed).
-        while let Some(msg) = self.out.local.pop_front() {
-            self.on_shard(now, msg);
+        // loops (register → registered, remove → removed); ENRP's actions produce shard
+        // messages and transmits, and ENRP hears of the changes they made.
+        loop {
+            while let Some(msg) = self.out.local.pop_front() {
+                self.on_shard(now, msg);
+            }
+            if !self.drain_enrp(now) {
+                break;
+            }
         }
     }
 }

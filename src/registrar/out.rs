@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use super::{ConnId, Event, Metrics, Router, Served, ShardId, ShardMsg, Transmit};
 use crate::ids::PoolHandle;
-use crate::wire::AsapMessage;
+use crate::wire::{AsapMessage, PoolElement};
 
 #[derive(Debug)]
 pub(super) struct Outputs {
@@ -17,6 +17,17 @@ pub(super) struct Outputs {
     pub(super) local: VecDeque<ShardMsg>,
     pub(super) events: VecDeque<Event>,
     pub(super) metrics: Metrics,
+    /// Changes of this shard's replica, kept only on the shard that runs ENRP (which
+    /// turns those of our own PEs into handle updates).
+    pub(super) changes: Option<Vec<Change>>,
+}
+
+/// A PE added or updated (`deleted` false), or removed, in the replica.
+#[derive(Debug)]
+pub(super) struct Change {
+    pub(super) handle: PoolHandle,
+    pub(super) element: PoolElement,
+    pub(super) deleted: bool,
 }
 
 impl Outputs {
@@ -29,6 +40,18 @@ impl Outputs {
             local: VecDeque::new(),
             events: VecDeque::new(),
             metrics: Metrics::default(),
+            changes: None,
+        }
+    }
+
+    /// Records a change of the replica, if changes are kept here.
+    pub(super) fn changed(&mut self, handle: &PoolHandle, element: &PoolElement, deleted: bool) {
+        if let Some(c) = &mut self.changes {
+            c.push(Change {
+                handle: handle.clone(),
+                element: element.clone(),
+                deleted,
+            });
         }
     }
 

@@ -16,8 +16,15 @@ pub(super) struct Sessions {
 }
 
 impl Sessions {
+    /// A connection is up. One this shard opened (adoption) keeps the PEs already
+    /// waiting on it and learns its real addresses.
     pub(super) fn up(&mut self, conn: ConnId, info: ConnInfo) {
-        self.conns.insert(conn, Conn::new(info));
+        match self.conns.get_mut(&conn) {
+            Some(c) => c.info = info,
+            None => {
+                self.conns.insert(conn, Conn::new(info));
+            }
+        }
     }
 
     /// Forgets a connection; returns the PEs registered through it, if it was known.

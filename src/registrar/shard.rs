@@ -78,17 +78,21 @@ pub enum RemovalReason {
     /// It registered again from another connection, or at another registrar, which
     /// now supervises it.
     Moved,
+    /// Its home registrar (a peer) said so: ENRP DEL_PE, or an audit found the home
+    /// no longer has it.
+    Peer,
 }
 
 impl RemovalReason {
     /// Every reason, in declaration order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Deregistered,
         Self::KeepAliveTimeout,
         Self::ConnectionLost,
         Self::Expired,
         Self::Unreachable,
         Self::Moved,
+        Self::Peer,
     ];
 
     /// Its position in [`RemovalReason::ALL`].
@@ -105,13 +109,14 @@ impl RemovalReason {
             Self::Expired => "expired",
             Self::Unreachable => "unreachable_reports",
             Self::Moved => "moved",
+            Self::Peer => "peer",
         }
     }
 
     /// Whether the registrar detected a failure (rather than the PE leaving or moving
     /// on its own): the removals whose detection time is measured.
     pub fn is_failure(self) -> bool {
-        !matches!(self, Self::Deregistered | Self::Moved)
+        !matches!(self, Self::Deregistered | Self::Moved | Self::Peer)
     }
 }
 
@@ -167,6 +172,22 @@ pub enum ShardMsg {
         handle: PoolHandle,
         id: PoolElementId,
     },
+    /// ENRP shard → writer: a change a peer registrar asks for.
+    Peer(crate::enrp::PeerWrite),
+    /// ENRP shard → writer: a takeover adopts this PE, whose home was `from`; `origin`
+    /// is the connection it will be supervised on.
+    Adopt {
+        origin: Origin,
+        handle: PoolHandle,
+        id: PoolElementId,
+        from: crate::ids::RegistrarId,
+        expires: Option<Instant>,
+    },
+    /// ENRP shard → every other shard: answer with `Synced` once everything sent
+    /// before has been handled (a barrier: per pair, queues are FIFO).
+    Sync { token: u64, reply_to: ShardId },
+    /// The answer to `Sync`.
+    Synced { token: u64 },
 }
 
 /// Maps pool handles to their writer shards. Every shard must build it from the same

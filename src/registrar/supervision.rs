@@ -62,6 +62,19 @@ impl Supervision {
         self.set(handle, id, conn, Phase::Idle, at, alive);
     }
 
+    /// Starts supervising a PE with a keep-alive already sent at `sent` (a takeover's
+    /// first one): its acknowledgement is due by `deadline`.
+    pub(super) fn start_awaiting(
+        &mut self,
+        handle: PoolHandle,
+        id: PoolElementId,
+        conn: ConnId,
+        sent: Instant,
+        deadline: Instant,
+    ) {
+        self.set(handle, id, conn, Phase::Awaiting { sent }, deadline, sent);
+    }
+
     /// Stops supervising; returns the PE's last sign of life if it was supervised.
     pub(super) fn stop(&mut self, handle: &PoolHandle, id: PoolElementId) -> Option<Instant> {
         let e = self.entries.remove(&(handle.clone(), id))?;

@@ -1,13 +1,15 @@
 //! The writer of the pools a shard writes: their only mutator. It applies
-//! registrations, removals, unreachable reports and expiry to the shard's replica and
-//! publishes every change to the other shards' replicas.
+//! registrations, removals, unreachable reports, expiry, and the changes peer
+//! registrars ask for (ENRP) to the shard's replica, and publishes every change to the
+//! other shards' replicas.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use super::{Event, Origin, Outputs, RemovalReason, ShardMsg};
+use crate::enrp::{PeerWrite, Refusal, Source, TakeoverWinner};
 use crate::handlespace::{Handlespace, Registered};
-use crate::ids::{PoolElementId, PoolHandle};
+use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
 use crate::wire::PoolElement;
 
 #[derive(Debug, Default)]
@@ -52,6 +54,7 @@ impl Writer {
                 if let Some(prev) = previous.filter(|p| *p != origin) {
                     notify(out, prev, &handle, id, RemovalReason::Moved);
                 }
+                out.changed(&handle, &element, false);
                 out.publish(ShardMsg::Upsert {
                     handle: handle.clone(),
                     element,
@@ -133,12 +136,160 @@ impl Writer {
         }
     }
 
-    /// Removes the PEs whose registration life ended.
+    /// Removes the PEs whose registration life ended: peers' PEs always (so a dead
+    /// peer's PEs that nobody took over do not stay for ever), ours when lifetimes are
+    /// enforced (only then do they have a deadline).
     pub(super) fn expire(&mut self, hs: &mut Handlespace, out: &mut Outputs, now: Instant) {
         let mut expired = Vec::new();
         hs.expire(now, &mut expired);
         for (handle, e) in expired {
+            out.changed(&handle, e.param(), true);
             self.removed(hs, out, &handle, e.id(), RemovalReason::Expired);
+        }
+    }
+
+    /// A change a peer registrar asks for (RFC 5353 §3.3.2, §3.5.2, §3.6.3), checked
+    /// against the pool's current state: a peer changes only PEs whose home it is.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn peer(
+        &mut self,
+        hs: &mut Handlespace,
+        out: &mut Outputs,
+        now: Instant,
+        me: RegistrarId,
+        winner: TakeoverWinner,
+        write: PeerWrite,
+    ) {
+        match write {
+            PeerWrite::Update {
+                from,
+                handle,
+                element,
+                expires,
+                source,
+                received,
+            } => {
+                let id = element.id;
+                if element.home == me {
+                    return refused(out, from, &handle, id, Refusal::Ours);
+                }
+                if source != Source::Mentor && element.home != from {
+                    return refused(out, from, &handle, id, Refusal::NotItsHome);
+                }
+                let current = hs.element(handle.as_bytes(), id).map(|e| e.home());
+                // One of ours: it moves to the peer it registered at (an ADD_PE from its
+                // new home); a claim in an audit goes to the tie-break winner; a third
+                // party's table never takes it.
+                let keep = match source {
+                    Source::Update => false,
+                    Source::Audit => !winner.beats(from.0, me.0),
+                    Source::Mentor => true,
+                };
+                if current == Some(me) && keep {
+                    return refused(out, from, &handle, id, Refusal::Ours);
+                }
+                match hs.register(&handle, element.clone(), expires) {
+                    Ok(registered) => {
+                        if registered == (Registered::New { new_pool: true }) {
+                            self.pools += 1;
+                        }
+                        let origin = Origin::Peer(element.home);
+                        let previous = self.origins.insert((handle.clone(), id), origin);
+                        // It registered at the peer: our connection lets it go.
+                        if let Some(prev) = previous.filter(|p| p.local().is_some()) {
+                            out.metrics.on_removal(RemovalReason::Moved);
+                            notify(out, prev, &handle, id, RemovalReason::Moved);
+                        }
+                        out.metrics
+                            .enrp
+                            .on_applied(Some(now.saturating_duration_since(received)));
+                        out.changed(&handle, &element, false);
+                        out.publish(ShardMsg::Upsert { handle, element });
+                    }
+                    Err(e) => {
+                        out.events.push_back(Event::PeerRefused {
+                            from,
+                            handle: handle.clone(),
+                            id,
+                            why: Refusal::Pool,
+                            cause: Some(e.cause()),
+                        });
+                        out.metrics.enrp.on_refused(Refusal::Pool);
+                    }
+                }
+            }
+            PeerWrite::Remove {
+                from,
+                handle,
+                id,
+                purge: _,
+            } => match hs.element(handle.as_bytes(), id).map(|e| e.home()) {
+                None => out.metrics.enrp.on_refused(Refusal::Unknown),
+                Some(home) if home != from => refused(out, from, &handle, id, Refusal::NotItsHome),
+                Some(_) => {
+                    out.metrics.enrp.on_applied(None);
+                    self.remove_element(hs, out, &handle, id, RemovalReason::Peer);
+                }
+            },
+            PeerWrite::Rehome {
+                from,
+                to,
+                handle,
+                id,
+            } => {
+                let Some(e) = hs.element(handle.as_bytes(), id) else {
+                    return;
+                };
+                if e.home() != from || to == me {
+                    return;
+                }
+                let expires = e.expires();
+                hs.set_home(&handle, id, to, expires);
+                self.origins.insert((handle.clone(), id), Origin::Peer(to));
+                out.metrics.enrp.on_applied(None);
+                self.republish(hs, out, &handle, id);
+            }
+        }
+    }
+
+    /// A takeover adopts a PE whose home was `from` (RFC 5353 §3.5.2): it becomes ours,
+    /// supervised on `origin`. If it went elsewhere meanwhile, `origin` lets it go.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn adopt(
+        &mut self,
+        hs: &mut Handlespace,
+        out: &mut Outputs,
+        me: RegistrarId,
+        origin: Origin,
+        handle: PoolHandle,
+        id: PoolElementId,
+        from: RegistrarId,
+        expires: Option<Instant>,
+    ) {
+        if hs.element(handle.as_bytes(), id).map(|e| e.home()) != Some(from) {
+            return notify(out, origin, &handle, id, RemovalReason::Moved);
+        }
+        hs.set_home(&handle, id, me, expires);
+        self.origins.insert((handle.clone(), id), origin);
+        out.metrics.enrp.on_applied(None);
+        self.republish(hs, out, &handle, id);
+    }
+
+    /// Publishes a PE as it now is (after a home change).
+    fn republish(
+        &mut self,
+        hs: &Handlespace,
+        out: &mut Outputs,
+        handle: &PoolHandle,
+        id: PoolElementId,
+    ) {
+        if let Some(e) = hs.element(handle.as_bytes(), id) {
+            let element = e.param().clone();
+            out.changed(handle, &element, false);
+            out.publish(ShardMsg::Upsert {
+                handle: handle.clone(),
+                element,
+            });
         }
     }
 
@@ -150,7 +301,8 @@ impl Writer {
         id: PoolElementId,
         reason: RemovalReason,
     ) {
-        if hs.deregister(handle.as_bytes(), id).is_some() {
+        if let Some(e) = hs.deregister(handle.as_bytes(), id) {
+            out.changed(handle, e.param(), true);
             self.removed(hs, out, handle, id, reason);
         }
     }
@@ -190,6 +342,23 @@ impl Writer {
             notify(out, origin, handle, id, reason);
         }
     }
+}
+
+fn refused(
+    out: &mut Outputs,
+    from: RegistrarId,
+    handle: &PoolHandle,
+    id: PoolElementId,
+    why: Refusal,
+) {
+    out.metrics.enrp.on_refused(why);
+    out.events.push_back(Event::PeerRefused {
+        from,
+        handle: handle.clone(),
+        id,
+        why,
+        cause: None,
+    });
 }
 
 /// Tells a local origin that its PE is gone or moved (peers learn through ENRP).

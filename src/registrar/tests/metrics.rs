@@ -12,7 +12,7 @@ fn ms(n: u64) -> Duration {
 fn merged(net: &Net) -> Metrics {
     let mut all = Metrics::default();
     for s in &net.shards {
-        all.merge(s.metrics());
+        all.merge(&s.metrics());
     }
     all
 }
