@@ -113,3 +113,66 @@ fn metrics_flag_serves_the_shards_figures() {
         assert!(response.contains(line), "{line} in {response}");
     }
 }
+
+/// `--help` describes every ENRP flag with RSPLIB's equivalent option.
+#[test]
+fn help_names_the_enrp_flags_and_rsplibs_options() {
+    let out = registrar().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (flag, rsplib) in [
+        ("--enrp <URI>", "-enrp"),
+        ("--peer <URI>", "-peer"),
+        ("--id <ID>", "-identifier"),
+        ("--enrp-announce-group", "-enrpannounce"),
+        ("--peer-heartbeat-cycle", "-peerheartbeatcycle"),
+        ("--peer-max-time-last-heard", "-peermaxtimelastheard"),
+        ("--peer-max-time-no-response", "-peermaxtimenoresponse"),
+        ("--mentor-discovery-timeout", "-mentordiscoverytimeout"),
+        ("--takeover-expiry", "-takeoverexpiryinterval"),
+    ] {
+        assert!(help.contains(flag), "{flag} in {help}");
+        assert!(
+            help.contains(&format!("RSPLIB: {rsplib}"))
+                || help.contains(&format!("RSPLIB's {rsplib}")),
+            "{rsplib} in {help}"
+        );
+    }
+    assert!(
+        help.contains("--registrar-id"),
+        "the old name stays an alias"
+    );
+}
+
+/// `--enrp` serves ENRP on its own port, which the start line names; `--peer` without
+/// it is refused by name.
+#[test]
+fn enrp_flag_serves_enrp_and_peers_need_it() {
+    let (child, started, _) = start(&[
+        "--asap",
+        "tcp://127.0.0.1:0",
+        "--enrp",
+        "tcp://127.0.0.1:0",
+        "--id",
+        "0x10",
+    ]);
+    let addr: std::net::SocketAddr = started
+        .split_once("enrp=tcp://")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .map(|addr| addr.parse().expect("an address"))
+        .unwrap_or_else(|| panic!("no ENRP endpoint in {started:?}"));
+    assert_ne!(addr.port(), 0);
+    std::net::TcpStream::connect(addr).expect("the ENRP port accepts");
+    terminate(child);
+
+    let out = registrar()
+        .args(["--peer", "192.0.2.10:9901"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--enrp") && err.contains("sctp://192.0.2.10:9901"),
+        "{err}"
+    );
+}
