@@ -1,6 +1,8 @@
-//! Log lines for the registrar's events: debug for what happens per message, warn for
-//! what may be an attack or a misconfiguration.
+//! Log lines for the registrar's events: debug for what happens per message, info for
+//! changes an operator follows (ENRP peers and takeovers), warn for what may be an
+//! attack or a misconfiguration.
 
+use rserpool::enrp::EnrpEvent;
 use rserpool::registrar::Event;
 
 pub(super) fn event(shard: usize, e: &Event) {
@@ -23,5 +25,28 @@ pub(super) fn event(shard: usize, e: &Event) {
         Event::Unexpected { conn, kind } => {
             tracing::debug!(shard, conn = conn.0, %kind, "unexpected ASAP message");
         }
+        Event::PeerRefused {
+            from,
+            handle,
+            id,
+            why,
+            cause,
+        } => {
+            tracing::debug!(shard, peer = %from, %handle, id = id.0, ?why, ?cause, "peer's change refused");
+        }
+        Event::Enrp(e) => enrp(shard, e),
+    }
+}
+
+fn enrp(shard: usize, e: &EnrpEvent) {
+    match e {
+        EnrpEvent::Refused { .. }
+        | EnrpEvent::Malformed { .. }
+        | EnrpEvent::AuditStarted { .. }
+        | EnrpEvent::AuditDone { .. } => tracing::debug!(shard, event = ?e, "ENRP"),
+        EnrpEvent::ErrorReceived { .. } | EnrpEvent::AuditAbandoned { .. } => {
+            tracing::warn!(shard, event = ?e, "ENRP");
+        }
+        _ => tracing::info!(shard, event = ?e, "ENRP"),
     }
 }
