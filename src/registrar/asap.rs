@@ -69,7 +69,7 @@ impl Registrar {
                     handle: handle.clone(),
                     id,
                 };
-                self.out.to_writer(&handle, msg);
+                self.out.send_writer(&handle, msg);
             }
             // RSPLIB's registrar does not act on errors either.
             AsapMessage::Error { .. } => {}
@@ -156,7 +156,7 @@ impl Registrar {
             expires,
             received: now,
         };
-        self.out.to_writer(&handle, msg);
+        self.out.send_writer(&handle, msg);
     }
 
     fn reject(
@@ -418,6 +418,6 @@ impl Registrar {
             id,
             reason,
         };
-        self.out.to_writer(&handle, msg);
+        self.out.send_writer(&handle, msg);
     }
 }

@@ -68,7 +68,7 @@ impl Registrar {
             }
             Action::Write(w) => {
                 let handle = w.handle().clone();
-                self.out.to_writer(&handle, ShardMsg::Peer(w));
+                self.out.send_writer(&handle, ShardMsg::Peer(w));
             }
             Action::Adopt {
                 handle,
@@ -172,6 +172,6 @@ impl Registrar {
             from,
             expires,
         };
-        self.out.to_writer(&handle, msg);
+        self.out.send_writer(&handle, msg);
     }
 }

@@ -72,7 +72,7 @@ impl Outputs {
     }
 
     /// Sends `msg` to the writer of `handle`'s pool.
-    pub(super) fn to_writer(&mut self, handle: &PoolHandle, msg: ShardMsg) {
+    pub(super) fn send_writer(&mut self, handle: &PoolHandle, msg: ShardMsg) {
         let writer = self.router.writer(handle.as_bytes());
         self.send_shard(writer, msg);
     }

@@ -50,13 +50,14 @@ fn stable<M: PartialEq + std::fmt::Debug, E: std::fmt::Debug>(
     assert_eq!(again, bytes, "encoding is not stable for {first:?}");
 }
 
+/// Structure-aware mutation of valid messages, shared by the codec's fuzz test and the
+/// protocol layers' garbage-input tests.
 #[cfg(test)]
-mod tests {
-    use super::check;
+pub(crate) mod mutation {
     use crate::rng::Rng;
     use crate::wire::samples::{asap_messages, enrp_messages};
 
-    fn seeds() -> Vec<Vec<u8>> {
+    pub(crate) fn seeds() -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         for m in asap_messages() {
             let mut b = Vec::new();
@@ -71,20 +72,20 @@ mod tests {
         out
     }
 
-    fn pick<'s, T>(rng: &mut Rng, items: &'s [T]) -> &'s T {
+    pub(crate) fn pick<'s, T>(rng: &mut Rng, items: &'s [T]) -> &'s T {
         &items[rng.below(items.len() as u64) as usize]
     }
 
     /// Rewrites the Message Length so the mutated body is parsed instead of rejected
     /// at the door.
-    fn fix_length(buf: &mut [u8]) {
+    pub(crate) fn fix_length(buf: &mut [u8]) {
         if buf.len() >= 4 {
             let len = u16::try_from(buf.len()).unwrap_or(u16::MAX);
             buf[2..4].copy_from_slice(&len.to_be_bytes());
         }
     }
 
-    fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], buf: &mut Vec<u8>) {
+    pub(crate) fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], buf: &mut Vec<u8>) {
         const INTERESTING: [u8; 8] = [0x00, 0x01, 0x03, 0x04, 0x7f, 0x80, 0xc0, 0xff];
         let n = buf.len().max(1) as u64;
         match rng.below(7) {
@@ -155,6 +156,13 @@ mod tests {
             fix_length(buf);
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+    use super::mutation::{fix_length, mutate, pick, seeds};
+    use crate::rng::Rng;
 
     #[test]
     fn fuzz_smoke() {

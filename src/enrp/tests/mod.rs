@@ -5,6 +5,7 @@
 
 mod net;
 mod props;
+mod rogue;
 
 use std::time::Duration;
 

@@ -28,13 +28,15 @@ pub(super) enum End {
     Node(usize, usize, ConnId),
     /// Pool element `pe`, its own connection id.
     Pe(usize, u64),
+    /// A hand-driven ENRP peer (a test's fake registrar), its connection id.
+    Probe(u64),
 }
 
 impl End {
     fn node(self) -> Option<usize> {
         match self {
             Self::Node(n, ..) => Some(n),
-            Self::Pe(..) => None,
+            Self::Pe(..) | Self::Probe(_) => None,
         }
     }
 }
@@ -95,6 +97,8 @@ pub(super) struct Scope {
     pub(super) hunt_after: Option<Duration>,
     pub(super) shards: u16,
     pub(super) config: Config,
+    /// What hand-driven peers received, by their connection.
+    pub(super) probe_inbox: HashMap<u64, Vec<Vec<u8>>>,
 }
 
 fn node_addr(i: usize) -> IpAddr {
@@ -135,6 +139,7 @@ impl Scope {
             hunt_after: None,
             shards,
             config,
+            probe_inbox: HashMap::new(),
         };
         for (i, id) in ids.iter().enumerate() {
             let peers = (0..ids.len()).filter(|&j| j != i).collect::<Vec<_>>();
@@ -255,6 +260,36 @@ impl Scope {
         self.pump(node);
     }
 
+    /// A hand-driven peer connects to a registrar's ENRP endpoint from `addr`; returns
+    /// its end's id for [`Scope::probe_send`].
+    pub(super) fn probe_connect(&mut self, node: usize, addr: IpAddr) -> u64 {
+        self.next_conn += 1;
+        let mine = self.next_conn;
+        self.next_conn += 1;
+        let theirs = ConnId(self.next_conn);
+        let a = End::Probe(mine);
+        let b = End::Node(node, 0, theirs);
+        self.wires.insert(a, b);
+        self.wires.insert(b, a);
+        let info = ConnInfo {
+            transport: Transport::Tcp,
+            protocol: Protocol::Enrp,
+            peer_addrs: vec![addr],
+            peer_port: 50_000,
+            local_addrs: vec![self.nodes[node].addr],
+            local_port: ENRP_PORT,
+        };
+        let now = self.now;
+        self.nodes[node].shards[0].handle_conn_up(now, theirs, info);
+        self.pump(node);
+        mine
+    }
+
+    /// Sends raw bytes from a hand-driven peer.
+    pub(super) fn probe_send(&mut self, probe: u64, bytes: Vec<u8>) {
+        self.send(End::Probe(probe), bytes, false);
+    }
+
     /// The PE registers at another registrar (its old connection stays open).
     pub(super) fn move_pe(&mut self, pe: usize, node: usize) {
         self.pe_register_at(pe, node);
@@ -271,14 +306,6 @@ impl Scope {
 
     fn pe_flush(&mut self, pe: usize, conn: u64) {
         while let Some(bytes) = self.pes[pe].client.poll_transmit() {
-            if std::env::var("PE_TRACE").is_ok_and(|v| v == pe.to_string()) {
-                let to = self.pes[pe].conns.get(&conn);
-                eprintln!(
-                    "{:?} pe {pe} sends on {conn} to {to:?}: {:?}",
-                    self.now,
-                    AsapMessage::decode(&bytes).map(|d| d.message)
-                );
-            }
             self.send(End::Pe(pe, conn), bytes, false);
         }
     }
@@ -290,9 +317,6 @@ impl Scope {
         let Ok(m) = AsapMessage::decode(bytes) else {
             return;
         };
-        if std::env::var("PE_TRACE").is_ok_and(|v| v == pe.to_string()) {
-            eprintln!("{:?} pe {pe} receives on {conn}: {:?}", self.now, m.message);
-        }
         let now = self.now;
         let event = self.pes[pe].client.handle_message(now, &m.message);
         if let Some(PeEvent::Adopted { .. }) = event {
@@ -431,9 +455,6 @@ impl Scope {
         if !self.nodes[node].alive {
             return;
         }
-        if std::env::var("SCOPE_TRACE").is_ok() {
-            eprintln!("{:?} node {node}/{shard}: {t:?}", self.now);
-        }
         match t {
             Transmit::Asap { conn, payload, .. } => {
                 self.send(End::Node(node, shard, conn), payload, false);
@@ -510,10 +531,12 @@ impl Scope {
             End::Pe(p, c) => {
                 self.pes[p].conns.insert(c, me);
             }
+            End::Probe(_) => {}
         }
         let (peer_addr, peer_port) = match other {
             End::Node(n, ..) => (self.nodes[n].addr, ENRP_PORT),
             End::Pe(p, _) => (self.pes[p].addr, self.pes[p].port),
+            End::Probe(_) => (my_addr, 0),
         };
         let info = ConnInfo {
             transport: Transport::Tcp,
@@ -529,9 +552,6 @@ impl Scope {
 
     fn deliver(&mut self, d: Delivery) {
         let now = self.now;
-        if std::env::var("SCOPE_TRACE").is_ok() {
-            eprintln!("{now:?} deliver {d:?}");
-        }
         match d {
             Delivery::Bytes { to, bytes } => match to {
                 End::Node(n, s, c) => {
@@ -554,6 +574,7 @@ impl Scope {
                         self.pe_receive(p, c, &bytes);
                     }
                 }
+                End::Probe(c) => self.probe_inbox.entry(c).or_default().push(bytes),
             },
             Delivery::Down { to } => match to {
                 End::Node(n, s, c) => {
@@ -570,6 +591,7 @@ impl Scope {
                         pe.hunt_at = self.hunt_after.map(|d| now + d);
                     }
                 }
+                End::Probe(_) => {}
             },
         }
     }
@@ -577,7 +599,7 @@ impl Scope {
     /// Whether a registrar's end of a connection speaks ENRP (the other end is a
     /// registrar).
     fn is_enrp(&self, end: End) -> bool {
-        matches!(self.wires.get(&end), Some(End::Node(..)))
+        matches!(self.wires.get(&end), Some(End::Node(..) | End::Probe(_)))
     }
 
     /// Runs the network and every timer for `d` of virtual time.
