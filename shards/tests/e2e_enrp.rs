@@ -1,7 +1,10 @@
-//! ENRP endpoints end to end over loopback TCP: the runtime started in-process with
-//! ENRP endpoints, reached by outside clients. What the registrar's ENRP server does
-//! with the messages is the core's to test; this checks the runtime's part: binding,
-//! reporting, serving the ENRP port and refusing what cannot be framed.
+//! ENRP end to end over loopback TCP: the runtime started in-process with ENRP
+//! endpoints, reached by outside clients and by another registrar. The ENRP procedures
+//! are the core's to test (on its virtual network); this checks the runtime's part:
+//! binding, reporting, serving the ENRP port, refusing what cannot be framed, and
+//! carrying two registrars' ENRP over a connection one of them opened.
+
+mod common;
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -103,4 +106,70 @@ fn an_sctp_enrp_endpoint_is_optional_where_the_kernel_lacks_sctp() {
         "{e:?}"
     );
     handle.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn tcp_peers_share_their_pes() {
+    common::scenarios::peers_share_their_pes(common::Kind::Tcp);
+}
+
+/// RFC 5353 §3.1: registrars that know no peer find each other through ENRP presences
+/// on the multicast group (as RSPLIB's -enrpannounce), then talk over a connection one
+/// of them opens. The group's datagrams leave by the default route, so the ENRP
+/// endpoints use this host's address on it (a wildcard or loopback endpoint has no
+/// address to advertise on the group). Skipped where there is no multicast route.
+#[test]
+fn peers_find_each_other_on_the_enrp_multicast_group() {
+    use std::collections::BTreeSet;
+
+    use common::{
+        Kind, Lab, NO_EXPIRY, assert_accepted, registrar_config, start_registrar, wait_until,
+    };
+    use rserpool::enrp;
+
+    // A free port for the group, so that concurrent runs do not hear each other.
+    let port = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|u| u.local_addr())
+        .unwrap()
+        .port();
+    let group: SocketAddr = (std::net::Ipv4Addr::new(239, 255, 77, 51), port).into();
+    let route = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|u| {
+        u.connect(group)?;
+        u.local_addr()
+    });
+    let local = match route {
+        Ok(a) if !a.ip().is_loopback() && !a.ip().is_unspecified() => a.ip(),
+        other => {
+            eprintln!("SKIP: no multicast route to {group} ({other:?})");
+            return;
+        }
+    };
+    let registrar = |id| {
+        let config = Config {
+            enrp: Some(enrp::Config {
+                heartbeat: Duration::from_millis(200),
+                mentor_discovery: Duration::from_millis(300),
+                ..enrp::Config::default()
+            }),
+            ..registrar_config(id, NO_EXPIRY)
+        };
+        let endpoints = EnrpEndpoints {
+            listen: vec![Endpoint::Tcp((local, 0).into())],
+            announce_group: Some(group),
+        };
+        (config, endpoints)
+    };
+    let (config, endpoints) = registrar(0x10);
+    let lab = Lab::with(Kind::Tcp, config, endpoints);
+    let (config, endpoints) = registrar(0x20);
+    let (b, b_asap) = start_registrar(Kind::Tcp, config, endpoints);
+
+    let pe = lab.connect();
+    assert_accepted(&pe.register(Kind::Tcp, "heard", 1), 1);
+    let pu = lab.connect_to(b_asap);
+    wait_until(&lab, "B resolves the PE registered at A", || {
+        pu.members_if_any("heard") == BTreeSet::from([1])
+    });
+    b.shutdown().expect("clean shutdown");
+    lab.finish();
 }

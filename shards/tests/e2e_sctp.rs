@@ -55,3 +55,12 @@ fn sctp_a_port_in_use_is_refused() {
         scenarios::a_port_in_use_is_refused(Kind::Sctp);
     }
 }
+
+/// ENRP over SCTP: the association to the peer starts from the ENRP socket with
+/// sctp_connectx, and its notifications resolve to the registrar's connection.
+#[test]
+fn sctp_peers_share_their_pes() {
+    if sctp() {
+        scenarios::peers_share_their_pes(Kind::Sctp);
+    }
+}

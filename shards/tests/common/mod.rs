@@ -27,7 +27,7 @@ use rserpool::wire::{
 use rserpool::{PoolElementId, RegistrarId};
 use rserpool_shards::net::sctp;
 use rserpool_shards::runtime::{self, Handle};
-use rserpool_shards::{Endpoint, RuntimeConfig};
+use rserpool_shards::{Endpoint, EnrpEndpoints, RuntimeConfig};
 
 /// Keep-alives go out every 100 ms during every test, and the clients acknowledge them
 /// in the background.
@@ -153,6 +153,15 @@ impl Lab {
     }
 
     pub fn with_keep_alive_timeout(kind: Kind, keep_alive_timeout: Duration) -> Self {
+        Self::with(
+            kind,
+            registrar_config(0x0a0b_0c0d, keep_alive_timeout),
+            EnrpEndpoints::default(),
+        )
+    }
+
+    /// A lab around a registrar with these settings and ENRP endpoints.
+    pub fn with(kind: Kind, registrar: Config, enrp: EnrpEndpoints) -> Self {
         let serial = SERIAL
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -161,32 +170,7 @@ impl Lab {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let any = "127.0.0.1:0".parse().unwrap();
-        let endpoint = match kind {
-            Kind::Tcp => Endpoint::Tcp(any),
-            Kind::Sctp => Endpoint::Sctp(any),
-        };
-        let config = RuntimeConfig {
-            shards: 2,
-            pin_cores: false,
-            asap: vec![endpoint],
-            registrar: Config {
-                id: RegistrarId(0x0a0b_0c0d),
-                allow_loopback: true,
-                keep_alive_interval: KEEP_ALIVE_INTERVAL,
-                keep_alive_timeout,
-                ..Config::default()
-            },
-            seed: 7,
-            announce_group: None,
-        };
-        let handle = runtime::start(config).expect("the runtime starts");
-        let addr = match kind {
-            Kind::Tcp => handle.tcp_addr(),
-            Kind::Sctp => handle.sctp_addr(),
-        }
-        .expect("the endpoint is bound");
-        assert_ne!(addr.port(), 0, "port 0 resolves to the real port");
+        let (handle, addr) = start_registrar(kind, registrar, enrp);
         Self {
             kind,
             addr,
@@ -197,14 +181,20 @@ impl Lab {
     }
 
     pub fn connect(&self) -> Peer {
+        self.connect_to(self.addr)
+    }
+
+    /// A client of another registrar (over the lab's transport), whose keep-alive
+    /// acknowledgements count in the lab's [`Progress`] too.
+    pub fn connect_to(&self, addr: SocketAddr) -> Peer {
         let (reader, writer): (Box<dyn Wire>, Box<dyn Wire>) = match self.kind {
             Kind::Tcp => {
-                let s = TcpStream::connect(self.addr).expect("TCP connect");
+                let s = TcpStream::connect(addr).expect("TCP connect");
                 s.set_nodelay(true).unwrap();
                 (Box::new(s.try_clone().unwrap()), Box::new(s))
             }
             Kind::Sctp => {
-                let c = sctp::Client::connect(self.addr).expect("SCTP connect");
+                let c = sctp::Client::connect(addr).expect("SCTP connect");
                 (Box::new(c.try_clone().unwrap()), Box::new(c))
             }
         };
@@ -219,6 +209,44 @@ impl Lab {
             .shutdown()
             .expect("clean shutdown");
     }
+}
+
+/// A lab registrar's settings: loopback allowed, keep-alives every
+/// [`KEEP_ALIVE_INTERVAL`], unacknowledged for at most `keep_alive_timeout`.
+pub fn registrar_config(id: u32, keep_alive_timeout: Duration) -> Config {
+    Config {
+        id: RegistrarId(id),
+        allow_loopback: true,
+        keep_alive_interval: KEEP_ALIVE_INTERVAL,
+        keep_alive_timeout,
+        ..Config::default()
+    }
+}
+
+/// Starts a registrar of two shards serving ASAP over `kind` on loopback; returns it and
+/// its ASAP address.
+pub fn start_registrar(kind: Kind, registrar: Config, enrp: EnrpEndpoints) -> (Handle, SocketAddr) {
+    let any = "127.0.0.1:0".parse().unwrap();
+    let endpoint = match kind {
+        Kind::Tcp => Endpoint::Tcp(any),
+        Kind::Sctp => Endpoint::Sctp(any),
+    };
+    let config = RuntimeConfig {
+        shards: 2,
+        pin_cores: false,
+        asap: vec![endpoint],
+        registrar,
+        seed: 7,
+        announce_group: None,
+    };
+    let handle = runtime::start_with(config, enrp).expect("the runtime starts");
+    let addr = match kind {
+        Kind::Tcp => handle.tcp_addr(),
+        Kind::Sctp => handle.sctp_addr(),
+    }
+    .expect("the endpoint is bound");
+    assert_ne!(addr.port(), 0, "port 0 resolves to the real port");
+    (handle, addr)
 }
 
 /// One client connection (a PE or a PU).
@@ -357,6 +385,24 @@ impl Peer {
     /// The whole pool when it has at most 128 PEs (one resolution returns them all).
     pub fn members(&self, pool: &str) -> BTreeSet<u32> {
         self.resolve(pool, Some(128)).into_iter().collect()
+    }
+
+    /// Like [`Peer::members`], but a pool the registrar does not know is empty.
+    pub fn members_if_any(&self, pool: &str) -> BTreeSet<u32> {
+        self.send(&AsapMessage::HandleResolution {
+            subscribe: false,
+            handle: pool.into(),
+            items: Some(128),
+        });
+        match self.recv() {
+            AsapMessage::HandleResolutionResponse {
+                elements,
+                error: None,
+                ..
+            } => elements.iter().map(|e| e.id.0).collect(),
+            AsapMessage::HandleResolutionResponse { error: Some(_), .. } => BTreeSet::new(),
+            other => panic!("expected a handle resolution response, got {other:?}"),
+        }
     }
 }
 

@@ -2,15 +2,19 @@
 
 use std::collections::BTreeSet;
 
+use std::time::Duration;
+
 use rserpool::PoolElementId;
+use rserpool::enrp::{self, PeerAddress};
+use rserpool::registrar::{Config, Transport};
 use rserpool::wire::{AsapMessage, CauseCode, PPID_ASAP, PPID_ENRP};
 use rserpool_shards::net::sctp;
 use rserpool_shards::runtime::{self, StartError};
-use rserpool_shards::{Endpoint, RuntimeConfig};
+use rserpool_shards::{Endpoint, EnrpEndpoints, RuntimeConfig};
 
 use super::{
-    GUARD, KEEP_ALIVE_TIMEOUT, Kind, Lab, Peer, assert_accepted, element, encode, register_all,
-    wait_until,
+    GUARD, KEEP_ALIVE_TIMEOUT, Kind, Lab, NO_EXPIRY, Peer, assert_accepted, element, encode,
+    register_all, registrar_config, start_registrar, wait_until,
 };
 
 /// The PEs of a pool of `size`: round robin hands out the next PE per resolution
@@ -280,5 +284,80 @@ pub fn a_port_in_use_is_refused(kind: Kind) {
         }
         other => panic!("expected a listen error, got {other:?}"),
     }
+    lab.finish();
+}
+
+/// A registrar of the peering scenario, with ENRP on one endpoint of `kind` and the
+/// given static peers. The liveness timers stay long: on a loaded machine (or the
+/// emulated SCTP lab) a shorter silence must not pass for a dead peer.
+fn enrp_registrar(id: u32, kind: Kind, peers: Vec<PeerAddress>) -> (Config, EnrpEndpoints) {
+    let any = "127.0.0.1:0".parse().unwrap();
+    let config = Config {
+        enrp: Some(enrp::Config {
+            peers,
+            heartbeat: Duration::from_millis(200),
+            mentor_discovery: Duration::from_millis(300),
+            ..enrp::Config::default()
+        }),
+        ..registrar_config(id, NO_EXPIRY)
+    };
+    let listen = vec![match kind {
+        Kind::Tcp => Endpoint::Tcp(any),
+        Kind::Sctp => Endpoint::Sctp(any),
+    }];
+    (
+        config,
+        EnrpEndpoints {
+            listen,
+            announce_group: None,
+        },
+    )
+}
+
+/// RFC 5353 §3: two registrars of one scope. B is told of A (as with --peer) and
+/// opens the ENRP connection or association to it through its ring; a PE registered at
+/// either is resolved at both, and gone from both once its connection is lost.
+pub fn peers_share_their_pes(kind: Kind) {
+    let (config, enrp) = enrp_registrar(0x10, kind, Vec::new());
+    let lab = Lab::with(kind, config, enrp);
+    let a = lab.handle.as_ref().unwrap();
+    let [a_enrp] = a.enrp_endpoints() else {
+        panic!("{:?}", a.enrp_endpoints())
+    };
+    let transport = match kind {
+        Kind::Tcp => Transport::Tcp,
+        Kind::Sctp => Transport::Sctp,
+    };
+    let peer_a = PeerAddress {
+        transport,
+        addr: a_enrp.addr(),
+    };
+    let (config, enrp) = enrp_registrar(0x20, kind, vec![peer_a]);
+    let (b, b_asap) = start_registrar(kind, config, enrp);
+
+    let pe_a = lab.connect();
+    assert_accepted(&pe_a.register(kind, "shared", 1), 1);
+    let pu_b = lab.connect_to(b_asap);
+    wait_until(&lab, "B resolves the PE registered at A", || {
+        pu_b.members_if_any("shared") == BTreeSet::from([1])
+    });
+
+    let pe_b = lab.connect_to(b_asap);
+    assert_accepted(&pe_b.register(kind, "shared", 2), 2);
+    let pu_a = lab.connect();
+    wait_until(&lab, "A resolves the PE registered at B", || {
+        pu_a.members("shared") == BTreeSet::from([1, 2])
+    });
+    assert_eq!(pu_b.members("shared"), BTreeSet::from([1, 2]));
+
+    // RFC 5352 §3.5: the connection is lost, the PE is removed, and ENRP tells B.
+    pe_a.close();
+    wait_until(
+        &lab,
+        "B drops the PE whose connection to A was lost",
+        || pu_b.members("shared") == BTreeSet::from([2]),
+    );
+    assert_eq!(pu_a.members("shared"), BTreeSet::from([2]));
+    b.shutdown().expect("clean shutdown");
     lab.finish();
 }
