@@ -75,6 +75,10 @@ pub struct Config {
     /// ENRP_PRESENCE also goes to, and is heard from, a multicast group (the runtime
     /// holds the socket; RSPLIB's group is 239.0.0.51:9901).
     pub multicast: bool,
+    /// Refuse registrations RSPLIB peers could not take: RSPLIB's parser drops a whole
+    /// handle update or table chunk for one PE with a DCCP, UDP-Lite or opaque user
+    /// transport, and its audit of us then stalls for good.
+    pub rsplib_compatible: bool,
 }
 
 impl Default for Config {
@@ -91,6 +95,7 @@ impl Default for Config {
             checksum: ChecksumMode::Rsplib,
             table_chunk_elements: 128,
             multicast: false,
+            rsplib_compatible: true,
         }
     }
 }

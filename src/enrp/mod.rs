@@ -367,6 +367,24 @@ impl Enrp {
         out
     }
 
+    /// Peers by state, in [`PeerState::ALL`] order (cheap: no allocation).
+    pub fn peer_counts(&self) -> [usize; 4] {
+        let mut n = [0; 4];
+        for p in self.peers.values() {
+            let state = if !p.is_live() {
+                PeerState::Dead
+            } else if p.probe.is_some() {
+                PeerState::Probing
+            } else {
+                PeerState::Active
+            };
+            n[state as usize] += 1;
+        }
+        n[PeerState::Unidentified as usize] =
+            self.statics.iter().filter(|s| s.id.is_none()).count();
+        n
+    }
+
     /// Whether `conn` is one of ENRP's connections.
     pub fn owns(&self, conn: ConnId) -> bool {
         self.links.contains_key(&conn)

@@ -10,7 +10,7 @@ use super::{ConnId, Event, Origin, Registrar, RemovalReason, Served, ServiceKind
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::{
     self, AsapMessage, AsapType, CauseCode, DecodeError, DecodeErrorKind, OperationError,
-    PoolElement,
+    PoolElement, UserTransport,
 };
 
 /// Bytes of pool element parameters one resolution answer may carry: the 16-bit
@@ -117,6 +117,24 @@ impl Registrar {
         };
         if let Err(e) = self.replica.validate(&handle, &element) {
             return self.reject(served, conn, handle, id, e.to_operation_error());
+        }
+        let rsplib_peers = self
+            .config
+            .enrp
+            .as_ref()
+            .is_some_and(|e| e.rsplib_compatible);
+        if rsplib_peers
+            && matches!(
+                element.user_transport,
+                UserTransport::Dccp(_) | UserTransport::UdpLite(_) | UserTransport::Opaque(_)
+            )
+        {
+            // RSPLIB's ENRP parser drops the whole message for such a PE (and its audit
+            // of us then never finishes): a scope that may hold RSPLIB registrars cannot
+            // carry it.
+            let tlv = element.user_transport.to_tlv();
+            let error = OperationError::single(CauseCode::INVALID_VALUES, tlv);
+            return self.reject(served, conn, handle, id, error);
         }
         let Some(info) = self.sessions.info(conn) else {
             return;

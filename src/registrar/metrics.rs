@@ -309,6 +309,9 @@ pub struct Gauges {
     /// PEs whose keep-alive supervision this shard runs (registered through its
     /// connections).
     pub supervised: usize,
+    /// ENRP peers by state, in [`crate::enrp::PeerState::ALL`] order (the ENRP shard
+    /// only; zeros elsewhere).
+    pub enrp_peers: [usize; 4],
 }
 
 #[cfg(test)]

@@ -383,6 +383,7 @@ impl Registrar {
             replica_elements: self.replica.element_count(),
             connections: self.sessions.len(),
             supervised: self.sessions.supervision.len(),
+            enrp_peers: self.enrp.as_ref().map_or([0; 4], |e| e.peer_counts()),
         }
     }
 

@@ -724,6 +724,44 @@ fn tcp_user_transport_pools_work_too() {
 }
 
 #[test]
+fn with_enrp_a_pe_rsplib_peers_could_not_parse_is_refused() {
+    let register_dccp = |config: Config| {
+        let mut net = Net::new(1, config);
+        let c = net.connect(0, 1, addr(1));
+        let mut e = element(1, addr(1), PolicyParam::round_robin());
+        e.user_transport = UserTransport::Dccp(crate::wire::DccpTransport {
+            port: 80,
+            reserved: 0,
+            service_code: 7,
+            address: addr(1),
+        });
+        net.send(
+            c,
+            &AsapMessage::Registration {
+                handle: "dccp".into(),
+                element: e,
+            },
+        );
+        net.take(c).remove(0)
+    };
+    assert!(accepted(&register_dccp(config())), "alone: any transport");
+    let mut with_enrp = config();
+    with_enrp.enrp = Some(crate::enrp::Config::default());
+    let m = register_dccp(with_enrp.clone());
+    let AsapMessage::RegistrationResponse {
+        rejected: true,
+        error: Some(error),
+        ..
+    } = m
+    else {
+        panic!("{m:?}");
+    };
+    assert_eq!(error.code(), Some(CauseCode::INVALID_VALUES));
+    with_enrp.enrp.as_mut().unwrap().rsplib_compatible = false;
+    assert!(accepted(&register_dccp(with_enrp)), "switched off");
+}
+
+#[test]
 fn rfc5352_s2_2_1_foreign_addresses_are_stripped_from_what_pus_get() {
     let mut net = Net::new(2, config());
     let c = net.connect(0, 1, addr(1));
