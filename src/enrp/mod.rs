@@ -30,6 +30,7 @@
 //! - **Handle updates** from peers change only PEs whose home the sender is.
 
 mod config;
+pub mod dump;
 mod metrics;
 mod peers;
 mod presence;
