@@ -216,6 +216,7 @@ pub struct EnrpSection {
     pub takeover_winner: Option<String>,
     pub checksum: Option<String>,
     pub table_chunk_elements: Option<usize>,
+    pub rsplib_compatible: Option<bool>,
 }
 
 /// What start-up needs beyond the runtime itself.
@@ -646,6 +647,7 @@ fn enrp_settings(
         checksum,
         table_chunk_elements,
         multicast: false,
+        rsplib_compatible: e.rsplib_compatible.unwrap_or(defaults.rsplib_compatible),
     };
     Ok((endpoints, Some(config)))
 }
@@ -869,7 +871,7 @@ mod tests {
         let f = file(
             "[enrp]\nlisten = [\"tcp://127.0.0.1:9901\"]\npeers = [\"tcp://127.0.0.2:9901\"]\n\
              heartbeat_ms = 900\ntakeover_winner = \"highest\"\nchecksum = \"rfc1071\"\n\
-             table_chunk_elements = 1024\n",
+             table_chunk_elements = 1024\nrsplib_compatible = false\n",
         )
         .unwrap();
         let s = settings(&Cli::default(), &f, 2, 1).unwrap();
@@ -883,6 +885,7 @@ mod tests {
         assert_eq!(c.takeover_winner, TakeoverWinner::Highest);
         assert_eq!(c.checksum, ChecksumMode::Rfc1071);
         assert_eq!(c.table_chunk_elements, 1024);
+        assert!(!c.rsplib_compatible);
 
         // Flags replace the file's lists and values.
         let cli = Cli::parse_from([
