@@ -253,7 +253,14 @@ fn assoc_addrs(fd: RawFd, assoc: AssocId, optname: libc::c_int) -> io::Result<Ve
     }
     let bytes = words_to_bytes(&buf);
     let count = u32::from_ne_bytes(bytes[4..8].try_into().unwrap_or_default());
-    let mut rest = &bytes[8..(len as usize).min(bytes.len())];
+    // The length the kernel returns counts the 8-byte header for SCTP_GET_PEER_ADDRS
+    // but not for SCTP_GET_LOCAL_ADDRS (net/sctp/socket.c says so: "We should have
+    // accounted for sizeof(struct sctp_getaddrs) too, but we can't change it anymore").
+    let end = match optname {
+        SCTP_GET_LOCAL_ADDRS => 8 + len as usize,
+        _ => len as usize,
+    };
+    let mut rest = &bytes[8..end.clamp(8, bytes.len())];
     let mut out = Vec::new();
     for _ in 0..count {
         let Some((a, n)) = addr::parse(rest) else {
