@@ -1,0 +1,133 @@
+//! The settings as operators give them: defaults, the file, flags and their errors.
+
+use super::*;
+
+fn file(text: &str) -> Result<FileConfig, ConfigError> {
+    FileConfig::parse(text, Path::new("test.toml"))
+}
+
+#[test]
+fn defaults_with_no_arguments() {
+    let s = settings(&Cli::default(), &FileConfig::default(), 2, 77).unwrap();
+    assert_eq!(s.runtime.shards, 2);
+    assert_eq!(
+        s.runtime.asap,
+        vec![
+            parse_endpoint("sctp://0.0.0.0:3863").unwrap(),
+            parse_endpoint("tcp://0.0.0.0:3863").unwrap()
+        ]
+    );
+    assert_eq!(s.runtime.registrar.id, RegistrarId(77));
+    assert_eq!(
+        s.runtime.registrar.keep_alive_interval,
+        Duration::from_secs(5)
+    );
+    assert_eq!(s.runtime.registrar.max_resolution_items, 3);
+    assert_eq!(s.runtime.registrar.resolution_items_limit, 128);
+    assert!(!s.runtime.registrar.allow_loopback);
+    assert!(s.runtime.pin_cores);
+    assert_eq!(s.metrics, None);
+    assert_eq!(s.log_level, "info");
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let err = file("[asap]\nkeep_alive_intervall_ms = 5\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("keep_alive_intervall_ms"), "{err}");
+    assert!(err.contains("test.toml"), "{err}");
+    let err = file("[nonsense]\n").unwrap_err().to_string();
+    assert!(err.contains("nonsense"), "{err}");
+}
+
+#[test]
+fn flags_override_the_file() {
+    let f = file("[asap]\nlisten = [\"tcp://127.0.0.1:4000\"]\nkeep_alive_interval_ms = 900\n")
+        .unwrap();
+    let cli = Cli::parse_from(["x", "--keep-alive-interval", "100", "--shards", "1"]);
+    let s = settings(&cli, &f, 8, 1).unwrap();
+    assert_eq!(
+        s.runtime.registrar.keep_alive_interval,
+        Duration::from_millis(100)
+    );
+    assert_eq!(
+        s.runtime.asap,
+        vec![Endpoint::Tcp("127.0.0.1:4000".parse().unwrap())]
+    );
+    assert_eq!(s.runtime.shards, 1);
+}
+
+#[test]
+fn bad_values_get_clear_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--asap", "udp://1.2.3.4:5"], "unknown scheme"),
+        (&["--asap", "udp://x"], "unknown scheme"),
+        (&["--asap", "tcp://nowhere"], "not an address"),
+        (&["--asap", "3863"], "no scheme"),
+        (&["--keep-alive-timeout", "0"], "keep-alive timeout"),
+        (&["--max-resolution-items", "129"], "max resolution items"),
+        (
+            &["--resolution-items-limit", "1025"],
+            "resolution items limit",
+        ),
+        (&["--resolution-items-limit", "0"], "resolution items limit"),
+        (&["--registrar-id", "0"], "must not be 0"),
+        (&["--registrar-id", "0xzz"], "invalid registrar ID"),
+        (&["--id", "0"], "must not be 0"),
+        (&["--id", "4294967296"], "invalid registrar ID"),
+        (&["--shards", "0"], "shards"),
+        (&["--announce-group", "10.0.0.1:3863"], "not a multicast"),
+    ];
+    for (args, want) in cases {
+        let cli = Cli::parse_from(std::iter::once("x").chain(args.iter().copied()));
+        let err = settings(&cli, &FileConfig::default(), 2, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let f = file("[asap]\nregistration_life_unit = \"minutes\"\n").unwrap();
+    let err = settings(&Cli::default(), &f, 2, 1).unwrap_err().to_string();
+    assert!(err.contains("registration_life_unit"), "{err}");
+    assert!(file("[asap]\nkeep_alive_interval_ms = \"fast\"\n").is_err());
+}
+
+#[test]
+fn hex_ids_and_ipv6_endpoints() {
+    let cli = Cli::parse_from([
+        "x",
+        "--registrar-id",
+        "0x0A0B0C0D",
+        "--asap",
+        "sctp://[::1]:3863",
+    ]);
+    let s = settings(&cli, &FileConfig::default(), 1, 1).unwrap();
+    assert_eq!(s.runtime.registrar.id, RegistrarId(0x0a0b_0c0d));
+    assert_eq!(
+        s.runtime.asap,
+        vec![Endpoint::Sctp("[::1]:3863".parse().unwrap())]
+    );
+}
+
+#[test]
+fn the_example_config_in_deploy_parses_and_matches_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/registrar.toml");
+    let f = FileConfig::load(&path).unwrap();
+    // With ENRP on too, so that its section's values are compared as well.
+    for cli in [
+        Cli::default(),
+        Cli::parse_from(["x", "--enrp", "sctp://0.0.0.0:9901"]),
+    ] {
+        let from_file = settings(&cli, &f, 2, 1).unwrap();
+        let defaults = settings(&cli, &FileConfig::default(), 2, 1).unwrap();
+        // The example spells out every default (except the ID and seed, random by
+        // default).
+        let mut a = from_file.runtime.clone();
+        let b = defaults.runtime;
+        a.registrar.id = b.registrar.id;
+        a.seed = b.seed;
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(from_file.enrp, defaults.enrp);
+        assert_eq!(from_file.log_level, defaults.log_level);
+    }
+}
