@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use rserpool::PoolHandle;
 use rserpool::rng::Rng;
-use rserpool::wire::PolicyParam;
 
 use crate::conn::Target;
 use crate::farm::{Command, Farm, FarmConfig, Notice};
@@ -27,6 +26,8 @@ pub struct ChurnConfig {
     pub rate: f64,
     pub duration: Duration,
     pub seed: u64,
+    /// The PEs' connections listen on their ports (see [`FarmConfig::listen`]).
+    pub pe_listeners: bool,
 }
 
 #[derive(Debug)]
@@ -50,12 +51,9 @@ enum Pending {
 
 pub fn run(config: &ChurnConfig) -> io::Result<ChurnResult> {
     let farm = Farm::start(FarmConfig {
-        target: config.target,
-        pool: config.pool.clone(),
-        pes: config.pes,
         links: config.links,
-        first_id: 1,
-        policy: PolicyParam::round_robin(),
+        listen: config.pe_listeners,
+        ..FarmConfig::new(config.target, config.pool.clone(), config.pes)
     })?;
     let n = config.pes as usize;
     let mut registered = vec![true; n];
@@ -79,8 +77,8 @@ pub fn run(config: &ChurnConfig) -> io::Result<ChurnResult> {
         // Answers first.
         while let Ok(notice) = farm.notices().try_recv() {
             let (pe, latency, ok) = match notice {
-                Notice::Registered { pe, latency } => (pe, latency, true),
-                Notice::Deregistered { pe, latency } => (pe, latency, true),
+                Notice::Registered { pe, latency, .. } => (pe, latency, true),
+                Notice::Deregistered { pe, latency, .. } => (pe, latency, true),
                 Notice::Rejected { pe, .. } => (pe, Duration::ZERO, false),
                 Notice::LinkLost { pe } => {
                     return Err(io::Error::other(format!(

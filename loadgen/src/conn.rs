@@ -8,6 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::str::FromStr;
 use std::time::Duration;
 
+use rserpool::PoolHandle;
+use rserpool::client::{Resolved, resolution_request};
 use rserpool::wire::AsapMessage;
 use rserpool_shards::net::sctp::Client as SctpClient;
 
@@ -181,6 +183,21 @@ impl Conn {
         AsapMessage::decode(bytes)
             .map(|d| d.message)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Resolves `handle` (asking for `items` PEs with the Handle Resolution Option) and
+    /// reads the answer; anything but a resolution answer is an error.
+    pub fn resolve(&mut self, handle: &PoolHandle, items: Option<u32>) -> io::Result<Resolved> {
+        let mut req = Vec::with_capacity(64);
+        resolution_request(handle, items, &mut req);
+        self.send_bytes(&req)?;
+        let msg = self.recv()?;
+        Resolved::from_message(msg).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the answer to a handle resolution was something else",
+            )
+        })
     }
 
     /// Closes the connection abruptly: a TCP FIN, an SCTP ABORT.

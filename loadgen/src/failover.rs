@@ -40,7 +40,10 @@ pub enum Mode {
 /// One failover run.
 #[derive(Clone, Debug)]
 pub struct FailoverConfig {
-    pub target: Target,
+    /// Where the PEs register.
+    pub pe_target: Target,
+    /// Where the observers resolve (the same registrar, or a peer of it).
+    pub pu_target: Target,
     pub pool: PoolHandle,
     pub pes: u32,
     pub mode: Mode,
@@ -58,6 +61,8 @@ pub struct FailoverConfig {
     pub trial_timeout: Duration,
     /// Seeds the choice of victims.
     pub seed: u64,
+    /// The PEs' connections listen on their ports (see [`FarmConfig::listen`]).
+    pub pe_listeners: bool,
 }
 
 /// What a failover run measured.
@@ -99,12 +104,9 @@ fn priority(p: u32) -> PolicyParam {
 /// Runs `config` and returns the per-PE removal times.
 pub fn run(config: &FailoverConfig) -> io::Result<FailoverResult> {
     let farm = Farm::start(FarmConfig {
-        target: config.target,
-        pool: config.pool.clone(),
-        pes: config.pes,
-        links: 0,
-        first_id: 1,
         policy: priority(COMMON),
+        listen: config.pe_listeners,
+        ..FarmConfig::new(config.pe_target, config.pool.clone(), config.pes)
     })?;
     let connections = (config.observers.max(1) * config.connections_per_observer.max(1)) as usize;
     let trial = Arc::new(Mutex::new(Trial {
@@ -119,7 +121,7 @@ pub fn run(config: &FailoverConfig) -> io::Result<FailoverResult> {
         .map(|o| {
             let per = config.connections_per_observer.max(1) as usize;
             let conns = (0..per)
-                .map(|_| Conn::connect(config.target))
+                .map(|_| Conn::connect(config.pu_target))
                 .collect::<io::Result<Vec<_>>>()?;
             let (trial, stop, request) = (trial.clone(), stop.clone(), request.clone());
             let interval = config.round_interval;

@@ -5,5 +5,8 @@ pub mod conn;
 pub mod failover;
 pub mod farm;
 pub mod pe;
+pub mod propagation;
 pub mod report;
 pub mod scenario;
+pub mod scope;
+pub mod takeover;

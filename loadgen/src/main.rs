@@ -10,15 +10,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mimalloc::MiMalloc;
 use rserpool::PoolHandle;
 use rserpool::client::resolution_request;
-use rserpool::wire::PolicyParam;
 use rserpool_loadgen::churn::{self, ChurnConfig};
 use rserpool_loadgen::conn::{Target, Transport};
 use rserpool_loadgen::failover::{self, FailoverConfig, Mode};
 use rserpool_loadgen::farm::{Farm, FarmConfig};
+use rserpool_loadgen::propagation::{self, PropagationConfig};
 use rserpool_loadgen::report::{self, Progress, Series, human};
 use rserpool_loadgen::scenario::{
-    EchoResponder, any_answer, closed_loop, open_loop, positive_resolution,
+    EchoResponder, any_answer, await_pool, closed_loop, open_loop, positive_resolution,
 };
+use rserpool_loadgen::scope::{self, Scope, ScopeConfig, Timers};
+use rserpool_loadgen::takeover::{self, TakeoverConfig};
 
 #[global_allocator]
 static ALLOC: MiMalloc = MiMalloc;
@@ -36,7 +38,12 @@ Every scenario prints a table (count, rate, p50/p90/p99/p99.9/max, errors) from 
 HdrHistogram per operation, writes JSON with --json FILE and a latency-by-percentile \
 SVG plot with --svg FILE. Runs of five seconds or more print a progress line to \
 standard error.\n\n\
-Registrars are given as tcp://ADDR:PORT, sctp://ADDR:PORT or ADDR:PORT (TCP)."
+Registrars are given as tcp://ADDR:PORT, sctp://ADDR:PORT or ADDR:PORT (TCP). \
+--registrar names the one registrar both pool elements and pool users use; \
+--pe-registrar and --pu-registrar split the roles (each defaults to --registrar), so \
+that PEs register at one registrar and pool users resolve at an ENRP peer of it. Over \
+TCP every PE connection also listens on its own local port, where a registrar taking \
+the PEs over after their registrar died connects (RFC 5353 §3.5.2)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -72,6 +79,73 @@ enum Command {
     /// The transport floor alone: framed requests against the built-in echo
     /// responder, closed loop or at --rate.
     Echo(EchoArgs),
+    /// ENRP propagation between two registrars: trials at --rate per second, each a PE
+    /// in a pool of its own registered at --pe-registrar (A), timed from A's
+    /// acknowledgement until the first answer from --pu-registrar (B) that lists it;
+    /// then deregistered at A, timed until B no longer lists it. An observer polls B
+    /// back to back for the waiting trials (small answers: a round of tens of
+    /// microseconds bounds the error). Trials that do not show (or vanish) within
+    /// --timeout are errors.
+    Propagation(PropagationArgs),
+    /// Takeover of a dead registrar's PEs: starts --registrars registrar processes on
+    /// loopback with ENRP over TCP (every one a static peer of the others), registers
+    /// --pes PEs at registrar 0, waits until every other registrar lists them, kills
+    /// registrar 0 (SIGKILL) and times per PE from the kill until it answers a
+    /// keep-alive with the home flag from a survivor. Then every survivor must list
+    /// every PE with a survivor as its home. Exits non-zero if any PE is lost.
+    Takeover(TakeoverArgs),
+}
+
+/// Which registrar each role uses.
+#[derive(Debug, Args)]
+struct Registrars {
+    /// Registrar to drive: the pool elements register there and pool users resolve
+    /// there (unless --pe-registrar or --pu-registrar say otherwise).
+    #[arg(long, value_name = "URI")]
+    registrar: Option<Target>,
+    /// Registrar the pool elements register at. Default: --registrar.
+    #[arg(long, value_name = "URI")]
+    pe_registrar: Option<Target>,
+    /// Registrar the pool users resolve at (an ENRP peer of the PEs' registrar, say).
+    /// Default: --registrar.
+    #[arg(long, value_name = "URI")]
+    pu_registrar: Option<Target>,
+}
+
+impl Registrars {
+    fn any(&self) -> bool {
+        self.registrar.is_some() || self.pe_registrar.is_some() || self.pu_registrar.is_some()
+    }
+
+    fn pe(&self) -> anyhow::Result<Target> {
+        self.pe_registrar
+            .or(self.registrar)
+            .context("--registrar (or --pe-registrar) is required")
+    }
+
+    fn pu(&self) -> anyhow::Result<Target> {
+        self.pu_registrar
+            .or(self.registrar)
+            .context("--registrar (or --pu-registrar) is required")
+    }
+
+    fn json(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::json!({
+            "pe_registrar": self.pe()?.to_string(),
+            "pu_registrar": self.pu()?.to_string(),
+        }))
+    }
+}
+
+/// Where the results go besides the table.
+#[derive(Debug, Args)]
+struct Files {
+    /// Write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write an SVG latency-by-percentile plot to FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -86,12 +160,12 @@ struct Common {
     /// RSPLIB's pool elements have).
     #[arg(long, default_value_t = 0)]
     pe_connections: u32,
-    /// Write the results as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Write an SVG latency-by-percentile plot to FILE.
-    #[arg(long, value_name = "FILE")]
-    svg: Option<PathBuf>,
+    /// Do not listen on the local ports of the PEs' TCP connections (then a registrar
+    /// taking the PEs over cannot reach them).
+    #[arg(long)]
+    no_pe_listeners: bool,
+    #[command(flatten)]
+    files: Files,
 }
 
 #[derive(Debug, Args)]
@@ -109,9 +183,8 @@ struct ResolveOpts {
 
 #[derive(Debug, Args)]
 struct ResolveArgs {
-    /// Registrar to drive.
-    #[arg(long, value_name = "URI")]
-    registrar: Target,
+    #[command(flatten)]
+    registrars: Registrars,
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
@@ -127,10 +200,10 @@ struct ResolveArgs {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// Registrar to drive instead of starting one (it must allow loopback addresses and
-    /// use keep-alive --keep-alive-interval/--keep-alive-timeout).
-    #[arg(long, value_name = "URI")]
-    registrar: Option<Target>,
+    /// Registrars to drive instead of starting one (each must allow loopback addresses
+    /// and use keep-alive --keep-alive-interval/--keep-alive-timeout).
+    #[command(flatten)]
+    registrars: Registrars,
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
@@ -169,13 +242,14 @@ impl KeepAlive {
 
     fn config(
         &self,
-        target: Target,
+        (pe_target, pu_target): (Target, Target),
         pool: &str,
         pes: u32,
         mode: Mode,
     ) -> anyhow::Result<FailoverConfig> {
         Ok(FailoverConfig {
-            target,
+            pe_target,
+            pu_target,
             pool: pool_handle(pool)?,
             pes,
             mode,
@@ -186,6 +260,7 @@ impl KeepAlive {
             round_interval: Duration::ZERO,
             trial_timeout: self.sum() + Duration::from_secs(10),
             seed: 0x5eed,
+            pe_listeners: true,
         })
     }
 }
@@ -194,7 +269,10 @@ impl KeepAlive {
 struct ChurnArgs {
     /// Registrar to drive.
     #[arg(long, value_name = "URI")]
-    registrar: Target,
+    registrar: Option<Target>,
+    /// The same (churn has pool elements only).
+    #[arg(long, value_name = "URI")]
+    pe_registrar: Option<Target>,
     #[command(flatten)]
     common: Common,
     /// Operations per second, all kinds together.
@@ -215,9 +293,9 @@ enum FailMode {
 
 #[derive(Debug, Args)]
 struct FailoverArgs {
-    /// Registrar to drive.
-    #[arg(long, value_name = "URI")]
-    registrar: Target,
+    /// The observers resolve at the pool users' registrar.
+    #[command(flatten)]
+    registrars: Registrars,
     #[command(flatten)]
     common: Common,
     #[arg(long, value_enum, default_value_t = FailMode::Crash)]
@@ -258,6 +336,75 @@ struct EchoArgs {
     /// `max` (closed loop) or requests per second (open loop).
     #[arg(long, default_value = "max")]
     rate: Rate,
+}
+
+#[derive(Debug, Args)]
+struct PropagationArgs {
+    /// A (--pe-registrar) and B (--pu-registrar).
+    #[command(flatten)]
+    registrars: Registrars,
+    /// Pool handle prefix: trial I uses the pool PREFIX-I (at most 24 bytes).
+    #[arg(long, default_value = "Propagation")]
+    pool: String,
+    /// Trials per second (open loop).
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Seconds of trials.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Seconds a trial may take to show at B (or vanish, or be answered at A) before
+    /// it counts as an error.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// Seconds the first, untimed trial may take (the scope may still be forming).
+    #[arg(long, default_value_t = 30.0)]
+    warm_up: f64,
+    /// Connections the PEs share at A.
+    #[arg(long, default_value_t = 4)]
+    pe_connections: u32,
+    /// Observer connections to B (each may land on another shard of B); a trial has
+    /// shown (or vanished) when it has on every one of them.
+    #[arg(long, default_value_t = 1)]
+    observer_connections: u32,
+    #[command(flatten)]
+    files: Files,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TimersArg {
+    /// The registrar's own defaults (RSPLIB's): heartbeat 2444 ms; max-time-last-heard,
+    /// max-time-no-response, takeover expiry and mentor discovery 5000 ms.
+    Default,
+    /// Heartbeat 100 ms; the other four 200 ms.
+    Fast,
+}
+
+#[derive(Debug, Args)]
+struct TakeoverArgs {
+    /// Registrar processes to start (2..=16); registrar 0 holds the PEs and is killed.
+    #[arg(long, default_value_t = 3)]
+    registrars: usize,
+    /// The registrar binary. Default: rserpool-registrar next to this executable.
+    #[arg(long, value_name = "PATH")]
+    registrar_binary: Option<PathBuf>,
+    /// The registrars' ENRP timers.
+    #[arg(long, value_enum, default_value_t = TimersArg::Default)]
+    timers: TimersArg,
+    /// The registrars' keep-alive interval in ms.
+    #[arg(long, default_value_t = 1000)]
+    keep_alive_interval: u64,
+    /// The registrars' keep-alive timeout in ms.
+    #[arg(long, default_value_t = 1000)]
+    keep_alive_timeout: u64,
+    /// Shards per registrar.
+    #[arg(long, default_value_t = 1)]
+    shards: u16,
+    /// The registrars' log level. Their logs go to a temporary directory, kept (and
+    /// named) when something fails.
+    #[arg(long, default_value = "info")]
+    registrar_log_level: String,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// How fast pool users resolve.
@@ -321,6 +468,9 @@ fn pool_handle(name: &str) -> anyhow::Result<PoolHandle> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Thousands of PE connections, each with a listener on its port: more descriptors
+    // than the usual soft limit of 1024.
+    let _ = rserpool_shards::net::socket::raise_fd_limit();
     match cli.command {
         Command::Demo(a) => demo(a),
         Command::Resolve(a) => {
@@ -330,15 +480,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 Duration::ZERO
             };
-            resolve(a.registrar, &a.common, &a.opts, a.rate, hold, &mut out)?;
-            out.finish(
-                "resolve",
-                &a.common,
-                serde_json::json!({ "registrar": a.registrar.to_string() }),
-            )
+            let roles = (a.registrars.pe()?, a.registrars.pu()?);
+            resolve(roles, &a.common, &a.opts, a.rate, hold, &mut out)?;
+            out.finish("resolve", &a.common.files, a.registrars.json()?)
         }
         Command::Churn(a) => churn_cmd(&a),
         Command::Failover(a) => failover_cmd(&a),
+        Command::Propagation(a) => propagation_cmd(&a),
+        Command::Takeover(a) => takeover_cmd(&a),
         Command::Echo(a) => {
             let duration = seconds(a.duration, "--duration")?;
             let echo = EchoResponder::start(a.reply_bytes)?;
@@ -389,7 +538,7 @@ impl Output {
     fn finish(
         self,
         scenario: &str,
-        common: &Common,
+        files: &Files,
         params: serde_json::Value,
     ) -> anyhow::Result<()> {
         println!();
@@ -400,13 +549,13 @@ impl Output {
         for l in &self.lines {
             println!("{l}");
         }
-        if let Some(path) = &common.json {
+        if let Some(path) = &files.json {
             let mut doc = report::json(scenario, params, &self.series);
             doc["summary"] = serde_json::Value::Object(self.summary);
             std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        if let Some(path) = &common.svg {
+        if let Some(path) = &files.svg {
             let svg = report::svg("latency by percentile", &self.series);
             std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
         }
@@ -418,12 +567,9 @@ fn start_farm(target: Target, common: &Common) -> anyhow::Result<(Farm, Series)>
     anyhow::ensure!(common.pes >= 1, "--pes must be at least 1");
     let t = std::time::Instant::now();
     let farm = Farm::start(FarmConfig {
-        target,
-        pool: pool_handle(&common.pool)?,
-        pes: common.pes,
         links: common.pe_connections,
-        first_id: 1,
-        policy: PolicyParam::round_robin(),
+        listen: !common.no_pe_listeners,
+        ..FarmConfig::new(target, pool_handle(&common.pool)?, common.pes)
     })
     .context("registering the pool elements")?;
     let mut registration = Series::new("registration");
@@ -436,7 +582,7 @@ fn start_farm(target: Target, common: &Common) -> anyhow::Result<(Farm, Series)>
 
 /// The resolution measurements; adds its series and headline lines to `out`.
 fn resolve(
-    target: Target,
+    (pe_target, target): (Target, Target),
     common: &Common,
     opts: &ResolveOpts,
     rate: Rate,
@@ -446,8 +592,13 @@ fn resolve(
     let duration = seconds(opts.duration, "--duration")?;
     anyhow::ensure!((1..=1024).contains(&opts.items), "--items must be 1..=1024");
     let pool = pool_handle(&common.pool)?;
+    let registrars = if pe_target == target {
+        format!("registrar {target}")
+    } else {
+        format!("PEs at registrar {pe_target}, pool users at {target}")
+    };
     println!(
-        "registrar {target}; pool {pool}: {} PEs on {} connections; {} pool users, {} items, {:.1} s per measurement",
+        "{registrars}; pool {pool}: {} PEs on {} connections; {} pool users, {} items, {:.1} s per measurement",
         common.pes,
         if common.pe_connections == 0 {
             common.pes
@@ -458,11 +609,27 @@ fn resolve(
         opts.items,
         duration.as_secs_f64()
     );
-    let (farm, registration) = start_farm(target, common)?;
+    let (farm, registration) = start_farm(pe_target, common)?;
     out.series.push(registration);
     let mut request = Vec::new();
     resolution_request(&pool, Some(opts.items), &mut request);
     let want_items = opts.items.min(common.pes) as usize;
+    if pe_target != target {
+        let t = std::time::Instant::now();
+        let (seen, all) = await_pool(target, &pool, common.pes, Duration::from_secs(30), |e| {
+            e.len() >= common.pes as usize
+        })?;
+        anyhow::ensure!(
+            all,
+            "{target} listed {} of the {} PEs registered at {pe_target} within 30 s: are they ENRP peers?",
+            seen.len(),
+            common.pes
+        );
+        out.lines.push(format!(
+            "the pool users' registrar listed every PE {} after the last registration",
+            human(t.elapsed())
+        ));
+    }
 
     let mut max_rate = None;
     // The registrar's answer size, for the echo floor (a 3-PE answer is 144 bytes).
@@ -658,16 +825,15 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<()> {
         "--batch must be 1..{}",
         a.common.pes
     );
+    let roles = (a.registrars.pe()?, a.registrars.pu()?);
+    let registrars = if roles.0 == roles.1 {
+        format!("registrar {}", roles.0)
+    } else {
+        format!("PEs at registrar {}, observers at {}", roles.0, roles.1)
+    };
     println!(
-        "registrar {}; pool {}: {} PEs, one connection each; {:?} {} × {} PEs; {} observers × {} connections",
-        a.registrar,
-        a.common.pool,
-        a.common.pes,
-        a.mode,
-        a.trials,
-        a.batch,
-        a.observers,
-        a.observer_connections
+        "{registrars}; pool {}: {} PEs, one connection each; {:?} {} × {} PEs; {} observers × {} connections",
+        a.common.pool, a.common.pes, a.mode, a.trials, a.batch, a.observers, a.observer_connections
     );
     let mut out = Output::default();
     let config = FailoverConfig {
@@ -676,15 +842,14 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<()> {
         observers: a.observers,
         connections_per_observer: a.observer_connections,
         round_interval: Duration::from_micros(a.observer_interval_us),
+        pe_listeners: !a.common.no_pe_listeners,
         ..a.keep_alive
-            .config(a.registrar, &a.common.pool, a.common.pes, mode)?
+            .config(roles, &a.common.pool, a.common.pes, mode)?
     };
     failover_phase(&config, &a.keep_alive, &mut out)?;
-    out.finish(
-        "failover",
-        &a.common,
-        serde_json::json!({ "registrar": a.registrar.to_string(), "mode": format!("{:?}", a.mode) }),
-    )
+    let mut params = a.registrars.json()?;
+    params["mode"] = format!("{:?}", a.mode).into();
+    out.finish("failover", &a.common.files, params)
 }
 
 fn churn_cmd(a: &ChurnArgs) -> anyhow::Result<()> {
@@ -694,9 +859,12 @@ fn churn_cmd(a: &ChurnArgs) -> anyhow::Result<()> {
         a.rate.is_finite() && a.rate > 0.0 && a.rate <= 1_000_000.0,
         "--rate must be in (0, 1000000]"
     );
+    let target = a
+        .pe_registrar
+        .or(a.registrar)
+        .context("--registrar (or --pe-registrar) is required")?;
     println!(
-        "registrar {}; pool {}: {} PEs; {:.0} operations/s for {:.1} s",
-        a.registrar,
+        "registrar {target}; pool {}: {} PEs; {:.0} operations/s for {:.1} s",
         a.common.pool,
         a.common.pes,
         a.rate,
@@ -704,10 +872,11 @@ fn churn_cmd(a: &ChurnArgs) -> anyhow::Result<()> {
     );
     let _p = Progress::start("churn", duration);
     let r = churn::run(&ChurnConfig {
-        target: a.registrar,
+        target,
         pool: pool_handle(&a.common.pool)?,
         pes: a.common.pes,
         links: a.common.pe_connections,
+        pe_listeners: !a.common.no_pe_listeners,
         rate: a.rate,
         duration,
         seed: 0xc4a1,
@@ -723,16 +892,16 @@ fn churn_cmd(a: &ChurnArgs) -> anyhow::Result<()> {
     out.series = vec![r.registration, r.reregistration, r.deregistration];
     out.finish(
         "churn",
-        &a.common,
-        serde_json::json!({ "registrar": a.registrar.to_string(), "rate": a.rate }),
+        &a.common.files,
+        serde_json::json!({ "registrar": target.to_string(), "rate": a.rate }),
     )
 }
 
 fn demo(a: DemoArgs) -> anyhow::Result<()> {
     let mut local = None;
-    let target = match a.registrar {
-        Some(t) => t,
-        None => {
+    let roles = match a.registrars.any() {
+        true => (a.registrars.pe()?, a.registrars.pu()?),
+        false => {
             let handle = rserpool_shards::runtime::start(rserpool_shards::RuntimeConfig {
                 shards: 2,
                 pin_cores: false,
@@ -751,7 +920,7 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
                 .tcp_addr()
                 .context("the registrar has no TCP endpoint")?;
             local = Some(handle);
-            Target::tcp(addr)
+            (Target::tcp(addr), Target::tcp(addr))
         }
     };
     if local.is_some() {
@@ -762,7 +931,7 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
     }
     let mut out = Output::default();
     resolve(
-        target,
+        roles,
         &a.common,
         &a.opts,
         Rate::OfMax(0.5),
@@ -778,8 +947,9 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
     if a.crash_trials > 0 {
         let config = FailoverConfig {
             trials: a.crash_trials,
+            pe_listeners: !a.common.no_pe_listeners,
             ..a.keep_alive
-                .config(target, failover_pool, a.common.pes, Mode::Crash)?
+                .config(roles, failover_pool, a.common.pes, Mode::Crash)?
         };
         failover_phase(&config, &a.keep_alive, &mut out)?;
     }
@@ -787,8 +957,9 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
         let config = FailoverConfig {
             trials: a.hang_trials,
             batch: a.hang_batch.clamp(1, a.common.pes.saturating_sub(1).max(1)),
+            pe_listeners: !a.common.no_pe_listeners,
             ..a.keep_alive
-                .config(target, failover_pool, a.common.pes, Mode::Hang)?
+                .config(roles, failover_pool, a.common.pes, Mode::Hang)?
         };
         failover_phase(&config, &a.keep_alive, &mut out)?;
     }
@@ -797,9 +968,251 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
     }
     out.finish(
         "demo",
-        &a.common,
-        serde_json::json!({ "registrar": target.to_string(), "pes": a.common.pes, "pus": a.opts.pus, "items": a.opts.items }),
+        &a.common.files,
+        serde_json::json!({
+            "pe_registrar": roles.0.to_string(),
+            "pu_registrar": roles.1.to_string(),
+            "pes": a.common.pes,
+            "pus": a.opts.pus,
+            "items": a.opts.items,
+        }),
     )
+}
+
+fn propagation_cmd(a: &PropagationArgs) -> anyhow::Result<()> {
+    let (pe, pu) = (a.registrars.pe()?, a.registrars.pu()?);
+    let duration = seconds(a.duration, "--duration")?;
+    anyhow::ensure!(
+        a.rate.is_finite() && a.rate > 0.0 && a.rate <= 100_000.0,
+        "--rate must be in (0, 100000]"
+    );
+    anyhow::ensure!(
+        !a.pool.is_empty() && a.pool.len() <= 24,
+        "--pool must be 1..=24 bytes"
+    );
+    anyhow::ensure!(
+        (1..=64).contains(&a.observer_connections),
+        "--observer-connections must be 1..=64"
+    );
+    // A tag per run: pools of an earlier run that B may still hold do not count.
+    let tag = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_micros())
+        % 10_000;
+    let prefix = PoolHandle::from(format!("{}{tag:04}", a.pool).as_str());
+    println!(
+        "A (PEs): {pe}; B (pool users): {pu}; {:.0} trials/s for {:.1} s, each a PE in a pool of its own ({prefix}-I)",
+        a.rate,
+        duration.as_secs_f64()
+    );
+    let _p = Progress::start("propagation", duration);
+    let r = propagation::run(&PropagationConfig {
+        pe_target: pe,
+        pu_target: pu,
+        prefix,
+        rate: a.rate,
+        duration,
+        timeout: seconds(a.timeout, "--timeout")?,
+        warm_up: seconds(a.warm_up, "--warm-up")?,
+        pe_links: a.pe_connections.max(1),
+        observers: a.observer_connections,
+    })?;
+    let mut out = Output::default();
+    let round = &r.round;
+    out.lines.push(format!(
+        "observer: {} rounds over {} connection(s) to B, p50 {}, p99 {}, max {} per round: \
+         each time ends with the round that saw the change, so it is late by at most one round",
+        round.count(),
+        a.observer_connections,
+        human(round.quantile(0.5)),
+        human(round.quantile(0.99)),
+        human(round.max())
+    ));
+    out.lines.push(format!(
+        "warm-up trial (untimed) showed at B after {}; {} odd answers from B",
+        human(r.warm_up),
+        r.odd_answers
+    ));
+    for (key, s) in [
+        ("registration", &r.registration),
+        ("deregistration", &r.deregistration),
+    ] {
+        out.summary
+            .insert(format!("{key}_p50_s"), s.quantile(0.5).as_secs_f64().into());
+        out.summary.insert(
+            format!("{key}_p99_s"),
+            s.quantile(0.99).as_secs_f64().into(),
+        );
+        out.summary
+            .insert(format!("{key}_max_s"), s.max().as_secs_f64().into());
+        out.summary.insert(format!("{key}_errors"), s.errors.into());
+    }
+    out.summary.insert(
+        "round_p99_s".into(),
+        round.quantile(0.99).as_secs_f64().into(),
+    );
+    out.series = vec![r.registration, r.deregistration, r.round];
+    let mut params = a.registrars.json()?;
+    params["rate"] = a.rate.into();
+    params["duration_s"] = a.duration.into();
+    out.finish("propagation", &a.files, params)
+}
+
+fn takeover_cmd(a: &TakeoverArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (2..=16).contains(&a.registrars),
+        "--registrars must be 2..=16"
+    );
+    let limit = rserpool::registrar::RESOLUTION_ITEMS_CEILING;
+    anyhow::ensure!(
+        (1..=limit).contains(&a.common.pes),
+        "--pes must be 1..={limit} (a survivor lists them all in one answer)"
+    );
+    anyhow::ensure!(
+        !a.common.no_pe_listeners,
+        "takeover needs the PE listeners (a survivor reaches the PEs there)"
+    );
+    let timers = match a.timers {
+        TimersArg::Default => Timers::Default,
+        TimersArg::Fast => Timers::Fast,
+    };
+    let enrp = timers.config();
+    // Detection (silence, then no answer to a probe), the takeover's wait for the
+    // other peers, and room for the adoptions themselves.
+    let bound = enrp.heartbeat
+        + enrp.max_time_last_heard
+        + enrp.max_time_no_response
+        + enrp.takeover_expiry
+        + Duration::from_secs(10);
+    let config = ScopeConfig {
+        shards: a.shards.max(1),
+        timers,
+        keep_alive_interval: Duration::from_millis(a.keep_alive_interval),
+        keep_alive_timeout: Duration::from_millis(a.keep_alive_timeout),
+        resolution_items_limit: Some(a.common.pes.max(rserpool::registrar::MAX_RESOLUTION_ITEMS)),
+        log_level: a.registrar_log_level.clone(),
+        ..ScopeConfig::new(
+            scope::registrar_binary(a.registrar_binary.as_deref())?,
+            a.registrars,
+        )
+    };
+    // Ctrl-C or SIGTERM: the registrars go too (see Scope::kill_on_termination).
+    rserpool_shards::net::signals::block_termination()?;
+    let mut scope = Scope::start(&config).context("starting the registrars")?;
+    scope.kill_on_termination();
+    let ms = |d: Duration| d.as_millis();
+    println!(
+        "{} registrars ({}, {} shard(s) each) on loopback, ENRP over TCP, timers {:?}: heartbeat {} ms, \
+         max-time-last-heard {} ms, max-time-no-response {} ms, takeover expiry {} ms; keep-alive {}/{} ms",
+        a.registrars,
+        config.binary.display(),
+        config.shards,
+        a.timers,
+        ms(enrp.heartbeat),
+        ms(enrp.max_time_last_heard),
+        ms(enrp.max_time_no_response),
+        ms(enrp.takeover_expiry),
+        a.keep_alive_interval,
+        a.keep_alive_timeout
+    );
+    println!(
+        "{} PEs register at registrar 0 (id {}); it is killed once every other registrar lists them",
+        a.common.pes,
+        scope.id(0)
+    );
+    let _p = Progress::start("takeover", bound);
+    let run = takeover::run(
+        &mut scope,
+        &TakeoverConfig {
+            pool: pool_handle(&a.common.pool)?,
+            pes: a.common.pes,
+            links: a.common.pe_connections,
+            bound,
+            settle: enrp.mentor_discovery + Duration::from_secs(30),
+        },
+    );
+    let r = match run {
+        Ok(r) => r,
+        Err(e) => {
+            scope.keep_logs();
+            let tails: Vec<String> = (0..scope.len())
+                .map(|i| format!("registrar {i}:\n{}", scope.log_tail(i, 15)))
+                .collect();
+            return Err(anyhow::anyhow!(e)).context(format!(
+                "takeover (registrar logs in {}; their last lines:\n{})",
+                scope.logs().display(),
+                tails.join("\n")
+            ));
+        }
+    };
+    let mut out = Output::default();
+    let g = &r.adoption;
+    let lost = r.lost();
+    out.lines.push(format!(
+        "every survivor listed all {} PEs {} after the last registration",
+        a.common.pes,
+        human(r.visible_after)
+    ));
+    out.lines.push(format!(
+        "killed registrar 0 (SIGKILL); {} of {} PEs adopted: p50 {}, p99 {}, every PE adopted after {} \
+         (bound {})",
+        g.count(),
+        a.common.pes,
+        human(g.quantile(0.5)),
+        human(g.quantile(0.99)),
+        human(g.max()),
+        human(bound)
+    ));
+    let by: Vec<String> = r
+        .adopters
+        .iter()
+        .map(|(id, n)| format!("registrar id {id}: {n}"))
+        .collect();
+    out.lines.push(format!(
+        "adopted by {}; {} repeated adoptions; {} connections from survivors",
+        by.join(", "),
+        r.repeats,
+        r.farm.accepted
+    ));
+    out.lines.push(format!(
+        "lost: {lost} (not adopted within the bound: {}; missing at a survivor at the end: {}; \
+         listed with a home that is not a survivor: {})",
+        r.not_adopted.len(),
+        r.missing.len(),
+        r.homeless.len()
+    ));
+    out.summary.insert("pes".into(), a.common.pes.into());
+    out.summary.insert("adopted".into(), g.count().into());
+    out.summary.insert("lost".into(), lost.into());
+    out.summary
+        .insert("adopted_p50_s".into(), g.quantile(0.5).as_secs_f64().into());
+    out.summary.insert(
+        "adopted_p99_s".into(),
+        g.quantile(0.99).as_secs_f64().into(),
+    );
+    out.summary
+        .insert("all_adopted_s".into(), g.max().as_secs_f64().into());
+    out.summary
+        .insert("bound_s".into(), bound.as_secs_f64().into());
+    out.series = vec![r.registration, r.adoption];
+    if lost > 0 {
+        scope.keep_logs();
+        out.lines
+            .push(format!("registrar logs kept in {}", scope.logs().display()));
+    }
+    out.finish(
+        "takeover",
+        &a.common.files,
+        serde_json::json!({
+            "registrars": a.registrars,
+            "timers": format!("{:?}", a.timers).to_lowercase(),
+            "pes": a.common.pes,
+            "keep_alive_interval_ms": a.keep_alive_interval,
+            "keep_alive_timeout_ms": a.keep_alive_timeout,
+        }),
+    )?;
+    anyhow::ensure!(lost == 0, "{lost} PEs lost in the takeover");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rserpool::PoolHandle;
 use rserpool::client::Resolved;
-use rserpool::wire::AsapMessage;
+use rserpool::wire::{AsapMessage, PoolElement};
 
 use crate::conn::{Conn, Target};
 use crate::report::Series;
@@ -322,6 +323,34 @@ fn pu_open_loop(
         lost: i.saturating_sub(received),
         answer_bytes,
     })
+}
+
+/// Resolves `pool` at `target` (asking for `items` PEs) every few milliseconds until
+/// `done` accepts the PEs of an answer or `timeout` passes; returns the last PEs seen
+/// and whether `done` accepted them. A negative answer counts as no PEs.
+pub fn await_pool(
+    target: Target,
+    pool: &PoolHandle,
+    items: u32,
+    timeout: Duration,
+    done: impl Fn(&[PoolElement]) -> bool,
+) -> io::Result<(Vec<PoolElement>, bool)> {
+    let mut conn = Conn::connect(target)?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let elements = match conn.resolve(pool, Some(items))? {
+            Resolved::Elements { elements, .. } => elements,
+            Resolved::Failed { .. } => Vec::new(),
+        };
+        if done(&elements) {
+            return Ok((elements, true));
+        }
+        if Instant::now() >= deadline {
+            return Ok((elements, false));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Lowers this thread's timer slack to 1 µs so that the open-loop schedule's sleeps
