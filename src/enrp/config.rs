@@ -52,6 +52,10 @@ pub struct Config {
     /// Our own ENRP endpoints, advertised in Server Information. The runtime fills them
     /// in from what it bound (ports resolved).
     pub endpoints: Vec<PeerAddress>,
+    /// The host's addresses, advertised for a wildcard endpoint where no connection
+    /// says which of ours a peer reaches (the multicast presence). The runtime fills
+    /// them from the interfaces; RSPLIB drops loopback and link-local ones.
+    pub host_addrs: Vec<std::net::IpAddr>,
     /// PEER-HEARTBEAT-CYCLE: how often every peer gets an ENRP_PRESENCE (each cycle
     /// drawn within ±12.5 %, as RSPLIB). RSPLIB 2.444 s, RFC 30 s.
     pub heartbeat: Duration,
@@ -86,6 +90,7 @@ impl Default for Config {
         Self {
             peers: Vec::new(),
             endpoints: Vec::new(),
+            host_addrs: Vec::new(),
             heartbeat: Duration::from_micros(2_444_444),
             max_time_last_heard: Duration::from_secs(5),
             max_time_no_response: Duration::from_secs(5),

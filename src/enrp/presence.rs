@@ -193,10 +193,13 @@ impl Enrp {
             .iter()
             .find(|e| Some(e.transport) == transport)
             .or_else(|| self.config.endpoints.first())?;
-        let mut addrs: Vec<IpAddr> = if endpoint.addr.ip().is_unspecified() {
-            info.map(|i| i.local_addrs.clone()).unwrap_or_default()
-        } else {
+        let mut addrs: Vec<IpAddr> = if !endpoint.addr.ip().is_unspecified() {
             vec![endpoint.addr.ip()]
+        } else {
+            match info {
+                Some(i) if !i.local_addrs.is_empty() => i.local_addrs.clone(),
+                _ => self.config.host_addrs.clone(),
+            }
         };
         addrs.retain(|a| !a.is_unspecified());
         if addrs.is_empty() {
