@@ -196,9 +196,10 @@ pub(super) fn settings(
     }
     let config = enrp::Config {
         peers,
-        // Filled in by the runtime from the endpoints it binds, and `multicast` from the
-        // group it joins.
+        // Filled in by the runtime from the endpoints it binds and the host's
+        // interfaces, and `multicast` from the group it joins.
         endpoints: Vec::new(),
+        host_addrs: Vec::new(),
         heartbeat,
         max_time_last_heard,
         max_time_no_response,
