@@ -21,7 +21,7 @@ impl Registrar {
             return false;
         };
         let mut progressed = false;
-        if let Some(changes) = self.out.changes.as_mut().filter(|c| !c.is_empty()) {
+        if let Some((_, changes)) = self.out.changes.as_mut().filter(|(_, c)| !c.is_empty()) {
             for c in std::mem::take(changes) {
                 enrp.on_change(&c.handle, &c.element, c.deleted);
             }

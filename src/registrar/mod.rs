@@ -320,7 +320,7 @@ impl Registrar {
             });
         let mut out = Outputs::new(shard, router);
         if enrp.is_some() {
-            out.changes = Some(Vec::new());
+            out.changes = Some((config.id, Vec::new()));
         }
         Self {
             replica: Handlespace::new(config.handlespace.clone(), seed),

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use super::{ConnId, Event, Metrics, Router, Served, ShardId, ShardMsg, Transmit};
-use crate::ids::PoolHandle;
+use crate::ids::{PoolHandle, RegistrarId};
 use crate::wire::{AsapMessage, PoolElement};
 
 #[derive(Debug)]
@@ -17,9 +17,9 @@ pub(super) struct Outputs {
     pub(super) local: VecDeque<ShardMsg>,
     pub(super) events: VecDeque<Event>,
     pub(super) metrics: Metrics,
-    /// Changes of this shard's replica, kept only on the shard that runs ENRP (which
-    /// turns those of our own PEs into handle updates).
-    pub(super) changes: Option<Vec<Change>>,
+    /// Changes of this shard's replica to PEs whose home is this registrar (the ID),
+    /// kept only on the shard that runs ENRP, which turns them into handle updates.
+    pub(super) changes: Option<(RegistrarId, Vec<Change>)>,
 }
 
 /// A PE added or updated (`deleted` false), or removed, in the replica.
@@ -44,9 +44,11 @@ impl Outputs {
         }
     }
 
-    /// Records a change of the replica, if changes are kept here.
+    /// Records a change of the replica, if changes of our own PEs are kept here.
     pub(super) fn changed(&mut self, handle: &PoolHandle, element: &PoolElement, deleted: bool) {
-        if let Some(c) = &mut self.changes {
+        if let Some((me, c)) = &mut self.changes
+            && element.home == *me
+        {
             c.push(Change {
                 handle: handle.clone(),
                 element: element.clone(),
