@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{GUARD, Kind, Lab};
@@ -266,27 +266,9 @@ fn promtool() -> Option<PathBuf> {
     None
 }
 
-#[test]
-fn scrape_passes_promtool_check_metrics() {
-    let Some(promtool) = promtool() else { return };
-    let lab = Lab::start(Kind::Tcp);
-    let server = lab
-        .handle
-        .as_ref()
-        .unwrap()
-        .serve_metrics("127.0.0.1:0".parse().unwrap())
-        .unwrap();
-    // Some of everything: registrations, answers, an error, a removal.
-    let mut pes = common::register_all(&lab, "p", 1..=3);
-    let pu = lab.connect();
-    pu.resolve("p", None);
-    pu.send_raw(&[0x4f, 0, 0, 4]);
-    assert!(matches!(pu.recv(), AsapMessage::Error { .. }));
-    let (_, gone) = pes.pop().expect("PE 3");
-    gone.close();
-    common::wait_until(&lab, "PE 3 removed", || pu.members("p").len() == 2);
-    let text = scrape_text(server.addr());
-    let mut child = Command::new(&promtool)
+/// Runs `promtool check metrics` on a scrape; it must print nothing and succeed.
+fn promtool_accepts(promtool: &Path, text: &str) {
+    let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -307,6 +289,153 @@ fn scrape_passes_promtool_check_metrics() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn scrape_passes_promtool_check_metrics() {
+    let Some(promtool) = promtool() else { return };
+    let lab = Lab::start(Kind::Tcp);
+    let server = lab
+        .handle
+        .as_ref()
+        .unwrap()
+        .serve_metrics("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    // Some of everything: registrations, answers, an error, a removal.
+    let mut pes = common::register_all(&lab, "p", 1..=3);
+    let pu = lab.connect();
+    pu.resolve("p", None);
+    pu.send_raw(&[0x4f, 0, 0, 4]);
+    assert!(matches!(pu.recv(), AsapMessage::Error { .. }));
+    let (_, gone) = pes.pop().expect("PE 3");
+    gone.close();
+    common::wait_until(&lab, "PE 3 removed", || pu.members("p").len() == 2);
+    promtool_accepts(&promtool, &scrape_text(server.addr()));
     drop((pes, pu, server));
+    lab.finish();
+}
+
+/// RFC 5353 in the figures: two registrars over ENRP on loopback TCP, B told of A. Their
+/// presences are counted; each sees the other active; a PE registered at A becomes a
+/// handle update sent by A and a peer update applied at B (timed from B's ENRP
+/// connection to its pool's writer); the PE's loss at A is a removal by a peer at B.
+/// Both scrapes pass promtool.
+#[test]
+fn enrp_figures_follow_two_peered_registrars() {
+    use common::scenarios::enrp_registrar;
+    use rserpool::enrp::PeerAddress;
+    use rserpool::registrar::Transport;
+
+    let (config, enrp) = enrp_registrar(0x10, Kind::Tcp, Vec::new());
+    let lab = Lab::with(Kind::Tcp, config, enrp);
+    let a = lab.handle.as_ref().unwrap();
+    let peer_a = PeerAddress {
+        transport: Transport::Tcp,
+        addr: a.enrp_endpoints()[0].addr(),
+    };
+    let a_metrics = a.serve_metrics("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (config, enrp) = enrp_registrar(0x20, Kind::Tcp, vec![peer_a]);
+    let (b, b_asap) = common::start_registrar(Kind::Tcp, config, enrp);
+    let b_metrics = b.serve_metrics("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (a_addr, b_addr) = (a_metrics.addr(), b_metrics.addr());
+
+    let peers = |m: &BTreeMap<String, f64>, shard: &str, state: &str| {
+        get(
+            m,
+            &format!("rserpool_enrp_peers{{shard=\"{shard}\",state=\"{state}\"}}"),
+        )
+    };
+    // A PE answering keep-alives at A: the waits below move on with its acknowledgements.
+    let ticker = lab.connect();
+    common::assert_accepted(&ticker.register(Kind::Tcp, "ticker", 9), 9);
+    let active_alone = |addr| {
+        let m = scrape(addr);
+        peers(&m, "all", "active") == 1.0 && peers(&m, "all", "unidentified") == 0.0
+    };
+    common::wait_until(&lab, "A and B each see the other active", || {
+        active_alone(a_addr) && active_alone(b_addr)
+    });
+    for addr in [a_addr, b_addr] {
+        let m = scrape(addr);
+        // Shard 0 runs ENRP; shard 1 knows no peer.
+        assert_eq!(peers(&m, "0", "active"), 1.0);
+        assert_eq!(peers(&m, "1", "active"), 0.0);
+        assert_eq!(peers(&m, "all", "dead"), 0.0);
+        let presence = "type=\"presence\"";
+        let received = "rserpool_enrp_messages_received_total";
+        assert!(get(&m, &format!("{received}{{shard=\"0\",{presence}}}")) >= 1.0);
+        let (all, sum) = all_and_sum(&m, received, presence);
+        assert_eq!(all, sum);
+        let sent = "rserpool_enrp_messages_sent_total";
+        assert!(all_and_sum(&m, sent, presence).0 >= 1.0);
+        assert_eq!(
+            get(&m, "rserpool_enrp_malformed_messages_total{shard=\"all\"}"),
+            0.0
+        );
+    }
+
+    // A PE at A: A sends B a handle update, B's writer applies it.
+    let updates_sent = "rserpool_enrp_handle_updates_sent_total{shard=\"all\"}";
+    let applied = "rserpool_enrp_peer_updates_applied_total{shard=\"all\"}";
+    let timed = "rserpool_enrp_peer_update_apply_seconds_count{shard=\"all\"}";
+    let sent_before = get(&scrape(a_addr), updates_sent);
+    let b_before = scrape(b_addr);
+    let pe = lab.connect();
+    common::assert_accepted(&pe.register(Kind::Tcp, "counted", 1), 1);
+    let pu_b = lab.connect_to(b_asap);
+    common::wait_until(&lab, "B resolves the PE registered at A", || {
+        pu_b.members_if_any("counted").len() == 1
+    });
+    let m = scrape(a_addr);
+    let (sent, sum) = all_and_sum(&m, "rserpool_enrp_handle_updates_sent_total", "");
+    assert_eq!(sent, sum);
+    assert!(
+        sent > sent_before,
+        "A told B of its PE ({sent_before} → {sent})"
+    );
+    assert!(
+        get(
+            &m,
+            "rserpool_enrp_messages_sent_total{shard=\"all\",type=\"handle_update\"}"
+        ) >= 1.0
+    );
+    let m = scrape(b_addr);
+    let (all, sum) = all_and_sum(&m, "rserpool_enrp_peer_updates_applied_total", "");
+    assert_eq!(all, sum);
+    assert!(all > get(&b_before, applied), "B applied A's PE");
+    let (all, sum) = all_and_sum(&m, "rserpool_enrp_peer_update_apply_seconds_count", "");
+    assert_eq!(all, sum);
+    assert!(all > get(&b_before, timed), "B timed it");
+    let refused = "rserpool_enrp_peer_updates_refused_total";
+    assert_eq!(all_and_sum(&m, refused, "reason=\"not_its_home\"").0, 0.0);
+    assert_eq!(all_and_sum(&m, refused, "reason=\"ours\"").0, 0.0);
+
+    // The PE's connection to A is lost: A removes it, and B removes it on A's word.
+    pe.close();
+    common::wait_until(&lab, "B drops the PE lost at A", || {
+        pu_b.members_if_any("counted").is_empty()
+    });
+    let m = scrape(b_addr);
+    assert_eq!(
+        all_and_sum(&m, "rserpool_pe_removals_total", "reason=\"peer\""),
+        (1.0, 1.0)
+    );
+    let m = scrape(a_addr);
+    let lost = "reason=\"connection_lost\"";
+    assert_eq!(
+        all_and_sum(&m, "rserpool_pe_removals_total", lost),
+        (1.0, 1.0)
+    );
+    assert_eq!(
+        all_and_sum(&m, "rserpool_pe_removals_total", "reason=\"peer\"").0,
+        0.0
+    );
+
+    if let Some(promtool) = promtool() {
+        promtool_accepts(&promtool, &scrape_text(a_addr));
+        promtool_accepts(&promtool, &scrape_text(b_addr));
+    }
+    drop((pu_b, ticker, a_metrics, b_metrics));
+    b.shutdown().expect("clean shutdown");
     lab.finish();
 }

@@ -71,8 +71,9 @@ pub struct Cli {
     /// Serve Prometheus metrics over HTTP on ADDR:PORT (GET /metrics, text format
     /// 0.0.4): service-time histograms of handle resolutions and registrations,
     /// keep-alive round trips, failure detection times by reason, ASAP messages by type
-    /// and error causes sent, removals by reason, pools, pool elements and associations.
-    /// Each figure per shard (shard="N") and for the whole registrar (shard="all").
+    /// and error causes sent, removals by reason, pools, pool elements and associations;
+    /// with ENRP, peers by state, ENRP messages by type, peer updates applied and
+    /// refused, audits and takeovers. Each figure per shard (shard="N") and for the whole registrar (shard="all").
     /// Default: off; e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,

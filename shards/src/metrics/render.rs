@@ -5,6 +5,9 @@
 //! shard's histograms and counters, the sum of their owned gauges). `shard="all"` is
 //! left out of a scrape in which a shard did not answer, so a total never appears to
 //! go backwards. Process-wide gauges (`rserpool_up`, `rserpool_shards`) carry no label.
+//! The ENRP families are in [`enrp`].
+
+mod enrp;
 
 use std::fmt::{Display, Write as _};
 use std::time::Duration;
@@ -59,6 +62,7 @@ pub fn render(snapshots: &[Option<Snapshot>], timeout: Duration) -> String {
     gauges(&mut out, &views);
     counters(&mut out, &views);
     histograms(&mut out, &views);
+    enrp::render(&mut out, &views);
     out
 }
 
@@ -301,6 +305,10 @@ fn add_gauges(a: &mut Gauges, b: &Gauges) {
     a.replica_elements = a.replica_elements.max(b.replica_elements);
     a.connections += b.connections;
     a.supervised += b.supervised;
+    // Only the ENRP shard has peers: the sum is its figure.
+    for (x, y) in a.enrp_peers.iter_mut().zip(b.enrp_peers) {
+        *x += y;
+    }
 }
 
 #[cfg(test)]

@@ -290,7 +290,7 @@ pub fn a_port_in_use_is_refused(kind: Kind) {
 /// A registrar of the peering scenario, with ENRP on one endpoint of `kind` and the
 /// given static peers. The liveness timers stay long: on a loaded machine (or the
 /// emulated SCTP lab) a shorter silence must not pass for a dead peer.
-fn enrp_registrar(id: u32, kind: Kind, peers: Vec<PeerAddress>) -> (Config, EnrpEndpoints) {
+pub fn enrp_registrar(id: u32, kind: Kind, peers: Vec<PeerAddress>) -> (Config, EnrpEndpoints) {
     let any = "127.0.0.1:0".parse().unwrap();
     let config = Config {
         enrp: Some(enrp::Config {
