@@ -343,7 +343,8 @@ struct PropagationArgs {
     /// A (--pe-registrar) and B (--pu-registrar).
     #[command(flatten)]
     registrars: Registrars,
-    /// Pool handle prefix: trial I uses the pool PREFIX-I (at most 24 bytes).
+    /// Pool handle prefix: trial I uses the pool PREFIX, a 4-digit tag of the run, "-"
+    /// and I (at most 32 bytes in all).
     #[arg(long, default_value = "Propagation")]
     pool: String,
     /// Trials per second (open loop).
@@ -986,9 +987,13 @@ fn propagation_cmd(a: &PropagationArgs) -> anyhow::Result<()> {
         a.rate.is_finite() && a.rate > 0.0 && a.rate <= 100_000.0,
         "--rate must be in (0, 100000]"
     );
+    let trials = (a.rate * duration.as_secs_f64()).round().max(1.0) as u64;
+    let longest = a.pool.len() + 4 + 1 + trials.to_string().len();
     anyhow::ensure!(
-        !a.pool.is_empty() && a.pool.len() <= 24,
-        "--pool must be 1..=24 bytes"
+        !a.pool.is_empty() && longest <= rserpool::handlespace::MAX_POOL_HANDLE_LEN,
+        "--pool {:?}: with the run's tag and up to {trials} trials the handles take {longest} bytes, more than the {} a registrar takes",
+        a.pool,
+        rserpool::handlespace::MAX_POOL_HANDLE_LEN
     );
     anyhow::ensure!(
         (1..=64).contains(&a.observer_connections),

@@ -159,6 +159,16 @@ fn takeover_refuses_what_it_cannot_do() {
             &["propagation", "--pe-registrar", "127.0.0.1:1"][..],
             "--pu-registrar",
         ),
+        (
+            &[
+                "propagation",
+                "--registrar",
+                "127.0.0.1:1",
+                "--pool",
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            ][..],
+            "35 bytes",
+        ),
     ] {
         let out = Command::new(loadgen()).args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?}");

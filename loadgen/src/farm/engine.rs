@@ -116,7 +116,7 @@ impl Engine {
                     eprintln!(
                         "rserpool-loadgen: PE farm: cannot listen on {} ({e}), the local port of a \
                          registrar connection; from now on no connection listens, and a registrar \
-                         taking these PEs over cannot reach them",
+                         taking these PEs over cannot reach them (--no-pe-listeners: do not try)",
                         s.local_addr()
                             .map_or_else(|_| "?".into(), |a| a.to_string())
                     );
