@@ -134,10 +134,12 @@ pub enum Action {
     /// A change for the pool's writer.
     Write(PeerWrite),
     /// Takeover: make this PE ours, reach it at its ASAP transport with a keep-alive
-    /// whose home flag is set, and supervise it (unless its home is no longer `from`).
+    /// whose home flag is set, and supervise it, unless its home is no longer `from`.
+    /// `from` is our own ID when we reclaim a PE of our previous life (a restart with
+    /// the same ID finds its PEs in the mentor's table).
     Adopt {
         handle: PoolHandle,
-        id: PoolElementId,
+        element: PoolElement,
         from: RegistrarId,
         asap: SctpTransport,
     },

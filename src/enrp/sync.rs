@@ -131,13 +131,24 @@ impl Enrp {
         let (unit, floor) = (self.life_unit, self.min_lifetime);
         let mut writes = Vec::new();
         let mut refusals = Vec::new();
+        let mut reclaims = Vec::new();
         for entry in entries {
             for element in entry.elements {
                 d.received += 1;
                 d.marked.remove(&(entry.handle.clone(), element.id));
                 if element.home == self.id {
-                    // RSPLIB skips these too: nobody hands us our own PEs.
-                    refusals.push(Refusal::Ours);
+                    // Ours in a mentor's table: PEs of our previous life (a restart with
+                    // the same ID). Their connections died with it; reach them again,
+                    // as a takeover does. In an audit (W=1) nobody lists our PEs.
+                    match element.asap_transport.clone() {
+                        Some(asap) if !owned_only => reclaims.push(Action::Adopt {
+                            handle: entry.handle.clone(),
+                            element,
+                            from: self.id,
+                            asap,
+                        }),
+                        _ => refusals.push(Refusal::Ours),
+                    }
                     continue;
                 }
                 if owned_only && element.home != sender {
@@ -166,6 +177,8 @@ impl Enrp {
         for w in writes {
             self.actions.push_back(Action::Write(w));
         }
+        self.metrics.adopted += reclaims.len() as u64;
+        self.actions.extend(reclaims);
         for r in refusals {
             self.refuse(Some(conn), sender, r);
         }

@@ -112,7 +112,7 @@ impl Enrp {
                 adopted += 1;
                 self.actions.push_back(Action::Adopt {
                     handle: handle.clone(),
-                    id: e.id(),
+                    element: e.param().clone(),
                     from: target,
                     asap,
                 });

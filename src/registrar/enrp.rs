@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use super::{ConnId, Event, Origin, Protocol, Registrar, ShardId, ShardMsg, Transmit, Transport};
 use crate::enrp::Action;
-use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
-use crate::wire::{AsapMessage, SctpTransport};
+use crate::ids::{PoolHandle, RegistrarId};
+use crate::wire::{AsapMessage, PoolElement, SctpTransport};
 
 /// Transports tried, in order, to reach an adopted PE's ASAP transport: the RFC's SCTP
 /// first, then TCP for PEs that registered over TCP (whose ASAP transport names the
@@ -72,10 +72,10 @@ impl Registrar {
             }
             Action::Adopt {
                 handle,
-                id,
+                element,
                 from,
                 asap,
-            } => self.adopt(now, handle, id, from, asap),
+            } => self.adopt(now, handle, element, from, asap),
             Action::Sync { token } => {
                 let me = self.out.shard();
                 let others = self.out.router().shards() - 1;
@@ -106,10 +106,11 @@ impl Registrar {
         &mut self,
         now: Instant,
         handle: PoolHandle,
-        id: PoolElementId,
+        element: PoolElement,
         from: RegistrarId,
         asap: SctpTransport,
     ) {
+        let id = element.id;
         let mut addrs = asap.addresses.clone();
         addrs.sort_unstable();
         let key = (addrs, asap.port);
@@ -150,13 +151,9 @@ impl Registrar {
             .supervision
             .start_awaiting(handle.clone(), id, conn, now, deadline);
         let expires = if self.config.enforce_lifetime {
-            self.replica
-                .element(handle.as_bytes(), id)
-                .and_then(|e| {
-                    e.param()
-                        .registration_life
-                        .to_duration(self.config.life_unit)
-                })
+            element
+                .registration_life
+                .to_duration(self.config.life_unit)
                 .map(|d| now + d.max(self.config.min_lifetime))
         } else {
             None
@@ -168,7 +165,7 @@ impl Registrar {
         let msg = ShardMsg::Adopt {
             origin,
             handle: handle.clone(),
-            id,
+            element,
             from,
             expires,
         };

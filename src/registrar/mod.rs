@@ -581,7 +581,7 @@ impl Registrar {
             ShardMsg::Adopt {
                 origin,
                 handle,
-                id,
+                element,
                 from,
                 expires,
             } => {
@@ -592,7 +592,7 @@ impl Registrar {
                     me,
                     origin,
                     handle,
-                    id,
+                    element,
                     from,
                     expires,
                 );

@@ -174,12 +174,13 @@ pub enum ShardMsg {
     },
     /// ENRP shard → writer: a change a peer registrar asks for.
     Peer(crate::enrp::PeerWrite),
-    /// ENRP shard → writer: a takeover adopts this PE, whose home was `from`; `origin`
-    /// is the connection it will be supervised on.
+    /// ENRP shard → writer: a takeover adopts this PE, whose home was `from` (or, if
+    /// `from` is us, a PE of our previous life comes back); `origin` is the connection
+    /// it will be supervised on.
     Adopt {
         origin: Origin,
         handle: PoolHandle,
-        id: PoolElementId,
+        element: PoolElement,
         from: crate::ids::RegistrarId,
         expires: Option<Instant>,
     },

@@ -253,7 +253,8 @@ impl Writer {
     }
 
     /// A takeover adopts a PE whose home was `from` (RFC 5353 §3.5.2): it becomes ours,
-    /// supervised on `origin`. If it went elsewhere meanwhile, `origin` lets it go.
+    /// supervised on `origin`. `from` being us reclaims a PE of our previous life that
+    /// we do not hold. If the PE went elsewhere meanwhile, `origin` lets it go.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn adopt(
         &mut self,
@@ -262,14 +263,25 @@ impl Writer {
         me: RegistrarId,
         origin: Origin,
         handle: PoolHandle,
-        id: PoolElementId,
+        mut element: PoolElement,
         from: RegistrarId,
         expires: Option<Instant>,
     ) {
-        if hs.element(handle.as_bytes(), id).map(|e| e.home()) != Some(from) {
-            return notify(out, origin, &handle, id, RemovalReason::Moved);
+        let id = element.id;
+        match hs.element(handle.as_bytes(), id).map(|e| e.home()) {
+            Some(home) if home == from && from != me => {
+                hs.set_home(&handle, id, me, expires);
+            }
+            None if from == me => {
+                element.home = me;
+                match hs.register(&handle, element, expires) {
+                    Ok(Registered::New { new_pool: true }) => self.pools += 1,
+                    Ok(_) => {}
+                    Err(_) => return notify(out, origin, &handle, id, RemovalReason::Moved),
+                }
+            }
+            _ => return notify(out, origin, &handle, id, RemovalReason::Moved),
         }
-        hs.set_home(&handle, id, me, expires);
         self.origins.insert((handle.clone(), id), origin);
         out.metrics.enrp.on_applied(None);
         self.republish(hs, out, &handle, id);

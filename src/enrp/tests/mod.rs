@@ -252,3 +252,29 @@ fn a_pe_that_registers_at_another_registrar_changes_home_cleanly() {
         .sum();
     assert_eq!(supervised0, 2, "node 0 lets it go (PEs 3 and 6 stay)");
 }
+
+#[test]
+fn a_registrar_restarted_with_its_id_reclaims_its_pes_before_anyone_takes_them_over() {
+    let mut s = three(11);
+    s.run(secs(2));
+    let own: Vec<usize> = (0..9).filter(|i| i % 3 == 2).collect();
+    s.kill(2);
+    s.run(secs(2));
+    s.restart(2, 0x30);
+    s.run(secs(10));
+    s.check_converged().unwrap();
+    for &pe in &own {
+        assert_eq!(
+            s.pes[pe].adopted, 1,
+            "PE {pe} reached again by its restarted home"
+        );
+        assert_eq!(s.pes[pe].conn.map(|c| c.1), Some(2));
+    }
+    assert!(
+        (0..3).all(|n| !s
+            .enrp_events(n)
+            .iter()
+            .any(|e| matches!(e, EnrpEvent::TakeoverStarted { .. }))),
+        "nobody had to take them over"
+    );
+}

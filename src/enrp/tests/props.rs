@@ -10,7 +10,7 @@ enum Op {
     Register { node: usize, pool: u8 },
     KillPe { pe: usize },
     Crash { node: usize },
-    Restart { node: usize },
+    Restart { node: usize, same_id: bool },
     Partition { alone: usize },
     Heal,
     Loss { per_mille: u64 },
@@ -22,7 +22,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..4usize, 0..3u8).prop_map(|(node, pool)| Op::Register { node, pool }),
         2 => (0..40usize).prop_map(|pe| Op::KillPe { pe }),
         1 => (0..4usize).prop_map(|node| Op::Crash { node }),
-        1 => (0..4usize).prop_map(|node| Op::Restart { node }),
+        1 => (0..4usize, any::<bool>()).prop_map(|(node, same_id)| Op::Restart { node, same_id }),
         1 => (0..4usize).prop_map(|alone| Op::Partition { alone }),
         1 => Just(Op::Heal),
         1 => (0..300u64).prop_map(|per_mille| Op::Loss { per_mille }),
@@ -69,10 +69,17 @@ proptest! {
                         s.kill(node);
                     }
                 }
-                Op::Restart { node } => {
+                Op::Restart { node, same_id } => {
                     if !s.nodes[node].alive {
-                        next_reg += 1;
-                        s.restart(node, next_reg);
+                        // A fixed ID (an appliance's configuration) or a fresh one (as
+                        // RSPLIB picks at each start).
+                        let id = if same_id {
+                            s.nodes[node].id.0
+                        } else {
+                            next_reg += 1;
+                            next_reg
+                        };
+                        s.restart(node, id);
                     }
                 }
                 Op::Partition { alone } => {
