@@ -1,0 +1,440 @@
+//! Resolution: latency and throughput against the transport floor, the echo floor
+//! alone, and the demo that runs them with failover.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use rserpool::PoolHandle;
+use rserpool::client::resolution_request;
+use rserpool_loadgen::conn::{Target, Transport};
+use rserpool_loadgen::failover::{FailoverConfig, Mode};
+use rserpool_loadgen::report::{self, Progress, Series, human};
+use rserpool_loadgen::scenario::{
+    EchoResponder, any_answer, await_pool, closed_loop, open_loop, positive_resolution,
+};
+
+use super::failures::failover_phase;
+use super::{Common, KeepAlive, Output, Registrars, pool_handle, seconds, start_farm};
+
+#[derive(Debug, Args)]
+struct ResolveOpts {
+    /// Pool users, one connection each.
+    #[arg(long, default_value_t = 2)]
+    pus: u32,
+    /// PEs asked for per resolution (the Handle Resolution Option).
+    #[arg(long, default_value_t = 3)]
+    items: u32,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ResolveArgs {
+    #[command(flatten)]
+    registrars: Registrars,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    opts: ResolveOpts,
+    /// `max` (closed loop), requests per second (open loop), or P% of the maximum.
+    #[arg(long, default_value = "max")]
+    rate: Rate,
+    /// Seconds to keep the PEs registered after the measurements (keep-alives only),
+    /// e.g. to sample the registrar's CPU at rest.
+    #[arg(long, default_value_t = 0.0)]
+    hold: f64,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DemoArgs {
+    /// Registrars to drive instead of starting one (each must allow loopback addresses
+    /// and use keep-alive --keep-alive-interval/--keep-alive-timeout).
+    #[command(flatten)]
+    registrars: Registrars,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    opts: ResolveOpts,
+    /// Crash trials (one PE each).
+    #[arg(long, default_value_t = 100)]
+    crash_trials: u32,
+    /// Hang trials (--hang-batch PEs each).
+    #[arg(long, default_value_t = 8)]
+    hang_trials: u32,
+    #[arg(long, default_value_t = 5)]
+    hang_batch: u32,
+    #[command(flatten)]
+    keep_alive: KeepAlive,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct EchoArgs {
+    /// Answer size in bytes (a 3-PE resolution answer is about 150).
+    #[arg(long, default_value_t = 144)]
+    reply_bytes: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 2)]
+    pus: u32,
+    /// Seconds.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// `max` (closed loop) or requests per second (open loop).
+    #[arg(long, default_value = "max")]
+    rate: Rate,
+}
+
+/// How fast pool users resolve.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rate {
+    Max,
+    PerSecond(f64),
+    OfMax(f64),
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "max" {
+            return Ok(Self::Max);
+        }
+        let bad = || format!("{s:?} is not `max`, a rate per second, or a percentage like 50%");
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.parse().map_err(|_| bad())?;
+            return if p > 0.0 && p <= 100.0 {
+                Ok(Self::OfMax(p / 100.0))
+            } else {
+                Err(format!("percentage {s} must be in (0, 100]"))
+            };
+        }
+        let r: f64 = s.parse().map_err(|_| bad())?;
+        if r.is_finite() && r > 0.0 && r <= 10_000_000.0 {
+            Ok(Self::PerSecond(r))
+        } else {
+            Err(format!("rate {s} must be in (0, 10000000]"))
+        }
+    }
+}
+
+/// The resolution measurements; adds its series and headline lines to `out`.
+fn resolve(
+    (pe_target, target): (Target, Target),
+    common: &Common,
+    opts: &ResolveOpts,
+    rate: Rate,
+    hold: Duration,
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    let duration = seconds(opts.duration, "--duration")?;
+    anyhow::ensure!((1..=1024).contains(&opts.items), "--items must be 1..=1024");
+    let pool = pool_handle(&common.pool)?;
+    let registrars = if pe_target == target {
+        format!("registrar {target}")
+    } else {
+        format!("PEs at registrar {pe_target}, pool users at {target}")
+    };
+    println!(
+        "{registrars}; pool {pool}: {} PEs on {} connections; {} pool users, {} items, {:.1} s per measurement",
+        common.pes,
+        if common.pe_connections == 0 {
+            common.pes
+        } else {
+            common.pe_connections.min(common.pes)
+        },
+        opts.pus,
+        opts.items,
+        duration.as_secs_f64()
+    );
+    let (farm, registration) = start_farm(pe_target, common)?;
+    out.series.push(registration);
+    let mut request = Vec::new();
+    resolution_request(&pool, Some(opts.items), &mut request);
+    let want_items = opts.items.min(common.pes) as usize;
+    if pe_target != target {
+        let t = std::time::Instant::now();
+        let (seen, all) = await_pool(target, &pool, common.pes, Duration::from_secs(30), |e| {
+            e.len() >= common.pes as usize
+        })?;
+        anyhow::ensure!(
+            all,
+            "{target} listed {} of the {} PEs registered at {pe_target} within 30 s: are they ENRP peers?",
+            seen.len(),
+            common.pes
+        );
+        out.lines.push(format!(
+            "the pool users' registrar listed every PE {} after the last registration",
+            human(t.elapsed())
+        ));
+    }
+
+    let mut max_rate = None;
+    // The registrar's answer size, for the echo floor (a 3-PE answer is 144 bytes).
+    let mut answer_bytes = 144;
+    if matches!(rate, Rate::Max | Rate::OfMax(_)) {
+        let _p = Progress::start("resolve, closed loop", duration);
+        let run = closed_loop(
+            target,
+            &request,
+            opts.pus,
+            duration,
+            positive_resolution,
+            "resolution (closed loop)",
+        )?;
+        let s = run.latency;
+        if run.answer_bytes > 0 {
+            answer_bytes = run.answer_bytes;
+        }
+        anyhow::ensure!(
+            s.count() == 0 || run.items == want_items,
+            "answers held {} PEs, not {want_items}",
+            run.items
+        );
+        max_rate = Some(s.rate());
+        out.summary.insert("max_rate_per_s".into(), s.rate().into());
+        out.lines.push(format!(
+            "maximum: {:.0} resolutions/s closed loop with {} pool users (p99 {})",
+            s.rate(),
+            opts.pus,
+            human(s.quantile(0.99))
+        ));
+        out.series.push(s);
+    }
+    let open_rate = match rate {
+        Rate::Max => None,
+        Rate::PerSecond(r) => Some(r),
+        Rate::OfMax(p) => max_rate.map(|m| m * p),
+    };
+    if let Some(r) = open_rate {
+        let _p = Progress::start("resolve, open loop", duration);
+        let name = format!("resolution (open, {r:.0}/s)");
+        let res = open_loop(
+            target,
+            &request,
+            opts.pus,
+            r,
+            duration,
+            positive_resolution,
+            &name,
+        )?;
+        let mut lag = res.send_lag;
+        lag.name = "  generator send lag".into();
+        out.series.push(res.latency);
+        out.series.push(lag);
+        if res.lost > 0 {
+            out.lines
+                .push(format!("{} requests got no answer", res.lost));
+        }
+        if target.transport == Transport::Tcp {
+            let _p = Progress::start("echo floor, open loop", duration);
+            let echo = EchoResponder::start(res.answer_bytes)?;
+            let floor = open_loop(
+                Target::tcp(echo.addr),
+                &request,
+                opts.pus,
+                r,
+                duration,
+                any_answer,
+                &format!("echo floor (open, {r:.0}/s)"),
+            )?;
+            let resolution = out.series[out.series.len() - 2].clone();
+            ratio_lines(&resolution, &floor.latency, res.answer_bytes, out);
+            out.series.push(floor.latency);
+        }
+    } else if target.transport == Transport::Tcp {
+        let echo = EchoResponder::start(answer_bytes)?;
+        let _p = Progress::start("echo floor, closed loop", duration);
+        let floor = closed_loop(
+            Target::tcp(echo.addr),
+            &request,
+            opts.pus,
+            duration,
+            any_answer,
+            "echo floor (closed loop)",
+        )?
+        .latency;
+        let resolution = out.series[out.series.len() - 1].clone();
+        ratio_lines(&resolution, &floor, 0, out);
+        out.series.push(floor);
+    }
+    if target.transport == Transport::Sctp {
+        out.lines
+            .push("over SCTP there is no echo floor (the responder speaks TCP only)".into());
+    }
+    std::thread::sleep(hold);
+    let stats = farm.stop()?;
+    out.summary.insert(
+        "keep_alives_answered".into(),
+        stats.keep_alives_answered.into(),
+    );
+    Ok(())
+}
+
+fn ratio_lines(res: &Series, floor: &Series, bytes: usize, out: &mut Output) {
+    if res.count() == 0 || floor.count() == 0 {
+        return;
+    }
+    let p50 = res.quantile(0.5).as_secs_f64() / floor.quantile(0.5).as_secs_f64();
+    let p99 = res.quantile(0.99).as_secs_f64() / floor.quantile(0.99).as_secs_f64();
+    out.summary.insert("p50_over_floor".into(), p50.into());
+    out.summary.insert("p99_over_floor".into(), p99.into());
+    out.lines.push(format!(
+        "resolution vs. transport floor: p50 {} / {} = {p50:.2}x, p99 {} / {} = {p99:.2}x{}",
+        human(res.quantile(0.5)),
+        human(floor.quantile(0.5)),
+        human(res.quantile(0.99)),
+        human(floor.quantile(0.99)),
+        if bytes > 0 {
+            format!(" (answers of {bytes} bytes)")
+        } else {
+            String::new()
+        }
+    ));
+}
+
+pub(super) fn demo(a: DemoArgs) -> anyhow::Result<()> {
+    let mut local = None;
+    let roles = match a.registrars.any() {
+        true => (a.registrars.pe()?, a.registrars.pu()?),
+        false => {
+            let handle = rserpool_shards::runtime::start(rserpool_shards::RuntimeConfig {
+                shards: 2,
+                pin_cores: false,
+                asap: vec![rserpool_shards::Endpoint::Tcp("127.0.0.1:0".parse()?)],
+                registrar: rserpool::registrar::Config {
+                    allow_loopback: true,
+                    keep_alive_interval: Duration::from_millis(a.keep_alive.keep_alive_interval),
+                    keep_alive_timeout: Duration::from_millis(a.keep_alive.keep_alive_timeout),
+                    ..rserpool::registrar::Config::default()
+                },
+                seed: 1,
+                announce_group: None,
+            })
+            .context("starting the registrar")?;
+            let addr = handle
+                .tcp_addr()
+                .context("the registrar has no TCP endpoint")?;
+            local = Some(handle);
+            (Target::tcp(addr), Target::tcp(addr))
+        }
+    };
+    if local.is_some() {
+        println!(
+            "registrar in this process: 2 shards, keep-alive every {} ms, timeout {} ms",
+            a.keep_alive.keep_alive_interval, a.keep_alive.keep_alive_timeout
+        );
+    }
+    let mut out = Output::default();
+    resolve(
+        roles,
+        &a.common,
+        &a.opts,
+        Rate::OfMax(0.5),
+        Duration::ZERO,
+        &mut out,
+    )?;
+    let failover_pool = format!("{}-failover", a.common.pool);
+    let failover_pool = &failover_pool[..failover_pool.len().min(32)];
+    println!(
+        "failover: {} crash trials, {} hang trials of {} PEs",
+        a.crash_trials, a.hang_trials, a.hang_batch
+    );
+    if a.crash_trials > 0 {
+        let config = FailoverConfig {
+            trials: a.crash_trials,
+            pe_listeners: !a.common.no_pe_listeners,
+            ..a.keep_alive
+                .config(roles, failover_pool, a.common.pes, Mode::Crash)?
+        };
+        failover_phase(&config, &a.keep_alive, &mut out)?;
+    }
+    if a.hang_trials > 0 {
+        let config = FailoverConfig {
+            trials: a.hang_trials,
+            batch: a.hang_batch.clamp(1, a.common.pes.saturating_sub(1).max(1)),
+            pe_listeners: !a.common.no_pe_listeners,
+            ..a.keep_alive
+                .config(roles, failover_pool, a.common.pes, Mode::Hang)?
+        };
+        failover_phase(&config, &a.keep_alive, &mut out)?;
+    }
+    if let Some(h) = local {
+        h.shutdown()?;
+    }
+    out.finish(
+        "demo",
+        &a.common.files,
+        serde_json::json!({
+            "pe_registrar": roles.0.to_string(),
+            "pu_registrar": roles.1.to_string(),
+            "pes": a.common.pes,
+            "pus": a.opts.pus,
+            "items": a.opts.items,
+        }),
+    )
+}
+
+pub(super) fn resolve_cmd(a: &ResolveArgs) -> anyhow::Result<()> {
+    let mut out = Output::default();
+    let hold = if a.hold > 0.0 {
+        seconds(a.hold, "--hold")?
+    } else {
+        Duration::ZERO
+    };
+    let roles = (a.registrars.pe()?, a.registrars.pu()?);
+    resolve(roles, &a.common, &a.opts, a.rate, hold, &mut out)?;
+    out.finish("resolve", &a.common.files, a.registrars.json()?)
+}
+
+pub(super) fn echo_cmd(a: &EchoArgs) -> anyhow::Result<()> {
+    let duration = seconds(a.duration, "--duration")?;
+    let echo = EchoResponder::start(a.reply_bytes)?;
+    let mut req = Vec::new();
+    resolution_request(&PoolHandle::from("LoadPool"), Some(3), &mut req);
+    let target = Target::tcp(echo.addr);
+    let s = match a.rate {
+        Rate::PerSecond(r) => {
+            open_loop(
+                target,
+                &req,
+                a.pus,
+                r,
+                duration,
+                any_answer,
+                "echo (open loop)",
+            )?
+            .latency
+        }
+        Rate::Max => {
+            closed_loop(
+                target,
+                &req,
+                a.pus,
+                duration,
+                any_answer,
+                "echo (transport floor)",
+            )?
+            .latency
+        }
+        Rate::OfMax(_) => anyhow::bail!("echo takes `max` or a rate per second"),
+    };
+    print!("{}", report::table(&[s]));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!("max".parse::<Rate>(), Ok(Rate::Max));
+        assert_eq!("5000".parse::<Rate>(), Ok(Rate::PerSecond(5000.0)));
+        assert_eq!("50%".parse::<Rate>(), Ok(Rate::OfMax(0.5)));
+        for bad in ["0", "-1", "150%", "fast", "nan"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
+    }
+}
