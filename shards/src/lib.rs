@@ -8,6 +8,7 @@
 //! ([`runtime::Handle::serve_metrics`]).
 
 pub mod config;
+pub mod dump;
 pub mod metrics;
 pub mod net;
 pub mod runtime;

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mimalloc::MiMalloc;
-use rserpool_shards::config::{Cli, FileConfig, settings};
-use rserpool_shards::{net, runtime};
+use rserpool_shards::config::{Cli, Command, FileConfig, settings};
+use rserpool_shards::{dump, net, runtime};
 use tracing::{error, info};
 
 #[global_allocator]
@@ -13,6 +13,15 @@ static ALLOC: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Dump(args)) = &cli.command {
+        return match dump::run(args, os_random()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rserpool-registrar dump: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -52,6 +52,19 @@ pub fn parse_peer(uri: &str) -> Result<PeerAddress, ConfigError> {
     Ok(PeerAddress { transport, addr })
 }
 
+/// Parses the ENRP endpoint of a registrar to dump: `tcp://ADDR:PORT`,
+/// `sctp://ADDR:PORT`, or `ADDR:PORT` for SCTP (as RSPLIB's `hsdump`).
+pub fn parse_dump_target(uri: &str) -> Result<Endpoint, ConfigError> {
+    let ep = parse_uri("registrar ENRP endpoint", uri, Some(Endpoint::Sctp))?;
+    let addr = ep.addr();
+    if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+        return Err(ConfigError::Invalid(format!(
+            "invalid registrar ENRP endpoint {uri:?}: not the address and port of one registrar"
+        )));
+    }
+    Ok(ep)
+}
+
 /// Where to serve ENRP and, when there is somewhere, the ENRP server's settings (`None`:
 /// ENRP is off). Timers are checked even then.
 pub(super) fn settings(

@@ -15,7 +15,7 @@ use rserpool::registrar::{self, MAX_RESOLUTION_ITEMS, RESOLUTION_ITEMS_CEILING};
 use rserpool::wire::LifeUnit;
 use serde::Deserialize;
 
-pub use enrp::{EnrpSection, parse_enrp_endpoint, parse_peer};
+pub use enrp::{EnrpSection, parse_dump_target, parse_enrp_endpoint, parse_peer};
 
 use crate::{Endpoint, EnrpEndpoints, RuntimeConfig};
 
@@ -38,9 +38,15 @@ shard per core, alone. With --enrp it also serves ENRP, keeping one handlespace 
 peer registrars of its operational scope (given with --peer, or heard on the \
 --enrp-announce-group). Flags override the file given with --config (see \
 deploy/registrar.toml for every option and its default); RSPLIB's equivalent option is \
-named where there is one. SIGTERM or SIGINT shuts down cleanly."
+named where there is one. SIGTERM or SIGINT shuts down cleanly.\n\n\
+`rserpool-registrar dump URI` prints the handlespace of any registrar (ours or RSPLIB's) \
+taken over ENRP from its ENRP endpoint, as RSPLIB's hsdump does: see `dump --help`.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// What to do instead of running the registrar.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML configuration file; flags given as well override its values.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -133,6 +139,21 @@ pub struct Cli {
     /// acknowledgements (RSPLIB: -takeoverexpiryinterval). Default 5000.
     #[arg(long, value_name = "MS", help_heading = HELP_ENRP)]
     pub takeover_expiry: Option<u64>,
+}
+
+/// The registrar binary's subcommands; without one it runs the registrar.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print a registrar's handlespace, taken over ENRP as RSPLIB's hsdump does.
+    ///
+    /// Connects to the ENRP endpoint of any registrar, ours or RSPLIB's rspregistrar,
+    /// introduces itself as a peer, and asks for the peer list and the whole handle
+    /// table. Prints the registrar's ID, its peers, every pool with its policy and pool
+    /// elements (ID, home registrar, registration life, policy values, user and ASAP
+    /// transports), and the totals (pools, pool elements, pool elements per home).
+    /// Exits non-zero, saying why, if the registrar cannot be reached, refuses, does not
+    /// finish in time or answers something undecodable.
+    Dump(crate::dump::DumpArgs),
 }
 
 /// A configuration problem, worded for the operator.

@@ -5,7 +5,7 @@
 //! shard's histograms and counters, the sum of their owned gauges). `shard="all"` is
 //! left out of a scrape in which a shard did not answer, so a total never appears to
 //! go backwards. Process-wide gauges (`rserpool_up`, `rserpool_shards`) carry no label.
-//! The ENRP families are in [`enrp`].
+//! The ENRP families are in the `enrp` submodule.
 
 mod enrp;
 

@@ -1,15 +1,15 @@
-//! ASAP over TCP: each message framed by its own header (reference §2.4).
+//! ASAP and ENRP over TCP: each message framed by its own header (reference §2.4).
 //!
 //! RFC 5352 left the TCP mapping to a document that was never published; the framing
 //! used is "read the 4-byte common header (RFC 5354 §4), then pad4(Message Length) − 4
 //! more bytes".
 
 /// Bytes one framed message can take: a 16-bit Message Length, padded to 4.
-pub(super) const MAX_FRAME: usize = 65_536;
+pub(crate) const MAX_FRAME: usize = 65_536;
 
 /// What the start of a receive buffer holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Frame {
+pub(crate) enum Frame {
     /// A whole message of this many bytes (padding included).
     Whole(usize),
     /// Not yet a whole message: the buffer must grow to this many bytes.
@@ -19,7 +19,7 @@ pub(super) enum Frame {
     Broken(u16),
 }
 
-pub(super) fn next(buf: &[u8]) -> Frame {
+pub(crate) fn next(buf: &[u8]) -> Frame {
     let [_, _, hi, lo, ..] = *buf else {
         return Frame::Need(4);
     };

@@ -28,7 +28,7 @@
 //! [`ShardMsg`]: rserpool::registrar::ShardMsg
 
 mod dial;
-mod framing;
+pub(crate) mod framing;
 mod log;
 mod mesh;
 mod scrape;

@@ -82,9 +82,40 @@ impl Client {
         Ok(Self { fd })
     }
 
+    /// Like [`Client::connect`], giving up after `timeout` (the kernel's wait for the
+    /// association is bounded by SO_SNDTIMEO; an unreachable peer otherwise takes the
+    /// whole INIT retransmission schedule, minutes).
+    pub fn connect_timeout(to: SocketAddr, timeout: Duration) -> io::Result<Self> {
+        let fd = socket(domain(to), libc::SOCK_STREAM, libc::IPPROTO_SCTP)?;
+        let on: libc::c_int = 1;
+        setsockopt(fd.as_raw_fd(), SOL_SCTP, SCTP_NODELAY, &on)?;
+        setsockopt(fd.as_raw_fd(), SOL_SCTP, SCTP_RECVRCVINFO, &on)?;
+        set_timeout(fd.as_raw_fd(), libc::SO_SNDTIMEO, timeout)?;
+        let sa = SockAddr::from(to);
+        // SAFETY: `sa` holds a sockaddr of the length it reports.
+        let r = unsafe { libc::connect(fd.as_raw_fd(), sa.as_ptr(), sa.len()) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            // A connect cut short by SO_SNDTIMEO reports EINPROGRESS.
+            return Err(match e.raw_os_error() {
+                Some(libc::EINPROGRESS) => io::Error::new(io::ErrorKind::TimedOut, e),
+                _ => e,
+            });
+        }
+        // Sends are small and the association is up: no bound needed after this.
+        set_timeout(fd.as_raw_fd(), libc::SO_SNDTIMEO, Duration::ZERO)?;
+        Ok(Self { fd })
+    }
+
     /// The local address of the association (its primary, as bound).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         super::local_addr(self.fd.as_raw_fd())
+    }
+
+    /// Every local address of the association, as the peer knows this end
+    /// (SCTP_GET_LOCAL_ADDRS; a one-to-one socket has one association, whatever the id).
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        super::local_addrs(self.fd.as_raw_fd(), 0)
     }
 
     /// Another handle on the same association (e.g. for a reader thread).
@@ -94,18 +125,10 @@ impl Client {
         })
     }
 
-    /// Bounds every later `recv` (a guard against hangs).
+    /// Bounds every later `recv` (a guard against hangs); a `recv` that waited this long
+    /// fails with `WouldBlock`. Zero waits for ever.
     pub fn set_read_timeout(&self, d: Duration) -> io::Result<()> {
-        let tv = libc::timeval {
-            tv_sec: d.as_secs() as libc::time_t,
-            tv_usec: d.subsec_micros() as libc::suseconds_t,
-        };
-        setsockopt(
-            self.fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv,
-        )
+        set_timeout(self.fd.as_raw_fd(), libc::SO_RCVTIMEO, d)
     }
 
     /// Sends one message with `ppid`.
@@ -225,4 +248,19 @@ impl Client {
             }
         }
     }
+}
+
+/// SO_RCVTIMEO or SO_SNDTIMEO; zero means none. A non-zero timeout shorter than the
+/// timeval's resolution is rounded up to 1 µs, so it never turns into "none".
+fn set_timeout(fd: std::os::fd::RawFd, which: libc::c_int, d: Duration) -> io::Result<()> {
+    let d = if d.is_zero() {
+        d
+    } else {
+        d.max(Duration::from_micros(1))
+    };
+    let tv = libc::timeval {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_usec: d.subsec_micros() as libc::suseconds_t,
+    };
+    setsockopt(fd, libc::SOL_SOCKET, which, &tv)
 }
