@@ -116,11 +116,23 @@ fn tcp_peers_share_their_pes() {
 /// RFC 5353 §3.1: registrars that know no peer find each other through ENRP presences
 /// on the multicast group (as RSPLIB's -enrpannounce), then talk over a connection one
 /// of them opens. The group's datagrams leave by the default route, so the ENRP
-/// endpoints use this host's address on it (a wildcard or loopback endpoint has no
-/// address to advertise on the group). Skipped where there is no multicast route.
+/// endpoints use this host's address on it. Skipped where there is no multicast route.
 #[test]
 fn peers_find_each_other_on_the_enrp_multicast_group() {
+    find_each_other_on_the_group(false);
+}
+
+/// The same with wildcard ENRP endpoints: no connection says which address a multicast
+/// presence should advertise, so the runtime gives the registrar the host's interface
+/// addresses (loopback last), and the first is where the peer connects.
+#[test]
+fn peers_with_wildcard_endpoints_find_each_other_on_the_enrp_multicast_group() {
+    find_each_other_on_the_group(true);
+}
+
+fn find_each_other_on_the_group(wildcard: bool) {
     use std::collections::BTreeSet;
+    use std::net::{IpAddr, Ipv4Addr};
 
     use common::{
         Kind, Lab, NO_EXPIRY, assert_accepted, registrar_config, start_registrar, wait_until,
@@ -132,7 +144,7 @@ fn peers_find_each_other_on_the_enrp_multicast_group() {
         .and_then(|u| u.local_addr())
         .unwrap()
         .port();
-    let group: SocketAddr = (std::net::Ipv4Addr::new(239, 255, 77, 51), port).into();
+    let group: SocketAddr = (Ipv4Addr::new(239, 255, 77, 51), port).into();
     let route = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|u| {
         u.connect(group)?;
         u.local_addr()
@@ -144,6 +156,11 @@ fn peers_find_each_other_on_the_enrp_multicast_group() {
             return;
         }
     };
+    let listen = if wildcard {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        local
+    };
     let registrar = |id| {
         let config = Config {
             enrp: Some(enrp::Config {
@@ -154,7 +171,7 @@ fn peers_find_each_other_on_the_enrp_multicast_group() {
             ..registrar_config(id, NO_EXPIRY)
         };
         let endpoints = EnrpEndpoints {
-            listen: vec![Endpoint::Tcp((local, 0).into())],
+            listen: vec![Endpoint::Tcp((listen, 0).into())],
             announce_group: Some(group),
         };
         (config, endpoints)

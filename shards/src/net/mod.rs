@@ -6,8 +6,10 @@
 //!   blocking client for tests and tools.
 //! - [`udp`]: multicast senders and receivers, and the buffer of a received datagram.
 //! - [`signals`]: waiting for SIGTERM/SIGINT.
+//! - [`ifaddrs`]: this host's interface addresses.
 
 mod addr;
+pub mod ifaddrs;
 pub mod ring;
 pub mod sctp;
 pub mod signals;

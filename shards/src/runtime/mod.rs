@@ -29,6 +29,7 @@
 
 mod dial;
 pub(crate) mod framing;
+mod host;
 mod log;
 mod mesh;
 mod scrape;
@@ -161,8 +162,9 @@ pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
 /// Starts the shards; shard 0 also serves ENRP on `enrp`'s endpoints. The bound ENRP
 /// endpoints are written into the registrar's ENRP settings
 /// ([`rserpool::enrp::Config::endpoints`], which default settings are made for when
-/// there are endpoints but no settings), and `multicast` is set there when `enrp` has a
-/// group.
+/// there are endpoints but no settings), `multicast` is set there when `enrp` has a
+/// group, and for a wildcard endpoint `host_addrs` (unless given) is filled from the
+/// interfaces.
 pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, StartError> {
     let n = usize::from(config.shards);
     if n == 0 {
@@ -207,6 +209,12 @@ pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, 
             })
             .collect();
         settings.multicast = enrp.announce_group.is_some();
+        if settings.host_addrs.is_empty() {
+            settings.host_addrs = host::for_endpoints(&enrp_endpoints);
+            if !settings.host_addrs.is_empty() {
+                tracing::debug!(addrs = ?settings.host_addrs, "host addresses for a wildcard ENRP endpoint");
+            }
+        }
     }
     if let Some(group) = enrp.announce_group {
         // RSPLIB takes a peer's ENRP port from its presence's UDP source port.
