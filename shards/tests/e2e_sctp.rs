@@ -64,3 +64,55 @@ fn sctp_peers_share_their_pes() {
         scenarios::peers_share_their_pes(Kind::Sctp);
     }
 }
+
+/// `rserpool-registrar dump sctp://…` over a one-to-one association (PPID 12), as
+/// RSPLIB's hsdump: every PE with its home, and the JSON alike.
+#[test]
+fn sctp_dump_lists_every_pe_with_its_home() {
+    if !sctp() {
+        return;
+    }
+    let (config, enrp) = scenarios::enrp_registrar(0x10, Kind::Sctp, Vec::new());
+    let lab = common::Lab::with(Kind::Sctp, config, enrp);
+    let uri = lab.handle.as_ref().unwrap().enrp_endpoints()[0].to_string();
+    assert!(uri.starts_with("sctp://"), "{uri}");
+    let pes = common::register_all(&lab, "sctp-pool", 1..=2);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rserpool-registrar"))
+        .args(["dump", &uri])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.starts_with("registrar 0x00000010 at sctp://"),
+        "{table}"
+    );
+    assert!(
+        table.contains("pool sctp-pool: policy round_robin, 2 PEs"),
+        "{table}"
+    );
+    for id in ["0x00000001", "0x00000002"] {
+        let row =
+            format!("  {id}  0x00000010  600000 ms  -              sctp 127.0.0.1 port 20000");
+        assert!(table.contains(&row), "{row:?} in\n{table}");
+    }
+    assert!(
+        table.ends_with("total: 1 pool, 2 PEs (by home: 0x00000010: 2)\n"),
+        "{table}"
+    );
+    // Plain ADDR:PORT is SCTP, as hsdump takes it.
+    let plain = uri.trim_start_matches("sctp://");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rserpool-registrar"))
+        .args(["dump", plain, "--json", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["totals"]["elements_by_home"]["0x00000010"], 2);
+    drop(pes);
+    lab.finish();
+}
