@@ -149,20 +149,19 @@ pub fn fetch(target: &Endpoint, timeout: Duration, id: RegistrarId) -> Result<Du
     // ENRP_ERRORs the registrar sent: the Dumper ignores them, a failure names them.
     let mut errors: Vec<String> = Vec::new();
     loop {
-        let progress = |dumper: &Dumper, errors: &[String]| progress(dumper.dump(), errors);
         let received = match conn.recv(deadline) {
             Ok(Some(r)) => r,
             Ok(None) => {
                 return Err(DumpError::Closed {
                     target: target.clone(),
-                    progress: progress(&dumper, &errors),
+                    progress: progress(dumper.dump(), &errors),
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 return Err(DumpError::Timeout {
                     target: target.clone(),
                     timeout,
-                    progress: progress(&dumper, &errors),
+                    progress: progress(dumper.dump(), &errors),
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {

@@ -458,3 +458,91 @@ fn transport(t: &Transport) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rserpool::wire::{IpTransport, PolicyType, ServerInformation};
+    use rserpool::{PoolElementId, PoolHandle, RegistrarId};
+
+    use super::*;
+
+    fn pe(id: u32, home: u32, policy: PolicyParam, user: UserTransport) -> PoolElement {
+        PoolElement {
+            id: PoolElementId(id),
+            home: RegistrarId(home),
+            registration_life: RegistrationLife(5000),
+            user_transport: user,
+            policy,
+            asap_transport: None,
+        }
+    }
+
+    #[test]
+    fn policies_transports_and_totals_read_as_written() {
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        let mut dump = Dump {
+            registrar: RegistrarId(0x2a),
+            peers: vec![ServerInformation {
+                server_id: RegistrarId(0x2b),
+                transport: ServerTransport::Sctp(SctpTransport {
+                    port: 9901,
+                    transport_use: TransportUse::DATA_ONLY,
+                    addresses: vec!["192.0.2.1".parse().unwrap(), v6],
+                }),
+            }],
+            ..Dump::default()
+        };
+        let weighted = PolicyParam::new(PolicyType::WEIGHTED_ROUND_ROBIN, &[7]).unwrap();
+        let lud = PolicyParam::new(PolicyType::LEAST_USED_DEGRADATION, &[100, 5]).unwrap();
+        let odd = PolicyParam::new(PolicyType(0x4000_00ff), &[1, 2]).unwrap();
+        let sctp = UserTransport::Sctp(SctpTransport {
+            port: 20,
+            transport_use: TransportUse::DATA_PLUS_CONTROL,
+            addresses: vec!["192.0.2.5".parse().unwrap(), v6],
+        });
+        let tcp = UserTransport::Tcp(IpTransport {
+            port: 21,
+            reserved: 0,
+            address: v6,
+        });
+        let mut infinite = pe(3, 0x2b, lud, UserTransport::Opaque(vec![0xab, 0x01]));
+        infinite.registration_life = RegistrationLife::INFINITE;
+        for (handle, e) in [
+            ("w", pe(1, 0x2a, weighted, sctp)),
+            ("w", pe(2, 0x2b, weighted, tcp)),
+            ("x", infinite),
+            ("y", pe(4, 0x2a, odd, UserTransport::Opaque(Vec::new()))),
+        ] {
+            dump.elements.insert((PoolHandle::from(handle), e.id), e);
+        }
+        let r = Report::new(
+            &crate::Endpoint::Tcp("127.0.0.1:9901".parse().unwrap()),
+            &dump,
+        );
+        let table = r.table();
+        for line in [
+            "registrar 0x0000002a at tcp://127.0.0.1:9901",
+            "  0x0000002b  sctp       192.0.2.1,[2001:db8::7] port 9901",
+            "pool w: policy weighted_round_robin, 2 PEs",
+            "  0x00000001  0x0000002a  5000 ms  weight=7       sctp 192.0.2.5,[2001:db8::7] port 20 data+control  -",
+            "  0x00000002  0x0000002b  5000 ms  weight=7       tcp [2001:db8::7] port 21",
+            "pool x: policy least_used_degradation, 1 PE",
+            "infinite  load=100 load_degradation=5  opaque 0xab01",
+            "pool y: policy 0x400000ff, 1 PE",
+            "value1=1 value2=2",
+            "total: 3 pools, 4 PEs (by home: 0x0000002a: 2, 0x0000002b: 2)",
+        ] {
+            assert!(table.contains(line), "{line:?} in\n{table}");
+        }
+        let json: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        let x = &json["pools"][1]["elements"][0];
+        assert_eq!(x["registration_life"], serde_json::Value::Null);
+        assert_eq!(
+            x["policy"]["values"],
+            serde_json::json!({"load": 100, "load_degradation": 5})
+        );
+        assert_eq!(x["user_transport"]["opaque"], "ab01");
+        assert_eq!(json["peers"][0]["transport"]["addresses"][1], "2001:db8::7");
+        assert_eq!(json["totals"]["elements"], 4);
+    }
+}
