@@ -1,4 +1,7 @@
 //! The load generator: simulated pool elements and pool users, and its reports.
+//!
+//! No `unsafe` here: socket and process details live in `rserpool_shards::net`.
+#![forbid(unsafe_code)]
 
 pub mod churn;
 pub mod conn;

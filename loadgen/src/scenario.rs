@@ -356,8 +356,5 @@ pub fn await_pool(
 /// Lowers this thread's timer slack to 1 µs so that the open-loop schedule's sleeps
 /// end on time (the default slack is 50 µs).
 pub fn tighten_timer_slack() {
-    // SAFETY: PR_SET_TIMERSLACK takes an integer argument and no pointers.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong);
-    }
+    rserpool_shards::net::process::tighten_timer_slack();
 }

@@ -9,7 +9,6 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -207,24 +206,9 @@ impl Scope {
             cmd.stdin(Stdio::null())
                 .stdout(out.try_clone()?)
                 .stderr(out);
-            // SAFETY: the closure runs in the child between fork and exec and calls only
-            // async-signal-safe functions (prctl, sigemptyset, sigaddset, sigprocmask).
-            unsafe {
-                cmd.pre_exec(|| {
-                    // Killed with us, however we end.
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    // Not blocked in the child even if we block them (see
-                    // `kill_on_termination`).
-                    let mut set: libc::sigset_t = std::mem::zeroed();
-                    libc::sigemptyset(&mut set);
-                    libc::sigaddset(&mut set, libc::SIGINT);
-                    libc::sigaddset(&mut set, libc::SIGTERM);
-                    libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-                    Ok(())
-                });
-            }
+            // Killed with us, however we end; SIGINT and SIGTERM not blocked in the
+            // child even if we block them (see `kill_on_termination`).
+            rserpool_shards::net::process::die_with_parent(&mut cmd);
             let child = cmd.spawn().map_err(|e| {
                 io::Error::new(
                     e.kind(),
@@ -341,11 +325,8 @@ impl Scope {
         std::thread::spawn(move || {
             if let Ok(sig) = rserpool_shards::net::signals::wait() {
                 for &pid in live.lock().iter() {
-                    // SAFETY: kill(2) takes no pointers; the PIDs are our unreaped
-                    // children, so none was reused.
-                    unsafe {
-                        libc::kill(pid as libc::pid_t, libc::SIGKILL);
-                    }
+                    // Our unreaped children: none of the PIDs was reused.
+                    let _ = rserpool_shards::net::process::kill_child(pid);
                 }
                 eprintln!(
                     "rserpool-loadgen: signal {sig}: registrars killed; their logs are in {}",

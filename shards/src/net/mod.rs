@@ -7,9 +7,11 @@
 //! - [`udp`]: multicast senders and receivers, and the buffer of a received datagram.
 //! - [`signals`]: waiting for SIGTERM/SIGINT.
 //! - [`ifaddrs`]: this host's interface addresses.
+//! - [`process`]: child processes that die with us, and timer slack (for the tools).
 
 mod addr;
 pub mod ifaddrs;
+pub mod process;
 pub mod ring;
 pub mod sctp;
 pub mod signals;

@@ -117,6 +117,39 @@ pub fn tcp_connecting(to: SocketAddr) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
+/// A blocking TCP connection to `to` from a local port that a listener may share: the
+/// socket has SO_REUSEADDR and SO_REUSEPORT and is bound (to a port nobody else uses)
+/// before it connects, so [`tcp_listener`] on its local address succeeds afterwards.
+///
+/// RFC 5353 §3.5.2: a registrar that takes over a dead peer's PEs reaches each one at
+/// its ASAP transport, the address and port of its registrar connection as the dead
+/// registrar saw it; over TCP the taker connects there. A TCP PE that is to survive a
+/// takeover therefore listens on the local port of its registrar connection; Linux
+/// keeps delivering the connection's segments to it by its 4-tuple and hands new SYNs
+/// to the listener. (Connecting without binding first may be given a port that other
+/// connections share, whose owners did not agree to share it with a listener.)
+pub fn tcp_connect_shared_port(to: SocketAddr) -> io::Result<TcpStream> {
+    let fd = socket(domain(to), libc::SOCK_STREAM, libc::IPPROTO_TCP)?;
+    let on: libc::c_int = 1;
+    for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+        setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, opt, &on)?;
+    }
+    let any = if to.is_ipv4() {
+        SocketAddr::from(([0u8; 4], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    bind(fd.as_raw_fd(), any)?;
+    let sa = SockAddr::from(to);
+    // SAFETY: `sa` holds a sockaddr of the length it reports.
+    if unsafe { libc::connect(fd.as_raw_fd(), sa.as_ptr(), sa.len()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let stream = TcpStream::from(fd);
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// A connection returned by accept.
 #[derive(Debug)]
 pub struct Accepted {

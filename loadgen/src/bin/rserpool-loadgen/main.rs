@@ -1,4 +1,5 @@
 //! `rserpool-loadgen`: drives a registrar with simulated pool elements and pool users.
+#![forbid(unsafe_code)]
 
 mod enrp;
 mod failures;
