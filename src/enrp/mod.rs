@@ -53,8 +53,8 @@ use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
 use crate::registrar::{ConnId, ConnInfo, Transport};
 use crate::rng::Rng;
 use crate::wire::{
-    CauseCode, DecodeError, DecodeErrorKind, EnrpIds, EnrpMessage, EnrpType, ErrorCause, LifeUnit,
-    OperationError, PoolElement, SctpTransport, UpdateAction,
+    CauseCode, DecodeError, EnrpIds, EnrpMessage, EnrpType, ErrorCause, LifeUnit, OperationError,
+    PoolElement, SctpTransport, UpdateAction,
 };
 use peers::{Link, Peer, Reach, Static};
 use table::Cursor;
@@ -765,14 +765,7 @@ impl Enrp {
         if bytes.first() == Some(&EnrpType::ERROR.0) || !error.should_report() {
             return;
         }
-        let info = match error.kind {
-            DecodeErrorKind::UnrecognizedMessage(_) => bytes.to_vec(),
-            _ => error
-                .span
-                .and_then(|s| bytes.get(s.range()))
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default(),
-        };
+        let info = error.cause_info(bytes);
         // The sender's ID, if the message got that far.
         let sender = bytes
             .get(4..8)
@@ -787,8 +780,5 @@ impl Enrp {
 /// The expiry of a peer's PE: its Registration Life from now (as RSPLIB), never shorter
 /// than the safety floor; none for an infinite life.
 fn expiry(unit: LifeUnit, floor: Duration, now: Instant, element: &PoolElement) -> Option<Instant> {
-    element
-        .registration_life
-        .to_duration(unit)
-        .map(|d| now + d.max(floor))
+    element.registration_life.deadline(now, unit, floor)
 }

@@ -9,8 +9,7 @@ use super::supervision::Phase;
 use super::{ConnId, Event, Origin, Registrar, RemovalReason, Served, ServiceKind, ShardMsg};
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::{
-    self, AsapMessage, AsapType, CauseCode, DecodeError, DecodeErrorKind, OperationError,
-    PoolElement, UserTransport,
+    self, AsapMessage, AsapType, CauseCode, DecodeError, OperationError, PoolElement, UserTransport,
 };
 
 /// Bytes of pool element parameters one resolution answer may carry: the 16-bit
@@ -90,14 +89,7 @@ impl Registrar {
         if was_error || !error.should_report() {
             return;
         }
-        let info = match error.kind {
-            DecodeErrorKind::UnrecognizedMessage(_) => bytes.to_vec(),
-            _ => error
-                .span
-                .and_then(|s| bytes.get(s.range()))
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default(),
-        };
+        let info = error.cause_info(bytes);
         let error = OperationError::single(error.cause(), info);
         self.out.transmit(conn, &AsapMessage::Error { error });
     }
@@ -155,14 +147,7 @@ impl Registrar {
         element.asap_transport = Some(asap_transport(info, allow_loopback));
         // RFC 5352 §3.1 rule 4: the registering PR becomes the home PR.
         element.home = self.config.id;
-        let expires = if self.config.enforce_lifetime {
-            element
-                .registration_life
-                .to_duration(self.config.life_unit)
-                .map(|d| now + d.max(self.config.min_lifetime))
-        } else {
-            None
-        };
+        let expires = self.config.own_expiry(now, element.registration_life);
         let origin = Origin::Local {
             shard: self.out.shard(),
             conn,

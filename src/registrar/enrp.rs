@@ -150,14 +150,7 @@ impl Registrar {
         self.sessions
             .supervision
             .start_awaiting(handle.clone(), id, conn, now, deadline);
-        let expires = if self.config.enforce_lifetime {
-            element
-                .registration_life
-                .to_duration(self.config.life_unit)
-                .map(|d| now + d.max(self.config.min_lifetime))
-        } else {
-            None
-        };
+        let expires = self.config.own_expiry(now, element.registration_life);
         let origin = Origin::Local {
             shard: self.out.shard(),
             conn,

@@ -101,6 +101,18 @@ pub struct Config {
     pub enrp: Option<crate::enrp::Config>,
 }
 
+impl Config {
+    /// When the registration life of one of our own PEs, starting at `now`, ends: `None`
+    /// when lifetimes are not enforced (RSPLIB relies on keep-alives) or it is infinite.
+    pub fn own_expiry(&self, now: Instant, life: crate::wire::RegistrationLife) -> Option<Instant> {
+        if self.enforce_lifetime {
+            life.deadline(now, self.life_unit, self.min_lifetime)
+        } else {
+            None
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {

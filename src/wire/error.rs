@@ -74,4 +74,17 @@ impl DecodeError {
             _ => true,
         }
     }
+
+    /// The cause information to send back for `message` (the bytes that failed): the
+    /// whole message for an unknown type, else the offending TLV (RFC 5354 §4, §3.12).
+    pub fn cause_info(&self, message: &[u8]) -> Vec<u8> {
+        match self.kind {
+            DecodeErrorKind::UnrecognizedMessage(_) => message.to_vec(),
+            _ => self
+                .span
+                .and_then(|s| message.get(s.range()))
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default(),
+        }
+    }
 }

@@ -131,6 +131,17 @@ impl RegistrationLife {
         })
     }
 
+    /// When a lifetime that starts at `now` ends, never sooner than `floor` (a safety
+    /// floor, reference §10 D1); `None` if infinite.
+    pub fn deadline(
+        self,
+        now: std::time::Instant,
+        unit: LifeUnit,
+        floor: std::time::Duration,
+    ) -> Option<std::time::Instant> {
+        self.to_duration(unit).map(|d| now + d.max(floor))
+    }
+
     /// The wire value for a lifetime, rounded down and capped just below infinite.
     pub fn from_duration(d: std::time::Duration, unit: LifeUnit) -> Self {
         let v = match unit {
