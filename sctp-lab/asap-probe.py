@@ -27,6 +27,14 @@ starts this once as a coprocess instead of once per check.
     members TIMEOUT IDS      -> OK SECS IDS | TIMEOUT SECS LAST
                                 poll (asking for all entries) until the set of PE
                                 ids equals IDS (comma list, '-' = no PE / error)
+    holds SECS IDS           -> OK POLLS | FAIL SECS REGISTRAR GOT
+                                poll (all entries) for SECS seconds; every answer
+                                must be IDS (FAIL at the first that is not)
+
+Each command may end with REGISTRARS, ADDR:PORT[,ADDR:PORT...], to ask those
+registrars instead of --registrar (interop-enrp.sh asks several): resolve asks
+each in turn (answers separated by ' | '), members waits until every one of them
+answers IDS (LAST then reads ADDR:PORT=GOT for each), holds polls them in turn.
 """
 import argparse
 import socket
@@ -135,28 +143,73 @@ def short(registrar, pool, items, timeout, count=1):
     return " ".join(tokens)
 
 
+def parse_registrar(text):
+    host, _, port = text.rpartition(":")
+    return (host.strip("[]"), int(port))
+
+
+def split_registrars(words, nargs, default):
+    """The command's arguments and its registrars (the optional last word)."""
+    if len(words) > nargs + 1:
+        return words[1:nargs + 1], [(r, parse_registrar(r)) for r in words[nargs + 1].split(",")]
+    return words[1:nargs + 1], [default]
+
+
+def ids_of(got):
+    return set() if ":" in got else set(got.split(","))
+
+
 def serve(registrar, pool, timeout):
+    default = (f"{registrar[0]}:{registrar[1]}", registrar)
     for line in sys.stdin:
         words = line.split()
         try:
             if words[:1] == ["resolve"]:
-                count, items = int(words[1]), int(words[2])
-                answer = "OK " + short(registrar, pool, items, timeout, count)
+                (count, items), regs = split_registrars(words, 2, default)
+                answer = "OK " + " | ".join(short(r, pool, int(items), timeout, int(count))
+                                            for _, r in regs)
             elif words[:1] == ["members"]:
-                limit = float(words[1])
-                want = set() if words[2] == "-" else set(words[2].split(","))
+                (limit, want), regs = split_registrars(words, 2, default)
+                limit = float(limit)
+                want = set() if want == "-" else set(want.split(","))
                 t0 = time.monotonic()
+                pending = list(regs)
+                last = {}
                 while True:
-                    got = short(registrar, pool, ALL_ITEMS, timeout)
-                    ids = set() if ":" in got else set(got.split(","))
+                    for name, r in list(pending):
+                        got = short(r, pool, ALL_ITEMS, timeout)
+                        last[name] = got
+                        if ids_of(got) == want and not got.startswith("fail:"):
+                            pending.remove((name, r))
                     dt = time.monotonic() - t0
-                    if ids == want and not got.startswith("fail:"):
-                        answer = f"OK {dt:.2f} {got}"
+                    if len(regs) == 1:
+                        shown = last[regs[0][0]]
+                    else:
+                        shown = " ".join(f"{name}={last[name]}" for name, _ in regs)
+                    if not pending:
+                        answer = f"OK {dt:.2f} {shown}"
                         break
                     if dt > limit:
-                        answer = f"TIMEOUT {dt:.2f} {got}"
+                        answer = f"TIMEOUT {dt:.2f} {shown}"
                         break
                     time.sleep(0.1)
+            elif words[:1] == ["holds"]:
+                (secs, want), regs = split_registrars(words, 2, default)
+                secs = float(secs)
+                want = set() if want == "-" else set(want.split(","))
+                t0 = time.monotonic()
+                polls = 0
+                answer = None
+                while answer is None and time.monotonic() - t0 < secs:
+                    for name, r in regs:
+                        got = short(r, pool, ALL_ITEMS, timeout)
+                        polls += 1
+                        if ids_of(got) != want or got.startswith("fail:"):
+                            answer = f"FAIL {time.monotonic() - t0:.2f} {name} {got}"
+                            break
+                    time.sleep(0.2)   # each poll is a new association: ~11 packets
+                if answer is None:
+                    answer = f"OK {polls}"
             else:
                 answer = "BAD unknown command"
         except (IndexError, ValueError) as e:
@@ -173,8 +226,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=5.0, help="per request, seconds")
     ap.add_argument("--serve", action="store_true", help="answer commands from stdin")
     a = ap.parse_args()
-    host, _, port = a.registrar.rpartition(":")
-    registrar = (host.strip("[]"), int(port))
+    registrar = parse_registrar(a.registrar)
     if a.serve:
         serve(registrar, a.pool, a.timeout)
         return 0

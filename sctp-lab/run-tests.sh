@@ -15,6 +15,9 @@
 #                  the placeholder binary does not, so it is reported as SKIP)
 #   loadgen-sctp   loadgen-sctp.sh: every load generator scenario over SCTP
 #                  against our registrar (once both binaries exist)
+#   interop-enrp   interop-enrp.sh: ENRP between our registrar and RSPLIB's
+#                  rspregistrar (peering, handle updates, hsdump, takeovers);
+#                  once rserpool-registrar's --help mentions --enrp
 #   interop-rsplib interop-rsplib.sh against RSPLIB's own registrar: checks the
 #                  lab itself.  With --reference, or when nothing else would run.
 # Ends with "N passed, N failed" over all tests of all suites (a suite that
@@ -91,6 +94,7 @@ if (( IN_VM )); then
                   CARGO_PKG_NAME=rserpool-shards "$RUN_TESTS_E2E_BIN" ;;
       interop-ours) REGISTRAR=ours run_suite interop-ours "$HERE/interop-rsplib.sh" --in-vm --out "$OUT/interop-ours" ;;
       loadgen-sctp) run_suite loadgen-sctp "$HERE/loadgen-sctp.sh" ;;
+      interop-enrp) run_suite interop-enrp "$HERE/interop-enrp.sh" --in-vm --out "$OUT/interop-enrp" ;;
       interop-rsplib) REGISTRAR=rsplib REGISTRAR_CMD="" run_suite interop-rsplib \
                         "$HERE/interop-rsplib.sh" --in-vm --out "$OUT/interop-rsplib" ;;
     esac
@@ -159,6 +163,11 @@ if [[ -x $BIN && -x $LOADGEN ]] && "$LOADGEN" --help 2>&1 | grep -q failover; th
   suites+=(loadgen-sctp)
 else
   skipped+=("loadgen-sctp: no $LOADGEN with failover")
+fi
+if [[ -x $BIN ]] && "$BIN" --help 2>&1 | grep -q -- '--enrp'; then
+  suites+=(interop-enrp)
+else
+  skipped+=("interop-enrp: no $BIN with --enrp")
 fi
 if (( REFERENCE )) || (( ${#suites[@]} == 0 )); then suites+=(interop-rsplib); fi
 
