@@ -113,6 +113,11 @@ fn tcp_peers_share_their_pes() {
     common::scenarios::peers_share_their_pes(common::Kind::Tcp);
 }
 
+#[test]
+fn three_tcp_registrars_resolve_every_pe() {
+    common::scenarios::three_registrars_resolve_every_pe(common::Kind::Tcp);
+}
+
 /// RFC 5353 §3.1: registrars that know no peer find each other through ENRP presences
 /// on the multicast group (as RSPLIB's -enrpannounce), then talk over a connection one
 /// of them opens. The group's datagrams leave by the default route, so the ENRP

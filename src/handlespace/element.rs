@@ -12,7 +12,7 @@ use crate::wire::{self, Writer};
 /// way a handle resolution response carries it, so answering copies bytes.
 ///
 /// The parameter and its encoding change together: the only way to change the home
-/// after construction is [`Element::set_home`], which encodes again.
+/// after construction is `Element::set_home`, which encodes again.
 #[derive(Clone, Debug)]
 pub struct Element {
     param: wire::PoolElement,

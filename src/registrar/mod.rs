@@ -7,14 +7,14 @@
 //! logs and metrics. Nothing here reads a clock, touches a socket or blocks.
 //!
 //! A shard's `Registrar` composes one type per role:
-//! - the connection side ([`sessions`]): connections, the PEs registered through them
+//! - the connection side (`sessions`): connections, the PEs registered through them
 //!   and their keep-alive supervision, with the ASAP server procedures that need only
 //!   the shard's own state (`asap`);
-//! - the writer ([`writer`]) of the pools this shard writes: the only code that changes
+//! - the writer (`writer`) of the pools this shard writes: the only code that changes
 //!   them, publishing every change to the other shards;
 //! - the replica: the shard's full copy of the handlespace, from which it answers
 //!   resolutions;
-//! - the announcer ([`announce`], shard 0 only);
+//! - the announcer (`announce`, shard 0 only);
 //! - the ENRP server ([`crate::enrp::Enrp`], shard 0 only, when configured), which
 //!   reads shard 0's replica and sends the peers' changes to the pools' writers.
 //!

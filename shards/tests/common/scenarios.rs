@@ -361,3 +361,49 @@ pub fn peers_share_their_pes(kind: Kind) {
     b.shutdown().expect("clean shutdown");
     lab.finish();
 }
+
+/// RFC 5353 §3.2-3.3: three registrars, B and C told only of A. C learns of B from A's
+/// peer list (ENRP_LIST_RESPONSE), and a PE registered at any of the three is resolved
+/// at all three.
+pub fn three_registrars_resolve_every_pe(kind: Kind) {
+    let (config, enrp) = enrp_registrar(0x10, kind, Vec::new());
+    let lab = Lab::with(kind, config, enrp);
+    let a = lab.handle.as_ref().unwrap();
+    let [a_enrp] = a.enrp_endpoints() else {
+        panic!("{:?}", a.enrp_endpoints())
+    };
+    let peer_a = PeerAddress {
+        transport: match kind {
+            Kind::Tcp => Transport::Tcp,
+            Kind::Sctp => Transport::Sctp,
+        },
+        addr: a_enrp.addr(),
+    };
+    let (config, enrp) = enrp_registrar(0x20, kind, vec![peer_a]);
+    let (b, b_asap) = start_registrar(kind, config, enrp);
+    let (config, enrp) = enrp_registrar(0x30, kind, vec![peer_a]);
+    let (c, c_asap) = start_registrar(kind, config, enrp);
+
+    let registrars = [lab.addr, b_asap, c_asap];
+    let pes: Vec<Peer> = registrars
+        .iter()
+        .enumerate()
+        .map(|(i, &at)| {
+            let pe = lab.connect_to(at);
+            let id = 100 + i as u32;
+            assert_accepted(&pe.register(kind, "three", id), id);
+            pe
+        })
+        .collect();
+    let all = BTreeSet::from([100, 101, 102]);
+    for (i, &at) in registrars.iter().enumerate() {
+        let pu = lab.connect_to(at);
+        wait_until(&lab, &format!("registrar {i} resolves every PE"), || {
+            pu.members_if_any("three") == all
+        });
+    }
+    drop(pes);
+    c.shutdown().expect("clean shutdown");
+    b.shutdown().expect("clean shutdown");
+    lab.finish();
+}
