@@ -46,6 +46,10 @@ pub(super) struct ResolveArgs {
     /// e.g. to sample the registrar's CPU at rest.
     #[arg(long, default_value_t = 0.0)]
     hold: f64,
+    /// Skip the echo floor that follows the resolution over TCP (when comparing
+    /// registrars with each other rather than with the transport).
+    #[arg(long)]
+    no_floor: bool,
 }
 
 #[derive(Debug, Args)]
@@ -125,7 +129,7 @@ fn resolve(
     common: &Common,
     opts: &ResolveOpts,
     rate: Rate,
-    hold: Duration,
+    (hold, floor): (Duration, bool),
     out: &mut Output,
 ) -> anyhow::Result<()> {
     let duration = seconds(opts.duration, "--duration")?;
@@ -227,7 +231,7 @@ fn resolve(
             out.lines
                 .push(format!("{} requests got no answer", res.lost));
         }
-        if target.transport == Transport::Tcp {
+        if floor && target.transport == Transport::Tcp {
             let _p = Progress::start("echo floor, open loop", duration);
             let echo = EchoResponder::start(res.answer_bytes)?;
             let floor = open_loop(
@@ -243,7 +247,7 @@ fn resolve(
             ratio_lines(&resolution, &floor.latency, res.answer_bytes, out);
             out.series.push(floor.latency);
         }
-    } else if target.transport == Transport::Tcp {
+    } else if floor && target.transport == Transport::Tcp {
         let echo = EchoResponder::start(answer_bytes)?;
         let _p = Progress::start("echo floor, closed loop", duration);
         let floor = closed_loop(
@@ -259,7 +263,7 @@ fn resolve(
         ratio_lines(&resolution, &floor, 0, out);
         out.series.push(floor);
     }
-    if target.transport == Transport::Sctp {
+    if floor && target.transport == Transport::Sctp {
         out.lines
             .push("over SCTP there is no echo floor (the responder speaks TCP only)".into());
     }
@@ -332,7 +336,7 @@ pub(super) fn demo(a: DemoArgs) -> anyhow::Result<()> {
         &a.common,
         &a.opts,
         Rate::OfMax(0.5),
-        Duration::ZERO,
+        (Duration::ZERO, true),
         &mut out,
     )?;
     let failover_pool = format!("{}-failover", a.common.pool);
@@ -384,7 +388,14 @@ pub(super) fn resolve_cmd(a: &ResolveArgs) -> anyhow::Result<()> {
         Duration::ZERO
     };
     let roles = (a.registrars.pe()?, a.registrars.pu()?);
-    resolve(roles, &a.common, &a.opts, a.rate, hold, &mut out)?;
+    resolve(
+        roles,
+        &a.common,
+        &a.opts,
+        a.rate,
+        (hold, !a.no_floor),
+        &mut out,
+    )?;
     out.finish("resolve", &a.common.files, a.registrars.json()?)
 }
 
