@@ -13,8 +13,8 @@
 #    timers and with fast ones (`rserpool-loadgen takeover`, 3 registrars of 1 shard).
 # c. resolution throughput of a registrar that applies 1,000 ENRP updates/s (A1, the
 #    peer of B and C, with churn at B) against one that does not (A0, no ENRP), both of
-#    1 shard, side by side, runs alternating (`resolve --rate max`, 5 pairs, median of
-#    the paired ratios). Also A1's CPU time per update (from /proc, without
+#    1 shard, side by side, runs alternating (`resolve --rate max --no-floor`, 9 pairs,
+#    median of the paired ratios). Also A1's CPU time per update (from /proc, without
 #    resolutions), the core's own cost per update (criterion), and, for reference, a
 #    registrar alone on an idle machine.
 # Prints a Markdown report and writes it to --out (default bench/results/enrp-DATE.md),
@@ -111,11 +111,10 @@ a1_pid=${pids[-1]}
 $reg --asap "$A0" --shards 1 "${common[@]}" &
 pids+=($!)
 for p in "${asap[@]}" "${ports[6]}"; do await_port "$p"; done
-c_runs=5
-# Each resolve run takes about 2 x duration (the resolution, then the echo floor) plus
-# its registrations.
+c_runs=9
+# Each resolve run (no echo floor) takes its duration plus its registrations.
 $lg churn --registrar "$B" --pool Churn --pes 500 --pe-connections 8 --rate 1000 \
-  --duration $(( 2 * c_runs * (2 * duration + 6) + duration + 15 )) \
+  --duration $(( 2 * c_runs * (duration + 4) + duration + 15 )) \
   --json "$json_dir/churn.json" > "$json_dir/churn.txt" &
 churn=$!
 sleep 3
@@ -127,9 +126,9 @@ cpu1=$(cpu_s "$a1_pid")
 echo "$cpu0 $cpu1 $duration" > "$json_dir/peer-cpu.txt"
 for r in $(seq $c_runs); do
   $lg resolve --registrar "$A0" --pool "Control$r" --pes 500 --items 3 --pus 16 --rate max \
-    --duration "$duration" --json "$json_dir/resolve-control-$r.json"
+    --no-floor --duration "$duration" --json "$json_dir/resolve-control-$r.json"
   $lg resolve --registrar "$A1" --pool "Peer$r" --pes 500 --items 3 --pus 16 --rate max \
-    --duration "$duration" --json "$json_dir/resolve-peer-$r.json"
+    --no-floor --duration "$duration" --json "$json_dir/resolve-peer-$r.json"
 done
 wait "$churn"
 stop_all
