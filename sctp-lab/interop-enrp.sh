@@ -116,23 +116,11 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.log "$OUT"/enrp.pcapng "$OUT"/enrp-messages.txt "$OUT"/tshark.txt "$OUT"/summary.txt
 FIFOS=$(mktemp -d /tmp/interop-enrp-fifo.XXXXXX)   # FIFOs cannot be made on a 9p share
 : > "$OUT/summary.txt"
+# shellcheck source=steps.sh
+source "$HERE/steps.sh"
 
-PASSED=0
-FAILED=0
-declare -A PIDS=()
 LOGS=()          # logs whose tails a failure shows
-now_us() { NOW=${EPOCHREALTIME/./}; }
-now_us; T_START=$NOW; T_STEP=$NOW
-# since START_US: seconds since then, one decimal, in $SINCE.
-since() { now_us; local d=$(( (NOW - $1) / 100000 )); SINCE=$((d / 10)).$((d % 10)); }
-# nap [N]: sleep N (default 1) tenths of a second without starting a process
-# (read times out on a silent FIFO).
-mkfifo "$FIFOS/nap"
-exec {NAP_FD}<>"$FIFOS/nap"
-nap() { local i; for ((i = 0; i < ${1:-1}; i++)); do read -r -t 0.1 -u "$NAP_FD" _ || true; done; }
 
-say() { printf '%s\n' "$*"; printf '%s\n' "$*" >> "$OUT/summary.txt"; }
-pass() { PASSED=$((PASSED + 1)); since "$T_STEP"; say "PASS $1 (${SINCE}s)${2:+ - $2}"; now_us; T_STEP=$NOW; }
 fail() {
   local l
   FAILED=$((FAILED + 1)); since "$T_STEP"; say "FAIL $1 (${SINCE}s)${2:+ - $2}"
@@ -144,9 +132,6 @@ show_log() {
   echo "    --- $1.log (last 15 lines)"
   tail -n 15 "$OUT/$1.log" | sed 's/\x1b\[[0-9;]*m//g; s/^/    | /' | cut -c1-400
 }
-# A step whose failure makes the rest meaningless ends the run here.
-abort() { fail "$1" "${2:-}"; say "(remaining steps skipped)"; exit 1; }
-
 # start NAME CMD...: run in the background, output to $OUT/$PREFIX.NAME.log.
 PREFIX=pair
 start() {
@@ -155,7 +140,6 @@ start() {
   "$@" > "$OUT/$PREFIX.$name.log" 2>&1 &
   PIDS[$name]=$!
 }
-alive() { [[ -n ${PIDS[$1]:-} ]] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
 # stop [-SIG] NAME...: signal (default TERM), SIGKILL after 10 s.
 stop() {
   local sig=TERM name pid i
@@ -199,31 +183,6 @@ cleanup() {
   say "$PASSED passed, $((FAILED > 0 ? FAILED : 1)) failed"
 }
 trap cleanup EXIT
-
-# Wait until an SCTP endpoint listens on ADDR:PORT, as long as process NAME
-# lives.  /proc/net/sctp/eps: ENDPT SOCK STY SST HBKT LPORT UID INODE LADDRS...
-wait_listen() {
-  local addr=$1 port=$2 name=$3 i f
-  local -a lines words
-  for ((i = 0; i < 300; i++)); do
-    mapfile -t lines < /proc/net/sctp/eps
-    for f in "${lines[@]:1}"; do
-      read -r -a words <<< "$f"
-      [[ ${words[5]} == "$port" && " ${words[*]:8} " == *" $addr "* ]] && return 0
-    done
-    alive "$name" || return 1
-    nap
-  done
-  return 1
-}
-
-# probe CMD...: one request to the asap-probe.py coprocess; answer in $ANSWER.
-probe() {
-  ANSWER="NOANSWER (probe not running)"
-  alive probe || return 0
-  printf '%s\n' "$*" >&"${PROBE[1]}"
-  IFS= read -r -t 180 ANSWER <&"${PROBE[0]}" || ANSWER="NOANSWER (probe timed out)"
-}
 
 # hsdump_at TAG X: RSPLIB's hsdump of registrar X's ENRP endpoint, output in
 # $OUT/$PREFIX.hsdump-TAG.log.  Fills HS_PEER (peer ID -> addrs:port, from the

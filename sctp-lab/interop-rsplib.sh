@@ -78,21 +78,10 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.log "$OUT"/asap.pcapng "$OUT"/asap-messages.txt "$OUT"/summary.txt   # from an earlier run
 FIFOS=$(mktemp -d /tmp/interop-fifo.XXXXXX)   # FIFOs cannot be made on a 9p share
 : > "$OUT/summary.txt"
+# shellcheck source=steps.sh
+source "$HERE/steps.sh"
+PROBE_TIMEOUT=120
 
-PASSED=0
-FAILED=0
-declare -A PIDS=()
-now_us() { NOW=${EPOCHREALTIME/./}; }
-now_us; T_START=$NOW; T_STEP=$NOW
-# since START_US: seconds since then, one decimal, in $SINCE.
-since() { now_us; local d=$(( (NOW - $1) / 100000 )); SINCE=$((d / 10)).$((d % 10)); }
-# nap: sleep 0.1 s without starting a process (read times out on a silent FIFO).
-mkfifo "$FIFOS/nap"
-exec {NAP_FD}<>"$FIFOS/nap"
-nap() { read -r -t 0.1 -u "$NAP_FD" _ || true; }
-
-say() { printf '%s\n' "$*"; printf '%s\n' "$*" >> "$OUT/summary.txt"; }
-pass() { PASSED=$((PASSED + 1)); since "$T_STEP"; say "PASS $1 (${SINCE}s)${2:+ - $2}"; now_us; T_STEP=$NOW; }
 fail() {
   FAILED=$((FAILED + 1)); since "$T_STEP"; say "FAIL $1 (${SINCE}s)${2:+ - $2}"
   if [[ -n ${PIDS[registrar]:-} ]]; then show_log registrar; fi
@@ -103,9 +92,6 @@ show_log() {
   echo "    --- $1.log (last 15 lines)"
   tail -n 15 "$OUT/$1.log" | sed 's/\x1b\[[0-9;]*m//g; s/^/    | /'
 }
-# A step whose failure makes the rest meaningless ends the run here.
-abort() { fail "$1" "${2:-}"; say "(remaining steps skipped)"; exit 1; }
-
 # start NAME CMD...: run in the background, output to $OUT/NAME.log.
 start() {
   local name=$1; shift
@@ -113,7 +99,6 @@ start() {
   "$@" > "$OUT/$name.log" 2>&1 &
   PIDS[$name]=$!
 }
-alive() { [[ -n ${PIDS[$1]:-} ]] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
 # stop [-SIG] NAME...: signal (default TERM), SIGKILL after 10 s.
 stop() {
   local sig=TERM name pid i
@@ -146,31 +131,6 @@ cleanup() {
   say "$PASSED passed, $((FAILED > 0 ? FAILED : 1)) failed"
 }
 trap cleanup EXIT
-
-# Wait until an SCTP endpoint listens on ADDR:PORT, as long as process NAME
-# lives.  /proc/net/sctp/eps: ENDPT SOCK STY SST HBKT LPORT UID INODE LADDRS...
-wait_listen() {
-  local addr=$1 port=$2 name=$3 i f
-  local -a lines words
-  for ((i = 0; i < 300; i++)); do
-    mapfile -t lines < /proc/net/sctp/eps
-    for f in "${lines[@]:1}"; do
-      read -r -a words <<< "$f"
-      [[ ${words[5]} == "$port" && " ${words[*]:8} " == *" $addr "* ]] && return 0
-    done
-    alive "$name" || return 1
-    nap
-  done
-  return 1
-}
-
-# probe CMD...: one request to the asap-probe.py coprocess; answer in $ANSWER.
-probe() {
-  ANSWER="NOANSWER (probe not running)"
-  alive probe || return 0
-  printf '%s\n' "$*" >&"${PROBE[1]}"
-  IFS= read -r -t 120 ANSWER <&"${PROBE[0]}" || ANSWER="NOANSWER (probe timed out)"
-}
 
 # pu_echo NAME: one rspterminal session (resolve EchoPool, connect, send one
 # line).  Sets PU_PE to the id of the PE whose echo came back ("" if none).
