@@ -18,7 +18,7 @@ use rserpool::wire::{
     AsapMessage, EnrpIds, EnrpMessage, PolicyParam, PolicyType, SctpTransport, ServerInformation,
     ServerTransport, TransportUse, UpdateAction,
 };
-use rserpool::{PoolElementId, PoolHandle, RegistrarId};
+use rserpool::{PoolHandle, RegistrarId};
 use rserpool_bench::element;
 
 #[global_allocator]
@@ -185,7 +185,6 @@ fn bench(c: &mut Criterion) {
         Some(PES as usize),
         "every update applied"
     );
-    let _ = PoolElementId(0);
 }
 
 criterion_group!(benches, bench);

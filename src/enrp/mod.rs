@@ -342,13 +342,7 @@ impl Enrp {
             .values()
             .map(|p| PeerView {
                 id: p.id,
-                state: if !p.is_live() {
-                    PeerState::Dead
-                } else if p.probe.is_some() {
-                    PeerState::Probing
-                } else {
-                    PeerState::Active
-                },
+                state: p.state(),
                 address: p
                     .reach
                     .as_ref()
@@ -374,14 +368,7 @@ impl Enrp {
     pub fn peer_counts(&self) -> [usize; 4] {
         let mut n = [0; 4];
         for p in self.peers.values() {
-            let state = if !p.is_live() {
-                PeerState::Dead
-            } else if p.probe.is_some() {
-                PeerState::Probing
-            } else {
-                PeerState::Active
-            };
-            n[state as usize] += 1;
+            n[p.state() as usize] += 1;
         }
         n[PeerState::Unidentified as usize] =
             self.statics.iter().filter(|s| s.id.is_none()).count();
@@ -406,7 +393,7 @@ impl Enrp {
     // ---- inputs -------------------------------------------------------------------
 
     /// An ENRP connection came up: one accepted from a peer, or one we opened.
-    pub fn on_conn_up(&mut self, now: Instant, conn: ConnId, info: ConnInfo, hs: &Handlespace) {
+    pub fn on_conn_up(&mut self, conn: ConnId, info: ConnInfo, hs: &Handlespace) {
         let link = self.links.entry(conn).or_insert(Link {
             peer: None,
             info: None,
@@ -420,8 +407,7 @@ impl Enrp {
         // being heard first lets the peer become our mentor in milliseconds).
         let known = link.peer;
         let reply = known.is_none_or(|p| self.peers.get(&p).is_none_or(|p| p.probe.is_some()));
-        self.send_presence(now, conn, known.unwrap_or_default(), reply, hs);
-        let _ = now;
+        self.send_presence(conn, known.unwrap_or_default(), reply, hs);
     }
 
     /// An ENRP connection closed or failed.
@@ -443,10 +429,7 @@ impl Enrp {
                 p.link = None;
             }
             if p.download.as_ref().is_some_and(|d| d.link == conn) {
-                p.download = None;
-                self.events
-                    .push_back(EnrpEvent::AuditAbandoned { peer: id });
-                self.forget_mentor(id);
+                self.abandon_download(id);
             }
         }
     }
@@ -518,7 +501,8 @@ impl Enrp {
         let EnrpMessage::Presence {
             ids,
             reply_required,
-            checksum,
+            // Audits run only over connections (as RSPLIB's).
+            checksum: _,
             info: Some(info),
         } = decoded.message
         else {
@@ -532,7 +516,6 @@ impl Enrp {
         let Some(reach) = Reach::from_info(&info, &[from.ip()]) else {
             return;
         };
-        let _ = checksum; // audits run only over connections (as RSPLIB)
         self.on_presence(now, None, ids.sender, reply_required, None, Some(reach), hs);
     }
 
@@ -566,7 +549,7 @@ impl Enrp {
             // Silence is consent: a peer that did not acknowledge within the expiry is
             // unreachable from here (RSPLIB drops the takeover instead, which leaves the
             // PEs unsupervised until they expire).
-            self.complete_takeover(now, target, hs);
+            self.complete_takeover(target, hs);
         }
         self.cursors.retain(|_, c| now < c.touched + CURSOR_IDLE);
     }
@@ -712,7 +695,7 @@ impl Enrp {
                 ..
             } => {
                 let Some(conn) = conn else { return };
-                self.on_table(now, conn, sender, reject, more, entries, hs);
+                self.on_table(now, conn, sender, reject, more, entries);
             }
             EnrpMessage::HandleUpdate {
                 action,
@@ -732,7 +715,7 @@ impl Enrp {
                     None => false,
                 };
                 if done {
-                    self.complete_takeover(now, target, hs);
+                    self.complete_takeover(target, hs);
                 }
             }
             EnrpMessage::TakeoverServer { target, .. } => {

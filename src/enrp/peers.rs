@@ -129,7 +129,6 @@ pub(super) struct Download {
     /// No response by then: given up (the requester has a timer, RFC 5353 §3.2).
     pub(super) deadline: Instant,
     pub(super) received: usize,
-    pub(super) started: Instant,
 }
 
 /// A peer registrar, by server ID.
@@ -181,6 +180,16 @@ impl Peer {
     /// Not declared dead.
     pub(super) fn is_live(&self) -> bool {
         self.dead_since.is_none()
+    }
+
+    pub(super) fn state(&self) -> PeerState {
+        if !self.is_live() {
+            PeerState::Dead
+        } else if self.probe.is_some() {
+            PeerState::Probing
+        } else {
+            PeerState::Active
+        }
     }
 }
 

@@ -32,6 +32,17 @@ impl Enrp {
         self.heartbeat(now, hs);
     }
 
+    /// A download from `peer` ends without its last chunk (refused, timed out, or its
+    /// connection lost): nothing is purged, and a mentor whose download failed is a
+    /// mentor no more (the next peer heard may be).
+    pub(super) fn abandon_download(&mut self, peer: RegistrarId) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.download = None;
+        }
+        self.events.push_back(EnrpEvent::AuditAbandoned { peer });
+        self.forget_mentor(peer);
+    }
+
     /// A mentor whose download failed is a mentor no more; the next peer heard may be.
     pub(super) fn forget_mentor(&mut self, id: RegistrarId) {
         if let Phase::Startup {
@@ -91,7 +102,7 @@ impl Enrp {
     pub(super) fn heartbeat(&mut self, now: Instant, hs: &Handlespace) {
         for (receiver, conn) in self.recipients() {
             if self.links.get(&conn).is_some_and(|l| l.info.is_some()) {
-                self.send_presence(now, conn, receiver, false, hs);
+                self.send_presence(conn, receiver, false, hs);
             } else if receiver != RegistrarId::NONE {
                 // Not connected yet: the presence goes out when it is (conn up).
             }
@@ -233,7 +244,6 @@ impl Enrp {
 
     pub(super) fn send_presence(
         &mut self,
-        _now: Instant,
         conn: ConnId,
         receiver: RegistrarId,
         reply_required: bool,
@@ -253,10 +263,7 @@ impl Enrp {
             if let Some(d) = &p.download
                 && d.deadline <= now
             {
-                p.download = None;
-                self.events
-                    .push_back(EnrpEvent::AuditAbandoned { peer: id });
-                self.forget_mentor(id);
+                self.abandon_download(id);
             }
             let p = self.peers.get_mut(&id).expect("present");
             if let Some(since) = p.dead_since {
@@ -278,7 +285,7 @@ impl Enrp {
                     if let Some(conn) = self.link_for(id)
                         && self.links.get(&conn).is_some_and(|l| l.info.is_some())
                     {
-                        self.send_presence(now, conn, id, true, hs);
+                        self.send_presence(conn, id, true, hs);
                     }
                 }
                 Some(deadline) if now >= deadline => self.peer_dead(now, id, hs),
@@ -388,11 +395,11 @@ impl Enrp {
             if let Some(c) = conn.or_else(|| self.link_for(sender))
                 && !reply_required
             {
-                self.send_presence(now, c, sender, true, hs);
+                self.send_presence(c, sender, true, hs);
             }
         }
         if reply_required && let Some(c) = conn.or_else(|| self.link_for(sender)) {
-            self.send_presence(now, c, sender, false, hs);
+            self.send_presence(c, sender, false, hs);
         }
         let Some(conn) = conn else {
             return;
@@ -418,7 +425,6 @@ impl Enrp {
                 marked: HashSet::new(),
                 deadline: now + self.config.max_time_no_response,
                 received: 0,
-                started: now,
             });
             let ids = self.ids_to(sender);
             self.send(
@@ -526,7 +532,7 @@ impl Enrp {
                 if let Some(c) = self.link_for(id)
                     && self.links.get(&c).is_some_and(|l| l.info.is_some())
                 {
-                    self.send_presence(now, c, id, false, hs);
+                    self.send_presence(c, id, false, hs);
                 }
             }
         }

@@ -56,7 +56,6 @@ impl Enrp {
             marked,
             deadline: now + self.config.max_time_no_response,
             received: 0,
-            started: now,
         });
         self.metrics.audits_started += 1;
         self.events
@@ -111,9 +110,7 @@ impl Enrp {
         reject: bool,
         more: bool,
         entries: Vec<PoolEntry>,
-        hs: &Handlespace,
     ) {
-        let _ = hs;
         let Some(p) = self.peers.get_mut(&sender) else {
             return;
         };
@@ -121,11 +118,7 @@ impl Enrp {
             return;
         };
         if reject {
-            p.download = None;
-            self.events
-                .push_back(EnrpEvent::AuditAbandoned { peer: sender });
-            self.forget_mentor(sender);
-            return;
+            return self.abandon_download(sender);
         }
         let owned_only = d.owned_only;
         let (unit, floor) = (self.life_unit, self.min_lifetime);
@@ -209,7 +202,6 @@ impl Enrp {
                 {
                     self.end_startup(Some(sender));
                 }
-                let _ = d.started;
             }
         }
     }

@@ -37,7 +37,7 @@ impl Enrp {
         if waiting.is_empty() {
             // Nobody has to agree (RSPLIB waits for an acknowledgement that can never
             // come and gives up; we do not).
-            return self.complete_takeover(now, target, hs);
+            return self.complete_takeover(target, hs);
         }
         self.takeovers.insert(
             target,
@@ -50,7 +50,7 @@ impl Enrp {
 
     pub(super) fn on_init_takeover(
         &mut self,
-        _now: Instant,
+        now: Instant,
         conn: Option<ConnId>,
         initiator: RegistrarId,
         target: RegistrarId,
@@ -60,7 +60,7 @@ impl Enrp {
             // RFC 5353 §3.5.1: we are alive; say so to everyone at once.
             for (receiver, c) in self.recipients() {
                 if self.links.get(&c).is_some_and(|l| l.info.is_some()) {
-                    self.send_presence(_now, c, receiver, false, hs);
+                    self.send_presence(c, receiver, false, hs);
                 }
             }
             return;
@@ -77,7 +77,7 @@ impl Enrp {
             });
         }
         if let Some(p) = self.peers.get_mut(&target) {
-            p.taken_over_by = Some((initiator, _now));
+            p.taken_over_by = Some((initiator, now));
         }
         // RSPLIB acknowledges even targets it does not know.
         if let Some(conn) = conn.or_else(|| self.link_for(initiator)) {
@@ -87,12 +87,7 @@ impl Enrp {
     }
 
     /// RFC 5353 §3.5.2: tell the peers, then adopt every PE of the target.
-    pub(super) fn complete_takeover(
-        &mut self,
-        _now: Instant,
-        target: RegistrarId,
-        hs: &Handlespace,
-    ) {
+    pub(super) fn complete_takeover(&mut self, target: RegistrarId, hs: &Handlespace) {
         let unanswered = self
             .takeovers
             .remove(&target)

@@ -411,7 +411,7 @@ impl Registrar {
 
     pub fn handle_conn_up(&mut self, now: Instant, conn: ConnId, info: ConnInfo) {
         match (&mut self.enrp, info.protocol) {
-            (Some(enrp), Protocol::Enrp) => enrp.on_conn_up(now, conn, info, &self.replica),
+            (Some(enrp), Protocol::Enrp) => enrp.on_conn_up(conn, info, &self.replica),
             // ENRP is off: an ENRP connection has nobody to talk to.
             (None, Protocol::Enrp) => self.out.transmits.push_back(Transmit::Close { conn }),
             (_, Protocol::Asap) => self.sessions.up(conn, info),

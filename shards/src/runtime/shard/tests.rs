@@ -125,49 +125,64 @@ fn read_frame(r: &mut impl io::Read) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(msg))
 }
 
-/// The far end of an outbound TCP connection: accepts one connection on a thread and
-/// hands over a handle to write with and every frame it reads (`None`: the end).
-struct TcpPeer {
-    writer: Receiver<TcpStream>,
-    frames: Receiver<Option<Vec<u8>>>,
-    got: Vec<Option<Vec<u8>>>,
+/// The far end of an outbound connection or association: on a thread, it accepts one,
+/// hands over a handle to send with, and passes on everything it reads (`None`: the
+/// end), which [`FarEnd::has`] collects into `got`.
+struct FarEnd<H, M> {
+    handle: Receiver<H>,
+    items: Receiver<Option<M>>,
+    got: Vec<Option<M>>,
 }
 
-impl TcpPeer {
-    fn accept(listener: TcpListener) -> Self {
-        let (wtx, writer) = channel();
-        let (ftx, frames) = channel();
+impl<H: Send + 'static, M: Send + 'static> FarEnd<H, M> {
+    /// `accept` waits for the connection and returns the handle and a reader of the
+    /// next item (`None` at the end).
+    fn spawn<R>(accept: impl FnOnce() -> (H, R) + Send + 'static) -> Self
+    where
+        R: FnMut() -> Option<M> + Send + 'static,
+    {
+        let (htx, handle) = channel();
+        let (itx, items) = channel();
         std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            s.set_read_timeout(Some(GUARD)).unwrap();
-            wtx.send(s.try_clone().unwrap()).unwrap();
+            let (h, mut read) = accept();
+            htx.send(h).unwrap();
             loop {
-                let f = read_frame(&mut s).unwrap_or(None);
-                let end = f.is_none();
-                if ftx.send(f).is_err() || end {
+                let m = read();
+                let end = m.is_none();
+                if itx.send(m).is_err() || end {
                     return;
                 }
             }
         });
         Self {
-            writer,
-            frames,
+            handle,
+            items,
             got: Vec::new(),
         }
     }
 
-    /// Whether `n` frames (or ends) have arrived.
+    /// Whether `n` items (or ends) have arrived.
     fn has(&mut self, n: usize) -> bool {
-        self.got.extend(self.frames.try_iter());
+        self.got.extend(self.items.try_iter());
         self.got.len() >= n
     }
+}
+
+/// The far end of an outbound TCP connection, reading whole frames.
+fn tcp_far_end(listener: TcpListener) -> FarEnd<TcpStream, Vec<u8>> {
+    FarEnd::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(GUARD)).unwrap();
+        let writer = s.try_clone().unwrap();
+        (writer, move || read_frame(&mut s).unwrap_or(None))
+    })
 }
 
 #[test]
 fn an_outbound_tcp_connection_sends_what_waited_carries_enrp_both_ways_and_closes() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut peer = TcpPeer::accept(listener);
+    let mut peer = tcp_far_end(listener);
     let mut s = shard(Sockets::default());
 
     s.transmit(connect(
@@ -196,7 +211,7 @@ fn an_outbound_tcp_connection_sends_what_waited_carries_enrp_both_ways_and_close
     s.io_until("the waiting messages arrive", |_| peer.has(2));
     assert_eq!(peer.got, vec![Some(enrp(1)), Some(enrp(2))]);
 
-    let mut w = peer.writer.recv_timeout(GUARD).unwrap();
+    let mut w = peer.handle.recv_timeout(GUARD).unwrap();
     w.write_all(&enrp(3)).unwrap();
     s.io_until("the peer's message reaches the registrar", |s| {
         s.was_told(&Told::Enrp(FIRST, enrp(3)))
@@ -378,43 +393,18 @@ fn enrp_multicast_datagrams_reach_the_registrar_and_presences_go_to_the_group() 
     assert_eq!(from.port(), from_port);
 }
 
-/// The far end of an outbound SCTP association: a one-to-one listener on a thread that
-/// hands over a handle to send with and every message it receives with its PPID
-/// (`None`: the end of the association).
-struct SctpPeer {
-    sender: Receiver<net::sctp::Client>,
-    messages: Receiver<Option<(u32, Vec<u8>)>>,
-    got: Vec<Option<(u32, Vec<u8>)>>,
-}
-
-impl SctpPeer {
-    fn accept(listener: net::sctp::Listener) -> Self {
-        let (stx, sender) = channel();
-        let (mtx, messages) = channel();
-        std::thread::spawn(move || {
-            let c = listener.accept().unwrap();
-            c.set_read_timeout(GUARD).unwrap();
-            stx.send(c.try_clone().unwrap()).unwrap();
-            loop {
-                let mut buf = Vec::new();
-                let m = c.recv(&mut buf).unwrap_or(None).map(|ppid| (ppid, buf));
-                let end = m.is_none();
-                if mtx.send(m).is_err() || end {
-                    return;
-                }
-            }
-        });
-        Self {
-            sender,
-            messages,
-            got: Vec::new(),
-        }
-    }
-
-    fn has(&mut self, n: usize) -> bool {
-        self.got.extend(self.messages.try_iter());
-        self.got.len() >= n
-    }
+/// The far end of an outbound SCTP association (a one-to-one listener), reading each
+/// message with its PPID.
+fn sctp_far_end(listener: net::sctp::Listener) -> FarEnd<net::sctp::Client, (u32, Vec<u8>)> {
+    FarEnd::spawn(move || {
+        let c = listener.accept().unwrap();
+        c.set_read_timeout(GUARD).unwrap();
+        let sender = c.try_clone().unwrap();
+        (sender, move || {
+            let mut buf = Vec::new();
+            c.recv(&mut buf).unwrap_or(None).map(|ppid| (ppid, buf))
+        })
+    })
 }
 
 #[test]
@@ -430,7 +420,7 @@ fn an_outbound_sctp_association_carries_enrp_with_ppid_12_and_shuts_down_on_clos
         .port();
     let listener = net::sctp::Listener::bind(any).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut peer = SctpPeer::accept(listener);
+    let mut peer = sctp_far_end(listener);
     let mut s = shard(Sockets {
         sctp: vec![(enrp_socket, Protocol::Enrp)],
         ..Sockets::default()
@@ -458,7 +448,7 @@ fn an_outbound_sctp_association_carries_enrp_with_ppid_12_and_shuts_down_on_clos
     assert_eq!(peer.got, vec![Some((PPID_ENRP, enrp(1)))]);
 
     // ASAP (PPID 11) on an ENRP association is dropped; ENRP reaches the registrar.
-    let c = peer.sender.recv_timeout(GUARD).unwrap();
+    let c = peer.handle.recv_timeout(GUARD).unwrap();
     c.send(PPID_ASAP, &enrp(2)).unwrap();
     c.send(PPID_ENRP, &enrp(3)).unwrap();
     s.io_until("the ENRP message reaches the registrar", |s| {
