@@ -5,10 +5,13 @@
 //! these tests; it sits next to the load generator's binary in the target directory,
 //! and is built there first (a no-op when it is up to date).
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
+use common::{run_json, series};
 use rserpool_loadgen::scope::{REGISTRAR_BINARY, Scope, ScopeConfig};
 
 fn loadgen() -> PathBuf {
@@ -52,33 +55,6 @@ fn registrar() -> &'static PathBuf {
     })
 }
 
-fn run(args: &[&str], json: &std::path::Path) -> (Output, serde_json::Value) {
-    let out = Command::new(loadgen())
-        .args(args)
-        .arg("--json")
-        .arg(json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
-    let _ = std::fs::remove_file(json);
-    (out, doc)
-}
-
-fn series<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no series {name}: {doc}"))
-}
-
 fn temp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("rserpool-enrp-{}-{name}", std::process::id()))
 }
@@ -89,7 +65,7 @@ fn takeover_adopts_every_pe_of_the_killed_registrar() {
     // Each PE on its own connection (one connection from the survivor per PE), then
     // five PEs per connection (one connection, five home keep-alives on it).
     for connections in ["0", "4"] {
-        let (out, doc) = run(
+        let (out, doc) = run_json(
             &[
                 "takeover",
                 "--registrars",
@@ -121,7 +97,7 @@ fn propagation_between_peers_shows_every_registration_and_deregistration() {
     let scope = Scope::start(&ScopeConfig::new(registrar().clone(), 3)).unwrap();
     let (a, b) = (scope.asap(0).to_string(), scope.asap(2).to_string());
     // 300 trials at 500/s.
-    let (out, doc) = run(
+    let (out, doc) = run_json(
         &[
             "propagation",
             "--pe-registrar",

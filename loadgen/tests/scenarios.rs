@@ -1,8 +1,11 @@
 //! Each scenario against a registrar running in the test process.
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 use std::time::Duration;
 
+use common::{run_json, series};
 use rserpool_shards::runtime::Handle;
 use rserpool_shards::{Endpoint, RuntimeConfig};
 
@@ -31,30 +34,7 @@ fn loadgen(args: &[&str]) -> (Output, serde_json::Value) {
         std::process::id(),
         args[0]
     ));
-    let out = Command::new(env!("CARGO_BIN_EXE_rserpool-loadgen"))
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let _ = std::fs::remove_file(json);
-    (out, doc)
-}
-
-fn series<'a>(doc: &'a serde_json::Value, prefix: &str) -> &'a serde_json::Value {
-    doc["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"].as_str().unwrap().starts_with(prefix))
-        .unwrap_or_else(|| panic!("no series {prefix}: {doc}"))
+    run_json(args, &json)
 }
 
 #[test]
