@@ -31,9 +31,28 @@ pub struct ShardId(pub u16);
 pub struct ConnId(pub u64);
 
 impl ConnId {
-    /// The first id of connections the registrar opens itself (2⁴⁸: a runtime counting
-    /// accepted connections from 1 never gets there, and tokens keep 56 bits).
+    /// The first id of connections the registrar opens itself (2⁴⁸: the runtime's ids,
+    /// a slot and a generation, stay below, and tokens keep 56 bits).
     pub const OUTBOUND: u64 = 1 << 48;
+    /// Bits of the slot in a runtime's id ([`ConnId::new`]).
+    pub const SLOT_BITS: u32 = 24;
+    const SLOT_MASK: u64 = (1 << Self::SLOT_BITS) - 1;
+    const GENERATION_MASK: u64 = (1 << (48 - Self::SLOT_BITS)) - 1;
+
+    /// A runtime's id: a slot its live connections never share (so tables can be
+    /// indexed by it instead of hashed, [`ConnId::slot`]) and the slot's generation
+    /// (so an id stays unique when the slot is reused). Both are cut to their bits.
+    pub fn new(slot: u32, generation: u32) -> Self {
+        let slot = u64::from(slot) & Self::SLOT_MASK;
+        let generation = u64::from(generation) & Self::GENERATION_MASK;
+        Self((generation << Self::SLOT_BITS) | slot)
+    }
+
+    /// The slot of a runtime's id: small and dense, unique among live connections.
+    /// (The registrar's own ids have slots too, from their own counter.)
+    pub fn slot(self) -> usize {
+        (self.0 & Self::SLOT_MASK) as usize
+    }
 
     /// Whether the registrar opened this connection.
     pub fn is_outbound(self) -> bool {

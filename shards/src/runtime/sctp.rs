@@ -315,6 +315,7 @@ impl Sctp {
     fn conn_down(&mut self, ctx: &mut Ctx, i: usize, assoc: AssocId, why: &'static str) {
         if let Some(a) = self.sockets[i].assocs.remove(&assoc) {
             self.conns.remove(&a.conn);
+            ctx.release_conn(a.conn);
             if a.connecting {
                 tracing::debug!(
                     conn = a.conn.0,

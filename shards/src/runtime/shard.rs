@@ -96,7 +96,9 @@ pub(super) struct Ctx {
     pub(super) registrar: Registrar,
     pub(super) now: Instant,
     pub(super) dials: Dials,
-    next_conn: u64,
+    /// Generation of every connection slot ([`ConnId::new`]) and the free slots.
+    generations: Vec<u32>,
+    free_slots: Vec<u32>,
     /// What the registrar was told, for the tests of this module's I/O.
     #[cfg(test)]
     pub(super) told: Vec<Told>,
@@ -113,12 +115,39 @@ pub(super) enum Told {
 }
 
 impl Ctx {
-    /// A new connection id, unique within the shard (never reused), below
-    /// [`ConnId::OUTBOUND`], where the registrar's own ids start.
+    /// A new connection id, below [`ConnId::OUTBOUND`] (where the registrar's own ids
+    /// start): a free slot, so that tables can be indexed by [`ConnId::slot`], and the
+    /// slot's next generation, so that the id differs from every earlier one of the
+    /// slot (until the generation wraps after 2²⁴ reuses).
     pub(super) fn conn_id(&mut self) -> ConnId {
-        self.next_conn += 1;
-        debug_assert!(self.next_conn < ConnId::OUTBOUND);
-        ConnId(self.next_conn)
+        let slot = match self.free_slots.pop() {
+            Some(s) => s,
+            None => {
+                self.generations.push(1);
+                (self.generations.len() - 1) as u32
+            }
+        };
+        ConnId::new(slot, self.generations[slot as usize])
+    }
+
+    /// The runtime has forgotten `conn` (and told the registrar it is down): its slot
+    /// may be reused, under the next generation. Releasing an id twice, or one that is
+    /// not the slot's current one, does nothing; the registrar's own ids are not the
+    /// runtime's to free.
+    pub(super) fn release_conn(&mut self, conn: ConnId) {
+        if conn.is_outbound() {
+            return;
+        }
+        let slot = conn.slot();
+        let Some(generation) = self.generations.get_mut(slot) else {
+            return;
+        };
+        if ConnId::new(slot as u32, *generation) == conn {
+            let next = ConnId::new(slot as u32, generation.wrapping_add(1));
+            // Generation 0 is skipped, so that no id is 0.
+            *generation = ((next.0 >> ConnId::SLOT_BITS) as u32).max(1);
+            self.free_slots.push(slot as u32);
+        }
     }
 
     pub(super) fn conn_up(&mut self, conn: ConnId, info: ConnInfo) {
@@ -191,7 +220,8 @@ impl Shard {
             registrar,
             now: Instant::now(),
             dials: Dials::default(),
-            next_conn: 0,
+            generations: Vec::new(),
+            free_slots: Vec::new(),
             #[cfg(test)]
             told: Vec::new(),
         };
@@ -249,6 +279,9 @@ impl Shard {
         self.tcp.resume(&mut self.ctx);
         self.drain_outputs();
         self.flush();
+        for id in self.tcp.take_released() {
+            self.ctx.release_conn(id);
+        }
         // Once per turn, not per message: an empty queue costs one atomic load.
         while let Ok(req) = self.scrape.try_recv() {
             req.answer(self.index as u16, &self.ctx.registrar);

@@ -87,6 +87,8 @@ pub(super) struct Tcp {
     dirty: Vec<ConnId>,
     /// Connections draining, oldest first, with the time they are shut regardless.
     draining: VecDeque<(Instant, ConnId)>,
+    /// Connections forgotten, for [`Tcp::take_released`].
+    released: Vec<ConnId>,
 }
 
 impl Tcp {
@@ -105,6 +107,7 @@ impl Tcp {
             connecting: HashMap::new(),
             dirty: Vec::new(),
             draining: VecDeque::new(),
+            released: Vec::new(),
         }
     }
 
@@ -539,7 +542,14 @@ impl Tcp {
             .is_some_and(|c| c.state == State::Closed && c.ops == 0)
         {
             self.conns.remove(&id);
+            self.released.push(id);
         }
+    }
+
+    /// Connections forgotten since the last call, whose ids may be reused
+    /// ([`Ctx::release_conn`]).
+    pub(super) fn take_released(&mut self) -> impl Iterator<Item = ConnId> + '_ {
+        self.released.drain(..)
     }
 
     /// Shutdown: every socket stops; the ring's cancel returns the buffers.

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# User-space instructions the registrar executes per handle resolution, end to end
+# through the real binary: one shard, loopback TCP, a pool of 500 PEs (round robin,
+# 8 connections), one pool user with one request in flight asking for 3 PEs.
+#
+#   bench/resolve-cost.sh [--pes N] [--items K] [--runs A,B] [--keep DIR] [-- REGISTRAR-FLAGS...]
+#
+# The registrar runs under valgrind's callgrind twice, once for A and once for B
+# resolutions (default 2000 and 12000); the figure is the difference of the two
+# instruction totals divided by B - A, so start-up, registration and shutdown cancel
+# out. Callgrind counts user space only (all threads; the kernel's side of each
+# syscall is not in it). Keep-alives are set to 10 minutes so that none falls inside
+# the measurement. Instruction counts are repeatable on a shared machine, unlike
+# timings. --keep DIR keeps the callgrind files (callgrind_annotate DIR/cg.B) to see
+# where the instructions go.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "resolve-cost: needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+pes=500 items=3 runs=2000,12000 keep=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --pes) pes=$2; shift 2 ;;
+    --items) items=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --keep) keep=$2; shift 2 ;;
+    --) shift; break ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "resolve-cost: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+IFS=, read -r a b <<<"$runs"
+[ "$b" -gt "$a" ] || { echo "resolve-cost: --runs A,B needs B > A" >&2; exit 2; }
+cargo build --release -q -p rserpool-shards --bin rserpool-registrar
+cargo build --release -q -p rserpool-bench --bin resolvecost
+out=${keep:-$(mktemp -d)}
+mkdir -p "$out"
+[ -n "$keep" ] || trap 'rm -rf "$out"' EXIT
+
+# A free loopback port (the kernel picks it; it stays free long enough in practice).
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+total() { # callgrind file -> instructions (the "summary:" line)
+  awk '/^summary:/ { print $2; exit }' "$1"
+}
+
+measure() { # resolutions -> instruction total of one registrar run
+  local n=$1 p f pid
+  shift
+  p=$(port)
+  f="$out/cg.$n"
+  valgrind --tool=callgrind --callgrind-out-file="$f" \
+    target/release/rserpool-registrar --shards 1 --no-pin --allow-loopback \
+      --asap "tcp://127.0.0.1:$p" --keep-alive-interval 600000 --keep-alive-timeout 600000 \
+      --log-level error "$@" >"$out/registrar.$n.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { cat "$out/registrar.$n.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  target/release/resolvecost "127.0.0.1:$p" "$pes" "$n" "$items"
+  kill -TERM "$pid"
+  wait "$pid" || true
+  total "$f"
+}
+
+ia=$(measure "$a" "$@")
+ib=$(measure "$b" "$@")
+awk -v a="$a" -v b="$b" -v ia="$ia" -v ib="$ib" -v pes="$pes" -v items="$items" 'BEGIN {
+  printf "user-space instructions per %d-item resolution at %d PEs (one shard, TCP, one in flight): %.0f\n", items, pes, (ib - ia) / (b - a)
+  printf "  (%d resolutions: %d; %d resolutions: %d)\n", a, ia, b, ib
+}'
