@@ -7,16 +7,38 @@
 //! operations still pending leaks their buffers rather than free memory the kernel may
 //! still write (see `Drop`).
 //!
-//! Only opcodes of Linux 6.1 are used (the SCTP lab runs Debian's 6.1 kernel):
-//! multishot accept (5.19), connect (5.5), recv/send (5.6), recvmsg/sendmsg (5.3),
-//! read (5.6), cancel-any and cancel-by-fd (5.19), and the extended enter argument for
-//! timed waits (5.11).
+//! Only what Linux 6.1 has is used (the SCTP lab runs Debian's 6.1 kernel): multishot
+//! accept (5.19), connect (5.5), recv/send (5.6), multishot recv into a provided-buffer
+//! ring (6.0, 5.19), recvmsg/sendmsg (5.3), read (5.6), cancel-any and cancel-by-fd
+//! (5.19), registered files (5.13 sparse tables), deferred
+//! task running for a single issuer (6.1) and the extended enter argument for timed
+//! waits (5.11).
+//!
+//! Two modes ([`IoMode`]): by default the shard sleeps in `io_uring_enter` when it has
+//! nothing to do, and completions are run only when it enters (DEFER_TASKRUN), so a
+//! busy shard collects many per system call. With [`IoMode::BusyPoll`], a kernel thread
+//! polls the submission queue (SQPOLL) and the shard spins on the completion queue:
+//! no system calls at all while busy, at the price of two whole cores.
 
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+/// How a shard waits for I/O.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoMode {
+    /// Sleep in the kernel when idle; completions are collected when the shard enters
+    /// the ring (one system call per loop turn, however many completions).
+    #[default]
+    Interrupt,
+    /// A kernel thread polls the submission queue (SQPOLL) and the shard never sleeps:
+    /// it spins on its completion queue, its mesh and its timers. For appliances that
+    /// can give the registrar whole cores (each shard takes its core and the kernel
+    /// thread another).
+    BusyPoll,
+}
 
 use super::addr::SockAddr;
 use super::sctp::{RecvBuf, SendBuf};
@@ -25,6 +47,16 @@ use super::udp::Datagram;
 /// Submission queue size; the completion queue gets four times as many entries, and
 /// the kernel keeps overflowing completions rather than dropping them (IORING_FEAT_NODROP).
 const SQ_ENTRIES: u32 = 1024;
+/// How long the SQPOLL thread spins without work before it sleeps (busy-poll mode).
+const SQPOLL_IDLE_MS: u32 = 1000;
+/// Registered-file slots; connections with a slot beyond use their plain fd.
+pub const FIXED_FILES: u32 = 4096;
+/// Provided receive buffers ([`BufRing`]): how many and how big. Memory is reserved
+/// for all of them, but a page costs RSS only once the kernel has written to it.
+const PROVIDED_BUFFERS: u16 = 512;
+const PROVIDED_SIZE: usize = 2048;
+/// Buffer group id of the shard's provided-buffer ring.
+const GROUP: u16 = 0;
 /// `user_data` of cancel requests, which own no slot.
 const CANCEL: u64 = u64::MAX;
 
@@ -67,6 +99,9 @@ pub struct Completion {
     pub more: bool,
     /// The operation's buffer (only on the final completion of an operation).
     pub buf: OpBuf,
+    /// A multishot recv's provided buffer holding the data ([`Ring::provided`]); it
+    /// must be handed back with [`Ring::recycle`].
+    pub provided: Option<u16>,
 }
 
 impl Completion {
@@ -102,6 +137,11 @@ struct Pending {
 /// One shard's ring.
 pub struct Ring {
     uring: IoUring,
+    mode: IoMode,
+    /// The provided receive buffers, if the kernel took them.
+    bufs: Option<BufRing>,
+    /// Whether the fixed-file table is registered.
+    fixed: bool,
     /// Indexed by `user_data`; a slot is freed by the operation's final completion.
     ops: Vec<Option<Pending>>,
     free: Vec<u32>,
@@ -122,32 +162,111 @@ pub fn probe() -> io::Result<()> {
 
 impl Ring {
     pub fn new() -> io::Result<Self> {
-        // Cooperative task running and a single issuer save interrupts and locking; a
-        // kernel without them (before 5.19 / 6.0) still works with the plain setup.
-        let uring = IoUring::builder()
-            .setup_cqsize(SQ_ENTRIES * 4)
-            .setup_submit_all()
-            .setup_coop_taskrun()
-            .setup_taskrun_flag()
-            .setup_single_issuer()
-            .build(SQ_ENTRIES)
-            .or_else(|_| {
-                IoUring::builder()
-                    .setup_cqsize(SQ_ENTRIES * 4)
-                    .build(SQ_ENTRIES)
-            })?;
+        Self::with_mode(IoMode::Interrupt)
+    }
+
+    /// A ring for `mode`. Interrupt mode asks for deferred task running on a single
+    /// issuer and falls back to older setups on kernels without (before 6.1, 6.0);
+    /// busy-poll mode needs SQPOLL and fails without it.
+    pub fn with_mode(mode: IoMode) -> io::Result<Self> {
+        let uring = match mode {
+            IoMode::Interrupt => IoUring::builder()
+                .setup_cqsize(SQ_ENTRIES * 4)
+                .setup_submit_all()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag()
+                .build(SQ_ENTRIES)
+                .or_else(|_| {
+                    IoUring::builder()
+                        .setup_cqsize(SQ_ENTRIES * 4)
+                        .setup_submit_all()
+                        .setup_coop_taskrun()
+                        .setup_taskrun_flag()
+                        .setup_single_issuer()
+                        .build(SQ_ENTRIES)
+                })
+                .or_else(|_| {
+                    IoUring::builder()
+                        .setup_cqsize(SQ_ENTRIES * 4)
+                        .build(SQ_ENTRIES)
+                })?,
+            IoMode::BusyPoll => IoUring::builder()
+                .setup_cqsize(SQ_ENTRIES * 4)
+                .setup_submit_all()
+                .setup_sqpoll(SQPOLL_IDLE_MS)
+                .build(SQ_ENTRIES)
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("busy-poll mode needs io_uring SQPOLL, which failed: {e}"),
+                    )
+                })?,
+        };
         if !uring.params().is_feature_ext_arg() || !uring.params().is_feature_nodrop() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "io_uring lacks timed waits (IORING_FEAT_EXT_ARG) or NODROP; Linux 5.11+ needed",
             ));
         }
+        // Optional speed-ups; each works without the others.
+        let fixed = uring.submitter().register_files_sparse(FIXED_FILES).is_ok();
+        let bufs = BufRing::new(&uring, GROUP, PROVIDED_BUFFERS, PROVIDED_SIZE)
+            .inspect_err(|e| tracing::debug!(error = %e, "no provided-buffer ring; plain recvs"))
+            .ok();
         Ok(Self {
             uring,
+            mode,
+            bufs,
+            fixed,
             ops: Vec::new(),
             free: Vec::new(),
             live: 0,
         })
+    }
+
+    pub fn mode(&self) -> IoMode {
+        self.mode
+    }
+
+    /// Whether multishot recvs into provided buffers are available ([`Ring::recv_multi`]).
+    pub fn has_provided(&self) -> bool {
+        self.bufs.is_some()
+    }
+
+    /// Registers `fd` as fixed file `index` (replacing what was there), so that
+    /// operations on it skip the kernel's descriptor lookup; false if that failed (the
+    /// plain fd still works). One system call, once per connection.
+    pub fn register_fixed(&mut self, index: u32, fd: RawFd) -> bool {
+        self.fixed
+            && index < FIXED_FILES
+            && self
+                .uring
+                .submitter()
+                .register_files_update(index, &[fd])
+                .is_ok_and(|n| n == 1)
+    }
+
+    /// Empties fixed file `index` (its socket closes once no operation holds it).
+    pub fn unregister_fixed(&mut self, index: u32) {
+        if self.fixed && index < FIXED_FILES {
+            let _ = self.uring.submitter().register_files_update(index, &[-1]);
+        }
+    }
+
+    /// The bytes a multishot recv put into provided buffer `id`.
+    pub fn provided(&self, id: u16, len: usize) -> &[u8] {
+        match &self.bufs {
+            Some(b) => b.get(id, len),
+            None => &[],
+        }
+    }
+
+    /// Hands provided buffer `id` back to the kernel.
+    pub fn recycle(&mut self, id: u16) {
+        if let Some(b) = &mut self.bufs {
+            b.recycle(id);
+        }
     }
 
     /// Operations not yet completed.
@@ -177,6 +296,36 @@ impl Ring {
         let len = u32::try_from(spare.len()).unwrap_or(u32::MAX);
         let entry = opcode::Recv::new(types::Fd(fd), spare.as_mut_ptr().cast(), len).build();
         self.push(entry, token, Kind::Fill, OpBuf::Bytes(buf))
+    }
+
+    /// Multishot recv into the provided buffers: completes once per chunk received
+    /// (with [`Completion::provided`]) until it ends (`more` false: EOF, an error, or
+    /// no free buffer, `-ENOBUFS`, after which it must be armed again). `fixed` names
+    /// a registered file ([`Ring::register_fixed`]) instead of `fd`.
+    pub fn recv_multi(&mut self, fd: RawFd, fixed: Option<u32>, token: u64) -> io::Result<()> {
+        let entry = match fixed {
+            Some(i) => opcode::RecvMulti::new(types::Fixed(i), GROUP).build(),
+            None => opcode::RecvMulti::new(types::Fd(fd), GROUP).build(),
+        };
+        self.push(entry, token, Kind::Plain, OpBuf::None)
+    }
+
+    /// Sends all of `buf` on registered file `fixed`, or on `fd` (see [`Ring::send`]).
+    pub fn send_on(
+        &mut self,
+        fd: RawFd,
+        fixed: Option<u32>,
+        buf: Vec<u8>,
+        token: u64,
+    ) -> io::Result<()> {
+        let Some(i) = fixed else {
+            return self.send(fd, buf, token);
+        };
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let entry = opcode::Send::new(types::Fixed(i), buf.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        self.push(entry, token, Kind::Plain, OpBuf::Bytes(buf))
     }
 
     /// Reads into `buf`'s spare capacity (an eventfd's counter).
@@ -244,6 +393,16 @@ impl Ring {
     /// Submits what was pushed and waits until a completion is ready, `timeout` passed
     /// (`None`: no limit; zero: do not wait) or a signal arrived.
     pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        // Busy polling: nothing to submit, nothing overflowed, no wait: no system call.
+        // (With deferred task running, only an enter collects what completed, so the
+        // interrupt mode always enters.)
+        if self.mode == IoMode::BusyPoll
+            && timeout.is_some_and(|d| d.is_zero())
+            && self.uring.submission().is_empty()
+            && !self.taskrun()
+        {
+            return Ok(());
+        }
         let submitter = self.uring.submitter();
         let r = match timeout {
             Some(d) if d.is_zero() => submitter.submit(),
@@ -268,6 +427,23 @@ impl Ring {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether the kernel has completions to run that only an enter collects
+    /// (IORING_SQ_TASKRUN, or overflowed completions).
+    fn taskrun(&mut self) -> bool {
+        self.uring.submission().taskrun() || self.uring.submission().cq_overflow()
+    }
+
+    /// Submits what was pushed without waiting; in busy-poll mode the SQPOLL thread
+    /// takes it without a system call (unless it fell asleep).
+    pub fn submit(&mut self) -> io::Result<()> {
+        self.submit_and_wait(Some(Duration::ZERO))
+    }
+
+    /// Whether completions are waiting in the completion queue.
+    pub fn has_completions(&mut self) -> bool {
+        !self.uring.completion().is_empty()
     }
 
     /// Moves up to `max` completions into `out`; returns how many.
@@ -298,6 +474,7 @@ impl Ring {
                         result,
                         more,
                         buf: OpBuf::None,
+                        provided: cqueue::buffer_select(cqe.flags()),
                     });
                 }
                 continue;
@@ -326,6 +503,7 @@ impl Ring {
                 result,
                 more: false,
                 buf: p.buf,
+                provided: cqueue::buffer_select(cqe.flags()),
             });
         }
         n
@@ -372,11 +550,132 @@ impl Ring {
 impl Drop for Ring {
     fn drop(&mut self) {
         if self.live > 0 {
+            // The kernel may still write into the provided buffers too.
+            if let Some(b) = self.bufs.take() {
+                std::mem::forget(b);
+            }
             // The kernel may still complete these after the ring's fd is closed; their
             // buffers must stay valid forever.
             for p in self.ops.drain(..).flatten() {
                 std::mem::forget(p.buf);
             }
         }
+    }
+}
+
+/// A ring of provided receive buffers (IORING_REGISTER_PBUF_RING): the kernel picks a
+/// free one for each chunk a multishot recv receives, and the shard hands it back
+/// once it has read it. The entry ring and the buffers live as long as the `Ring`
+/// (or forever, if it is dropped with operations pending).
+struct BufRing {
+    /// `entries` ring entries, page aligned as the kernel wants.
+    ring: std::ptr::NonNull<types::BufRingEntry>,
+    ring_layout: std::alloc::Layout,
+    /// `entries` buffers of `size` bytes, back to back.
+    mem: std::ptr::NonNull<u8>,
+    mem_layout: std::alloc::Layout,
+    entries: u16,
+    size: usize,
+    /// Our copy of the tail: entries added so far (wrapping).
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(uring: &IoUring, group: u16, entries: u16, size: usize) -> io::Result<Self> {
+        assert!(entries.is_power_of_two());
+        let ring_layout = std::alloc::Layout::from_size_align(
+            usize::from(entries) * std::mem::size_of::<types::BufRingEntry>(),
+            4096,
+        )
+        .map_err(io::Error::other)?;
+        let mem_layout = std::alloc::Layout::from_size_align(usize::from(entries) * size, 4096)
+            .map_err(io::Error::other)?;
+        // SAFETY: both layouts have a non-zero size. Zeroed memory is a valid ring (all
+        // entries empty, tail 0) and valid bytes.
+        let (ring, mem) = unsafe {
+            (
+                std::alloc::alloc_zeroed(ring_layout).cast::<types::BufRingEntry>(),
+                std::alloc::alloc_zeroed(mem_layout),
+            )
+        };
+        let (Some(ring), Some(mem)) = (std::ptr::NonNull::new(ring), std::ptr::NonNull::new(mem))
+        else {
+            return Err(io::ErrorKind::OutOfMemory.into());
+        };
+        let mut b = Self {
+            ring,
+            ring_layout,
+            mem,
+            mem_layout,
+            entries,
+            size,
+            tail: 0,
+        };
+        // SAFETY: the ring memory is page aligned, `entries` long, and outlives the
+        // registration (it is freed only when `Ring` drops without pending operations,
+        // after the io_uring itself is gone, or leaked).
+        let registered = unsafe {
+            uring
+                .submitter()
+                .register_buf_ring_with_flags(ring.as_ptr() as u64, entries, group, 0)
+        };
+        if let Err(e) = registered {
+            b.free();
+            return Err(e);
+        }
+        for id in 0..entries {
+            b.recycle(id);
+        }
+        Ok(b)
+    }
+
+    fn get(&self, id: u16, len: usize) -> &[u8] {
+        if id >= self.entries {
+            return &[];
+        }
+        let len = len.min(self.size);
+        // SAFETY: buffer `id` lies inside `mem`; the kernel wrote `len` bytes into it
+        // and does not touch it again until it is recycled, which needs `&mut self`.
+        unsafe {
+            std::slice::from_raw_parts(self.mem.as_ptr().add(usize::from(id) * self.size), len)
+        }
+    }
+
+    fn recycle(&mut self, id: u16) {
+        if id >= self.entries {
+            return;
+        }
+        let mask = self.entries - 1;
+        // SAFETY: the index is masked into the ring; the entry at the tail is not read
+        // by the kernel until the tail moves past it, which the release store below
+        // publishes after the entry is written.
+        unsafe {
+            let entry = &mut *self.ring.as_ptr().add(usize::from(self.tail & mask));
+            entry.set_addr(self.mem.as_ptr().add(usize::from(id) * self.size) as u64);
+            entry.set_len(self.size as u32);
+            entry.set_bid(id);
+            self.tail = self.tail.wrapping_add(1);
+            let tail = types::BufRingEntry::tail(self.ring.as_ptr()).cast_mut();
+            std::sync::atomic::AtomicU16::from_ptr(tail)
+                .store(self.tail, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn free(&mut self) {
+        // SAFETY: allocated in `new` with these layouts; called once, when the kernel
+        // no longer uses the memory.
+        unsafe {
+            std::alloc::dealloc(self.ring.as_ptr().cast(), self.ring_layout);
+            std::alloc::dealloc(self.mem.as_ptr(), self.mem_layout);
+        }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // Dropped with its `Ring` after every operation completed (otherwise forgotten):
+        // the io_uring (and its registration) is gone by then, as `Ring` drops its
+        // fields after `Ring::drop`... the uring field is dropped first (declared first).
+        self.free();
     }
 }

@@ -27,6 +27,7 @@
 //! [`Registrar`]: rserpool::registrar::Registrar
 //! [`ShardMsg`]: rserpool::registrar::ShardMsg
 
+mod conns;
 mod dial;
 pub(crate) mod framing;
 mod host;

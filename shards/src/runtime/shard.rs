@@ -279,7 +279,10 @@ impl Shard {
         self.tcp.resume(&mut self.ctx);
         self.drain_outputs();
         self.flush();
-        for id in self.tcp.take_released() {
+        for (id, fixed) in self.tcp.take_released() {
+            if let Some(f) = fixed {
+                self.ctx.ring.unregister_fixed(f);
+            }
             self.ctx.release_conn(id);
         }
         // Once per turn, not per message: an empty queue costs one atomic load.

@@ -1,8 +1,11 @@
 //! One shard's TCP side: its listeners (ASAP ones shared with SO_REUSEPORT, ENRP ones on
 //! shard 0), the connections they accepted and the ones the registrar opened.
 //!
-//! Per connection one recv is always pending into the connection's own buffer, and at
-//! most one send is in flight; what the registrar transmits meanwhile is appended to a
+//! Per connection one multishot recv is always armed: the kernel puts what arrives into
+//! the shard's provided buffers, whole messages are handed to the registrar straight
+//! from there and only a message cut by the end of a chunk is copied aside (without
+//! provided buffers, a plain recv into the connection's own buffer is re-armed after
+//! each). At most one send is in flight; what the registrar transmits meanwhile is appended to a
 //! pending buffer and goes out with the next send, so a burst of answers costs one
 //! syscall-free submission. Both protocols are framed alike ([`framing`]); a
 //! connection's protocol, fixed by its listener or its [`Transmit::Connect`], decides
@@ -11,6 +14,8 @@
 //! [`Transmit::Connect`]: rserpool::registrar::Transmit::Connect
 
 use std::collections::{HashMap, VecDeque};
+
+use super::conns::ConnTable;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -57,7 +62,10 @@ enum State {
 struct Conn {
     stream: TcpStream,
     protocol: Protocol,
-    /// `None` while a recv owns it.
+    /// The registered file the socket also is, if any ([`crate::net::ring::Ring::register_fixed`]).
+    fixed: Option<u32>,
+    /// With provided buffers: the start of a message not yet whole, kept across
+    /// receives. Without: the receive buffer, `None` while a recv owns it.
     rx: Option<Vec<u8>>,
     /// Queued behind the send in flight.
     tx_pending: Vec<u8>,
@@ -82,13 +90,13 @@ struct Connecting {
 #[derive(Debug)]
 pub(super) struct Tcp {
     listeners: Vec<Listener>,
-    conns: HashMap<ConnId, Conn>,
+    conns: ConnTable<Conn>,
     connecting: HashMap<ConnId, Connecting>,
     dirty: Vec<ConnId>,
     /// Connections draining, oldest first, with the time they are shut regardless.
     draining: VecDeque<(Instant, ConnId)>,
     /// Connections forgotten, for [`Tcp::take_released`].
-    released: Vec<ConnId>,
+    released: Vec<(ConnId, Option<u32>)>,
 }
 
 impl Tcp {
@@ -103,7 +111,7 @@ impl Tcp {
                     armed: false,
                 })
                 .collect(),
-            conns: HashMap::new(),
+            conns: ConnTable::default(),
             connecting: HashMap::new(),
             dirty: Vec::new(),
             draining: VecDeque::new(),
@@ -223,12 +231,21 @@ impl Tcp {
             peer_port: peer.port(),
         };
         ctx.conn_up(id, info);
+        let fixed = (!id.is_outbound())
+            .then_some(id.slot() as u32)
+            .filter(|&slot| ctx.ring.register_fixed(slot, stream.as_raw_fd()));
+        let rx = if ctx.ring.has_provided() {
+            Vec::new()
+        } else {
+            Vec::with_capacity(RX_INITIAL)
+        };
         self.conns.insert(
             id,
             Conn {
                 stream,
                 protocol,
-                rx: Some(Vec::with_capacity(RX_INITIAL)),
+                fixed,
+                rx: Some(rx),
                 tx_pending: Vec::new(),
                 tx_spare: Some(Vec::new()),
                 tx_inflight: 0,
@@ -291,11 +308,26 @@ impl Tcp {
         }
     }
 
-    /// Arms a recv with room for at least `need` buffered bytes.
+    /// Arms the connection's recv: a multishot one into the provided buffers, or else
+    /// a plain one with room for at least `need` buffered bytes.
     fn arm_recv(&mut self, ctx: &mut Ctx, id: ConnId, need: usize) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        if ctx.ring.has_provided() {
+            let token = Token::Recv(id).encode();
+            match ctx
+                .ring
+                .recv_multi(conn.stream.as_raw_fd(), conn.fixed, token)
+            {
+                Ok(()) => conn.ops += 1,
+                Err(e) => {
+                    tracing::warn!(conn = id.0, error = %e, "cannot arm recv");
+                    self.close(ctx, id, "recv not armed");
+                }
+            }
+            return;
+        }
         let Some(mut rx) = conn.rx.take() else { return };
         let want = need
             .min(framing::MAX_FRAME)
@@ -318,6 +350,9 @@ impl Tcp {
     }
 
     pub(super) fn on_recv(&mut self, ctx: &mut Ctx, id: ConnId, c: Completion) {
+        if c.provided.is_some() || matches!(c.buf, OpBuf::None) {
+            return self.on_recv_provided(ctx, id, c);
+        }
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -385,6 +420,112 @@ impl Tcp {
         self.arm_recv(ctx, id, need);
     }
 
+    /// One completion of a multishot recv: the chunk is read from its provided buffer
+    /// (which goes straight back to the kernel), and the recv is armed again if it
+    /// ended for want of buffers.
+    fn on_recv_provided(&mut self, ctx: &mut Ctx, id: ConnId, c: Completion) {
+        let ended = !c.more;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            if let Some(b) = c.provided {
+                ctx.ring.recycle(b);
+            }
+            return;
+        };
+        if ended {
+            conn.ops -= 1;
+        }
+        let outcome = match (c.provided, c.result) {
+            (Some(b), n) if n > 0 => {
+                let outcome = if conn.state == State::Open {
+                    Self::deliver(ctx, id, conn, b, n as usize)
+                } else {
+                    Ok(())
+                };
+                ctx.ring.recycle(b);
+                outcome
+            }
+            (b, _) => {
+                if let Some(b) = b {
+                    ctx.ring.recycle(b);
+                }
+                Ok(())
+            }
+        };
+        if conn.state == State::Closed {
+            self.release_if_idle(id);
+            return;
+        }
+        if let Err(len) = outcome {
+            tracing::debug!(
+                conn = id.0,
+                len,
+                "Message Length below 4 breaks TCP framing"
+            );
+            self.close(ctx, id, "broken framing");
+            return;
+        }
+        if !ended {
+            return;
+        }
+        match c.result {
+            0 => self.close(ctx, id, "peer closed"),
+            r if r == -libc::ENOBUFS || r > 0 => self.arm_recv(ctx, id, 0),
+            r => {
+                let e = io::Error::from_raw_os_error(-r);
+                tracing::debug!(conn = id.0, error = %e, "recv failed");
+                self.close(ctx, id, "recv failed");
+            }
+        }
+    }
+
+    /// Hands every whole message of `len` bytes in provided buffer `b` (after what
+    /// `conn` kept of an earlier chunk) to the registrar, and keeps a cut one; an
+    /// `Err` carries the Message Length that breaks the framing.
+    fn deliver(ctx: &mut Ctx, id: ConnId, conn: &mut Conn, b: u16, len: usize) -> Result<(), u16> {
+        let Ctx {
+            ring,
+            registrar,
+            now,
+            ..
+        } = ctx;
+        let chunk = ring.provided(b, len);
+        let rx = conn.rx.get_or_insert_with(Vec::new);
+        let kept = !rx.is_empty();
+        if kept {
+            rx.extend_from_slice(chunk);
+        }
+        let data: &[u8] = if kept { rx } else { chunk };
+        let mut at = 0;
+        let rest = loop {
+            match framing::next(&data[at..]) {
+                Frame::Whole(n) => {
+                    let message = &data[at..at + n];
+                    match conn.protocol {
+                        Protocol::Asap => registrar.handle_asap(*now, id, message),
+                        Protocol::Enrp => {
+                            #[cfg(test)]
+                            ctx.told
+                                .push(super::shard::Told::Enrp(id, message.to_vec()));
+                            registrar.handle_enrp(*now, id, message);
+                        }
+                    }
+                    at += n;
+                }
+                Frame::Need(_) => break at,
+                Frame::Broken(len) => return Err(len),
+            }
+        };
+        if kept {
+            rx.drain(..rest);
+            if rx.is_empty() && rx.capacity() > 4 * RX_INITIAL {
+                *rx = Vec::new();
+            }
+        } else if rest < chunk.len() {
+            rx.extend_from_slice(&chunk[rest..]);
+        }
+        Ok(())
+    }
+
     /// Queues an encoded message; returns false if `id` is not a TCP connection here.
     pub(super) fn queue(&mut self, ctx: &mut Ctx, id: ConnId, payload: &[u8]) -> bool {
         let Some(conn) = self.conns.get_mut(&id) else {
@@ -432,9 +573,10 @@ impl Tcp {
         };
         std::mem::swap(&mut buf, &mut conn.tx_pending);
         conn.tx_inflight = buf.len();
+        let token = Token::Send(id).encode();
         match ctx
             .ring
-            .send(conn.stream.as_raw_fd(), buf, Token::Send(id).encode())
+            .send_on(conn.stream.as_raw_fd(), conn.fixed, buf, token)
         {
             Ok(()) => conn.ops += 1,
             Err(e) => {
@@ -541,14 +683,14 @@ impl Tcp {
             .get(&id)
             .is_some_and(|c| c.state == State::Closed && c.ops == 0)
         {
-            self.conns.remove(&id);
-            self.released.push(id);
+            let fixed = self.conns.remove(&id).and_then(|c| c.fixed);
+            self.released.push((id, fixed));
         }
     }
 
     /// Connections forgotten since the last call, whose ids may be reused
-    /// ([`Ctx::release_conn`]).
-    pub(super) fn take_released(&mut self) -> impl Iterator<Item = ConnId> + '_ {
+    /// ([`Ctx::release_conn`]), with their registered files to empty.
+    pub(super) fn take_released(&mut self) -> impl Iterator<Item = (ConnId, Option<u32>)> + '_ {
         self.released.drain(..)
     }
 
