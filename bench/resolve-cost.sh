@@ -6,7 +6,7 @@
 #   bench/resolve-cost.sh [--pes N] [--items K] [--runs A,B] [--keep DIR] [-- REGISTRAR-FLAGS...]
 #
 # The registrar runs under valgrind's callgrind twice, once for A and once for B
-# resolutions (default 2000 and 12000); the figure is the difference of the two
+# resolutions (default 1000 and 6000); the figure is the difference of the two
 # instruction totals divided by B - A, so start-up, registration and shutdown cancel
 # out. Callgrind counts user space only (all threads; the kernel's side of each
 # syscall is not in it). Keep-alives are set to 10 minutes so that none falls inside
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "resolve-cost: needs valgrind (apt-get install valgrind)" >&2; exit 2; }
-pes=500 items=3 runs=2000,12000 keep=""
+pes=500 items=3 runs=1000,6000 keep=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --pes) pes=$2; shift 2 ;;
@@ -58,9 +58,29 @@ measure() { # resolutions -> instruction total of one registrar run
     kill -0 "$pid" 2>/dev/null || { cat "$out/registrar.$n.log" >&2; exit 1; }
     sleep 0.1
   done
-  target/release/resolvecost "127.0.0.1:$p" "$pes" "$n" "$items"
+  rm -f "$out/done.$n"
+  target/release/resolvecost "127.0.0.1:$p" "$pes" "$n" "$items" "$out/done.$n" &
+  client=$!
+  while [ ! -e "$out/done.$n" ]; do
+    kill -0 "$client" 2>/dev/null || { echo "resolve-cost: the client failed" >&2; kill "$pid"; exit 1; }
+    sleep 0.1
+  done
+  # The registrar stops while the client still holds its connections; once callgrind
+  # has written its totals, the client goes too (a process whose io_uring still holds
+  # open sockets can take a while to be reaped under valgrind).
   kill -TERM "$pid"
-  wait "$pid" || true
+  for _ in $(seq 1 600); do
+    grep -q "Collected :" "$out/registrar.$n.log" && break
+    sleep 0.1
+  done
+  kill "$client" 2>/dev/null || true
+  wait "$client" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
   total "$f"
 }
 

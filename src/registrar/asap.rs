@@ -21,6 +21,12 @@ impl Registrar {
         if !self.sessions.is_up(conn) {
             return;
         }
+        // The request that matters most, read in place (the general path below would
+        // build a message with an owned handle first).
+        if let Some((handle, items)) = wire::plain_resolution(bytes) {
+            self.out.metrics.on_received(AsapType::HANDLE_RESOLUTION);
+            return self.on_resolution(now, conn, handle, items);
+        }
         let decoded = match AsapMessage::decode(bytes) {
             Ok(d) => d,
             Err(error) => return self.malformed(conn, bytes, error),
@@ -52,7 +58,7 @@ impl Registrar {
             }
             AsapMessage::Deregistration { handle, id } => self.on_deregistration(conn, handle, id),
             AsapMessage::HandleResolution { handle, items, .. } => {
-                self.on_resolution(now, conn, &handle, items)
+                self.on_resolution(now, conn, handle.as_bytes(), items)
             }
             AsapMessage::EndpointKeepAliveAck { handle, id } => {
                 let next = now + self.config.keep_alive_interval;
@@ -213,13 +219,7 @@ impl Registrar {
     }
 
     /// RFC 5352 §3.3: answered from this shard's replica, never waiting for another.
-    fn on_resolution(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        handle: &PoolHandle,
-        items: Option<u32>,
-    ) {
+    fn on_resolution(&mut self, now: Instant, conn: ConnId, handle: &[u8], items: Option<u32>) {
         let served = Some(Served {
             kind: ServiceKind::HandleResolution,
             received: now,
@@ -231,8 +231,8 @@ impl Registrar {
             Some(n) => n,
         }
         .min(self.config.resolution_items_limit) as usize;
-        let mut payload = Vec::with_capacity(64 + 48 * n);
-        let found = match self.replica.resolve(handle.as_bytes(), n) {
+        let mut payload = self.out.buffer();
+        let found = match self.replica.resolve(handle, n) {
             Some(r) if !r.is_empty() => {
                 let policy = r.overall_policy();
                 wire::message(
@@ -240,7 +240,7 @@ impl Registrar {
                     AsapType::HANDLE_RESOLUTION_RESPONSE.0,
                     0,
                     |w| {
-                        wire::encode_handle(handle, w);
+                        wire::encode_handle_bytes(handle, w);
                         // RSPLIB clients need the overall policy even for round robin.
                         if let Some(p) = policy {
                             p.encode(w);
@@ -266,13 +266,14 @@ impl Registrar {
         if found {
             self.out.push_asap(conn, payload, served);
         } else {
+            self.out.recycle(payload);
             let error = Some(OperationError::single(
                 CauseCode::UNKNOWN_POOL_HANDLE,
                 Vec::new(),
             ));
             let response = AsapMessage::HandleResolutionResponse {
                 accepted: false,
-                handle: handle.clone(),
+                handle: PoolHandle::new(handle),
                 policy: None,
                 elements: Vec::new(),
                 error,

@@ -487,6 +487,13 @@ impl Registrar {
         self.out.transmits.pop_front()
     }
 
+    /// Hands back the buffer of a message from [`Registrar::poll_transmit`] once its
+    /// bytes are sent or copied: later answers are encoded into it instead of a new
+    /// allocation.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.out.recycle(buf);
+    }
+
     #[must_use]
     pub fn poll_shard(&mut self) -> Option<(ShardId, ShardMsg)> {
         self.out.to_shards.pop_front()
@@ -500,15 +507,18 @@ impl Registrar {
     /// When [`Registrar::handle_timeout`] wants to run next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.sessions.supervision.next(),
-            self.replica.next_expiry(),
-            self.announcer.next(),
-            self.enrp.as_ref().and_then(|e| e.next_timeout()),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        let mut t = earliest(self.sessions.supervision.next(), self.replica.next_expiry());
+        t = earliest(t, self.announcer.next());
+        if let Some(e) = &self.enrp {
+            t = earliest(t, e.next_timeout());
+        }
+        t
     }
 
     /// Routes a shard message to the role it is for.

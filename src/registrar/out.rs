@@ -7,6 +7,10 @@ use super::{ConnId, Event, Metrics, Router, Served, ShardId, ShardMsg, Transmit}
 use crate::ids::{PoolHandle, RegistrarId};
 use crate::wire::{AsapMessage, PoolElement};
 
+/// Spent buffers kept for reuse, and the largest kept.
+const SPARE_BUFFERS: usize = 256;
+const SPARE_CAPACITY: usize = 8192;
+
 #[derive(Debug)]
 pub(super) struct Outputs {
     shard: ShardId,
@@ -17,6 +21,9 @@ pub(super) struct Outputs {
     pub(super) local: VecDeque<ShardMsg>,
     pub(super) events: VecDeque<Event>,
     pub(super) metrics: Metrics,
+    /// Spent message buffers handed back by the runtime ([`super::Registrar::recycle`]),
+    /// so that answers are encoded without allocating.
+    spare: Vec<Vec<u8>>,
     /// Changes of this shard's replica to PEs whose home is this registrar (the ID),
     /// kept only on the shard that runs ENRP, which turns them into handle updates.
     pub(super) changes: Option<(RegistrarId, Vec<Change>)>,
@@ -40,6 +47,7 @@ impl Outputs {
             local: VecDeque::new(),
             events: VecDeque::new(),
             metrics: Metrics::default(),
+            spare: Vec::new(),
             changes: None,
         }
     }
@@ -116,9 +124,23 @@ impl Outputs {
                 self.metrics.on_error_cause(c.code);
             }
         }
-        let mut payload = Vec::with_capacity(64);
+        let mut payload = self.buffer();
         message.encode(&mut payload);
         self.push_asap(conn, payload, served);
+    }
+
+    /// An empty buffer to encode a message into: a recycled one if there is one.
+    pub(super) fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_else(|| Vec::with_capacity(256))
+    }
+
+    /// Keeps a spent buffer for [`Outputs::buffer`] (a bounded number of them, none
+    /// grown large).
+    pub(super) fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_CAPACITY {
+            buf.clear();
+            self.spare.push(buf);
+        }
     }
 
     /// Queues an encoded message (every ASAP transmit goes through here, for the count).

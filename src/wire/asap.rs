@@ -359,3 +359,92 @@ impl AsapMessage {
         }
     }
 }
+
+/// A handle resolution in its plain form, read without building an [`AsapMessage`]:
+/// the Pool Handle and RSPLIB's Handle Resolution Option (the item count), if any, in
+/// that order and nothing else. `None` for anything else (another type, other or more
+/// parameters, any irregularity), which [`AsapMessage::decode`] then reads and judges;
+/// what this accepts, `decode` decodes to the same `HandleResolution`.
+pub fn plain_resolution(buf: &[u8]) -> Option<(&[u8], Option<u32>)> {
+    let [kind, _flags, l0, l1, ..] = *buf else {
+        return None;
+    };
+    let len = usize::from(u16::from_be_bytes([l0, l1]));
+    if kind != AsapType::HANDLE_RESOLUTION.0
+        || len < 4
+        || (buf.len() != len && buf.len() != len.next_multiple_of(4))
+    {
+        return None;
+    }
+    let msg = &buf[..len];
+    // One parameter at `at`: its type and value.
+    let param = |at: usize| -> Option<(u16, &[u8], usize)> {
+        let head = msg.get(at..at + 4)?;
+        let kind = u16::from_be_bytes([head[0], head[1]]);
+        let plen = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let value = msg.get(at + 4..at.checked_add(plen)?)?;
+        (plen >= 4).then_some((kind, value, at + plen.next_multiple_of(4)))
+    };
+    let (k, handle, next) = param(4)?;
+    if k != ParamType::POOL_HANDLE.0 || handle.is_empty() {
+        return None;
+    }
+    if next >= len {
+        return Some((handle, None));
+    }
+    let (k, items, end) = param(next)?;
+    if k != ParamType::HANDLE_RESOLUTION_OPTION.0 || end < len {
+        return None;
+    }
+    let items: [u8; 4] = items.try_into().ok()?;
+    Some((handle, Some(u32::from_be_bytes(items))))
+}
+
+#[cfg(test)]
+mod plain_resolution_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn encoded(handle: &[u8], items: Option<u32>) -> Vec<u8> {
+        let mut b = Vec::new();
+        AsapMessage::HandleResolution {
+            subscribe: false,
+            handle: PoolHandle::new(handle),
+            items,
+        }
+        .encode(&mut b);
+        b
+    }
+
+    proptest! {
+        /// Whatever the fast path accepts, the full decoder decodes alike; and it
+        /// accepts every plain resolution the encoder writes.
+        #[test]
+        fn agrees_with_the_decoder(
+            handle in proptest::collection::vec(any::<u8>(), 1..40),
+            items in proptest::option::of(any::<u32>()),
+            flips in proptest::collection::vec((0usize..64, any::<u8>()), 0..3),
+            cut in 0usize..8,
+        ) {
+            let good = encoded(&handle, items);
+            prop_assert_eq!(plain_resolution(&good), Some((&handle[..], items)));
+            let mut b = good;
+            for (at, x) in flips {
+                if let Some(byte) = b.get_mut(at) {
+                    *byte ^= x;
+                }
+            }
+            b.truncate(b.len().saturating_sub(cut));
+            if let Some((h, n)) = plain_resolution(&b) {
+                match AsapMessage::decode(&b).map(|d| (d.message, d.unrecognized.is_empty())) {
+                    Ok((AsapMessage::HandleResolution { handle, items, .. }, true)) => {
+                        prop_assert_eq!(handle.as_bytes(), h);
+                        prop_assert_eq!(items, n);
+                    }
+                    other => prop_assert!(false, "fast path took {:?}, decoder: {:?}", b, other),
+                }
+            }
+        }
+    }
+}

@@ -22,7 +22,7 @@ mod tests;
 mod transport;
 mod writer;
 
-pub use asap::AsapMessage;
+pub use asap::{AsapMessage, plain_resolution};
 pub use codes::{
     AsapType, CauseCode, EnrpType, ParamType, PolicyType, TransportUse, UnknownMessageAction,
     UnknownParamAction, UpdateAction,
@@ -32,7 +32,7 @@ pub use error::{DecodeError, DecodeErrorKind, Span};
 pub use param::{
     DccpTransport, ErrorCause, IpTransport, LifeUnit, MAX_POLICY_VALUES, OperationError,
     PolicyParam, PoolElement, RegistrationLife, SctpTransport, ServerInformation, ServerTransport,
-    UserTransport, encode_handle, encode_pe_id,
+    UserTransport, encode_handle, encode_handle_bytes, encode_pe_id,
 };
 pub use writer::{Writer, message, to_vec};
 

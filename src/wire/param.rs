@@ -250,7 +250,12 @@ pub(crate) fn decode_handle(t: &Tlv<'_>) -> Result<PoolHandle, DecodeError> {
 
 /// Appends a Pool Handle parameter (0x0009).
 pub fn encode_handle(h: &PoolHandle, w: &mut Writer<'_>) {
-    w.tlv(ParamType::POOL_HANDLE.0, |w| w.put_bytes(h.as_bytes()));
+    encode_handle_bytes(h.as_bytes(), w);
+}
+
+/// Appends a Pool Handle parameter (0x0009) holding `h`.
+pub fn encode_handle_bytes(h: &[u8], w: &mut Writer<'_>) {
+    w.tlv(ParamType::POOL_HANDLE.0, |w| w.put_bytes(h));
 }
 
 /// PE Identifier (0x000e), length 8 (RFC 5354 §3.14).

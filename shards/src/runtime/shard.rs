@@ -285,9 +285,11 @@ impl Shard {
             }
             self.ctx.release_conn(id);
         }
-        // Once per turn, not per message: an empty queue costs one atomic load.
-        while let Ok(req) = self.scrape.try_recv() {
-            req.answer(self.index as u16, &self.ctx.registrar);
+        // Once per turn, not per message: an empty queue costs an atomic load or two.
+        if !self.scrape.is_empty() {
+            while let Ok(req) = self.scrape.try_recv() {
+                req.answer(self.index as u16, &self.ctx.registrar);
+            }
         }
         busy
     }
@@ -406,7 +408,9 @@ impl Shard {
                 self.close(conn);
             }
             Queued::NotDialing(payload) => {
-                if !self.tcp.queue(ctx, conn, &payload) {
+                if self.tcp.queue(ctx, conn, &payload) {
+                    ctx.registrar.recycle(payload);
+                } else {
                     self.sctp.queue(ctx, conn, sctp::ppid(protocol), payload);
                 }
             }

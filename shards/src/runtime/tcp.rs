@@ -553,11 +553,18 @@ impl Tcp {
 
     /// Starts a send on every connection with queued bytes and none in flight.
     pub(super) fn flush(&mut self, ctx: &mut Ctx) {
-        for id in std::mem::take(&mut self.dirty) {
+        // The list keeps its allocation from turn to turn.
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for id in dirty.drain(..) {
             if let Some(conn) = self.conns.get_mut(&id) {
                 conn.dirty = false;
                 self.start_send(ctx, id);
             }
+        }
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        } else {
+            self.dirty.append(&mut dirty);
         }
     }
 
