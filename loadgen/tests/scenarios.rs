@@ -13,6 +13,7 @@ fn registrar() -> (Handle, String) {
     let handle = rserpool_shards::runtime::start(RuntimeConfig {
         shards: 2,
         pin_cores: false,
+        io_mode: Default::default(),
         asap: vec![Endpoint::Tcp("127.0.0.1:0".parse().unwrap())],
         registrar: rserpool::registrar::Config {
             allow_loopback: true,

@@ -48,6 +48,9 @@ pub struct RuntimeConfig {
     pub shards: u16,
     /// Pin shard i to core i (modulo the cores available).
     pub pin_cores: bool,
+    /// How shards wait for I/O: sleep in the kernel (default), or busy-poll with a
+    /// kernel SQPOLL thread per shard (no system calls while busy; whole cores).
+    pub io_mode: net::ring::IoMode,
     /// Listening endpoints; a port of 0 picks a free one (see [`runtime::Handle`]).
     pub asap: Vec<Endpoint>,
     /// The ASAP registrar's settings.

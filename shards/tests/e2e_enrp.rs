@@ -23,6 +23,7 @@ fn start(enrp: Vec<Endpoint>) -> Result<Handle, StartError> {
         RuntimeConfig {
             shards: 2,
             pin_cores: false,
+            io_mode: Default::default(),
             asap: vec![Endpoint::Tcp("127.0.0.1:0".parse().unwrap())],
             registrar: Config {
                 id: RegistrarId(0x0a0b_0c0d),

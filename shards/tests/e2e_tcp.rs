@@ -35,6 +35,7 @@ fn sctp_endpoint_is_optional_where_the_kernel_lacks_sctp() {
     let handle = runtime::start(RuntimeConfig {
         shards: 1,
         pin_cores: false,
+        io_mode: Default::default(),
         asap: vec![Endpoint::Sctp(any), Endpoint::Tcp(any)],
         registrar: Default::default(),
         seed: 1,
@@ -106,6 +107,7 @@ fn server_announces_are_sent_when_configured() {
     let handle = runtime::start(RuntimeConfig {
         shards: 2,
         pin_cores: false,
+        io_mode: Default::default(),
         asap: vec![Endpoint::Tcp("127.0.0.1:0".parse().unwrap())],
         registrar: Config {
             id: RegistrarId(0x0a0b_0c0d),
@@ -165,6 +167,7 @@ fn tcp_over_ipv6() {
     let handle = runtime::start(RuntimeConfig {
         shards: 2,
         pin_cores: false,
+        io_mode: Default::default(),
         asap: vec![Endpoint::Tcp("[::1]:0".parse().unwrap())],
         registrar: Config {
             id: RegistrarId(9),
@@ -241,4 +244,36 @@ fn tcp_over_ipv6() {
     };
     assert_eq!(t.addresses, vec![IpAddr::V6(Ipv6Addr::LOCALHOST)]);
     handle.shutdown().unwrap();
+}
+
+/// Busy-poll mode (SQPOLL, the shards never sleep) serves like the default mode:
+/// registrations, resolutions from both shards, removal when the connection closes.
+#[test]
+fn tcp_busy_poll_mode_serves() {
+    use std::collections::BTreeSet;
+
+    use rserpool_shards::EnrpEndpoints;
+    use rserpool_shards::net::ring::IoMode;
+
+    let config = common::registrar_config(0x0a0b_0c0d, common::NO_EXPIRY);
+    let lab = common::Lab::with_io_mode(
+        Kind::Tcp,
+        config,
+        EnrpEndpoints::default(),
+        IoMode::BusyPoll,
+    );
+    let mut pes = common::register_all(&lab, "busy", 1..=40);
+    let pus: Vec<_> = (0..3).map(|_| lab.connect()).collect();
+    let all: BTreeSet<u32> = (1..=40).collect();
+    for pu in &pus {
+        assert_eq!(pu.members("busy"), all);
+    }
+    let (_, first) = pes.remove(0);
+    first.close();
+    let rest: BTreeSet<u32> = (2..=40).collect();
+    for pu in &pus {
+        common::wait_until(&lab, "the lost PE vanishes", || pu.members("busy") == rest);
+    }
+    drop(pes);
+    lab.finish();
 }

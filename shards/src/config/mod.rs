@@ -100,6 +100,12 @@ pub struct Cli {
     /// Do not pin shard threads to cores.
     #[arg(long)]
     pub no_pin: bool,
+    /// Busy-poll: each shard spins on its io_uring instead of sleeping, and a kernel
+    /// SQPOLL thread takes its submissions, so a busy registrar makes no system calls
+    /// at all. Takes whole cores (a shard's and its kernel thread's) even when idle;
+    /// for dedicated appliances. Default: sleep in the kernel when idle.
+    #[arg(long)]
+    pub busy_poll: bool,
     /// Serve ENRP (RFC 5353) to peer registrars here: sctp://ADDR:PORT or tcp://ADDR:PORT
     /// (repeatable; IPv6 as [ADDR]:PORT; RSPLIB: -enrp). SCTP is the RFC transport
     /// (PPID 12, IANA port 9901); TCP frames each message by its length, as ASAP. Shard
@@ -192,6 +198,7 @@ pub struct RegistrarSection {
     pub id: Option<u32>,
     pub shards: Option<u16>,
     pub pin_cores: Option<bool>,
+    pub busy_poll: Option<bool>,
     pub seed: Option<u64>,
     pub log_level: Option<String>,
 }
@@ -462,6 +469,11 @@ pub fn settings(
         runtime: RuntimeConfig {
             shards,
             pin_cores: !cli.no_pin && r.pin_cores.unwrap_or(true),
+            io_mode: if cli.busy_poll || r.busy_poll.unwrap_or(false) {
+                crate::net::ring::IoMode::BusyPoll
+            } else {
+                crate::net::ring::IoMode::Interrupt
+            },
             asap,
             registrar,
             seed: r.seed.unwrap_or(random),

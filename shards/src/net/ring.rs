@@ -48,7 +48,7 @@ use super::udp::Datagram;
 /// the kernel keeps overflowing completions rather than dropping them (IORING_FEAT_NODROP).
 const SQ_ENTRIES: u32 = 1024;
 /// How long the SQPOLL thread spins without work before it sleeps (busy-poll mode).
-const SQPOLL_IDLE_MS: u32 = 1000;
+const SQPOLL_IDLE_MS: u32 = 60_000;
 /// Registered-file slots; connections with a slot beyond use their plain fd.
 pub const FIXED_FILES: u32 = 4096;
 /// Provided receive buffers ([`BufRing`]): how many and how big. Memory is reserved

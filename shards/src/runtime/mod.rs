@@ -287,6 +287,7 @@ pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, 
         let socks = std::mem::take(&mut sockets[i]);
         let (signals, stop, ready) = (signals.clone(), stop.clone(), ready_tx.clone());
         let pin = config.pin_cores.then_some(i % cores);
+        let io_mode = config.io_mode;
         let spawned = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
@@ -296,7 +297,7 @@ pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, 
                 {
                     tracing::warn!(core, error = %e, "cannot pin shard to its core");
                 }
-                match Shard::new(i, registrar, socks, port, scrape, signals, stop) {
+                match Shard::new(i, registrar, socks, port, scrape, signals, stop, io_mode) {
                     Ok(shard) => {
                         let _ = ready.send(Ok(()));
                         // Held no longer, so `start` sees a shard that dies starting.

@@ -20,7 +20,7 @@ use super::scrape;
 use super::sctp::{self, Sctp};
 use super::tcp::Tcp;
 use super::udp::{Udp, UdpSockets};
-use crate::net::ring::{Completion, OpBuf, Ring};
+use crate::net::ring::{Completion, IoMode, OpBuf, Ring};
 
 /// Completions handled per turn before timers and outputs get their turn.
 const MAX_COMPLETIONS: usize = 1024;
@@ -201,11 +201,17 @@ pub(super) struct Shard {
     signals: Arc<[Signal]>,
     stop: Arc<AtomicBool>,
     completions: Vec<Completion>,
+    /// Completions taken in this turn, and whether it had no input at all.
+    completions_seen: usize,
+    idle: bool,
 }
 
 impl Shard {
     /// Builds the shard and arms its first operations (wake-up read, accepts, SCTP and
     /// multicast receives); fails if the ring cannot be set up.
+    // Each argument is one thing the starting thread hands over; bundling them would
+    // only rename the list.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         index: usize,
         registrar: Registrar,
@@ -214,9 +220,10 @@ impl Shard {
         scrape: crossbeam::channel::Receiver<scrape::Request>,
         signals: Arc<[Signal]>,
         stop: Arc<AtomicBool>,
+        io_mode: IoMode,
     ) -> std::io::Result<Self> {
         let mut ctx = Ctx {
-            ring: Ring::new()?,
+            ring: Ring::with_mode(io_mode)?,
             registrar,
             now: Instant::now(),
             dials: Dials::default(),
@@ -247,6 +254,8 @@ impl Shard {
             signals,
             stop,
             completions: Vec::with_capacity(MAX_COMPLETIONS),
+            completions_seen: 0,
+            idle: false,
         })
     }
 
@@ -271,7 +280,12 @@ impl Shard {
         let mut busy = self.complete();
 
         let Self { ctx, mesh, .. } = self;
-        busy |= mesh.recv(MAX_MESH, |msg| ctx.registrar.handle_shard(ctx.now, msg));
+        let mut messages = 0;
+        busy |= mesh.recv(MAX_MESH, |msg| {
+            messages += 1;
+            ctx.registrar.handle_shard(ctx.now, msg);
+        });
+        self.idle = self.completions_seen == 0 && messages == 0;
 
         if ctx.registrar.poll_timeout().is_some_and(|t| t <= ctx.now) {
             ctx.registrar.handle_timeout(ctx.now);
@@ -297,11 +311,12 @@ impl Shard {
     /// Handles the completions that are ready (up to [`MAX_COMPLETIONS`]) and starts
     /// the next attempt of the connects that failed; returns whether more are ready.
     fn complete(&mut self) -> bool {
-        let busy = self
+        let n = self
             .ctx
             .ring
-            .complete(MAX_COMPLETIONS, &mut self.completions)
-            == MAX_COMPLETIONS;
+            .complete(MAX_COMPLETIONS, &mut self.completions);
+        self.completions_seen = n;
+        let busy = n == MAX_COMPLETIONS;
         let mut completions = std::mem::take(&mut self.completions);
         for c in completions.drain(..) {
             self.dispatch(c);
@@ -510,6 +525,21 @@ impl Shard {
     }
 
     fn wait(&mut self, busy: bool, overflow_waiting: bool) {
+        if self.ctx.ring.mode() == IoMode::BusyPoll {
+            // Never sleep: hand what was pushed to the SQPOLL thread (a system call only
+            // if it fell asleep) and look again.
+            if let Err(e) = self.ctx.ring.submit() {
+                tracing::error!(error = %e, "io_uring submit failed");
+            }
+            // A turn without input lets the other threads of this core run (a system
+            // call, but only when there is nothing to do).
+            if self.idle {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+            return;
+        }
         let deadline = match (self.ctx.registrar.poll_timeout(), self.tcp.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -25,6 +25,7 @@ use rserpool::wire::{
     TransportUse, UserTransport,
 };
 use rserpool::{PoolElementId, RegistrarId};
+use rserpool_shards::net::ring::IoMode;
 use rserpool_shards::net::sctp;
 use rserpool_shards::runtime::{self, Handle};
 use rserpool_shards::{Endpoint, EnrpEndpoints, RuntimeConfig};
@@ -162,6 +163,16 @@ impl Lab {
 
     /// A lab around a registrar with these settings and ENRP endpoints.
     pub fn with(kind: Kind, registrar: Config, enrp: EnrpEndpoints) -> Self {
+        Self::with_io_mode(kind, registrar, enrp, IoMode::default())
+    }
+
+    /// A lab around a registrar whose shards wait for I/O in `io_mode`.
+    pub fn with_io_mode(
+        kind: Kind,
+        registrar: Config,
+        enrp: EnrpEndpoints,
+        io_mode: IoMode,
+    ) -> Self {
         let serial = SERIAL
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -170,7 +181,7 @@ impl Lab {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let (handle, addr) = start_registrar(kind, registrar, enrp);
+        let (handle, addr) = start_registrar_in(kind, registrar, enrp, io_mode);
         Self {
             kind,
             addr,
@@ -226,6 +237,16 @@ pub fn registrar_config(id: u32, keep_alive_timeout: Duration) -> Config {
 /// Starts a registrar of two shards serving ASAP over `kind` on loopback; returns it and
 /// its ASAP address.
 pub fn start_registrar(kind: Kind, registrar: Config, enrp: EnrpEndpoints) -> (Handle, SocketAddr) {
+    start_registrar_in(kind, registrar, enrp, IoMode::default())
+}
+
+/// [`start_registrar`] with the shards waiting for I/O in `io_mode`.
+pub fn start_registrar_in(
+    kind: Kind,
+    registrar: Config,
+    enrp: EnrpEndpoints,
+    io_mode: IoMode,
+) -> (Handle, SocketAddr) {
     let any = "127.0.0.1:0".parse().unwrap();
     let endpoint = match kind {
         Kind::Tcp => Endpoint::Tcp(any),
@@ -234,6 +255,7 @@ pub fn start_registrar(kind: Kind, registrar: Config, enrp: EnrpEndpoints) -> (H
     let config = RuntimeConfig {
         shards: 2,
         pin_cores: false,
+        io_mode,
         asap: vec![endpoint],
         registrar,
         seed: 7,

@@ -272,6 +272,7 @@ pub fn a_port_in_use_is_refused(kind: Kind) {
     let second = runtime::start(RuntimeConfig {
         shards: 2,
         pin_cores: false,
+        io_mode: Default::default(),
         asap: vec![endpoint.clone()],
         registrar: Default::default(),
         seed: 1,

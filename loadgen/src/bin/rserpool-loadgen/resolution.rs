@@ -306,6 +306,7 @@ pub(super) fn demo(a: DemoArgs) -> anyhow::Result<()> {
             let handle = rserpool_shards::runtime::start(rserpool_shards::RuntimeConfig {
                 shards: 2,
                 pin_cores: false,
+                io_mode: Default::default(),
                 asap: vec![rserpool_shards::Endpoint::Tcp("127.0.0.1:0".parse()?)],
                 registrar: rserpool::registrar::Config {
                     allow_loopback: true,

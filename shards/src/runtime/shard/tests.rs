@@ -40,6 +40,7 @@ fn shard(sockets: Sockets) -> Shard {
         scrape.pop().unwrap(),
         signals,
         stop,
+        IoMode::default(),
     )
     .unwrap()
 }
