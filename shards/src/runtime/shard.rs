@@ -24,6 +24,8 @@ use crate::net::ring::{Completion, IoMode, OpBuf, Ring};
 
 /// Completions handled per turn before timers and outputs get their turn.
 const MAX_COMPLETIONS: usize = 1024;
+/// Busy polling: turns without input after which the shard yields its core once.
+const BUSY_POLL_YIELD_AFTER: u32 = 1024;
 /// Mesh messages handled per turn.
 const MAX_MESH: usize = 4096;
 /// How long a shard with messages waiting for room in a full queue sleeps before it
@@ -204,6 +206,8 @@ pub(super) struct Shard {
     /// Completions taken in this turn, and whether it had no input at all.
     completions_seen: usize,
     idle: bool,
+    /// Busy polling: turns in a row without input.
+    idle_turns: u32,
 }
 
 impl Shard {
@@ -256,6 +260,7 @@ impl Shard {
             completions: Vec::with_capacity(MAX_COMPLETIONS),
             completions_seen: 0,
             idle: false,
+            idle_turns: 0,
         })
     }
 
@@ -531,9 +536,11 @@ impl Shard {
             if let Err(e) = self.ctx.ring.submit() {
                 tracing::error!(error = %e, "io_uring submit failed");
             }
-            // A turn without input lets the other threads of this core run (a system
-            // call, but only when there is nothing to do).
-            if self.idle {
+            // A long run of turns without input lets the other threads of this core
+            // run (a system call, but only when there has been nothing to do).
+            self.idle_turns = if self.idle { self.idle_turns + 1 } else { 0 };
+            if self.idle_turns >= BUSY_POLL_YIELD_AFTER {
+                self.idle_turns = 0;
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
