@@ -8,6 +8,8 @@
 //! association whose queued bytes pass the slow-consumer limit is aborted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::conns::ConnTable;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -84,7 +86,7 @@ struct Socket {
 pub(super) struct Sctp {
     sockets: Vec<Socket>,
     /// Which socket and association a connection is.
-    conns: HashMap<ConnId, (usize, AssocId)>,
+    conns: ConnTable<(usize, AssocId)>,
 }
 
 impl Sctp {
@@ -108,7 +110,7 @@ impl Sctp {
                     }
                 })
                 .collect(),
-            conns: HashMap::new(),
+            conns: ConnTable::default(),
         }
     }
 
