@@ -4,6 +4,8 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::ConnInfo;
+use super::supervision::{AsKey, Key};
+use crate::handlespace::Hasher;
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::{SctpTransport, TransportUse, UserTransport};
 
@@ -11,31 +13,32 @@ use crate::wire::{SctpTransport, TransportUse, UserTransport};
 pub(super) struct Conn {
     pub(super) info: ConnInfo,
     /// PEs registered through this connection (confirmed by their writers).
-    pes: HashSet<(PoolHandle, PoolElementId)>,
+    pes: HashSet<Key, Hasher>,
 }
 
 impl Conn {
-    pub(super) fn new(info: ConnInfo) -> Self {
+    /// A connection with no PE yet; `hasher` keys its set of PEs.
+    pub(super) fn new(info: ConnInfo, hasher: Hasher) -> Self {
         Self {
             info,
-            pes: HashSet::new(),
+            pes: HashSet::with_hasher(hasher),
         }
     }
 
     pub(super) fn has(&self, handle: &PoolHandle, id: PoolElementId) -> bool {
-        self.pes.contains(&(handle.clone(), id))
+        self.pes.contains(&(handle, id) as &dyn AsKey)
     }
 
     pub(super) fn add(&mut self, handle: PoolHandle, id: PoolElementId) {
-        self.pes.insert((handle, id));
+        self.pes.insert(Key { handle, id });
     }
 
     pub(super) fn remove(&mut self, handle: &PoolHandle, id: PoolElementId) -> bool {
-        self.pes.remove(&(handle.clone(), id))
+        self.pes.remove(&(handle, id) as &dyn AsKey)
     }
 
     pub(super) fn into_pes(self) -> impl Iterator<Item = (PoolHandle, PoolElementId)> {
-        self.pes.into_iter()
+        self.pes.into_iter().map(|k| (k.handle, k.id))
     }
 }
 
