@@ -38,9 +38,10 @@ use crate::handlespace::Hasher;
 use crate::ids::{PoolElementId, PoolHandle};
 
 /// Deadlines are rounded up to slices of this fraction of their delay...
-const SLICE_DIVISOR: u32 = 64;
+const SLICE_DIVISOR: u64 = 64;
 /// ...in whole milliseconds, and no longer than this.
-pub(super) const MAX_SLICE: Duration = Duration::from_millis(10);
+const MAX_SLICE: Duration = Duration::from_millis(10);
+const MS: u64 = 1_000_000;
 /// Timer lanes: one per kind of deadline (interval, timeout, adoption) and a spare.
 const LANES: usize = 4;
 
@@ -86,8 +87,8 @@ impl<'a> Borrow<dyn AsKey + 'a> for Key {
 
 fn hash_parts<H: std::hash::Hasher>((handle, id): (&[u8], PoolElementId), state: &mut H) {
     state.write(handle);
-    state.write_usize(handle.len());
-    state.write_u32(id.0);
+    // The length too, so that no two keys feed the hasher the same stream.
+    state.write_u64(((handle.len() as u64) << 32) | u64::from(id.0));
 }
 
 impl Hash for Key {
@@ -124,12 +125,15 @@ struct Slot {
     /// Changed whenever the slot's timer is (re-armed, fired and not re-armed, freed):
     /// only a timer of the current generation is live.
     generation: u32,
+    /// The lane of its last timer.
+    lane: u8,
     pe: Option<Pe>,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Timer {
-    at: Instant,
+    /// Nanoseconds after the epoch.
+    at: u64,
     slot: u32,
     generation: u32,
 }
@@ -143,7 +147,8 @@ pub(super) struct Supervision {
     free: Vec<u32>,
     /// Timers in deadline order within each lane; every front is live.
     lanes: [VecDeque<Timer>; LANES],
-    /// The origin of the slice grid: the first time seen.
+    /// The origin of timer times and of the slice grid: the first time seen. (A time
+    /// before it counts as it: already past.)
     epoch: Option<Instant>,
 }
 
@@ -288,15 +293,19 @@ impl Supervision {
 
     /// The earliest deadline (rounded up to its slice). O(1): called on every loop turn.
     pub(super) fn next(&self) -> Option<Instant> {
-        self.lanes
+        let at = self
+            .lanes
             .iter()
             .filter_map(|lane| lane.front().map(|t| t.at))
-            .min()
+            .min()?;
+        // Past the end of time (584 years on): never.
+        self.epoch?.checked_add(Duration::from_nanos(at))
     }
 
     /// Takes the earliest timer due at `now`; its PE waits for [`Supervision::sent`] or
     /// [`Supervision::release`].
     pub(super) fn pop_due(&mut self, now: Instant) -> Option<Due> {
+        let now = since(self.epoch?, now);
         loop {
             let (lane, at) = self
                 .lanes
@@ -308,7 +317,7 @@ impl Supervision {
                 return None;
             }
             let timer = self.lanes[lane].pop_front()?;
-            self.purge();
+            self.purge(lane);
             // Fronts are live; should one not be, it is simply dropped.
             let Some(slot) = self.slots.get(timer.slot as usize) else {
                 continue;
@@ -358,6 +367,7 @@ impl Supervision {
                         };
                         self.slots.push(Slot {
                             generation: 0,
+                            lane: 0,
                             pe: None,
                         });
                         s
@@ -403,90 +413,102 @@ impl Supervision {
         let s = self.slots.get_mut(slot as usize)?;
         let pe = s.pe.take()?;
         s.generation = s.generation.wrapping_add(1);
+        let lane = s.lane;
         self.free.push(slot);
-        self.purge();
+        self.purge(usize::from(lane));
         Some(pe)
     }
 
     /// Gives `slot` a timer at `at` (rounded up to its slice; the delay runs from `from`),
     /// replacing the one it had.
     fn arm(&mut self, slot: u32, from: Instant, at: Instant) {
+        let epoch = *self.epoch.get_or_insert(from);
+        let at = since(epoch, at);
+        let at = round_up(at, at.saturating_sub(since(epoch, from)));
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
         s.generation = s.generation.wrapping_add(1);
-        let generation = s.generation;
-        let epoch = *self.epoch.get_or_insert(from);
-        let at = round_up(at, epoch, slice(at.saturating_duration_since(from)));
-        self.push(Timer {
+        let (generation, old) = (s.generation, s.lane);
+        let lane = self.push(Timer {
             at,
             slot,
             generation,
         });
-        self.purge();
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            s.lane = lane;
+        }
+        // The timer this one replaces is stale now.
+        self.purge(usize::from(old));
     }
 
     /// Files a timer: at the back of the lane whose last deadline is the latest not after
     /// it (an empty lane if none is), else in order into the lane that ends first.
-    fn push(&mut self, timer: Timer) {
-        let mut best: Option<(usize, Option<Instant>)> = None;
+    /// Returns the lane.
+    fn push(&mut self, timer: Timer) -> u8 {
+        let mut best: Option<(usize, Option<u64>)> = None;
         for (i, lane) in self.lanes.iter().enumerate() {
             let last = lane.back().map(|t| t.at);
             if last.is_none_or(|l| l <= timer.at) && best.is_none_or(|(_, b)| last > b) {
                 best = Some((i, last));
             }
         }
-        if let Some((i, _)) = best {
-            self.lanes[i].push_back(timer);
-            return;
-        }
-        if let Some(lane) = self.lanes.iter_mut().min_by_key(|l| l.back().map(|t| t.at)) {
-            let pos = lane.partition_point(|t| t.at <= timer.at);
-            lane.insert(pos, timer);
-        }
-    }
-
-    /// Drops the stale timers at the fronts of the lanes.
-    fn purge(&mut self) {
-        for lane in &mut self.lanes {
-            while let Some(t) = lane.front() {
-                let live = self
-                    .slots
-                    .get(t.slot as usize)
-                    .is_some_and(|s| s.generation == t.generation && s.pe.is_some());
-                if live {
-                    break;
-                }
-                lane.pop_front();
+        let i = match best {
+            Some((i, _)) => {
+                self.lanes[i].push_back(timer);
+                i
             }
+            None => {
+                let i = (0..LANES)
+                    .min_by_key(|&i| self.lanes[i].back().map(|t| t.at))
+                    .unwrap_or(0);
+                let lane = &mut self.lanes[i];
+                let pos = lane.partition_point(|t| t.at <= timer.at);
+                lane.insert(pos, timer);
+                i
+            }
+        };
+        // LANES is far below 256.
+        i as u8
+    }
+
+    /// Drops the stale timers at the front of a lane.
+    fn purge(&mut self, lane: usize) {
+        let Some(lane) = self.lanes.get_mut(lane) else {
+            return;
+        };
+        while let Some(t) = lane.front() {
+            let live = self
+                .slots
+                .get(t.slot as usize)
+                .is_some_and(|s| s.generation == t.generation && s.pe.is_some());
+            if live {
+                break;
+            }
+            lane.pop_front();
         }
     }
 }
 
-/// The slice a deadline `delay` ahead is rounded up to: 1/64 of the delay in whole
-/// milliseconds, at most [`MAX_SLICE`]; zero (no rounding) below 64 ms.
-fn slice(delay: Duration) -> Duration {
-    let ms = (delay / SLICE_DIVISOR).as_millis();
-    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)).min(MAX_SLICE)
+/// Nanoseconds from `epoch` to `t`: 0 if `t` is before it.
+fn since(epoch: Instant, t: Instant) -> u64 {
+    t.checked_duration_since(epoch)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// `at` rounded up to the next multiple of `slice` after `epoch` (unchanged if it is
-/// one, or before `epoch`, or `slice` is zero).
-fn round_up(at: Instant, epoch: Instant, slice: Duration) -> Instant {
-    let (Some(offset), Ok(slice_ns)) = (
-        at.checked_duration_since(epoch),
-        u64::try_from(slice.as_nanos()),
-    ) else {
-        return at;
-    };
-    let Ok(offset_ns) = u64::try_from(offset.as_nanos()) else {
-        return at;
-    };
-    match offset_ns.checked_rem(slice_ns) {
+/// The slice a deadline `delay` ns ahead is rounded up to, in ns: 1/64 of the delay in
+/// whole milliseconds, at most [`MAX_SLICE`]; zero (no rounding) below 64 ms.
+fn slice(delay: u64) -> u64 {
+    let max = MAX_SLICE.as_millis() as u64;
+    (delay / SLICE_DIVISOR / MS).min(max) * MS
+}
+
+/// A deadline `at` ns after the epoch, `delay` ns ahead, rounded up to its slice.
+fn round_up(at: u64, delay: u64) -> u64 {
+    let slice = slice(delay);
+    match at.checked_rem(slice) {
         Some(0) | None => at,
-        Some(rem) => at
-            .checked_add(Duration::from_nanos(slice_ns - rem))
-            .unwrap_or(at),
+        Some(rem) => at.saturating_add(slice - rem),
     }
 }
 
@@ -516,17 +538,17 @@ mod tests {
 
     #[test]
     fn slices_are_a_64th_of_the_delay_in_whole_ms_at_most_10() {
-        assert_eq!(slice(ms(63)), Duration::ZERO);
-        assert_eq!(slice(ms(100)), ms(1));
-        assert_eq!(slice(ms(320)), ms(5));
-        assert_eq!(slice(ms(1_000)), ms(10));
-        assert_eq!(slice(ms(5_000)), MAX_SLICE);
-        assert_eq!(slice(Duration::MAX), MAX_SLICE);
-        let t0 = Instant::now();
-        assert_eq!(round_up(t0 + ms(5_001), t0, ms(10)), t0 + ms(5_010));
-        assert_eq!(round_up(t0 + ms(5_010), t0, ms(10)), t0 + ms(5_010));
-        assert_eq!(round_up(t0 + ms(3), t0 + ms(5), ms(10)), t0 + ms(3));
-        assert_eq!(round_up(t0 + ms(3), t0, Duration::ZERO), t0 + ms(3));
+        let ns = |d: Duration| d.as_nanos() as u64;
+        assert_eq!(slice(ns(ms(63))), 0);
+        assert_eq!(slice(ns(ms(100))), ns(ms(1)));
+        assert_eq!(slice(ns(ms(320))), ns(ms(5)));
+        assert_eq!(slice(ns(ms(1_000))), ns(ms(10)));
+        assert_eq!(slice(ns(ms(5_000))), ns(MAX_SLICE));
+        assert_eq!(slice(u64::MAX), ns(MAX_SLICE));
+        assert_eq!(round_up(ns(ms(5_001)), ns(ms(5_000))), ns(ms(5_010)));
+        assert_eq!(round_up(ns(ms(5_010)), ns(ms(5_000))), ns(ms(5_010)));
+        assert_eq!(round_up(ns(ms(5_001)), ns(ms(50))), ns(ms(5_001)));
+        assert_eq!(round_up(u64::MAX - 1, ns(ms(5_000))), u64::MAX);
     }
 
     #[test]
@@ -609,7 +631,8 @@ mod tests {
                 } else {
                     s.start(h, pe, C, at, now);
                 }
-                want.push((round_up(at, t0, slice(ms(delay))), id));
+                let rounded = round_up(since(t0, at), ms(delay).as_nanos() as u64);
+                want.push((t0 + Duration::from_nanos(rounded), id));
             }
             // Late news from an earlier moment.
             id += 1;
