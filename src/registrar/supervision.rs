@@ -147,6 +147,8 @@ pub(super) struct Supervision {
     free: Vec<u32>,
     /// Timers in deadline order within each lane; every front is live.
     lanes: [VecDeque<Timer>; LANES],
+    /// The deadline at the back of each lane (0 once it is empty).
+    tails: [u64; LANES],
     /// The origin of timer times and of the slice grid: the first time seen. (A time
     /// before it counts as it: already past.)
     epoch: Option<Instant>,
@@ -180,6 +182,7 @@ impl Supervision {
             slots: Vec::new(),
             free: Vec::new(),
             lanes: Default::default(),
+            tails: [0; LANES],
             epoch: None,
         }
     }
@@ -446,22 +449,20 @@ impl Supervision {
     /// it (an empty lane if none is), else in order into the lane that ends first.
     /// Returns the lane.
     fn push(&mut self, timer: Timer) -> u8 {
-        let mut best: Option<(usize, Option<u64>)> = None;
-        for (i, lane) in self.lanes.iter().enumerate() {
-            let last = lane.back().map(|t| t.at);
-            if last.is_none_or(|l| l <= timer.at) && best.is_none_or(|(_, b)| last > b) {
-                best = Some((i, last));
+        let mut best: Option<(usize, u64)> = None;
+        for (i, &tail) in self.tails.iter().enumerate() {
+            if tail <= timer.at && best.is_none_or(|(_, b)| tail > b) {
+                best = Some((i, tail));
             }
         }
         let i = match best {
             Some((i, _)) => {
                 self.lanes[i].push_back(timer);
+                self.tails[i] = timer.at;
                 i
             }
             None => {
-                let i = (0..LANES)
-                    .min_by_key(|&i| self.lanes[i].back().map(|t| t.at))
-                    .unwrap_or(0);
+                let i = (0..LANES).min_by_key(|&i| self.tails[i]).unwrap_or(0);
                 let lane = &mut self.lanes[i];
                 let pos = lane.partition_point(|t| t.at <= timer.at);
                 lane.insert(pos, timer);
@@ -473,8 +474,8 @@ impl Supervision {
     }
 
     /// Drops the stale timers at the front of a lane.
-    fn purge(&mut self, lane: usize) {
-        let Some(lane) = self.lanes.get_mut(lane) else {
+    fn purge(&mut self, i: usize) {
+        let Some(lane) = self.lanes.get_mut(i) else {
             return;
         };
         while let Some(t) = lane.front() {
@@ -483,10 +484,11 @@ impl Supervision {
                 .get(t.slot as usize)
                 .is_some_and(|s| s.generation == t.generation && s.pe.is_some());
             if live {
-                break;
+                return;
             }
             lane.pop_front();
         }
+        self.tails[i] = 0;
     }
 }
 
@@ -676,5 +678,137 @@ mod tests {
         s.release(&d);
         s.sent(&d, t0 + ms(400), t0 + ms(500));
         assert_eq!((s.len(), s.next()), (0, None));
+    }
+
+    /// What a random step does (times in ms after the start).
+    #[derive(Clone, Debug)]
+    enum Op {
+        Start {
+            id: u8,
+            delay: u16,
+        },
+        Awaiting {
+            id: u8,
+            delay: u16,
+        },
+        Stop {
+            id: u8,
+        },
+        Ack {
+            id: u8,
+            delay: u16,
+        },
+        /// The clock moves on by `by` and every due timer fires; idle PEs get a
+        /// keep-alive with `timeout` (at least 1 ms), unless `drop` says to release them.
+        Advance {
+            by: u16,
+            timeout: u16,
+            drop: bool,
+        },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let id = 0u8..12;
+        let delay = 0u16..3_000;
+        prop_oneof![
+            (id.clone(), delay.clone()).prop_map(|(id, delay)| Op::Start { id, delay }),
+            (id.clone(), delay.clone()).prop_map(|(id, delay)| Op::Awaiting { id, delay }),
+            id.clone().prop_map(|id| Op::Stop { id }),
+            (id, delay).prop_map(|(id, delay)| Op::Ack { id, delay }),
+            (0u16..400, 1u16..3_000, any::<bool>()).prop_map(|(by, timeout, drop)| Op::Advance {
+                by,
+                timeout,
+                drop
+            }),
+        ]
+    }
+
+    /// The naive model: every PE's phase and deadline (rounded the same way).
+    #[derive(Debug, Default)]
+    struct Model {
+        pes: std::collections::BTreeMap<u8, (Phase, u64)>,
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn random_operations_agree_with_a_naive_model(
+            ops in proptest::collection::vec(op(), 1..150)
+        ) {
+            let t0 = Instant::now();
+            let at = |n: u64| t0 + Duration::from_nanos(n);
+            let mut s = Supervision::default();
+            let mut m = Model::default();
+            let mut now = 0u64;
+            // The first timer fixes the epoch at t0; it never fires (and is on the grid).
+            let far = ms(1_000_000_000).as_nanos() as u64;
+            s.start(PoolHandle::from("x"), PoolElementId(999), C, at(far), t0);
+            for op in ops {
+                match op {
+                    Op::Start { id, delay } | Op::Awaiting { id, delay } => {
+                        let d = ms(u64::from(delay)).as_nanos() as u64;
+                        let (h, pe) = key(u32::from(id));
+                        let phase = if matches!(op, Op::Start { .. }) {
+                            s.start(h, pe, C, at(now + d), at(now));
+                            Phase::Idle
+                        } else {
+                            s.start_awaiting(h, pe, C, at(now), at(now + d));
+                            Phase::Awaiting { sent: at(now) }
+                        };
+                        m.pes.insert(id, (phase, round_up(now + d, d)));
+                    }
+                    Op::Stop { id } => {
+                        let (h, pe) = key(u32::from(id));
+                        proptest::prop_assert_eq!(s.stop(&h, pe).is_some(), m.pes.remove(&id).is_some());
+                    }
+                    Op::Ack { id, delay } => {
+                        let d = ms(u64::from(delay)).as_nanos() as u64;
+                        let (h, pe) = key(u32::from(id));
+                        let got = s.acked(&h, pe, C, at(now), at(now + d));
+                        let want = match m.pes.get(&id) {
+                            Some(&(Phase::Awaiting { sent }, _)) => Some(sent),
+                            _ => None,
+                        };
+                        if want.is_some() {
+                            m.pes.insert(id, (Phase::Idle, round_up(now + d, d)));
+                        }
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                    Op::Advance { by, timeout, drop } => {
+                        now += ms(u64::from(by)).as_nanos() as u64;
+                        let want: Vec<(u8, Phase)> = m
+                            .pes
+                            .iter()
+                            .filter(|(_, p)| p.1 <= now)
+                            .map(|(&id, p)| (id, p.0))
+                            .collect();
+                        let mut fired = Vec::new();
+                        let mut last = 0;
+                        while let Some(d) = s.pop_due(at(now)) {
+                            let id = d.id.0 as u8;
+                            let deadline = m.pes[&id].1;
+                            proptest::prop_assert!(deadline >= last, "in deadline order");
+                            last = deadline;
+                            fired.push((id, d.phase));
+                            let t = ms(u64::from(timeout)).as_nanos() as u64;
+                            if d.phase == Phase::Idle && !drop {
+                                s.sent(&d, at(now), at(now + t));
+                                m.pes.insert(id, (Phase::Awaiting { sent: at(now) }, round_up(now + t, t)));
+                            } else {
+                                s.release(&d);
+                                m.pes.remove(&id);
+                            }
+                        }
+                        fired.sort_by_key(|f| f.0);
+                        proptest::prop_assert_eq!(fired, want, "everything due fired, once");
+                    }
+                }
+                proptest::prop_assert_eq!(s.len(), m.pes.len() + 1);
+                let next = m.pes.values().map(|p| p.1).min().unwrap_or(far);
+                proptest::prop_assert_eq!(s.next(), Some(at(next.min(far))));
+            }
+        }
     }
 }
