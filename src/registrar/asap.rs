@@ -282,27 +282,31 @@ impl Registrar {
         }
     }
 
-    /// Keep-alive timers: send the next keep-alive, or give up on an overdue one.
+    /// Keep-alive timers: send the next keep-alive, or give up on an overdue one. Each
+    /// call handles every timer due by `now` (supervision rounds deadlines up to a
+    /// slice, so PEs due close together go out in one wake-up).
     pub(super) fn on_keep_alive_timers(&mut self, now: Instant) {
         while let Some(due) = self.sessions.supervision.pop_due(now) {
             if !self.sessions.has(due.conn, &due.handle, due.id) {
+                self.sessions.supervision.release(&due);
                 continue;
             }
             match due.phase {
                 Phase::Idle => {
+                    let deadline = now + self.config.keep_alive_timeout;
+                    self.sessions.supervision.sent(&due, now, deadline);
                     // RSPLIB's form: with the PE Identifier, so a PE with several
                     // registrations answers for this one only (reference §10 D8).
                     let ka = AsapMessage::EndpointKeepAlive {
                         home: false,
                         server_id: self.config.id,
-                        handle: due.handle.clone(),
+                        handle: due.handle,
                         id: Some(due.id),
                     };
                     self.out.transmit(due.conn, &ka);
-                    let deadline = now + self.config.keep_alive_timeout;
-                    self.sessions.supervision.sent(due, now, deadline);
                 }
                 Phase::Awaiting { .. } => {
+                    self.sessions.supervision.release(&due);
                     self.sessions.remove(due.conn, &due.handle, due.id);
                     let reason = RemovalReason::KeepAliveTimeout;
                     let since = now.saturating_duration_since(due.alive);

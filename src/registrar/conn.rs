@@ -4,38 +4,87 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::ConnInfo;
+use super::supervision::{AsKey, Key};
+use crate::handlespace::Hasher;
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::{SctpTransport, TransportUse, UserTransport};
+
+/// PEs a connection keeps in a list before it hashes them.
+const FEW: usize = 8;
 
 #[derive(Debug)]
 pub(super) struct Conn {
     pub(super) info: ConnInfo,
     /// PEs registered through this connection (confirmed by their writers).
-    pes: HashSet<(PoolHandle, PoolElementId)>,
+    pes: Pes,
+}
+
+/// A set of PEs: a short list (a PE's own connection carries one, and a list is
+/// checked faster than a hash is computed), a hashed set beyond [`FEW`].
+#[derive(Debug)]
+enum Pes {
+    Few(Vec<Key>, Hasher),
+    Many(HashSet<Key, Hasher>),
 }
 
 impl Conn {
-    pub(super) fn new(info: ConnInfo) -> Self {
+    /// A connection with no PE yet; `hasher` keys its set of PEs once they are many.
+    pub(super) fn new(info: ConnInfo, hasher: Hasher) -> Self {
         Self {
             info,
-            pes: HashSet::new(),
+            pes: Pes::Few(Vec::new(), hasher),
         }
     }
 
     pub(super) fn has(&self, handle: &PoolHandle, id: PoolElementId) -> bool {
-        self.pes.contains(&(handle.clone(), id))
+        match &self.pes {
+            Pes::Few(list, _) => list.iter().any(|k| k.id == id && k.handle == *handle),
+            Pes::Many(set) => set.contains(&(handle, id) as &dyn AsKey),
+        }
     }
 
     pub(super) fn add(&mut self, handle: PoolHandle, id: PoolElementId) {
-        self.pes.insert((handle, id));
+        match &mut self.pes {
+            Pes::Few(list, hasher) => {
+                if list.iter().any(|k| k.id == id && k.handle == handle) {
+                    return;
+                }
+                if list.len() < FEW {
+                    list.push(Key { handle, id });
+                    return;
+                }
+                let mut set = HashSet::with_capacity_and_hasher(FEW * 2, hasher.clone());
+                set.extend(list.drain(..));
+                set.insert(Key { handle, id });
+                self.pes = Pes::Many(set);
+            }
+            Pes::Many(set) => {
+                set.insert(Key { handle, id });
+            }
+        }
     }
 
     pub(super) fn remove(&mut self, handle: &PoolHandle, id: PoolElementId) -> bool {
-        self.pes.remove(&(handle.clone(), id))
+        match &mut self.pes {
+            Pes::Few(list, _) => {
+                match list.iter().position(|k| k.id == id && k.handle == *handle) {
+                    Some(i) => {
+                        list.swap_remove(i);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Pes::Many(set) => set.remove(&(handle, id) as &dyn AsKey),
+        }
     }
 
     pub(super) fn into_pes(self) -> impl Iterator<Item = (PoolHandle, PoolElementId)> {
-        self.pes.into_iter()
+        let keys: Box<dyn Iterator<Item = Key>> = match self.pes {
+            Pes::Few(list, _) => Box::new(list.into_iter()),
+            Pes::Many(set) => Box::new(set.into_iter()),
+        };
+        keys.map(|k| (k.handle, k.id))
     }
 }
 
@@ -141,6 +190,29 @@ mod tests {
     const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
     const B: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
     const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn a_pe_set_is_the_same_set_listed_or_hashed() {
+        let mut c = Conn::new(info(&[A]), Hasher::new());
+        let h = |n: u32| PoolHandle::from(format!("pool-{}", n % 3).as_str());
+        let mut want = std::collections::BTreeSet::new();
+        for n in 0..40u32 {
+            let id = PoolElementId(n % 25);
+            c.add(h(n), id);
+            want.insert((h(n), id));
+            if n % 4 == 3 {
+                let gone = (h(n / 2), PoolElementId(n / 2 % 25));
+                assert_eq!(c.remove(&gone.0, gone.1), want.remove(&gone));
+            }
+            for m in 0..40u32 {
+                let id = PoolElementId(m % 25);
+                assert_eq!(c.has(&h(m), id), want.contains(&(h(m), id)), "after {n}");
+            }
+        }
+        let mut got: Vec<_> = c.into_pes().collect();
+        got.sort();
+        assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+    }
 
     #[test]
     fn rfc5352_s2_2_1_only_association_addresses_are_kept() {
