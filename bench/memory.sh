@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Resident memory of the real registrar holding 1 M pool elements (2,000 pools × 500 PEs,
+# round robin, one SCTP address each) with 2 shards, and the bytes each PE costs.
+#
+#   bench/memory.sh [--shards N] [--pools N] [--pes N] [--conns N] [--policy rr|random|wrr|lu] [-- REGISTRAR-FLAGS...]
+#
+# Starts target/release/rserpool-registrar on loopback TCP with keep-alives every 10
+# minutes (none falls inside the run), reads its VmRSS from /proc, registers every PE
+# with bench/src/bin/memfill.rs over a few pipelined connections, waits (on the metrics
+# endpoint) until every shard's replica holds every PE, and reads VmRSS again.
+# bytes_per_pe = (after - before) / PEs; hwm is the peak (VmHWM).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shards=2 fill=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --shards) shards=$2; shift 2 ;;
+    --pools|--pes|--conns|--policy) fill+=("$1" "$2"); shift 2 ;;
+    --) shift; break ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "memory: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+cargo build --release -q -p rserpool-shards --bin rserpool-registrar
+cargo build --release -q -p rserpool-bench --bin memfill
+out=$(mktemp -d)
+trap 'kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
+
+# A free loopback port (the kernel picks it; it stays free long enough in practice).
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+p=$(port) m=$(port)
+target/release/rserpool-registrar --shards "$shards" --allow-loopback \
+  --asap "tcp://127.0.0.1:$p" --metrics "127.0.0.1:$m" \
+  --keep-alive-interval 600000 --keep-alive-timeout 600000 \
+  --log-level error "$@" >"$out/registrar.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { cat "$out/registrar.log" >&2; exit 1; }
+  sleep 0.1
+done
+echo "shards $shards"
+target/release/memfill "127.0.0.1:$p" "$pid" "127.0.0.1:$m" "${fill[@]}"
