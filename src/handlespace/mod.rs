@@ -15,10 +15,11 @@ mod pool;
 mod select;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub use checksum::{ChecksumMode, ChecksumSum};
-pub use element::Element;
+pub use element::{Element, Record};
 pub use policy::{MAX_LOAD, Policy, PolicyError};
 pub use pool::{Pool, TransportKind};
 
@@ -169,7 +170,7 @@ impl<'a> Resolution<'a> {
     /// returned PE's policy (RFC 5352 §2.2.6 requires one for non-RR pools; RSPLIB
     /// clients require it always). `None` if nothing was selected.
     pub fn overall_policy(&self) -> Option<PolicyParam> {
-        self.elements().next().map(|e| e.param().policy)
+        self.elements().next().map(|e| e.policy().to_param())
     }
 }
 
@@ -284,6 +285,17 @@ impl Handlespace {
         Ok(policy)
     }
 
+    /// Checks a registration ([`Handlespace::validate`]) and encodes it once, for this
+    /// replica and every other ([`Handlespace::insert`]).
+    pub fn prepare(
+        &self,
+        handle: &PoolHandle,
+        pe: &wire::PoolElement,
+    ) -> Result<Arc<Record>, RegistrationError> {
+        let policy = self.validate(handle, pe)?;
+        Ok(Arc::new(Record::new(pe, policy)))
+    }
+
     /// Adds a PE or, if (handle, PE ID) exists, replaces its attributes (RFC 5352 §3.1:
     /// the PR treats it as a re-registration and takes ownership). `pe.home` must already
     /// be the home registrar. `expires` is when the registration life ends (`None`:
@@ -294,11 +306,23 @@ impl Handlespace {
         pe: wire::PoolElement,
         expires: Option<Instant>,
     ) -> Result<Registered, RegistrationError> {
-        let policy = self.validate(handle, &pe)?;
-        let kind = TransportKind::of(&pe.user_transport);
-        let tuse = pool::transport_use(&pe.user_transport);
-        let id = pe.id;
-        let element = Element::new(handle, pe, policy, expires);
+        let record = self.prepare(handle, &pe)?;
+        self.insert(handle, record, expires)
+    }
+
+    /// [`Handlespace::register`] of a prepared record: the pool rules and the limits,
+    /// without checking or encoding the PE again. Another replica's record may be
+    /// inserted as it is; the replicas then share it.
+    pub fn insert(
+        &mut self,
+        handle: &PoolHandle,
+        record: Arc<Record>,
+        expires: Option<Instant>,
+    ) -> Result<Registered, RegistrationError> {
+        let policy = record.policy();
+        let kind = record.transport();
+        let tuse = record.transport_use();
+        let id = record.id();
         match self.pools.get_mut(handle.as_bytes()) {
             Some(pool) => {
                 if policy.kind() != pool.policy_type {
@@ -307,7 +331,7 @@ impl Handlespace {
                             PolicyParam::new(pool.policy_type, &[])
                                 .unwrap_or_else(PolicyParam::round_robin)
                         },
-                        |e| e.param().policy,
+                        |e| e.policy().to_param(),
                     );
                     return Err(RegistrationError::InconsistentPolicy {
                         pool: example,
@@ -318,8 +342,8 @@ impl Handlespace {
                     let example = pool
                         .elements()
                         .next()
-                        .map(|e| e.param().user_transport.clone())
-                        .unwrap_or_else(|| element.param().user_transport.clone());
+                        .map_or_else(|| record.param(), Element::param)
+                        .user_transport;
                     return Err(RegistrationError::InconsistentTransport {
                         pool: pool.transport,
                         offered: kind,
@@ -333,16 +357,16 @@ impl Handlespace {
                     });
                 }
                 if let Some(slot) = pool.slot_of(id) {
-                    let new_home = element.home();
-                    let new_expiry = element.expires;
+                    let new_home = record.home();
                     let old = pool
-                        .replace(slot, element)
+                        .replace(slot, Element::new(record, expires))
                         .ok_or(RegistrationError::LackOfResources("slot"))?;
                     if old.home() != new_home {
-                        Self::home_sub(&mut self.homes, old.home(), old.checksum);
-                        Self::home_add(&mut self.homes, new_home, old.checksum);
+                        let sum = ChecksumSum::of_element(handle, id);
+                        Self::home_sub(&mut self.homes, old.home(), sum);
+                        Self::home_add(&mut self.homes, new_home, sum);
                     }
-                    if let Some(t) = new_expiry {
+                    if let Some(t) = expires {
                         self.expiry.schedule(t, handle, id);
                         self.compact_expiry();
                     }
@@ -356,7 +380,7 @@ impl Handlespace {
                 if self.elements >= self.config.max_elements {
                     return Err(RegistrationError::LackOfResources("PEs"));
                 }
-                self.add_element(handle, element, false)
+                self.add_element(handle, Element::new(record, expires), false)
             }
             None => {
                 if self.pools.len() >= self.config.max_pools {
@@ -365,9 +389,9 @@ impl Handlespace {
                 if self.elements >= self.config.max_elements {
                     return Err(RegistrationError::LackOfResources("PEs"));
                 }
-                let pool = Pool::new(handle.clone(), &element, self.hasher.clone());
+                let pool = Pool::new(handle.clone(), &record, self.hasher.clone());
                 self.pools.insert(handle.clone(), pool);
-                self.add_element(handle, element, true)
+                self.add_element(handle, Element::new(record, expires), true)
             }
         }
     }
@@ -384,7 +408,8 @@ impl Handlespace {
         if let Some(t) = element.expires {
             self.expiry.schedule(t, handle, element.id());
         }
-        Self::home_add(&mut self.homes, element.home(), element.checksum);
+        let sum = ChecksumSum::of_element(handle, element.id());
+        Self::home_add(&mut self.homes, element.home(), sum);
         pool.insert(element);
         self.elements += 1;
         self.compact_expiry();
@@ -395,11 +420,12 @@ impl Handlespace {
     pub fn deregister(&mut self, handle: &[u8], id: PoolElementId) -> Option<Element> {
         let pool = self.pools.get_mut(handle)?;
         let e = pool.remove(id)?;
+        let sum = ChecksumSum::of_element(&pool.handle, id);
         if pool.is_empty() {
             self.pools.remove(handle);
         }
         self.elements -= 1;
-        Self::home_sub(&mut self.homes, e.home(), e.checksum);
+        Self::home_sub(&mut self.homes, e.home(), sum);
         Some(e)
     }
 
@@ -465,7 +491,7 @@ impl Handlespace {
     ) -> Option<RegistrarId> {
         let e = self.pools.get_mut(handle.as_bytes())?.element_mut(id)?;
         let previous = e.home();
-        let sum = e.checksum;
+        let sum = ChecksumSum::of_element(handle, id);
         e.set_home(home);
         e.expires = expires;
         if previous != home {

@@ -3,8 +3,7 @@
 use std::collections::HashMap;
 
 use super::Hasher;
-use super::element::Element;
-use super::policy::Policy;
+use super::element::{Element, Record};
 use super::select::{Selector, Slot};
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::{PolicyType, TransportUse, UserTransport};
@@ -61,17 +60,18 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(handle: PoolHandle, first: &Element, hasher: Hasher) -> Self {
+    pub(crate) fn new(handle: PoolHandle, first: &Record, hasher: Hasher) -> Self {
+        let policy = first.policy();
         Self {
             handle,
-            policy_type: first.policy.kind(),
-            transport: TransportKind::of(&first.param().user_transport),
-            transport_use: transport_use(&first.param().user_transport),
-            default_increment: first.policy.default_increment(),
+            policy_type: policy.kind(),
+            transport: first.transport(),
+            transport_use: first.transport_use(),
+            default_increment: policy.default_increment(),
             slots: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::with_hasher(hasher),
-            selector: Selector::new(first.policy.class()),
+            selector: Selector::new(policy.class()),
         }
     }
 
@@ -131,7 +131,7 @@ impl Pool {
 
     pub(crate) fn insert(&mut self, element: Element) {
         let id = element.id();
-        let policy = element.policy;
+        let policy = element.policy();
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = Some(element);
@@ -148,7 +148,7 @@ impl Pool {
 
     /// Replaces a PE's attributes (re-registration); returns the old element.
     pub(crate) fn replace(&mut self, slot: Slot, element: Element) -> Option<Element> {
-        let policy: Policy = element.policy;
+        let policy = element.policy();
         let old = self.slots.get_mut(slot as usize)?.replace(element);
         self.selector.update(slot, policy);
         old

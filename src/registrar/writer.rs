@@ -4,11 +4,12 @@
 //! other shards' replicas.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Event, Origin, Outputs, RemovalReason, ShardMsg};
 use crate::enrp::{PeerWrite, Refusal, Source, TakeoverWinner};
-use crate::handlespace::{Handlespace, Registered};
+use crate::handlespace::{Handlespace, Record, Registered, RegistrationError};
 use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
 use crate::wire::PoolElement;
 
@@ -43,8 +44,8 @@ impl Writer {
         received: Instant,
     ) {
         let id = element.id;
-        let result = match hs.register(&handle, element.clone(), expires) {
-            Ok(registered) => {
+        let result = match insert(hs, &handle, &element, expires) {
+            Ok((registered, record)) => {
                 if registered == (Registered::New { new_pool: true }) {
                     self.pools += 1;
                 }
@@ -54,10 +55,10 @@ impl Writer {
                 if let Some(prev) = previous.filter(|p| *p != origin) {
                     notify(out, prev, &handle, id, RemovalReason::Moved);
                 }
-                out.changed(&handle, &element, false);
+                out.changed(&handle, &record, false);
                 out.publish(ShardMsg::Upsert {
                     handle: handle.clone(),
-                    element,
+                    record,
                 });
                 if let Some((_, conn)) = origin.local() {
                     out.events.push_back(Event::Registered {
@@ -143,7 +144,7 @@ impl Writer {
         let mut expired = Vec::new();
         hs.expire(now, &mut expired);
         for (handle, e) in expired {
-            out.changed(&handle, e.param(), true);
+            out.changed(&handle, e.record(), true);
             self.removed(hs, out, &handle, e.id(), RemovalReason::Expired);
         }
     }
@@ -188,8 +189,8 @@ impl Writer {
                 if current == Some(me) && keep {
                     return refused(out, from, &handle, id, Refusal::Ours);
                 }
-                match hs.register(&handle, element.clone(), expires) {
-                    Ok(registered) => {
+                match insert(hs, &handle, &element, expires) {
+                    Ok((registered, record)) => {
                         if registered == (Registered::New { new_pool: true }) {
                             self.pools += 1;
                         }
@@ -203,8 +204,8 @@ impl Writer {
                         out.metrics
                             .enrp
                             .on_applied(Some(now.saturating_duration_since(received)));
-                        out.changed(&handle, &element, false);
-                        out.publish(ShardMsg::Upsert { handle, element });
+                        out.changed(&handle, &record, false);
+                        out.publish(ShardMsg::Upsert { handle, record });
                     }
                     Err(e) => {
                         out.events.push_back(Event::PeerRefused {
@@ -296,11 +297,11 @@ impl Writer {
         id: PoolElementId,
     ) {
         if let Some(e) = hs.element(handle.as_bytes(), id) {
-            let element = e.param().clone();
-            out.changed(handle, &element, false);
+            let record = e.record().clone();
+            out.changed(handle, &record, false);
             out.publish(ShardMsg::Upsert {
                 handle: handle.clone(),
-                element,
+                record,
             });
         }
     }
@@ -314,7 +315,7 @@ impl Writer {
         reason: RemovalReason,
     ) {
         if let Some(e) = hs.deregister(handle.as_bytes(), id) {
-            out.changed(handle, e.param(), true);
+            out.changed(handle, e.record(), true);
             self.removed(hs, out, handle, id, reason);
         }
     }
@@ -354,6 +355,19 @@ impl Writer {
             notify(out, origin, handle, id, reason);
         }
     }
+}
+
+/// Checks and encodes a PE once, and inserts it: the record to publish to the other
+/// replicas comes back with the outcome.
+fn insert(
+    hs: &mut Handlespace,
+    handle: &PoolHandle,
+    element: &PoolElement,
+    expires: Option<Instant>,
+) -> Result<(Registered, Arc<Record>), RegistrationError> {
+    let record = hs.prepare(handle, element)?;
+    let registered = hs.insert(handle, record.clone(), expires)?;
+    Ok((registered, record))
 }
 
 fn refused(
