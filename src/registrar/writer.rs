@@ -16,7 +16,7 @@ use crate::wire::PoolElement;
 #[derive(Debug, Default)]
 pub(super) struct Writer {
     /// Where each PE of the pools this shard writes was registered from.
-    origins: HashMap<(PoolHandle, PoolElementId), Origin>,
+    origins: Origins,
     /// Pools this shard writes (for the gauges; kept as pools come and go).
     pools: usize,
 }
@@ -49,7 +49,7 @@ impl Writer {
                 if registered == (Registered::New { new_pool: true }) {
                     self.pools += 1;
                 }
-                let previous = self.origins.insert((handle.clone(), id), origin);
+                let previous = self.origins.insert(&handle, id, origin);
                 // Registered again from elsewhere: the previous connection no longer
                 // supervises it (RSPLIB treats it as a re-registration too).
                 if let Some(prev) = previous.filter(|p| *p != origin) {
@@ -102,7 +102,7 @@ impl Writer {
         id: PoolElementId,
         reason: RemovalReason,
     ) {
-        if self.origins.get(&(handle.clone(), id)) == Some(&origin) {
+        if self.origins.get(&handle, id) == Some(origin) {
             self.remove_element(hs, out, &handle, id, reason);
         }
         // Answered even when nothing was removed: for a deregistration, "not registered
@@ -195,7 +195,7 @@ impl Writer {
                             self.pools += 1;
                         }
                         let origin = Origin::Peer(element.home);
-                        let previous = self.origins.insert((handle.clone(), id), origin);
+                        let previous = self.origins.insert(&handle, id, origin);
                         // It registered at the peer: our connection lets it go.
                         if let Some(prev) = previous.filter(|p| p.local().is_some()) {
                             out.metrics.on_removal(RemovalReason::Moved);
@@ -246,7 +246,7 @@ impl Writer {
                 }
                 let expires = e.expires();
                 hs.set_home(&handle, id, to, expires);
-                self.origins.insert((handle.clone(), id), Origin::Peer(to));
+                self.origins.insert(&handle, id, Origin::Peer(to));
                 out.metrics.enrp.on_applied(None);
                 self.republish(hs, out, &handle, id);
             }
@@ -283,7 +283,7 @@ impl Writer {
             }
             _ => return notify(out, origin, &handle, id, RemovalReason::Moved),
         }
-        self.origins.insert((handle.clone(), id), origin);
+        self.origins.insert(&handle, id, origin);
         out.metrics.enrp.on_applied(None);
         self.republish(hs, out, &handle, id);
     }
@@ -331,7 +331,7 @@ impl Writer {
         id: PoolElementId,
         reason: RemovalReason,
     ) {
-        let origin = self.origins.remove(&(handle.clone(), id));
+        let origin = self.origins.remove(handle, id);
         out.metrics.on_removal(reason);
         if hs.pool(handle.as_bytes()).is_none() {
             self.pools = self.pools.saturating_sub(1);
@@ -354,6 +354,53 @@ impl Writer {
         if let Some(origin) = origin.filter(|_| !asked_or_gone) {
             notify(out, origin, handle, id, reason);
         }
+    }
+}
+
+/// The origin of every PE a writer writes, by pool: a small map per pool keyed by PE ID,
+/// not one map keyed by (handle, PE ID), which would hold a copy of the handle per PE.
+#[derive(Debug, Default)]
+struct Origins {
+    pools: HashMap<PoolHandle, HashMap<PoolElementId, Origin>>,
+    len: usize,
+}
+
+impl Origins {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, handle: &PoolHandle, id: PoolElementId) -> Option<Origin> {
+        self.pools.get(handle)?.get(&id).copied()
+    }
+
+    /// Sets the origin; returns the previous one.
+    fn insert(&mut self, handle: &PoolHandle, id: PoolElementId, origin: Origin) -> Option<Origin> {
+        let previous = match self.pools.get_mut(handle) {
+            Some(pool) => pool.insert(id, origin),
+            None => self
+                .pools
+                .entry(handle.clone())
+                .or_default()
+                .insert(id, origin),
+        };
+        if previous.is_none() {
+            self.len += 1;
+        }
+        previous
+    }
+
+    fn remove(&mut self, handle: &PoolHandle, id: PoolElementId) -> Option<Origin> {
+        let pool = self.pools.get_mut(handle)?;
+        let origin = pool.remove(&id)?;
+        self.len -= 1;
+        if pool.is_empty() {
+            self.pools.remove(handle);
+        } else if pool.capacity() > 4 * pool.len() + 16 {
+            // A pool that shrank a lot gives its table back.
+            pool.shrink_to_fit();
+        }
+        Some(origin)
     }
 }
 
