@@ -435,8 +435,7 @@ impl Handlespace {
         let pool = self.pools.get_mut(handle)?;
         self.picks.clear();
         let increment = self.config.max_increment.unwrap_or(pool.default_increment);
-        pool.selector
-            .select(max_items, increment, &mut self.rng, &mut self.picks);
+        pool.select(max_items, increment, &mut self.rng, &mut self.picks);
         Some(Resolution {
             pool,
             picks: &self.picks,

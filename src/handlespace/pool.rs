@@ -6,6 +6,7 @@ use super::Hasher;
 use super::element::{Element, Record};
 use super::select::{Selector, Slot};
 use crate::ids::{PoolElementId, PoolHandle};
+use crate::rng::Rng;
 use crate::wire::{PolicyType, TransportUse, UserTransport};
 
 /// The user transport protocol of a pool (all its PEs share it, RFC 5352 §3.1).
@@ -152,6 +153,24 @@ impl Pool {
         let old = self.slots.get_mut(slot as usize)?.replace(element);
         self.selector.update(slot, policy);
         old
+    }
+
+    /// Selects up to `n` PEs with the pool's policy ([`Selector::select`]).
+    pub(crate) fn select(
+        &mut self,
+        n: usize,
+        increment: usize,
+        rng: &mut Rng,
+        out: &mut Vec<Slot>,
+    ) {
+        let slots = &self.slots;
+        let policy_of = |s: Slot| {
+            slots
+                .get(s as usize)
+                .and_then(Option::as_ref)
+                .map(Element::policy)
+        };
+        self.selector.select(n, increment, rng, out, policy_of);
     }
 
     pub(crate) fn remove(&mut self, id: PoolElementId) -> Option<Element> {
