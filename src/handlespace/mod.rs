@@ -358,6 +358,7 @@ impl Handlespace {
                 }
                 if let Some(slot) = pool.slot_of(id) {
                     let new_home = record.home();
+                    let pool_handle = pool.handle.clone();
                     let old = pool
                         .replace(slot, Element::new(record, expires))
                         .ok_or(RegistrationError::LackOfResources("slot"))?;
@@ -366,10 +367,7 @@ impl Handlespace {
                         Self::home_sub(&mut self.homes, old.home(), sum);
                         Self::home_add(&mut self.homes, new_home, sum);
                     }
-                    if let Some(t) = expires {
-                        self.expiry.schedule(t, handle, id);
-                        self.compact_expiry();
-                    }
+                    self.reschedule(pool_handle, id, old.expires, expires);
                     return Ok(Registered::Updated {
                         previous_home: old.home(),
                     });
@@ -406,7 +404,7 @@ impl Handlespace {
             return Err(RegistrationError::LackOfResources("pool vanished"));
         };
         if let Some(t) = element.expires {
-            self.expiry.schedule(t, handle, element.id());
+            self.expiry.schedule(t, pool.handle.clone(), element.id());
         }
         let sum = ChecksumSum::of_element(handle, element.id());
         Self::home_add(&mut self.homes, element.home(), sum);
@@ -488,19 +486,18 @@ impl Handlespace {
         home: RegistrarId,
         expires: Option<Instant>,
     ) -> Option<RegistrarId> {
-        let e = self.pools.get_mut(handle.as_bytes())?.element_mut(id)?;
+        let pool = self.pools.get_mut(handle.as_bytes())?;
+        let pool_handle = pool.handle.clone();
+        let e = pool.element_mut(id)?;
         let previous = e.home();
         let sum = ChecksumSum::of_element(handle, id);
         e.set_home(home);
-        e.expires = expires;
+        let old_expires = std::mem::replace(&mut e.expires, expires);
         if previous != home {
             Self::home_sub(&mut self.homes, previous, sum);
             Self::home_add(&mut self.homes, home, sum);
         }
-        if let Some(t) = expires {
-            self.expiry.schedule(t, handle, id);
-            self.compact_expiry();
-        }
+        self.reschedule(pool_handle, id, old_expires, expires);
         Some(previous)
     }
 
@@ -512,7 +509,7 @@ impl Handlespace {
         self.pools.values().flat_map(move |p| {
             p.elements()
                 .filter(move |e| e.home() == home)
-                .map(move |e| (&p.handle, e))
+                .map(move |e| (&*p.handle, e))
         })
     }
 
@@ -525,18 +522,39 @@ impl Handlespace {
     /// Removes every PE whose registration life ended at or before `now`, appending
     /// them with their pool handles to `out`.
     pub fn expire(&mut self, now: Instant, out: &mut Vec<(PoolHandle, Element)>) {
-        while let Some(due) = self.expiry.pop_due(now) {
-            for (handle, id) in due {
-                // Skip entries made stale by a re-registration or a deregistration.
-                let current = self
-                    .element(handle.as_bytes(), id)
-                    .and_then(Element::expires);
-                if current.is_some_and(|t| t <= now)
-                    && let Some(e) = self.deregister(handle.as_bytes(), id)
-                {
-                    out.push((handle, e));
+        while let Some((handle, id)) = self.expiry.pop_due(now) {
+            match self
+                .element(handle.as_bytes(), id)
+                .and_then(Element::expires)
+            {
+                Some(t) if t <= now => {
+                    if let Some(e) = self.deregister(handle.as_bytes(), id) {
+                        out.push(((*handle).clone(), e));
+                    }
                 }
+                // Re-registered since with a later deadline: its one entry moves there.
+                Some(t) => self.expiry.schedule(t, handle, id),
+                // Gone, or registered again without a deadline.
+                None => {}
             }
+        }
+    }
+
+    /// Keeps a PE's deadline covered after it changed from `old` to `new`: an entry at
+    /// or before the deadline exists already unless there was no deadline or the new
+    /// one is earlier.
+    fn reschedule(
+        &mut self,
+        handle: Arc<PoolHandle>,
+        id: PoolElementId,
+        old: Option<Instant>,
+        new: Option<Instant>,
+    ) {
+        if let Some(t) = new
+            && old.is_none_or(|o| t < o)
+        {
+            self.expiry.schedule(t, handle, id);
+            self.compact_expiry();
         }
     }
 

@@ -1,6 +1,7 @@
 //! One pool: its fixed attributes, its elements and its selection structure.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::Hasher;
 use super::element::{Element, Record};
@@ -48,7 +49,8 @@ pub(crate) fn transport_use(t: &UserTransport) -> TransportUse {
 /// A pool. Created by its first registration, deleted with its last PE (RFC 5351 §2.1).
 #[derive(Debug)]
 pub struct Pool {
-    pub(crate) handle: PoolHandle,
+    /// Shared with the expiry entries of the pool's PEs.
+    pub(crate) handle: Arc<PoolHandle>,
     pub(crate) policy_type: PolicyType,
     pub(crate) transport: TransportKind,
     pub(crate) transport_use: TransportUse,
@@ -64,7 +66,7 @@ impl Pool {
     pub(crate) fn new(handle: PoolHandle, first: &Record, hasher: Hasher) -> Self {
         let policy = first.policy();
         Self {
-            handle,
+            handle: Arc::new(handle),
             policy_type: policy.kind(),
             transport: first.transport(),
             transport_use: first.transport_use(),
