@@ -2,26 +2,32 @@
 # Resident memory of the real registrar holding 1 M pool elements (2,000 pools × 500 PEs,
 # round robin, one SCTP address each) with 2 shards, and the bytes each PE costs.
 #
-#   bench/memory.sh [--shards N] [--pools N] [--pes N] [--conns N] [--policy rr|random|wrr|lu] [-- REGISTRAR-FLAGS...]
+#   bench/memory.sh [--shards N] [--pools N] [--pes N] [--conns N] [--policy rr|random|wrr|lu]
+#                   [--bin PATH] [-- REGISTRAR-FLAGS...]
 #
 # Starts target/release/rserpool-registrar on loopback TCP with keep-alives every 10
 # minutes (none falls inside the run), reads its VmRSS from /proc, registers every PE
 # with bench/src/bin/memfill.rs over a few pipelined connections, waits (on the metrics
 # endpoint) until every shard's replica holds every PE, and reads VmRSS again.
-# bytes_per_pe = (after - before) / PEs; hwm is the peak (VmHWM).
+# bytes_per_pe = (after - before) / PEs; hwm is the peak (VmHWM). --bin measures another
+# build of the registrar (e.g. an older one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shards=2 fill=()
+shards=2 fill=() bin=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --shards) shards=$2; shift 2 ;;
     --pools|--pes|--conns|--policy) fill+=("$1" "$2"); shift 2 ;;
+    --bin) bin=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "memory: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-cargo build --release -q -p rserpool-shards --bin rserpool-registrar
+if [ -z "$bin" ]; then
+  cargo build --release -q -p rserpool-shards --bin rserpool-registrar
+  bin=target/release/rserpool-registrar
+fi
 cargo build --release -q -p rserpool-bench --bin memfill
 out=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
@@ -30,7 +36,7 @@ trap 'kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 p=$(port) m=$(port)
-target/release/rserpool-registrar --shards "$shards" --allow-loopback \
+"$bin" --shards "$shards" --allow-loopback \
   --asap "tcp://127.0.0.1:$p" --metrics "127.0.0.1:$m" \
   --keep-alive-interval 600000 --keep-alive-timeout 600000 \
   --log-level error "$@" >"$out/registrar.log" 2>&1 &

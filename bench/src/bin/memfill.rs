@@ -10,9 +10,11 @@
 //! generator's PEs do); the connections carry whole pools, and registrations are
 //! pipelined (a window per connection). Once every registration is accepted it polls
 //! the registrar's metrics until every shard's replica holds every PE, so that the
-//! figure after includes the replicas, then prints `key value` lines:
-//! `rss_before_kib`, `rss_after_kib`, `hwm_kib` (peak), `pes`, `bytes_per_pe`. The
-//! connections stay open until the figures are read (closing them removes the PEs).
+//! figure after includes the replicas, waits 3 s for the allocator to return freed
+//! memory, then prints `key value` lines:
+//! `rss_before_kib`, `rss_after_kib`, `hwm_kib` (peak), `pes`, `bytes_per_pe`, and the
+//! mesh's spills and waits (when the registrar reports them). The connections stay
+//! open until the figures are read (closing them removes the PEs).
 //! Any refused registration is an error.
 
 use std::io::{BufReader, Read, Write};
@@ -26,6 +28,8 @@ use rserpool::wire::{AsapMessage, PolicyParam, PolicyType};
 
 /// Registrations in flight per connection.
 const WINDOW: usize = 512;
+/// How long to let the registrar's allocator give freed memory back before reading.
+const PURGE_WAIT: Duration = Duration::from_secs(3);
 /// How long the replicas may take to catch up after the last answer.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -92,7 +96,10 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     })?;
     let registered = started.elapsed();
-    settle(metrics, total)?;
+    let text = settle(metrics, total)?;
+    // Memory freed on the way (a hash table's old array after it grew, a burst's queue
+    // blocks) goes back to the OS after the allocator's purge delay (mimalloc: 1 s).
+    std::thread::sleep(PURGE_WAIT);
     let after = status_kib(pid, "VmRSS")?;
     let hwm = status_kib(pid, "VmHWM")?;
     println!("pes {total}");
@@ -105,6 +112,12 @@ fn main() -> anyhow::Result<()> {
         "bytes_per_pe {:.0}",
         (after.saturating_sub(before) * 1024) as f64 / total.max(1) as f64
     );
+    for name in ["rserpool_mesh_spills_total", "rserpool_mesh_waits_total"] {
+        let series = format!("{name}{{shard=\"all\"}} ");
+        if let Some(v) = text.lines().find_map(|l| l.strip_prefix(series.as_str())) {
+            println!("{name} {v}");
+        }
+    }
     drop(conns);
     Ok(())
 }
@@ -189,8 +202,9 @@ fn read_message(r: &mut impl Read, buf: &mut Vec<u8>) -> anyhow::Result<AsapMess
         .message)
 }
 
-/// Polls the metrics until every shard's replica holds `total` PEs.
-fn settle(metrics: SocketAddr, total: u64) -> anyhow::Result<()> {
+/// Polls the metrics until every shard's replica holds `total` PEs; returns the last
+/// scrape.
+fn settle(metrics: SocketAddr, total: u64) -> anyhow::Result<String> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         let text = scrape(metrics)?;
@@ -200,7 +214,7 @@ fn settle(metrics: SocketAddr, total: u64) -> anyhow::Result<()> {
             .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
             .collect();
         if !counts.is_empty() && counts.iter().all(|&n| n == total) {
-            return Ok(());
+            return Ok(text);
         }
         if Instant::now() > deadline {
             bail!("replicas hold {counts:?} PEs, not {total}, after {SETTLE_TIMEOUT:?}");
