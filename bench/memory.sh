@@ -41,10 +41,14 @@ p=$(port) m=$(port)
   --keep-alive-interval 600000 --keep-alive-timeout 600000 \
   --log-level error "$@" >"$out/registrar.log" 2>&1 &
 pid=$!
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break
+# Up once the metrics endpoint (started after every shard) reports every shard.
+up=0
+for _ in $(seq 1 600); do
+  up=$(curl -s "http://127.0.0.1:$m/metrics" 2>/dev/null | grep -c '^rserpool_shard_up{.*} 1$' || true)
+  [ "$up" = "$shards" ] && break
   kill -0 "$pid" 2>/dev/null || { cat "$out/registrar.log" >&2; exit 1; }
   sleep 0.1
 done
+[ "$up" = "$shards" ] || { echo "memory: the registrar did not come up" >&2; exit 1; }
 echo "shards $shards"
 target/release/memfill "127.0.0.1:$p" "$pid" "127.0.0.1:$m" "${fill[@]}"
