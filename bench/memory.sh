@@ -52,3 +52,14 @@ done
 [ "$up" = "$shards" ] || { echo "memory: the registrar did not come up" >&2; exit 1; }
 echo "shards $shards"
 target/release/memfill "127.0.0.1:$p" "$pid" "127.0.0.1:$m" "${fill[@]}"
+# memfill's exit closed the connections: the registrar drops every PE. Then stop it
+# (SIGTERM) and make sure it does stop.
+t0=$(date +%s.%N)
+kill -TERM "$pid"
+for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then
+  echo "memory: the registrar did not stop within 60 s of SIGTERM" >&2
+  kill -KILL "$pid"
+  exit 1
+fi
+awk -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN { printf "stopped_s %.1f\n", t1 - t0 }'

@@ -10,12 +10,13 @@
 //!
 //! Every queue is bounded. A receiver's queue takes [`QUEUE_CAPACITY`] messages; past
 //! that a sender keeps its messages for that receiver in its own overflow list, in
-//! order, and retries them every loop turn (a *spill*, counted). The overflow list is
-//! bounded too: when it is full, the sender waits for a receiver to make room, which
-//! holds its own input back. Two shards waiting for each other would wait for ever, so
-//! a waiting sender says so ([`Signal`]), and one whose receivers are all waiting as
-//! well goes past the bound instead; it can only do so for the rest of one loop turn,
-//! after which it reads its own queue and frees the others.
+//! order, and retries them every loop turn (a *spill*, counted). A sender's overflow
+//! lists together are bounded too: when they are full, the sender waits for receivers
+//! to make room, which holds its own input back. Two shards waiting for each other
+//! would wait for ever, so a waiting sender says so ([`Signal`]), and one whose
+//! receivers are all waiting as well stops waiting and spills past the bound for the
+//! rest of its loop turn (whatever its registrar produced in that turn), after which it
+//! reads its own queue and frees the others.
 //!
 //! A sleeping shard is woken through its eventfd, but only when it said it was going
 //! to sleep ("parked"): a busy shard picks messages up on its next turn without any
@@ -124,26 +125,27 @@ pub(crate) struct Port {
     queues: Arc<[Sender<ShardMsg>]>,
     inbox: Receiver<ShardMsg>,
     capacity: usize,
-    /// Messages that found their receiver's queue full, in the order sent.
-    overflow: VecDeque<(u16, ShardMsg)>,
-    /// Scratch for a retry of the overflow list.
-    retry: VecDeque<(u16, ShardMsg)>,
     /// Per receiver.
     dests: Vec<Dest>,
+    /// Messages in all overflow lists.
+    spilled: usize,
+    /// Receivers with messages in their overflow list.
+    backlog: Vec<u16>,
     /// Receivers sent to since the last wake-up round.
     touched: Vec<u16>,
+    /// The receivers were all found waiting too: until the end of this loop turn
+    /// ([`Port::flush`]), spill without waiting.
+    overbound: bool,
     signals: Arc<[Signal]>,
 }
 
 /// A port's state for one receiver.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Debug, Default)]
 struct Dest {
-    /// Messages for it in the overflow list.
-    pending: u32,
+    /// Messages that found its queue full, in the order sent.
+    overflow: VecDeque<ShardMsg>,
     /// In `touched`.
     touched: bool,
-    /// Refused a message in the current retry of the overflow list.
-    refused: bool,
 }
 
 /// Builds the ports of `signals.len()` shards, each taking `capacity` messages in its
@@ -160,17 +162,18 @@ pub(crate) fn build(signals: Arc<[Signal]>, capacity: usize) -> Vec<Port> {
             queues: queues.clone(),
             inbox,
             capacity: capacity.max(1),
-            overflow: VecDeque::new(),
-            retry: VecDeque::new(),
-            dests: vec![Dest::default(); n],
+            dests: (0..n).map(|_| Dest::default()).collect(),
+            spilled: 0,
+            backlog: Vec::new(),
             touched: Vec::new(),
+            overbound: false,
             signals: signals.clone(),
         })
         .collect()
 }
 
 impl Port {
-    /// Queues `msg` for shard `to`. It waits only when the overflow list is full (see
+    /// Queues `msg` for shard `to`. It waits only when the overflow lists are full (see
     /// the module's documentation).
     pub(crate) fn send(&mut self, to: ShardId, msg: ShardMsg) {
         let to = usize::from(to.0);
@@ -181,15 +184,15 @@ impl Port {
         self.touch(to);
         let mut msg = msg;
         // Behind what already waits for that receiver, to keep the order.
-        if self.dests[to].pending == 0 {
+        if self.dests[to].overflow.is_empty() {
             match self.push(to, msg) {
                 None => return,
                 Some(m) => msg = m,
             }
         }
-        if self.overflow.len() >= self.capacity {
+        if self.spilled >= self.capacity && !self.overbound {
             self.wait_for_room();
-            if self.dests[to].pending == 0 {
+            if self.dests[to].overflow.is_empty() {
                 match self.push(to, msg) {
                     None => return,
                     Some(m) => msg = m,
@@ -197,18 +200,20 @@ impl Port {
             }
         }
         self.signals[self.me].spills.fetch_add(1, Ordering::Relaxed);
-        self.dests[to].pending += 1;
-        self.overflow.push_back((to as u16, msg));
+        if self.dests[to].overflow.is_empty() {
+            self.backlog.push(to as u16);
+        }
+        self.dests[to].overflow.push_back(msg);
+        self.spilled += 1;
     }
 
-    /// Retries the overflow list and wakes every shard that got messages; returns
-    /// whether messages are still waiting for room.
+    /// Retries the overflow lists and wakes every shard that got messages; returns
+    /// whether messages are still waiting for room. Called once per loop turn.
     pub(crate) fn flush(&mut self) -> bool {
-        if !self.overflow.is_empty() {
-            self.retry_overflow();
-        }
+        self.overbound = false;
+        self.retry_overflow();
         self.wake_touched();
-        !self.overflow.is_empty()
+        self.spilled > 0
     }
 
     /// Hands up to `max` received messages to `f`; returns whether more are waiting.
@@ -257,42 +262,41 @@ impl Port {
         }
     }
 
-    /// Moves what fits from the overflow list to the queues. Once a receiver refuses a
-    /// message, the rest of its messages stay behind that one.
+    /// Moves what fits from the overflow lists to the queues, each list in order up to
+    /// its first refusal: the cost is what moves, plus one per receiver.
     fn retry_overflow(&mut self) {
-        let mut keep = std::mem::take(&mut self.retry);
-        while let Some((to, msg)) = self.overflow.pop_front() {
-            let t = usize::from(to);
-            let refused = if self.dests[t].refused {
-                Some(msg)
-            } else {
-                self.push(t, msg)
-            };
-            match refused {
-                None => {
-                    self.dests[t].pending -= 1;
-                    self.touch(t);
+        let mut i = 0;
+        while i < self.backlog.len() {
+            let to = usize::from(self.backlog[i]);
+            let mut moved = 0;
+            while let Some(msg) = self.dests[to].overflow.pop_front() {
+                if let Some(msg) = self.push(to, msg) {
+                    self.dests[to].overflow.push_front(msg);
+                    break;
                 }
-                Some(msg) => {
-                    self.dests[t].refused = true;
-                    keep.push_back((to, msg));
-                }
+                moved += 1;
             }
-        }
-        for (to, _) in &keep {
-            self.dests[usize::from(*to)].refused = false;
-        }
-        self.retry = std::mem::replace(&mut self.overflow, keep);
-        // A burst's list gives its memory back once it is over.
-        if self.overflow.is_empty() && self.retry.capacity() > 1024 {
-            self.retry = VecDeque::new();
-            self.overflow = VecDeque::new();
+            self.spilled -= moved;
+            if moved > 0 {
+                self.touch(to);
+            }
+            let overflow = &mut self.dests[to].overflow;
+            if overflow.is_empty() {
+                // A burst's list gives its memory back once it is over.
+                if overflow.capacity() > 1024 {
+                    *overflow = VecDeque::new();
+                }
+                self.backlog.swap_remove(i);
+            } else {
+                i += 1;
+            }
         }
     }
 
-    /// Waits until the overflow list has room: retries it, waking the receivers, until
-    /// one of them has read enough. Gives up (the list then goes past its bound) when
-    /// every receiver it waits for waits itself, or has stopped.
+    /// Waits until the overflow lists have room: retries them, waking the receivers,
+    /// until one of them has read enough. Gives up when every receiver it waits for
+    /// waits too (or has stopped): the lists then go past their bound until the end of
+    /// this loop turn, after which this shard reads its own queue again.
     fn wait_for_room(&mut self) {
         let me = &self.signals[self.me];
         me.waits.fetch_add(1, Ordering::Relaxed);
@@ -301,18 +305,18 @@ impl Port {
         loop {
             self.retry_overflow();
             self.wake_touched();
-            if self.overflow.len() < self.capacity {
+            if self.spilled < self.capacity {
                 break;
             }
             // Pairs with the store above: of two shards waiting for each other, at
             // least one sees the other's flag.
+            let signals = &self.signals;
             let stuck = self
-                .dests
+                .backlog
                 .iter()
-                .zip(self.signals.iter())
-                .filter(|(d, _)| d.pending > 0)
-                .all(|(_, s)| s.waiting.load(Ordering::SeqCst));
+                .all(|&to| signals[usize::from(to)].waiting.load(Ordering::SeqCst));
             if stuck {
+                self.overbound = true;
                 break;
             }
             if spins < WAIT_SPINS {
@@ -439,6 +443,39 @@ mod tests {
         let mut got = Vec::new();
         while b.recv(8, |m| got.push(id(&m))) || a.flush() || b.has_incoming() {}
         assert_eq!(got, (0..5).collect::<Vec<_>>());
+    }
+
+    /// As when both shards lose connections with many PEs at once: each turn's outputs
+    /// are many times the bounds, for each other, before either reads.
+    #[test]
+    fn two_shards_flooding_each_other_in_one_turn_both_finish() {
+        const N: u32 = 20_000;
+        let signals = signals(2);
+        let ports = build(signals, 4);
+        let threads: Vec<_> = ports
+            .into_iter()
+            .enumerate()
+            .map(|(me, mut port)| {
+                std::thread::spawn(move || {
+                    let other = ShardId(1 - me as u16);
+                    for i in 0..N {
+                        port.send(other, msg(i));
+                    }
+                    let mut got = Vec::new();
+                    loop {
+                        port.recv(64, |m| got.push(id(&m)));
+                        let waiting = port.flush();
+                        if got.len() == N as usize && !waiting {
+                            return got;
+                        }
+                        std::thread::yield_now();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), (0..N).collect::<Vec<_>>());
+        }
     }
 
     #[test]
