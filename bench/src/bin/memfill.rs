@@ -118,6 +118,16 @@ fn main() -> anyhow::Result<()> {
             println!("{name} {v}");
         }
     }
+    // How the kernel spread the connections over the shards (each shard supervises
+    // the PEs of its connections, in tables whose size doubles at 7/8 full).
+    let supervised: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("rserpool_supervised_pool_elements{shard=\"") && !l.contains("all")
+        })
+        .filter_map(|l| l.rsplit(' ').next())
+        .collect();
+    println!("supervised_per_shard {}", supervised.join(","));
     drop(conns);
     Ok(())
 }
