@@ -1,66 +1,208 @@
-//! One registered pool element.
+//! One registered pool element: the registration every replica shares ([`Record`]) and
+//! what each replica keeps beside it ([`Element`]).
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use super::checksum::ChecksumSum;
 use super::policy::Policy;
+use super::pool::{self, TransportKind};
 use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
-use crate::wire::{self, Writer};
+use crate::wire::{self, AsapMessage, AsapType, ParamType, TransportUse, Writer};
 
-/// A pool element as the handlespace keeps it: the wire parameter as registered (with
-/// its home PR and ASAP transport), the parsed policy, and the parameter pre-encoded the
-/// way a handle resolution response carries it, so answering copies bytes.
+/// Offsets in a Pool Element TLV (RFC 5354 §3.10): the PE Identifier, the Home ENRP
+/// Server Identifier and the Registration Life follow the 4-byte header.
+const ID_AT: usize = 4;
+const HOME_AT: usize = 8;
+const LIFE_AT: usize = 12;
+
+/// A checked registration, encoded once and shared (`Arc`) by every shard's replica:
+/// the writer that accepted it hands the same record to the other shards, which neither
+/// check nor encode it again.
 ///
-/// The parameter and its encoding change together: the only way to change the home
-/// after construction is `Element::set_home`, which encodes again.
-#[derive(Clone, Debug)]
-pub struct Element {
-    param: wire::PoolElement,
-    encoded: Box<[u8]>,
-    pub(crate) policy: Policy,
-    pub(crate) expires: Option<Instant>,
-    pub(crate) unreachable_reports: u32,
-    pub(crate) checksum: ChecksumSum,
+/// It holds the Pool Element parameter as bytes, not as a decoded
+/// [`wire::PoolElement`]: the form a handle resolution response carries (without the
+/// ASAP transport, padded, reference §4.7), followed by the ASAP transport TLV if there
+/// is one. The PE's identifier and home are read from those bytes, so what answers
+/// carry and what the handlespace believes cannot disagree. Beside them: the parsed
+/// policy and the pool attributes the pool rules compare (RFC 5352 §3.1).
+///
+/// A record never changes; a new home is a new record ([`Record::with_home`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    policy: Policy,
+    transport: TransportKind,
+    transport_use: TransportUse,
+    bytes: Box<[u8]>,
 }
 
-impl Element {
-    pub(crate) fn new(
-        handle: &PoolHandle,
-        param: wire::PoolElement,
-        policy: Policy,
-        expires: Option<Instant>,
-    ) -> Self {
+impl Record {
+    /// Encodes a registration whose values have been checked and whose policy is
+    /// `policy` (parsed from `param.policy`).
+    pub(crate) fn new(param: &wire::PoolElement, policy: Policy) -> Self {
+        let mut bytes = Vec::with_capacity(64);
+        let mut w = Writer::new(&mut bytes);
+        param.encode_without_asap_transport(&mut w);
+        w.finish();
+        if let Some(asap) = &param.asap_transport {
+            let mut w = Writer::new(&mut bytes);
+            asap.encode(&mut w);
+            w.finish();
+        }
         Self {
-            encoded: encode_for_resolution(&param),
-            checksum: ChecksumSum::of_element(handle, param.id),
-            param,
             policy,
-            expires,
-            unreachable_reports: 0,
+            transport: TransportKind::of(&param.user_transport),
+            transport_use: pool::transport_use(&param.user_transport),
+            bytes: bytes.into_boxed_slice(),
         }
     }
 
     pub fn id(&self) -> PoolElementId {
-        self.param.id
+        PoolElementId(self.word(ID_AT))
     }
 
     /// The registrar responsible for this PE (RFC 5353 §1.1 "home ENRP server").
     pub fn home(&self) -> RegistrarId {
-        self.param.home
-    }
-
-    pub fn param(&self) -> &wire::PoolElement {
-        &self.param
+        RegistrarId(self.word(HOME_AT))
     }
 
     pub fn policy(&self) -> Policy {
         self.policy
     }
 
+    pub fn transport(&self) -> TransportKind {
+        self.transport
+    }
+
+    pub fn transport_use(&self) -> TransportUse {
+        self.transport_use
+    }
+
+    /// Pool Element parameter without the ASAP transport, padded, as RSPLIB puts it in
+    /// a handle resolution response (reference §4.7).
+    pub fn encoded(&self) -> &[u8] {
+        self.bytes.get(..self.split()).unwrap_or(&self.bytes)
+    }
+
+    /// Appends the whole Pool Element parameter, ASAP transport included, as ENRP
+    /// carries it: byte for byte what [`wire::PoolElement::encode`] writes.
+    pub fn encode(&self, w: &mut Writer<'_>) {
+        let split = self.split();
+        let asap = self.bytes.get(split..).unwrap_or_default();
+        // The resolution form's own length excludes its final padding; with an ASAP
+        // transport after it, that padding lies between two children and counts.
+        let body_end = if asap.is_empty() {
+            self.declared_len()
+        } else {
+            split
+        };
+        let body = self.bytes.get(4..body_end).unwrap_or_default();
+        w.tlv(ParamType::POOL_ELEMENT.0, |w| {
+            w.put_bytes(body);
+            if let Some(l) = asap.get(2..4) {
+                let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
+                w.put_bytes(asap.get(..len).unwrap_or(asap));
+            }
+        });
+    }
+
+    /// The parameter decoded, as registered (with the home it has now).
+    pub fn param(&self) -> wire::PoolElement {
+        // Our own encoding always decodes; it is read back through the codec's public
+        // entry point, a registration message around it.
+        let mut msg = Vec::with_capacity(self.bytes.len() + 16);
+        wire::message(&mut msg, AsapType::REGISTRATION.0, 0, |w| {
+            wire::encode_handle(&PoolHandle::new(b"-"), w);
+            self.encode(w);
+        });
+        match AsapMessage::decode(&msg).map(|d| d.message) {
+            Ok(AsapMessage::Registration { element, .. }) => element,
+            _ => wire::PoolElement {
+                id: self.id(),
+                home: self.home(),
+                registration_life: wire::RegistrationLife(self.word(LIFE_AT)),
+                user_transport: wire::UserTransport::Opaque(self.encoded().to_vec()),
+                policy: self.policy.to_param(),
+                asap_transport: None,
+            },
+        }
+    }
+
+    /// The same registration under another home (a takeover or a peer's update): the
+    /// bytes with the home field replaced.
+    pub fn with_home(&self, home: RegistrarId) -> Self {
+        let mut record = self.clone();
+        if let Some(field) = record.bytes.get_mut(HOME_AT..HOME_AT + 4) {
+            field.copy_from_slice(&home.0.to_be_bytes());
+        }
+        record
+    }
+
+    /// The length field of the resolution form (its bytes without the final padding).
+    fn declared_len(&self) -> usize {
+        self.bytes
+            .get(2..4)
+            .map_or(0, |l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+    }
+
+    /// Where the resolution form ends (padded) and the ASAP transport TLV begins.
+    fn split(&self) -> usize {
+        (self.declared_len().saturating_add(3) & !3).min(self.bytes.len())
+    }
+
+    fn word(&self, at: usize) -> u32 {
+        self.bytes
+            .get(at..at + 4)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// A pool element in one replica: the shared [`Record`] and the state this replica
+/// keeps for it (the registration-life deadline and the unreachability reports, which
+/// only the pool's writer uses).
+#[derive(Clone, Debug)]
+pub struct Element {
+    record: Arc<Record>,
+    pub(crate) expires: Option<Instant>,
+    pub(crate) unreachable_reports: u32,
+}
+
+impl Element {
+    pub(crate) fn new(record: Arc<Record>, expires: Option<Instant>) -> Self {
+        Self {
+            record,
+            expires,
+            unreachable_reports: 0,
+        }
+    }
+
+    /// The shared registration (to hand to another replica).
+    pub fn record(&self) -> &Arc<Record> {
+        &self.record
+    }
+
+    pub fn id(&self) -> PoolElementId {
+        self.record.id()
+    }
+
+    /// The registrar responsible for this PE (RFC 5353 §1.1 "home ENRP server").
+    pub fn home(&self) -> RegistrarId {
+        self.record.home()
+    }
+
+    /// The parameter as registered, decoded ([`Record::param`]): for ENRP and reports,
+    /// not for answers, which copy [`Element::encoded`].
+    pub fn param(&self) -> wire::PoolElement {
+        self.record.param()
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.record.policy()
+    }
+
     /// Pool Element parameter without the ASAP transport, as RSPLIB puts it in a handle
     /// resolution response (reference §4.7).
     pub fn encoded(&self) -> &[u8] {
-        &self.encoded
+        self.record.encoded()
     }
 
     pub fn expires(&self) -> Option<Instant> {
@@ -71,20 +213,10 @@ impl Element {
         self.unreachable_reports
     }
 
-    /// Moves the PE to another home and encodes it again (answers name the home PR).
+    /// Moves the PE to another home: a new record (answers name the home PR).
     pub(crate) fn set_home(&mut self, home: RegistrarId) {
-        if self.param.home != home {
-            self.param.home = home;
-            self.encoded = encode_for_resolution(&self.param);
+        if self.home() != home {
+            self.record = Arc::new(self.record.with_home(home));
         }
     }
-}
-
-/// Encodes the parameter as it goes into a handle resolution response.
-fn encode_for_resolution(param: &wire::PoolElement) -> Box<[u8]> {
-    let mut buf = Vec::with_capacity(64);
-    let mut w = Writer::new(&mut buf);
-    param.encode_without_asap_transport(&mut w);
-    w.finish();
-    buf.into_boxed_slice()
 }

@@ -15,10 +15,11 @@ mod pool;
 mod select;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub use checksum::{ChecksumMode, ChecksumSum};
-pub use element::Element;
+pub use element::{Element, Record};
 pub use policy::{MAX_LOAD, Policy, PolicyError};
 pub use pool::{Pool, TransportKind};
 
@@ -169,7 +170,7 @@ impl<'a> Resolution<'a> {
     /// returned PE's policy (RFC 5352 §2.2.6 requires one for non-RR pools; RSPLIB
     /// clients require it always). `None` if nothing was selected.
     pub fn overall_policy(&self) -> Option<PolicyParam> {
-        self.elements().next().map(|e| e.param().policy)
+        self.elements().next().map(|e| e.policy().to_param())
     }
 }
 
@@ -284,6 +285,17 @@ impl Handlespace {
         Ok(policy)
     }
 
+    /// Checks a registration ([`Handlespace::validate`]) and encodes it once, for this
+    /// replica and every other ([`Handlespace::insert`]).
+    pub fn prepare(
+        &self,
+        handle: &PoolHandle,
+        pe: &wire::PoolElement,
+    ) -> Result<Arc<Record>, RegistrationError> {
+        let policy = self.validate(handle, pe)?;
+        Ok(Arc::new(Record::new(pe, policy)))
+    }
+
     /// Adds a PE or, if (handle, PE ID) exists, replaces its attributes (RFC 5352 §3.1:
     /// the PR treats it as a re-registration and takes ownership). `pe.home` must already
     /// be the home registrar. `expires` is when the registration life ends (`None`:
@@ -294,11 +306,23 @@ impl Handlespace {
         pe: wire::PoolElement,
         expires: Option<Instant>,
     ) -> Result<Registered, RegistrationError> {
-        let policy = self.validate(handle, &pe)?;
-        let kind = TransportKind::of(&pe.user_transport);
-        let tuse = pool::transport_use(&pe.user_transport);
-        let id = pe.id;
-        let element = Element::new(handle, pe, policy, expires);
+        let record = self.prepare(handle, &pe)?;
+        self.insert(handle, record, expires)
+    }
+
+    /// [`Handlespace::register`] of a prepared record: the pool rules and the limits,
+    /// without checking or encoding the PE again. Another replica's record may be
+    /// inserted as it is; the replicas then share it.
+    pub fn insert(
+        &mut self,
+        handle: &PoolHandle,
+        record: Arc<Record>,
+        expires: Option<Instant>,
+    ) -> Result<Registered, RegistrationError> {
+        let policy = record.policy();
+        let kind = record.transport();
+        let tuse = record.transport_use();
+        let id = record.id();
         match self.pools.get_mut(handle.as_bytes()) {
             Some(pool) => {
                 if policy.kind() != pool.policy_type {
@@ -307,7 +331,7 @@ impl Handlespace {
                             PolicyParam::new(pool.policy_type, &[])
                                 .unwrap_or_else(PolicyParam::round_robin)
                         },
-                        |e| e.param().policy,
+                        |e| e.policy().to_param(),
                     );
                     return Err(RegistrationError::InconsistentPolicy {
                         pool: example,
@@ -318,8 +342,8 @@ impl Handlespace {
                     let example = pool
                         .elements()
                         .next()
-                        .map(|e| e.param().user_transport.clone())
-                        .unwrap_or_else(|| element.param().user_transport.clone());
+                        .map_or_else(|| record.param(), Element::param)
+                        .user_transport;
                     return Err(RegistrationError::InconsistentTransport {
                         pool: pool.transport,
                         offered: kind,
@@ -333,19 +357,17 @@ impl Handlespace {
                     });
                 }
                 if let Some(slot) = pool.slot_of(id) {
-                    let new_home = element.home();
-                    let new_expiry = element.expires;
+                    let new_home = record.home();
+                    let pool_handle = pool.handle.clone();
                     let old = pool
-                        .replace(slot, element)
+                        .replace(slot, Element::new(record, expires))
                         .ok_or(RegistrationError::LackOfResources("slot"))?;
                     if old.home() != new_home {
-                        Self::home_sub(&mut self.homes, old.home(), old.checksum);
-                        Self::home_add(&mut self.homes, new_home, old.checksum);
+                        let sum = ChecksumSum::of_element(handle, id);
+                        Self::home_sub(&mut self.homes, old.home(), sum);
+                        Self::home_add(&mut self.homes, new_home, sum);
                     }
-                    if let Some(t) = new_expiry {
-                        self.expiry.schedule(t, handle, id);
-                        self.compact_expiry();
-                    }
+                    self.reschedule(pool_handle, id, old.expires, expires);
                     return Ok(Registered::Updated {
                         previous_home: old.home(),
                     });
@@ -356,7 +378,7 @@ impl Handlespace {
                 if self.elements >= self.config.max_elements {
                     return Err(RegistrationError::LackOfResources("PEs"));
                 }
-                self.add_element(handle, element, false)
+                self.add_element(handle, Element::new(record, expires), false)
             }
             None => {
                 if self.pools.len() >= self.config.max_pools {
@@ -365,9 +387,9 @@ impl Handlespace {
                 if self.elements >= self.config.max_elements {
                     return Err(RegistrationError::LackOfResources("PEs"));
                 }
-                let pool = Pool::new(handle.clone(), &element, self.hasher.clone());
+                let pool = Pool::new(handle.clone(), &record, self.hasher.clone());
                 self.pools.insert(handle.clone(), pool);
-                self.add_element(handle, element, true)
+                self.add_element(handle, Element::new(record, expires), true)
             }
         }
     }
@@ -382,9 +404,10 @@ impl Handlespace {
             return Err(RegistrationError::LackOfResources("pool vanished"));
         };
         if let Some(t) = element.expires {
-            self.expiry.schedule(t, handle, element.id());
+            self.expiry.schedule(t, pool.handle.clone(), element.id());
         }
-        Self::home_add(&mut self.homes, element.home(), element.checksum);
+        let sum = ChecksumSum::of_element(handle, element.id());
+        Self::home_add(&mut self.homes, element.home(), sum);
         pool.insert(element);
         self.elements += 1;
         self.compact_expiry();
@@ -395,11 +418,12 @@ impl Handlespace {
     pub fn deregister(&mut self, handle: &[u8], id: PoolElementId) -> Option<Element> {
         let pool = self.pools.get_mut(handle)?;
         let e = pool.remove(id)?;
+        let sum = ChecksumSum::of_element(&pool.handle, id);
         if pool.is_empty() {
             self.pools.remove(handle);
         }
         self.elements -= 1;
-        Self::home_sub(&mut self.homes, e.home(), e.checksum);
+        Self::home_sub(&mut self.homes, e.home(), sum);
         Some(e)
     }
 
@@ -409,8 +433,7 @@ impl Handlespace {
         let pool = self.pools.get_mut(handle)?;
         self.picks.clear();
         let increment = self.config.max_increment.unwrap_or(pool.default_increment);
-        pool.selector
-            .select(max_items, increment, &mut self.rng, &mut self.picks);
+        pool.select(max_items, increment, &mut self.rng, &mut self.picks);
         Some(Resolution {
             pool,
             picks: &self.picks,
@@ -463,19 +486,18 @@ impl Handlespace {
         home: RegistrarId,
         expires: Option<Instant>,
     ) -> Option<RegistrarId> {
-        let e = self.pools.get_mut(handle.as_bytes())?.element_mut(id)?;
+        let pool = self.pools.get_mut(handle.as_bytes())?;
+        let pool_handle = pool.handle.clone();
+        let e = pool.element_mut(id)?;
         let previous = e.home();
-        let sum = e.checksum;
+        let sum = ChecksumSum::of_element(handle, id);
         e.set_home(home);
-        e.expires = expires;
+        let old_expires = std::mem::replace(&mut e.expires, expires);
         if previous != home {
             Self::home_sub(&mut self.homes, previous, sum);
             Self::home_add(&mut self.homes, home, sum);
         }
-        if let Some(t) = expires {
-            self.expiry.schedule(t, handle, id);
-            self.compact_expiry();
-        }
+        self.reschedule(pool_handle, id, old_expires, expires);
         Some(previous)
     }
 
@@ -487,7 +509,7 @@ impl Handlespace {
         self.pools.values().flat_map(move |p| {
             p.elements()
                 .filter(move |e| e.home() == home)
-                .map(move |e| (&p.handle, e))
+                .map(move |e| (&*p.handle, e))
         })
     }
 
@@ -500,18 +522,39 @@ impl Handlespace {
     /// Removes every PE whose registration life ended at or before `now`, appending
     /// them with their pool handles to `out`.
     pub fn expire(&mut self, now: Instant, out: &mut Vec<(PoolHandle, Element)>) {
-        while let Some(due) = self.expiry.pop_due(now) {
-            for (handle, id) in due {
-                // Skip entries made stale by a re-registration or a deregistration.
-                let current = self
-                    .element(handle.as_bytes(), id)
-                    .and_then(Element::expires);
-                if current.is_some_and(|t| t <= now)
-                    && let Some(e) = self.deregister(handle.as_bytes(), id)
-                {
-                    out.push((handle, e));
+        while let Some((handle, id)) = self.expiry.pop_due(now) {
+            match self
+                .element(handle.as_bytes(), id)
+                .and_then(Element::expires)
+            {
+                Some(t) if t <= now => {
+                    if let Some(e) = self.deregister(handle.as_bytes(), id) {
+                        out.push(((*handle).clone(), e));
+                    }
                 }
+                // Re-registered since with a later deadline: its one entry moves there.
+                Some(t) => self.expiry.schedule(t, handle, id),
+                // Gone, or registered again without a deadline.
+                None => {}
             }
+        }
+    }
+
+    /// Keeps a PE's deadline covered after it changed from `old` to `new`: an entry at
+    /// or before the deadline exists already unless there was no deadline or the new
+    /// one is earlier.
+    fn reschedule(
+        &mut self,
+        handle: Arc<PoolHandle>,
+        id: PoolElementId,
+        old: Option<Instant>,
+        new: Option<Instant>,
+    ) {
+        if let Some(t) = new
+            && old.is_none_or(|o| t < o)
+        {
+            self.expiry.schedule(t, handle, id);
+            self.compact_expiry();
         }
     }
 

@@ -1,12 +1,13 @@
 //! One pool: its fixed attributes, its elements and its selection structure.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::Hasher;
-use super::element::Element;
-use super::policy::Policy;
+use super::element::{Element, Record};
 use super::select::{Selector, Slot};
 use crate::ids::{PoolElementId, PoolHandle};
+use crate::rng::Rng;
 use crate::wire::{PolicyType, TransportUse, UserTransport};
 
 /// The user transport protocol of a pool (all its PEs share it, RFC 5352 §3.1).
@@ -48,7 +49,8 @@ pub(crate) fn transport_use(t: &UserTransport) -> TransportUse {
 /// A pool. Created by its first registration, deleted with its last PE (RFC 5351 §2.1).
 #[derive(Debug)]
 pub struct Pool {
-    pub(crate) handle: PoolHandle,
+    /// Shared with the expiry entries of the pool's PEs.
+    pub(crate) handle: Arc<PoolHandle>,
     pub(crate) policy_type: PolicyType,
     pub(crate) transport: TransportKind,
     pub(crate) transport_use: TransportUse,
@@ -61,17 +63,18 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(handle: PoolHandle, first: &Element, hasher: Hasher) -> Self {
+    pub(crate) fn new(handle: PoolHandle, first: &Record, hasher: Hasher) -> Self {
+        let policy = first.policy();
         Self {
-            handle,
-            policy_type: first.policy.kind(),
-            transport: TransportKind::of(&first.param().user_transport),
-            transport_use: transport_use(&first.param().user_transport),
-            default_increment: first.policy.default_increment(),
+            handle: Arc::new(handle),
+            policy_type: policy.kind(),
+            transport: first.transport(),
+            transport_use: first.transport_use(),
+            default_increment: policy.default_increment(),
             slots: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::with_hasher(hasher),
-            selector: Selector::new(first.policy.class()),
+            selector: Selector::new(policy.class()),
         }
     }
 
@@ -131,7 +134,7 @@ impl Pool {
 
     pub(crate) fn insert(&mut self, element: Element) {
         let id = element.id();
-        let policy = element.policy;
+        let policy = element.policy();
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = Some(element);
@@ -148,10 +151,28 @@ impl Pool {
 
     /// Replaces a PE's attributes (re-registration); returns the old element.
     pub(crate) fn replace(&mut self, slot: Slot, element: Element) -> Option<Element> {
-        let policy: Policy = element.policy;
+        let policy = element.policy();
         let old = self.slots.get_mut(slot as usize)?.replace(element);
         self.selector.update(slot, policy);
         old
+    }
+
+    /// Selects up to `n` PEs with the pool's policy ([`Selector::select`]).
+    pub(crate) fn select(
+        &mut self,
+        n: usize,
+        increment: usize,
+        rng: &mut Rng,
+        out: &mut Vec<Slot>,
+    ) {
+        let slots = &self.slots;
+        let policy_of = |s: Slot| {
+            slots
+                .get(s as usize)
+                .and_then(Option::as_ref)
+                .map(Element::policy)
+        };
+        self.selector.select(n, increment, rng, out, policy_of);
     }
 
     pub(crate) fn remove(&mut self, id: PoolElementId) -> Option<Element> {

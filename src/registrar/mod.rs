@@ -580,13 +580,13 @@ impl Registrar {
                 id,
             ),
             // Replica updates: the writer checked them; a replica only mirrors them.
-            ShardMsg::Upsert { handle, element } => {
-                self.out.changed(&handle, &element, false);
-                let _ = self.replica.register(&handle, element, None);
+            ShardMsg::Upsert { handle, record } => {
+                self.out.changed(&handle, &record, false);
+                let _ = self.replica.insert(&handle, record, None);
             }
             ShardMsg::Delete { handle, id } => {
                 if let Some(e) = self.replica.deregister(handle.as_bytes(), id) {
-                    self.out.changed(&handle, e.param(), true);
+                    self.out.changed(&handle, e.record(), true);
                 }
             }
             ShardMsg::Peer(write) => {

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use super::{ConnId, Event, Metrics, Router, Served, ShardId, ShardMsg, Transmit};
+use crate::handlespace::Record;
 use crate::ids::{PoolHandle, RegistrarId};
 use crate::wire::{AsapMessage, PoolElement};
 
@@ -52,14 +53,15 @@ impl Outputs {
         }
     }
 
-    /// Records a change of the replica, if changes of our own PEs are kept here.
-    pub(super) fn changed(&mut self, handle: &PoolHandle, element: &PoolElement, deleted: bool) {
+    /// Records a change of the replica, if changes of our own PEs are kept here (the
+    /// record is decoded only then).
+    pub(super) fn changed(&mut self, handle: &PoolHandle, record: &Record, deleted: bool) {
         if let Some((me, c)) = &mut self.changes
-            && element.home == *me
+            && record.home() == *me
         {
             c.push(Change {
                 handle: handle.clone(),
-                element: element.clone(),
+                element: record.param(),
                 deleted,
             });
         }
@@ -87,7 +89,8 @@ impl Outputs {
         self.send_shard(writer, msg);
     }
 
-    /// Sends a replica update to every other shard.
+    /// Sends a replica update to every other shard (a clone each: a shared record and
+    /// a handle).
     pub(super) fn publish(&mut self, msg: ShardMsg) {
         for s in 0..self.router.shards() {
             let s = ShardId(s);

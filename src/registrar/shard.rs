@@ -15,8 +15,10 @@
 //! the writer's order.
 
 use std::hash::{BuildHasher, Hasher as _};
+use std::sync::Arc;
 use std::time::Instant;
 
+use crate::handlespace::Record;
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::{OperationError, PoolElement};
 
@@ -181,10 +183,11 @@ pub enum ShardMsg {
         handle: PoolHandle,
         id: PoolElementId,
     },
-    /// Writer → every other shard: replica update.
+    /// Writer → every other shard: replica update, the PE as the writer checked and
+    /// encoded it (shared, not copied).
     Upsert {
         handle: PoolHandle,
-        element: PoolElement,
+        record: Arc<Record>,
     },
     /// Writer → every other shard: replica update.
     Delete {

@@ -4,18 +4,19 @@
 //! other shards' replicas.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Event, Origin, Outputs, RemovalReason, ShardMsg};
 use crate::enrp::{PeerWrite, Refusal, Source, TakeoverWinner};
-use crate::handlespace::{Handlespace, Registered};
+use crate::handlespace::{Handlespace, Record, Registered, RegistrationError};
 use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
 use crate::wire::PoolElement;
 
 #[derive(Debug, Default)]
 pub(super) struct Writer {
     /// Where each PE of the pools this shard writes was registered from.
-    origins: HashMap<(PoolHandle, PoolElementId), Origin>,
+    origins: Origins,
     /// Pools this shard writes (for the gauges; kept as pools come and go).
     pools: usize,
 }
@@ -43,21 +44,21 @@ impl Writer {
         received: Instant,
     ) {
         let id = element.id;
-        let result = match hs.register(&handle, element.clone(), expires) {
-            Ok(registered) => {
+        let result = match insert(hs, &handle, &element, expires) {
+            Ok((registered, record)) => {
                 if registered == (Registered::New { new_pool: true }) {
                     self.pools += 1;
                 }
-                let previous = self.origins.insert((handle.clone(), id), origin);
+                let previous = self.origins.insert(&handle, id, origin);
                 // Registered again from elsewhere: the previous connection no longer
                 // supervises it (RSPLIB treats it as a re-registration too).
                 if let Some(prev) = previous.filter(|p| *p != origin) {
                     notify(out, prev, &handle, id, RemovalReason::Moved);
                 }
-                out.changed(&handle, &element, false);
+                out.changed(&handle, &record, false);
                 out.publish(ShardMsg::Upsert {
                     handle: handle.clone(),
-                    element,
+                    record,
                 });
                 if let Some((_, conn)) = origin.local() {
                     out.events.push_back(Event::Registered {
@@ -101,7 +102,7 @@ impl Writer {
         id: PoolElementId,
         reason: RemovalReason,
     ) {
-        if self.origins.get(&(handle.clone(), id)) == Some(&origin) {
+        if self.origins.get(&handle, id) == Some(origin) {
             self.remove_element(hs, out, &handle, id, reason);
         }
         // Answered even when nothing was removed: for a deregistration, "not registered
@@ -143,7 +144,7 @@ impl Writer {
         let mut expired = Vec::new();
         hs.expire(now, &mut expired);
         for (handle, e) in expired {
-            out.changed(&handle, e.param(), true);
+            out.changed(&handle, e.record(), true);
             self.removed(hs, out, &handle, e.id(), RemovalReason::Expired);
         }
     }
@@ -188,13 +189,13 @@ impl Writer {
                 if current == Some(me) && keep {
                     return refused(out, from, &handle, id, Refusal::Ours);
                 }
-                match hs.register(&handle, element.clone(), expires) {
-                    Ok(registered) => {
+                match insert(hs, &handle, &element, expires) {
+                    Ok((registered, record)) => {
                         if registered == (Registered::New { new_pool: true }) {
                             self.pools += 1;
                         }
                         let origin = Origin::Peer(element.home);
-                        let previous = self.origins.insert((handle.clone(), id), origin);
+                        let previous = self.origins.insert(&handle, id, origin);
                         // It registered at the peer: our connection lets it go.
                         if let Some(prev) = previous.filter(|p| p.local().is_some()) {
                             out.metrics.on_removal(RemovalReason::Moved);
@@ -203,8 +204,8 @@ impl Writer {
                         out.metrics
                             .enrp
                             .on_applied(Some(now.saturating_duration_since(received)));
-                        out.changed(&handle, &element, false);
-                        out.publish(ShardMsg::Upsert { handle, element });
+                        out.changed(&handle, &record, false);
+                        out.publish(ShardMsg::Upsert { handle, record });
                     }
                     Err(e) => {
                         out.events.push_back(Event::PeerRefused {
@@ -245,7 +246,7 @@ impl Writer {
                 }
                 let expires = e.expires();
                 hs.set_home(&handle, id, to, expires);
-                self.origins.insert((handle.clone(), id), Origin::Peer(to));
+                self.origins.insert(&handle, id, Origin::Peer(to));
                 out.metrics.enrp.on_applied(None);
                 self.republish(hs, out, &handle, id);
             }
@@ -282,7 +283,7 @@ impl Writer {
             }
             _ => return notify(out, origin, &handle, id, RemovalReason::Moved),
         }
-        self.origins.insert((handle.clone(), id), origin);
+        self.origins.insert(&handle, id, origin);
         out.metrics.enrp.on_applied(None);
         self.republish(hs, out, &handle, id);
     }
@@ -296,11 +297,11 @@ impl Writer {
         id: PoolElementId,
     ) {
         if let Some(e) = hs.element(handle.as_bytes(), id) {
-            let element = e.param().clone();
-            out.changed(handle, &element, false);
+            let record = e.record().clone();
+            out.changed(handle, &record, false);
             out.publish(ShardMsg::Upsert {
                 handle: handle.clone(),
-                element,
+                record,
             });
         }
     }
@@ -314,7 +315,7 @@ impl Writer {
         reason: RemovalReason,
     ) {
         if let Some(e) = hs.deregister(handle.as_bytes(), id) {
-            out.changed(handle, e.param(), true);
+            out.changed(handle, e.record(), true);
             self.removed(hs, out, handle, id, reason);
         }
     }
@@ -330,7 +331,7 @@ impl Writer {
         id: PoolElementId,
         reason: RemovalReason,
     ) {
-        let origin = self.origins.remove(&(handle.clone(), id));
+        let origin = self.origins.remove(handle, id);
         out.metrics.on_removal(reason);
         if hs.pool(handle.as_bytes()).is_none() {
             self.pools = self.pools.saturating_sub(1);
@@ -354,6 +355,66 @@ impl Writer {
             notify(out, origin, handle, id, reason);
         }
     }
+}
+
+/// The origin of every PE a writer writes, by pool: a small map per pool keyed by PE ID,
+/// not one map keyed by (handle, PE ID), which would hold a copy of the handle per PE.
+#[derive(Debug, Default)]
+struct Origins {
+    pools: HashMap<PoolHandle, HashMap<PoolElementId, Origin>>,
+    len: usize,
+}
+
+impl Origins {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, handle: &PoolHandle, id: PoolElementId) -> Option<Origin> {
+        self.pools.get(handle)?.get(&id).copied()
+    }
+
+    /// Sets the origin; returns the previous one.
+    fn insert(&mut self, handle: &PoolHandle, id: PoolElementId, origin: Origin) -> Option<Origin> {
+        let previous = match self.pools.get_mut(handle) {
+            Some(pool) => pool.insert(id, origin),
+            None => self
+                .pools
+                .entry(handle.clone())
+                .or_default()
+                .insert(id, origin),
+        };
+        if previous.is_none() {
+            self.len += 1;
+        }
+        previous
+    }
+
+    fn remove(&mut self, handle: &PoolHandle, id: PoolElementId) -> Option<Origin> {
+        let pool = self.pools.get_mut(handle)?;
+        let origin = pool.remove(&id)?;
+        self.len -= 1;
+        if pool.is_empty() {
+            self.pools.remove(handle);
+        } else if pool.capacity() > 4 * pool.len() + 16 {
+            // A pool that shrank a lot gives its table back.
+            pool.shrink_to_fit();
+        }
+        Some(origin)
+    }
+}
+
+/// Checks and encodes a PE once, and inserts it: the record to publish to the other
+/// replicas comes back with the outcome.
+fn insert(
+    hs: &mut Handlespace,
+    handle: &PoolHandle,
+    element: &PoolElement,
+    expires: Option<Instant>,
+) -> Result<(Registered, Arc<Record>), RegistrationError> {
+    let record = hs.prepare(handle, element)?;
+    let registered = hs.insert(handle, record.clone(), expires)?;
+    Ok((registered, record))
 }
 
 fn refused(

@@ -22,6 +22,8 @@ struct View<'a> {
     shard: String,
     metrics: &'a Metrics,
     gauges: &'a Gauges,
+    mesh_spills: u64,
+    mesh_waits: u64,
 }
 
 /// Renders a scrape: `snapshots[i]` is shard `i`'s, `None` if it did not answer within
@@ -34,9 +36,12 @@ pub fn render(snapshots: &[Option<Snapshot>], timeout: Duration) -> String {
         .collect();
     let mut all_metrics = Metrics::default();
     let mut all_gauges = Gauges::default();
+    let (mut all_spills, mut all_waits) = (0, 0);
     for s in &answered {
         all_metrics.merge(&s.metrics);
         add_gauges(&mut all_gauges, &s.gauges);
+        all_spills += s.mesh_spills;
+        all_waits += s.mesh_waits;
     }
     let mut views = Vec::with_capacity(answered.len() + 1);
     if missing.is_empty() && !answered.is_empty() {
@@ -44,12 +49,16 @@ pub fn render(snapshots: &[Option<Snapshot>], timeout: Duration) -> String {
             shard: "all".into(),
             metrics: &all_metrics,
             gauges: &all_gauges,
+            mesh_spills: all_spills,
+            mesh_waits: all_waits,
         });
     }
     views.extend(answered.iter().map(|s| View {
         shard: s.shard.to_string(),
         metrics: &s.metrics,
         gauges: &s.gauges,
+        mesh_spills: s.mesh_spills,
+        mesh_waits: s.mesh_waits,
     }));
     for i in &missing {
         let _ = writeln!(
@@ -61,6 +70,7 @@ pub fn render(snapshots: &[Option<Snapshot>], timeout: Duration) -> String {
     process(&mut out, snapshots);
     gauges(&mut out, &views);
     counters(&mut out, &views);
+    mesh(&mut out, &views);
     histograms(&mut out, &views);
     enrp::render(&mut out, &views);
     out
@@ -207,6 +217,30 @@ fn counters(out: &mut String, views: &[View<'_>]) {
         for r in RemovalReason::ALL {
             let labels = format!("{},reason=\"{}\"", shard(v), r.label());
             sample(out, name, &labels, v.metrics.removals(r));
+        }
+    }
+}
+
+/// The mesh between shards: a spill is a message whose receiver's queue was full, kept
+/// in the sender's bounded overflow list; a wait, that list full too.
+fn mesh(out: &mut String, views: &[View<'_>]) {
+    type Pick = fn(&View<'_>) -> u64;
+    let families: [(&str, &str, Pick); 2] = [
+        (
+            "rserpool_mesh_spills_total",
+            "Messages to other shards that found the receiving shard's queue full and waited in the sending shard's overflow list.",
+            |v| v.mesh_spills,
+        ),
+        (
+            "rserpool_mesh_waits_total",
+            "Times a shard's overflow list was full too, so that it held its input back until other shards read their queues.",
+            |v| v.mesh_waits,
+        ),
+    ];
+    for (name, help, pick) in families {
+        family(out, name, "counter", help);
+        for v in views {
+            sample(out, name, &shard(v), pick(v));
         }
     }
 }
@@ -373,6 +407,8 @@ mod tests {
             shard: index,
             metrics: r.metrics().clone(),
             gauges: r.gauges(),
+            mesh_spills: 2 + 3 * u64::from(index),
+            mesh_waits: u64::from(index),
         }
     }
 
@@ -415,6 +451,9 @@ mod tests {
         let received =
             "rserpool_asap_messages_received_total{shard=\"all\",type=\"handle_resolution\"}";
         assert_eq!(v(received), 5.0);
+        let spills = |shard: &str| v(&format!("rserpool_mesh_spills_total{{shard=\"{shard}\"}}"));
+        assert_eq!((spills("0"), spills("1"), spills("all")), (2.0, 5.0, 7.0));
+        assert_eq!(v("rserpool_mesh_waits_total{shard=\"all\"}"), 1.0);
         assert_eq!(v("rserpool_associations{shard=\"all\"}"), 2.0);
         assert_eq!(v("rserpool_up"), 1.0);
         assert_eq!(v("rserpool_shards"), 2.0);

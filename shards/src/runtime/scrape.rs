@@ -27,6 +27,11 @@ pub struct Snapshot {
     pub metrics: Metrics,
     /// What it holds now.
     pub gauges: Gauges,
+    /// Its messages to other shards that found the receiver's queue full and waited in
+    /// its own overflow list (the mesh's spills), since it started.
+    pub mesh_spills: u64,
+    /// Times its overflow list was full, so that it waited for other shards to read.
+    pub mesh_waits: u64,
 }
 
 /// A request for one [`Snapshot`], answered into `reply`.
@@ -43,6 +48,9 @@ impl Request {
             shard,
             metrics: registrar.metrics().clone(),
             gauges: registrar.gauges(),
+            // Read by the scraper from the shard's signal ([`MetricsSource::collect`]).
+            mesh_spills: 0,
+            mesh_waits: 0,
         });
     }
 }
@@ -94,8 +102,13 @@ impl MetricsSource {
         let mut out: Vec<Option<Snapshot>> = vec![None; n];
         for _ in 0..asked {
             match answers.recv_deadline(deadline) {
-                Ok(s) => {
-                    if let Some(slot) = out.get_mut(usize::from(s.shard)) {
+                Ok(mut s) => {
+                    let i = usize::from(s.shard);
+                    if let Some(signal) = self.signals.get(i) {
+                        let mesh = signal.counters();
+                        (s.mesh_spills, s.mesh_waits) = (mesh.spills, mesh.waits);
+                    }
+                    if let Some(slot) = out.get_mut(i) {
                         *slot = Some(s);
                     }
                 }

@@ -65,17 +65,19 @@ impl Selector {
     }
 
     /// Appends up to `n` distinct selectable PEs to `out`, best first, and advances the
-    /// selection state of the first `increment` of them.
+    /// selection state of the first `increment` of them. `policy_of` gives the policy of
+    /// the PE in a slot (the structures keep none, to stay small).
     pub(crate) fn select(
         &mut self,
         n: usize,
         increment: usize,
         rng: &mut Rng,
         out: &mut Vec<Slot>,
+        policy_of: impl Fn(Slot) -> Option<Policy>,
     ) {
         match self {
-            Self::Ordered(s) => s.select(n, increment, out),
-            Self::Weighted(s) => s.select(n, increment, rng, out),
+            Self::Ordered(s) => s.select(n, increment, out, policy_of),
+            Self::Weighted(s) => s.select(n, increment, rng, out, policy_of),
             Self::Uniform(s) => s.select(n, rng, out),
         }
     }

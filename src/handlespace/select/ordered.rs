@@ -16,16 +16,33 @@ fn stride(weight: u32) -> u64 {
     STRIDE / u64::from(weight.max(1))
 }
 
-#[derive(Clone, Debug, Default)]
+/// A PE's place in the rings. Its policy is not kept here: the pool passes a lookup
+/// into its elements, so that each replica keeps 32 bytes per PE.
+#[derive(Clone, Debug)]
 struct Node {
-    policy: Option<Policy>,
-    /// Order key while linked into a ring.
-    key: Option<u64>,
+    /// Order key while linked into a ring, [`UNLINKED`] otherwise.
+    key: u64,
+    /// WRR pass.
+    pass: u64,
     prev: Slot,
     next: Slot,
     degradation: u32,
-    /// WRR pass.
-    pass: u64,
+}
+
+/// The key of a PE that is in no ring (free, or not selectable). No order key reaches
+/// it: keys are loads or priorities (32 bits) or WRR passes (rebased below 2^62).
+const UNLINKED: u64 = u64::MAX;
+
+impl Default for Node {
+    fn default() -> Self {
+        Self {
+            key: UNLINKED,
+            pass: 0,
+            prev: 0,
+            next: 0,
+            degradation: 0,
+        }
+    }
 }
 
 /// Head and length of one circular list of equal-key PEs. The tail is `head.prev`.
@@ -54,28 +71,30 @@ impl Ordered {
             _ => 0,
         };
         self.nodes[slot as usize] = Node {
-            policy: Some(policy),
             pass,
             ..Node::default()
         };
-        self.link(slot);
+        self.link(slot, policy);
     }
 
     pub(crate) fn remove(&mut self, slot: Slot) {
         self.unlink(slot);
-        self.nodes[slot as usize] = Node::default();
+        if let Some(node) = self.nodes.get_mut(slot as usize) {
+            *node = Node::default();
+        }
     }
 
     /// A re-registration keeps the PE's place when its key is unchanged; otherwise it
     /// joins the tail of its new key's list, as a newly handed-out PE would.
     pub(crate) fn update(&mut self, slot: Slot, policy: Policy) {
-        let node = &mut self.nodes[slot as usize];
-        node.policy = Some(policy);
+        let Some(node) = self.nodes.get_mut(slot as usize) else {
+            return;
+        };
         node.degradation = 0;
-        let new_key = policy.order_key(0, node.pass);
+        let new_key = policy.order_key(0, node.pass).unwrap_or(UNLINKED);
         if new_key != node.key {
             self.unlink(slot);
-            self.link(slot);
+            self.link(slot, policy);
         }
     }
 
@@ -83,7 +102,14 @@ impl Ordered {
         self.nodes.get(slot as usize).map_or(0, |n| n.degradation)
     }
 
-    pub(crate) fn select(&mut self, n: usize, increment: usize, out: &mut Vec<Slot>) {
+    /// `policy_of` gives the policy of the PE in a slot.
+    pub(crate) fn select(
+        &mut self,
+        n: usize,
+        increment: usize,
+        out: &mut Vec<Slot>,
+        policy_of: impl Fn(Slot) -> Option<Policy>,
+    ) {
         let start = out.len();
         'rings: for ring in self.rings.values() {
             let mut s = ring.head;
@@ -97,18 +123,20 @@ impl Ordered {
         }
         let picked = out.len() - start;
         for i in 0..increment.min(picked) {
-            self.advance(out[start + i]);
+            let slot = out[start + i];
+            if let Some(policy) = policy_of(slot) {
+                self.advance(slot, policy);
+            }
         }
         if self.vtime >= REBASE_AT {
-            self.rebase();
+            self.rebase(policy_of);
         }
     }
 
     /// The PE was handed out: it becomes the newest of its key, and policies with
     /// per-selection state (degradation, WRR pass) update it.
-    fn advance(&mut self, slot: Slot) {
+    fn advance(&mut self, slot: Slot, policy: Policy) {
         let node = &mut self.nodes[slot as usize];
-        let Some(policy) = node.policy else { return };
         if let Some(step) = policy.degradation_step() {
             node.degradation = node.degradation.saturating_add(step);
         }
@@ -116,10 +144,12 @@ impl Ordered {
             self.vtime = self.vtime.max(node.pass);
             node.pass = node.pass.saturating_add(stride(weight));
         }
-        let new_key = policy.order_key(node.degradation, node.pass);
+        let new_key = policy
+            .order_key(node.degradation, node.pass)
+            .unwrap_or(UNLINKED);
         let old_key = node.key;
         if new_key == old_key
-            && let Some(ring) = old_key.and_then(|k| self.rings.get_mut(&k))
+            && let Some(ring) = self.rings.get_mut(&old_key)
             && ring.head == slot
         {
             // Moving the head to the tail of a circular list is one step.
@@ -127,20 +157,17 @@ impl Ordered {
             return;
         }
         self.unlink(slot);
-        self.link(slot);
+        self.link(slot, policy);
     }
 
     /// Links a PE at the tail of its key's ring (if it is selectable at all).
-    fn link(&mut self, slot: Slot) {
+    fn link(&mut self, slot: Slot, policy: Policy) {
         let node = &self.nodes[slot as usize];
-        let Some(key) = node
-            .policy
-            .and_then(|p| p.order_key(node.degradation, node.pass))
-        else {
-            self.nodes[slot as usize].key = None;
+        let Some(key) = policy.order_key(node.degradation, node.pass) else {
+            self.nodes[slot as usize].key = UNLINKED;
             return;
         };
-        self.nodes[slot as usize].key = Some(key);
+        self.nodes[slot as usize].key = key;
         match self.rings.get_mut(&key) {
             None => {
                 self.rings.insert(key, Ring { head: slot, len: 1 });
@@ -165,7 +192,10 @@ impl Ordered {
         let Some(node) = self.nodes.get_mut(slot as usize) else {
             return;
         };
-        let Some(key) = node.key.take() else { return };
+        let key = std::mem::replace(&mut node.key, UNLINKED);
+        if key == UNLINKED {
+            return;
+        }
         let (prev, next) = (node.prev, node.next);
         let Some(ring) = self.rings.get_mut(&key) else {
             return;
@@ -184,7 +214,7 @@ impl Ordered {
 
     /// Subtracts the smallest pass from every WRR pass, keeping the order. O(n), once per
     /// ~2^30 selections.
-    fn rebase(&mut self) {
+    fn rebase(&mut self, policy_of: impl Fn(Slot) -> Option<Policy>) {
         let base = self
             .rings
             .keys()
@@ -211,8 +241,10 @@ impl Ordered {
         self.vtime -= base;
         self.rings.clear();
         for s in order {
-            self.nodes[s as usize].key = None;
-            self.link(s);
+            self.nodes[s as usize].key = UNLINKED;
+            if let Some(policy) = policy_of(s) {
+                self.link(s, policy);
+            }
         }
     }
 

@@ -9,9 +9,10 @@ const NONE: u32 = u32::MAX;
 /// Repeated draws tolerated in one selection before switching to lifting.
 const MAX_REDRAWS: u32 = 4;
 
+/// A PE's place in the tree and its degradation. Its policy is not kept here (the pool
+/// passes a lookup into its elements).
 #[derive(Clone, Debug, Default)]
 struct Node {
-    policy: Option<Policy>,
     degradation: u32,
     pos: u32,
 }
@@ -52,7 +53,6 @@ impl Weighted {
         ensure(&mut self.nodes, slot);
         let w = policy.weight(0);
         self.nodes[slot as usize] = Node {
-            policy: Some(policy),
             degradation: 0,
             pos: self.dense.len() as u32,
         };
@@ -93,23 +93,28 @@ impl Weighted {
     }
 
     pub(crate) fn update(&mut self, slot: Slot, policy: Policy) {
-        let node = &mut self.nodes[slot as usize];
-        node.policy = Some(policy);
+        let Some(node) = self.nodes.get_mut(slot as usize) else {
+            return;
+        };
         node.degradation = 0;
         let p = node.pos as usize;
-        self.set_weight(p, policy.weight(0));
+        if p < self.dense.len() {
+            self.set_weight(p, policy.weight(0));
+        }
     }
 
     pub(crate) fn degradation(&self, slot: Slot) -> u32 {
         self.nodes.get(slot as usize).map_or(0, |n| n.degradation)
     }
 
+    /// `policy_of` gives the policy of the PE in a slot.
     pub(crate) fn select(
         &mut self,
         n: usize,
         increment: usize,
         rng: &mut Rng,
         out: &mut Vec<Slot>,
+        policy_of: impl Fn(Slot) -> Option<Policy>,
     ) {
         let start = out.len();
         self.lifted.clear();
@@ -140,8 +145,10 @@ impl Weighted {
         let picked = out.len() - start;
         for i in 0..increment.min(picked) {
             let slot = out[start + i];
+            let Some(policy) = policy_of(slot) else {
+                continue;
+            };
             let node = &mut self.nodes[slot as usize];
-            let Some(policy) = node.policy else { continue };
             if let Some(step) = policy.degradation_step() {
                 node.degradation = node.degradation.saturating_add(step);
                 let (p, w) = (node.pos as usize, policy.weight(node.degradation));

@@ -1,9 +1,10 @@
 //! Handlespace tests: pool rules, limits, checksums and expiry (`rules`), per-policy
-//! selection behaviour (`policies`), and a model-based property test of random
-//! operation sequences (`model`).
+//! selection behaviour (`policies`), the shared record (`record`), and a model-based
+//! property test of random operation sequences (`model`).
 
 mod model;
 mod policies;
+mod record;
 mod rules;
 
 use std::collections::HashMap;

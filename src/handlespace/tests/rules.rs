@@ -216,13 +216,25 @@ fn registration_life_expires_and_reregistration_extends_it() {
 }
 
 #[test]
-fn stale_deadlines_are_compacted() {
+fn a_reregistering_pe_keeps_one_deadline_entry_and_stale_ones_are_compacted() {
     let mut hs = hs();
     let t0 = Instant::now();
     let h = PoolHandle::from("p");
+    // Later deadlines: the first entry of each PE covers them all.
     for i in 0..10_000u64 {
         let p = pe(1 + (i % 3) as u32, PolicyParam::round_robin());
-        hs.register(&h, p, Some(t0 + Duration::from_millis(i)))
+        hs.register(
+            &h,
+            p,
+            Some(t0 + Duration::from_secs(20) + Duration::from_millis(i)),
+        )
+        .unwrap();
+    }
+    assert_eq!(hs.expiry.entries(), 3);
+    // Earlier deadlines each need an entry; compaction bounds the stale ones.
+    for i in 0..10_000u64 {
+        let p = pe(1 + (i % 3) as u32, PolicyParam::round_robin());
+        hs.register(&h, p, Some(t0 + Duration::from_millis(20_000 - i)))
             .unwrap();
     }
     assert!(
@@ -231,10 +243,13 @@ fn stale_deadlines_are_compacted() {
         hs.expiry.entries()
     );
     let mut out = Vec::new();
-    hs.expire(t0 + Duration::from_millis(9_996), &mut out);
+    hs.expire(t0 + Duration::from_millis(10_000), &mut out);
     assert!(out.is_empty(), "all three re-registered later");
-    hs.expire(t0 + Duration::from_millis(9_999), &mut out);
+    hs.expire(t0 + Duration::from_millis(10_003), &mut out);
     assert_eq!(out.len(), 3);
+    // The stale entries come due too, and go.
+    hs.expire(t0 + Duration::from_secs(3600), &mut out);
+    assert_eq!((out.len(), hs.next_expiry()), (3, None));
 }
 
 #[test]

@@ -215,11 +215,15 @@ mod tests {
                 shard: 0,
                 metrics: m0,
                 gauges: g0,
+                mesh_spills: 0,
+                mesh_waits: 0,
             }),
             Some(Snapshot {
                 shard: 1,
                 metrics: m1,
                 gauges: Gauges::default(),
+                mesh_spills: 0,
+                mesh_waits: 0,
             }),
         ];
         let text = render(&snapshots, Duration::from_secs(1));
