@@ -54,6 +54,9 @@ pub(crate) struct Signal {
     /// Counted by the shard itself, read by scrapes.
     spills: AtomicU64,
     waits: AtomicU64,
+    /// Messages put in the shard's queue so far (by every sender); the shard compares
+    /// it with what it took to know, in one load, whether anything waits.
+    delivered: AtomicU64,
 }
 
 /// What one shard's end of the mesh has counted since the start.
@@ -75,6 +78,7 @@ impl Signal {
             closed: AtomicBool::new(false),
             spills: AtomicU64::new(0),
             waits: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
         })
     }
 
@@ -124,6 +128,8 @@ pub(crate) struct Port {
     /// Every shard's queue (this one's unused), shared by all ports.
     queues: Arc<[Sender<ShardMsg>]>,
     inbox: Receiver<ShardMsg>,
+    /// Messages taken from `inbox` so far (see [`Signal`]'s `delivered`).
+    received: u64,
     capacity: usize,
     /// Per receiver.
     dests: Vec<Dest>,
@@ -161,6 +167,7 @@ pub(crate) fn build(signals: Arc<[Signal]>, capacity: usize) -> Vec<Port> {
             me,
             queues: queues.clone(),
             inbox,
+            received: 0,
             capacity: capacity.max(1),
             dests: (0..n).map(|_| Dest::default()).collect(),
             spilled: 0,
@@ -218,18 +225,26 @@ impl Port {
 
     /// Hands up to `max` received messages to `f`; returns whether more are waiting.
     pub(crate) fn recv(&mut self, max: usize, mut f: impl FnMut(ShardMsg)) -> bool {
+        // The common case, nothing new, costs one load.
+        if !self.has_incoming() {
+            return false;
+        }
         for _ in 0..max {
             match self.inbox.try_recv() {
-                Ok(msg) => f(msg),
+                Ok(msg) => {
+                    self.received += 1;
+                    f(msg);
+                }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return false,
             }
         }
-        !self.inbox.is_empty()
+        self.has_incoming()
     }
 
-    /// Whether any message is waiting to be received.
+    /// Whether any message is waiting to be received: more were delivered to this
+    /// shard than it took.
     pub(crate) fn has_incoming(&self) -> bool {
-        !self.inbox.is_empty()
+        self.signals[self.me].delivered.load(Ordering::SeqCst) != self.received
     }
 
     /// Puts `msg` in `to`'s queue if it has room (or drops it if `to` stopped);
@@ -243,7 +258,12 @@ impl Port {
             return Some(msg);
         }
         match queue.try_send(msg) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => None,
+            Ok(()) => {
+                // After the message is in: a receiver that sees the count finds it.
+                self.signals[to].delivered.fetch_add(1, Ordering::SeqCst);
+                None
+            }
+            Err(TrySendError::Disconnected(_)) => None,
             Err(TrySendError::Full(msg)) => Some(msg),
         }
     }

@@ -208,6 +208,9 @@ pub(super) struct Shard {
     idle: bool,
     /// Busy polling: turns in a row without input.
     idle_turns: u32,
+    turns: u32,
+    /// A metrics request was seen waiting when the shard was about to sleep.
+    scrape_due: bool,
 }
 
 impl Shard {
@@ -261,6 +264,8 @@ impl Shard {
             completions_seen: 0,
             idle: false,
             idle_turns: 0,
+            turns: 0,
+            scrape_due: false,
         })
     }
 
@@ -304,8 +309,12 @@ impl Shard {
             }
             self.ctx.release_conn(id);
         }
-        // Once per turn, not per message: an empty queue costs an atomic load or two.
-        if !self.scrape.is_empty() {
+        // Every 64th turn (and before the shard sleeps, see `wait`): metrics can wait
+        // a few turns, and looking costs a few atomic loads.
+        self.turns = self.turns.wrapping_add(1);
+        if (self.turns % 64 == 0 || std::mem::take(&mut self.scrape_due))
+            && !self.scrape.is_empty()
+        {
             while let Ok(req) = self.scrape.try_recv() {
                 req.answer(self.index as u16, &self.ctx.registrar);
             }
@@ -562,10 +571,8 @@ impl Shard {
         let sleeping = timeout != Some(Duration::ZERO);
         if sleeping {
             signal.park();
-            if self.mesh.has_incoming()
-                || !self.scrape.is_empty()
-                || self.stop.load(Ordering::SeqCst)
-            {
+            self.scrape_due = !self.scrape.is_empty();
+            if self.mesh.has_incoming() || self.scrape_due || self.stop.load(Ordering::SeqCst) {
                 timeout = Some(Duration::ZERO);
             }
         }
