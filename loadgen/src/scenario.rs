@@ -1,8 +1,7 @@
 //! Measurements: closed- and open-loop request/answer timing, against a registrar or
-//! against the echo responder (the transport floor).
+//! against the echo responder (the transport floor, [`crate::echo`]).
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -20,8 +19,8 @@ use crate::report::Series;
 pub struct ClosedLoop {
     /// Round trip of each answer that passed the check (the others are errors).
     pub latency: Series,
-    /// Size of the last answer on the wire (the echo floor uses the same size).
-    pub answer_bytes: usize,
+    /// The first answer that passed the check, as it came (the echo floor replays it).
+    pub answer: Vec<u8>,
     /// What the check made of the last good answer (PEs, for a resolution).
     pub items: usize,
 }
@@ -44,7 +43,7 @@ pub fn closed_loop(
                 conn.set_read_timeout(Some(Duration::from_secs(5)))?;
                 let mut run = ClosedLoop {
                     latency: Series::new(name),
-                    answer_bytes: 0,
+                    answer: Vec::new(),
                     items: 0,
                 };
                 let start = Instant::now();
@@ -53,9 +52,11 @@ pub fn closed_loop(
                     conn.send_bytes(&request)?;
                     let bytes = conn.recv_bytes()?;
                     let rtt = t.elapsed();
-                    run.answer_bytes = bytes.len();
                     match check(bytes) {
                         Some(items) => {
+                            if run.answer.is_empty() {
+                                run.answer = bytes.to_vec();
+                            }
                             run.items = items;
                             run.latency.record(rtt);
                             if run.latency.count().is_multiple_of(256) {
@@ -72,7 +73,7 @@ pub fn closed_loop(
         .collect();
     let mut total = ClosedLoop {
         latency: Series::new(name),
-        answer_bytes: 0,
+        answer: Vec::new(),
         items: 0,
     };
     for t in threads {
@@ -80,69 +81,12 @@ pub fn closed_loop(
             .join()
             .map_err(|_| io::Error::other("a pool user thread panicked"))??;
         total.latency.merge(&run.latency);
-        total.answer_bytes = run.answer_bytes;
+        if total.answer.is_empty() {
+            total.answer = run.answer;
+        }
         total.items = run.items;
     }
     Ok(total)
-}
-
-/// A TCP responder that answers every framed message with `reply_bytes` bytes: the bare
-/// transport round trip with the registrar's message sizes.
-#[derive(Debug)]
-pub struct EchoResponder {
-    pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl EchoResponder {
-    pub fn start(reply_bytes: usize) -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(mut s) = stream else { continue };
-                std::thread::spawn(move || echo_loop(&mut s, reply_bytes));
-            }
-        });
-        Ok(Self { addr, stop })
-    }
-}
-
-impl Drop for EchoResponder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Unblocks accept.
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
-fn echo_loop(s: &mut TcpStream, reply_bytes: usize) {
-    let _ = s.set_nodelay(true);
-    // A well-formed framed reply of the wanted size (a padded ASAP header).
-    let len = reply_bytes.clamp(4, 65_532);
-    let mut reply = vec![0u8; len.div_ceil(4) * 4];
-    reply[0] = 0x06;
-    reply[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    let mut head = [0u8; 4];
-    let mut body = Vec::new();
-    loop {
-        if s.read_exact(&mut head).is_err() {
-            return;
-        }
-        let n = usize::from(u16::from_be_bytes([head[2], head[3]]))
-            .max(4)
-            .div_ceil(4)
-            * 4;
-        body.resize(n - 4, 0);
-        if s.read_exact(&mut body).is_err() || s.write_all(&reply).is_err() {
-            return;
-        }
-    }
 }
 
 /// What an open-loop run measured.
@@ -155,8 +99,8 @@ pub struct OpenLoop {
     pub send_lag: Series,
     /// Requests sent that got no answer before the end.
     pub lost: u64,
-    /// The last answer's size in bytes.
-    pub answer_bytes: usize,
+    /// The first answer that passed the check, as it came.
+    pub answer: Vec<u8>,
 }
 
 /// How an answer is judged: `Some(items)` for a good one.
@@ -168,11 +112,6 @@ pub fn positive_resolution(bytes: &[u8]) -> Option<usize> {
         Resolved::Elements { elements, .. } => Some(elements.len()),
         Resolved::Failed { .. } => None,
     }
-}
-
-/// Any answer at all (the echo responder's).
-pub fn any_answer(_: &[u8]) -> Option<usize> {
-    Some(0)
 }
 
 /// Open loop: `pus` connections send `request` on a fixed schedule adding up to `rate`
@@ -213,7 +152,7 @@ pub fn open_loop(
         latency: Series::new(name),
         send_lag: Series::new("generator send lag"),
         lost: 0,
-        answer_bytes: 0,
+        answer: Vec::new(),
     };
     for t in threads {
         let r = t
@@ -222,7 +161,9 @@ pub fn open_loop(
         total.latency.merge(&r.latency);
         total.send_lag.merge(&r.send_lag);
         total.lost += r.lost;
-        total.answer_bytes = r.answer_bytes;
+        if total.answer.is_empty() {
+            total.answer = r.answer;
+        }
     }
     Ok(total)
 }
@@ -242,10 +183,10 @@ fn pu_open_loop(
     let done = Arc::new(AtomicBool::new(false));
     let receiver = {
         let (sent, done, name) = (sent.clone(), done.clone(), name.to_owned());
-        std::thread::spawn(move || -> io::Result<(Series, u64, usize)> {
+        std::thread::spawn(move || -> io::Result<(Series, u64, Vec<u8>)> {
             let mut latency = Series::new(name);
             let mut received = 0u64;
-            let mut answer_bytes = 0;
+            let mut answer = Vec::new();
             let mut quiet_since: Option<Instant> = None;
             loop {
                 let total = sent.load(Ordering::Acquire);
@@ -256,9 +197,11 @@ fn pu_open_loop(
                     Ok(bytes) => {
                         let now = Instant::now();
                         quiet_since = None;
-                        answer_bytes = bytes.len();
                         let due = first + period.mul_f64(received as f64);
                         if check(bytes).is_some() {
+                            if answer.is_empty() {
+                                answer = bytes.to_vec();
+                            }
                             latency.record(now.saturating_duration_since(due));
                         } else {
                             latency.errors += 1;
@@ -287,7 +230,7 @@ fn pu_open_loop(
                 }
             }
             latency.elapsed = duration;
-            Ok((latency, received, answer_bytes))
+            Ok((latency, received, answer))
         })
     };
     tighten_timer_slack();
@@ -313,7 +256,7 @@ fn pu_open_loop(
         sent.store(i, Ordering::Release);
     }
     done.store(true, Ordering::Release);
-    let (latency, received, answer_bytes) = receiver
+    let (latency, received, answer) = receiver
         .join()
         .map_err(|_| io::Error::other("a receiver thread panicked"))??;
     send_lag.elapsed = duration;
@@ -321,7 +264,7 @@ fn pu_open_loop(
         latency,
         send_lag,
         lost: i.saturating_sub(received),
-        answer_bytes,
+        answer,
     })
 }
 
