@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Prints the results of bench/vm-compare.sh as Markdown: every run, then each
-registrar at its best closed-loop rate and the ratios ours/RSPLIB.
+registrar at its best closed-loop rate with the ratios ours/floor and
+ours/RSPLIB, the same at equal pool-user counts, the latency at 50 % of each
+registrar's maximum (open loop), and the registrars' CPU at rest (keep-alives
+only).
 
 Usage: python3 bench/vm-compare-report.py DIR   (DIR: vm-compare.sh's --out)
 """
@@ -11,12 +14,16 @@ import statistics
 import sys
 
 NAMES = {
+    "floor": "floor (echo responder)",
     "ours": "ours (rserpool-registrar)",
     "ours_1shard": "ours, --shards 1",
     "ours_nopin": "ours, --no-pin",
     "rsplib": "RSPLIB rspregistrar",
 }
-ORDER = {"ours": 0, "ours_1shard": 1, "ours_nopin": 2, "rsplib": 3}
+ORDER = {"floor": 0, "ours": 1, "ours_1shard": 2, "ours_nopin": 3, "rsplib": 4}
+# What ours is compared with, in this order, and how a ratio row names it.
+BASES = {"floor": "floor", "rsplib": "RSPLIB"}
+MODES = {"max": "max", "half": "50 %"}
 
 
 def human(s):
@@ -96,12 +103,12 @@ def pct(x):
 def every_run(runs):
     print("### Every run\n")
     print(
-        "| registrar | PUs | run | resolutions/s | p50 | p99 | p99.9 | errors "
+        "| registrar | load | PUs | run | resolutions/s | p50 | p99 | p99.9 | errors "
         "| registrar CPU (user) | load gen. CPU (user) | VM user / sys / softirq / idle "
         "| registrar CPU at rest | registrar CPU per resolution (user; net of rest) "
         "| load gen. CPU per resolution |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
     for r in runs:
         cpu = lg = vm = rest = per = lgper = "–"
         b = r.get("busy")
@@ -119,7 +126,8 @@ def every_run(runs):
             per += f"; {r['reg_net_us']:.0f} µs)" if "reg_net_us" in r else ")"
             lgper = f"{r['lg_us']:.0f} µs"
         print(
-            f"| {r['registrar']} | {r['pus']} | {r['run']} | {r['rate']:.0f} | {human(r['p50'])} "
+            f"| {r['registrar']} | {MODES.get(r['mode'], r['mode'])} | {r['pus']} | {r['run']} "
+            f"| {r['rate']:.0f} | {human(r['p50'])} "
             f"| {human(r['p99'])} | {human(r['p999'])} | {r['errors']} | {cpu} | {lg} | {vm} "
             f"| {rest} | {per} | {lgper} |"
         )
@@ -127,7 +135,8 @@ def every_run(runs):
         "\nCPU shares are of one vCPU (100 % = one vCPU busy), the user-space part in "
         "brackets; the VM columns are shares of all vCPUs. Busy = while the pool users "
         "resolve; rest = after they stopped, the 500 PEs still registered (keep-alives "
-        "only). CPU per resolution = CPU time / resolutions; it includes the kernel's SCTP "
+        "only; the floor sends none). Load max = closed loop; 50 % = open loop at half the "
+        "registrar's best closed-loop rate. CPU per resolution = CPU time / resolutions; it includes the kernel's SCTP "
         "work done in the process's system calls (on loopback a sender also runs the "
         "receiver's SCTP input); 'net of rest' subtracts the keep-alive load. A rest "
         "sample is dropped ('–') when a PE was lost during it.\n"
@@ -148,6 +157,8 @@ def ratio(a, b, key):
 
 def summary(runs):
     closed = [r for r in runs if r["mode"] == "max"]
+    if not closed:
+        return
     points = {}
     for r in closed:
         points.setdefault((r["registrar"], r["pus"]), []).append(r)
@@ -157,10 +168,8 @@ def summary(runs):
     for (reg, _), r in med.items():
         if reg not in best or r["rate"] > best[reg]["rate"]:
             best[reg] = r
-    ours = [r for r in sorted(best, key=lambda r: ORDER.get(r, 9)) if r != "rsplib"]
-    if "rsplib" not in best or not ours:
-        return
-    s = best["rsplib"]
+    bases = [b for b in BASES if b in best]
+    ours = [r for r in sorted(best, key=lambda r: ORDER.get(r, 9)) if r not in BASES]
     what = f"best of {repeats} runs" if repeats > 1 else "one run"
     print(f"### Best closed-loop rate of each registrar ({what} per pool-user count)\n")
     print(
@@ -174,32 +183,123 @@ def summary(runs):
             f"| {NAMES.get(r['registrar'], r['registrar'])} | {r['rate']:.0f} | {r['pus']} "
             f"| {human(r['p50'])} | {human(r['p99'])} | {human(r['p999'])} | {' | '.join(us)} |"
         )
-    for reg in ours:
-        o = best[reg]
-        bold = "**" if reg == "ours" else ""
-        print(
-            f"| {bold}{reg} / RSPLIB{bold} | {bold}{o['rate'] / s['rate']:.2f}x{bold} | "
-            f"| {o['p50'] / s['p50']:.2f}x | {o['p99'] / s['p99']:.2f}x | {o['p999'] / s['p999']:.2f}x "
-            f"| {ratio(o, s, 'reg_us')} | {ratio(o, s, 'reg_user_us')} | {ratio(o, s, 'reg_net_us')} |"
-        )
+    for base in bases:
+        s = best[base]
+        # RSPLIB against the floor too: how far the reference is from the transport.
+        for reg in ours + [b for b in bases if b != base and base == "floor"]:
+            o = best[reg]
+            bold = "**" if reg == "ours" else ""
+            print(
+                f"| {bold}{reg} / {BASES[base]}{bold} | {bold}{o['rate'] / s['rate']:.2f}x{bold} | "
+                f"| {o['p50'] / s['p50']:.2f}x | {o['p99'] / s['p99']:.2f}x | {o['p999'] / s['p999']:.2f}x "
+                f"| {ratio(o, s, 'reg_us')} | {ratio(o, s, 'reg_user_us')} | {ratio(o, s, 'reg_net_us')} |"
+            )
     print(
         "\nThe latency ratios in this table compare different loads (each registrar at its "
         "own best pool-user count); the next table compares equal loads.\n"
     )
-    print("### ours / RSPLIB at the same number of pool users\n")
+    if not bases:
+        return
+    print("### Ours / floor and ours / RSPLIB at the same number of pool users\n")
     print("| registrar | PUs | rate | p50 | p99 | p99.9 | registrar CPU per resolution | net of rest |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for reg in ours:
-        for p in sorted({p for _, p in med}):
-            if (reg, p) not in med or ("rsplib", p) not in med:
-                continue
-            a, b = med[(reg, p)], med[("rsplib", p)]
+    for base in bases:
+        for reg in ours:
+            for p in sorted({p for _, p in med}):
+                if (reg, p) not in med or (base, p) not in med:
+                    continue
+                a, b = med[(reg, p)], med[(base, p)]
+                print(
+                    f"| {reg} / {BASES[base]} | {p} | {a['rate'] / b['rate']:.2f}x "
+                    f"| {a['p50'] / b['p50']:.2f}x | {a['p99'] / b['p99']:.2f}x "
+                    f"| {a['p999'] / b['p999']:.2f}x "
+                    f"| {ratio(a, b, 'reg_us')} | {ratio(a, b, 'reg_net_us')} |"
+                )
+    print("\nRate ratio above 1 = ours faster; latency and CPU ratios below 1 = ours lower.\n")
+
+
+def half_load(runs):
+    """Open loop at half of each registrar's best rate: the median of its runs, per
+    figure (the runs are few and their latencies vary with the host's load)."""
+    by_reg = {}
+    for r in runs:
+        if r["mode"] == "half":
+            by_reg.setdefault(r["registrar"], []).append(r)
+    if not by_reg:
+        return
+    regs = sorted(by_reg, key=lambda r: ORDER.get(r, 9))
+    m = {}
+    for reg in regs:
+        rs = by_reg[reg]
+        m[reg] = {k: statistics.median(r[k] for r in rs) for k in ("rate", "p50", "p99", "p999")}
+        m[reg]["pus"] = rs[0]["pus"]
+        m[reg]["n"] = len(rs)
+        cpu = [r["reg_us"] for r in rs if "reg_us" in r]
+        if cpu:
+            m[reg]["reg_us"] = statistics.median(cpu)
+    n = max(v["n"] for v in m.values())
+    print(f"### At 50 % load: open loop at half of each registrar's best rate (median of {n} runs)\n")
+    print("| registrar | PUs | resolutions/s | p50 | p99 | p99.9 | p99.9 ÷ p50 | registrar CPU per resolution |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for reg in regs:
+        v = m[reg]
+        cpu = f"{v['reg_us']:.0f} µs" if "reg_us" in v else "–"
+        print(
+            f"| {NAMES.get(reg, reg)} | {v['pus']} | {v['rate']:.0f} | {human(v['p50'])} "
+            f"| {human(v['p99'])} | {human(v['p999'])} | {v['p999'] / v['p50']:.1f} | {cpu} |"
+        )
+    for base in (b for b in BASES if b in m):
+        for reg in (r for r in regs if r not in BASES):
+            a, b = m[reg], m[base]
+            bold = "**" if reg == "ours" else ""
             print(
-                f"| {reg} | {p} | {a['rate'] / b['rate']:.2f}x | {a['p50'] / b['p50']:.2f}x "
-                f"| {a['p99'] / b['p99']:.2f}x | {a['p999'] / b['p999']:.2f}x "
-                f"| {ratio(a, b, 'reg_us')} | {ratio(a, b, 'reg_net_us')} |"
+                f"| {bold}{reg} / {BASES[base]}{bold} | | {a['rate'] / b['rate']:.2f}x "
+                f"| {a['p50'] / b['p50']:.2f}x | {a['p99'] / b['p99']:.2f}x "
+                f"| {a['p999'] / b['p999']:.2f}x | {(a['p999'] / a['p50']) / (b['p999'] / b['p50']):.2f}x "
+                f"| {ratio(a, b, 'reg_us')} |"
             )
-    print("\nRate ratio above 1 = ours faster; latency and CPU ratios below 1 = ours lower.")
+    print(
+        "\nEach registrar runs at half of its own maximum, so the rates differ; the ratios "
+        "compare each at the same relative load.\n"
+    )
+
+
+def settings(out):
+    """PEs and keep-alive interval from settings.txt (defaults: 500, 1000 ms)."""
+    pes, interval = 500, 1000
+    f = out / "settings.txt"
+    if f.exists():
+        t = f.read_text()
+        if m := re.search(r"(\d+) PEs", t):
+            pes = int(m[1])
+        if m := re.search(r"keep-alive: interval (\d+) ms", t):
+            interval = int(m[1])
+    return pes, interval
+
+
+def at_rest(runs, out):
+    """The registrar's CPU with only keep-alives to answer, over every rest sample."""
+    by_reg = {}
+    for r in runs:
+        if r.get("rest"):
+            by_reg.setdefault(r["registrar"], []).append(r["rest"]["reg"])
+    if not by_reg:
+        return
+    pes, interval = settings(out)
+    per_s = pes * 1000 / interval
+    print(f"### At rest: {pes} PEs registered, keep-alives only ({per_s:.0f} per second)\n")
+    print("| registrar | samples | registrar CPU (median) | min – max | CPU per keep-alive exchange |")
+    print("|---|---:|---:|---:|---:|")
+    for reg in sorted(by_reg, key=lambda r: ORDER.get(r, 9)):
+        v = by_reg[reg]
+        med = statistics.median(v)
+        per = "–" if reg == "floor" else f"{med / per_s * 1e6:.0f} µs"
+        print(f"| {NAMES.get(reg, reg)} | {len(v)} | {pct(med)} | {pct(min(v))} – {pct(max(v))} | {per} |")
+    print(
+        "\nShares of one vCPU, sampled over 2 s after each run's pool users stopped (the "
+        "load generator's PE threads answer the keep-alives meanwhile). The floor sends no "
+        "keep-alives: its row is the idle cost.\n"
+    )
 
 
 def main():
@@ -210,6 +310,8 @@ def main():
     runs.sort(key=lambda r: (r["mode"], r["pus"], r["run"], ORDER.get(r["registrar"], 9)))
     every_run(runs)
     summary(runs)
+    half_load(runs)
+    at_rest(runs, out)
 
 
 if __name__ == "__main__":
