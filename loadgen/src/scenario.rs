@@ -26,7 +26,9 @@ pub struct ClosedLoop {
 }
 
 /// Closed loop: `pus` connections, each sending `request` back to back for `duration`,
-/// every answer judged by `check`.
+/// every answer judged by `check`. Every connection is made first and all of them
+/// start and stop together, so the run is one window of `duration` with all `pus` busy
+/// (a slow connect, as under emulation, would otherwise stagger them).
 pub fn closed_loop(
     target: Target,
     request: &[u8],
@@ -35,18 +37,22 @@ pub fn closed_loop(
     check: Check,
     name: &str,
 ) -> io::Result<ClosedLoop> {
-    let threads: Vec<JoinHandle<io::Result<ClosedLoop>>> = (0..pus.max(1))
-        .map(|_| {
+    let conns = (0..pus.max(1))
+        .map(|_| Conn::connect(target))
+        .collect::<io::Result<Vec<_>>>()?;
+    let start = Instant::now() + Duration::from_millis(20);
+    let threads: Vec<JoinHandle<io::Result<ClosedLoop>>> = conns
+        .into_iter()
+        .map(|mut conn| {
             let (request, name) = (request.to_vec(), name.to_owned());
             std::thread::spawn(move || {
-                let mut conn = Conn::connect(target)?;
                 conn.set_read_timeout(Some(Duration::from_secs(5)))?;
                 let mut run = ClosedLoop {
                     latency: Series::new(name),
                     answer: Vec::new(),
                     items: 0,
                 };
-                let start = Instant::now();
+                std::thread::sleep(start.saturating_duration_since(Instant::now()));
                 while start.elapsed() < duration {
                     let t = Instant::now();
                     conn.send_bytes(&request)?;
