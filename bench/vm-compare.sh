@@ -24,9 +24,10 @@
 # (500 PEs register, round robin, several per association, from 192.0.2.1, and
 # answer keep-alives; then P pool users resolve closed loop, one association
 # each, asking for 3 PEs; every answer must hold 3.)  After that sweep, each
-# registrar runs the same command open loop at half its best closed-loop rate
-# (--rate R/2), with the pool-user count of that best run, --repeat times,
-# interleaved as well: p50, p99 and p99.9 at 50 % load.  The registrars:
+# registrar runs the same command with --rate 50% (its maximum measured again,
+# then open loop at half of it) and the pool-user count of its best run,
+# --repeat times, interleaved as well: p50, p99 and p99.9 at 50 % load.  The
+# registrars:
 #
 #   floor   target/release/rserpool-loadgen echo --listen sctp://192.0.2.1:3863
 #           --items 3 --pool LoadPool: the echo floor, no registrar at all.  One
@@ -49,10 +50,12 @@
 # load generator's and the VM's (user/system/softirq/idle), while the pool
 # users resolve ("busy") and after they stopped while the PEs are still
 # registered ("rest": keep-alives only, the 500 PEs' 500 per second; the load
-# generator holds its PEs registered for it, --hold; the floor has none).  A
-# run fails if an answer held fewer PEs, or if while resolving an association
-# was lost or a PE was removed by a keep-alive timeout.  The rest sample is
-# dropped if that happened during it.
+# generator holds its PEs registered for it, --hold; the floor has none); in
+# the closed-loop runs only.  A busy sample is dropped when the pool users'
+# associations were not all up at its end.  A run fails if an answer held
+# fewer PEs, or if while resolving a PE's association was lost (the load
+# generator reports it) or a PE was removed by a keep-alive timeout.  The rest
+# sample is dropped if that happened during it.
 #
 # A registrar's "max" rate is its best closed-loop rate over LIST and the
 # repetitions (the host's other load only ever slows a run down, so the best
@@ -305,7 +308,10 @@ run_one() {
   want=$(( base + 2 * (PE_CONNS + pus) ))
   rest=$(( base + 2 * PE_CONNS ))
   printf 'clk_tck=%s\nvcpus=%s\nassocs_expected=%s\n' "$CLK_TCK" "$VCPUS" "$want" > "$CPU_FILE"
-  if wait_assocs ge "$want"; then
+  # CPU samples in closed-loop runs only: a --rate 50% run's pool users connect
+  # twice (closed loop, then open loop), so the association count cannot tell
+  # its phases apart.
+  if [[ $mode == max ]] && wait_assocs ge "$want"; then
     # busy: from 0.3 s after the pool users connected to 0.7 s before they stop.
     nap 0.3
     sample_begin
@@ -313,8 +319,11 @@ run_one() {
     sample_end busy
     assocs
     count_removed "$OUT/$name.registrar.log"
-    printf '%s\nassocs_at_busy_end=%s\n' "$WINDOW" "$ASSOCS" >> "$CPU_FILE"
-    (( ASSOCS >= want )) || lost=$(( (want - ASSOCS) / 2 ))
+    # Fewer associations: pool users had finished (the script woke late on a
+    # starved VM) or a PE's association was lost (the load generator reports
+    # those): the window was not all busy.
+    if (( ASSOCS >= want )); then printf '%s\n' "$WINDOW" >> "$CPU_FILE"; else echo "busy_discarded=1" >> "$CPU_FILE"; fi
+    echo "assocs_at_busy_end=$ASSOCS" >> "$CPU_FILE"
     removed=$REMOVED
     # rest: the pool users are gone, the PEs stay (--hold).  Kept only if no
     # PE went meanwhile.
@@ -340,12 +349,14 @@ run_one() {
   wait "$LG_PID" || rc=$?
   LG_PID=""
   stop_pid "$REG_PID"; REG_PID=""
+  if [[ $mode != max ]]; then count_removed "$OUT/$name.registrar.log"; removed=$REMOVED; fi
+  if [[ -s $OUT/$name.json ]]; then lost=$(jq '.summary.pes_lost_resolving // 0' "$OUT/$name.json"); fi
   if (( rc != 0 )); then
     say "FAIL $name: the load generator exited with $rc:"; sed 's/^/    | /' "$OUT/$name.loadgen.txt" | tail -n 5; FAILED=1
   elif (( lost > 0 )); then
-    say "FAIL $name: $lost association(s) lost while resolving (RSPLIB aborts a PE association on a keep-alive timeout)"; FAILED=1
+    say "FAIL $name: $lost PE(s) lost their association while resolving (RSPLIB aborts a PE association on a keep-alive timeout)"; FAILED=1
   elif (( removed > 0 )); then
-    say "FAIL $name: the registrar removed $removed PE(s) while resolving (keep-alive timeout)"; FAILED=1
+    say "FAIL $name: the registrar removed $removed PE(s) during the run (keep-alive timeout)"; FAILED=1
   else
     say "$(grep -E '^resolution( \([^)]*\))? +[0-9]' "$OUT/$name.loadgen.txt" | tr -s ' ')"
   fi
@@ -367,11 +378,11 @@ fi
   echo "pool: $POOL, $PES PEs (round robin) on $PE_CONNS associations, $ITEMS items per resolution"
   echo "keep-alive: interval $KA_INTERVAL ms, timeout $KA_TIMEOUT ms (both registrars)"
   echo "closed loop, $DURATION s per run, pool users: ${PUS[*]}, $REPEAT run(s) each, registrars alternating;" \
-       "then open loop at half of each registrar's best rate with the pool users of that run, $REPEAT run(s) each"
+       "then --rate 50% (the maximum again, then open loop at half of it) with the pool users of each registrar's best run, $REPEAT run(s) each"
   echo "CPU sampled while resolving (busy: from 0.3 s after the pool users connected, for $(( DURATION - 1 )) s)" \
        "and after (rest: PEs registered, keep-alives only, for $(( DURATION > 4 ? 2 : DURATION - 2 )) s)"
   for r in "${REGISTRARS[@]}"; do echo "registrar $r: ${REG_CMD[$r]}"; done
-  echo "load generator: $LOADGEN_BIN resolve --registrar sctp://$ADDR:$PORT --pool $POOL --pes $PES --pe-connections $PE_CONNS --pus P --items $ITEMS --duration $DURATION --hold $(( DURATION > 4 ? 4 : DURATION )) --no-floor --json OUT.json [--rate R/2]"
+  echo "load generator: $LOADGEN_BIN resolve --registrar sctp://$ADDR:$PORT --pool $POOL --pes $PES --pe-connections $PE_CONNS --pus P --items $ITEMS --duration $DURATION --hold $(( DURATION > 4 ? 4 : DURATION )) --no-floor --json OUT.json [--rate 50%]"
 } > "$OUT/settings.txt"
 cat "$OUT/settings.txt"
 echo
@@ -408,12 +419,14 @@ PY
 for r in "${REGISTRARS[@]}"; do
   [[ -z ${BEST_RATE[$r]:-} ]] || echo "best closed-loop rate of $r: ${BEST_RATE[$r]}/s with ${BEST_PUS[$r]} pool users"
 done
-# Open loop at half of each one's best rate, with the pool users of that run.
+# At 50 % load, with the pool users of each one's best run: --rate 50% measures
+# the maximum again and runs open loop at half of it, in the same run (half of
+# the sweep's best would overload a registrar whose best was a lucky run).
 for ((k = 1; k <= REPEAT; k++)); do
   in_order "$k"
   for r in "${ORDERED[@]}"; do
-    [[ -n ${BEST_RATE[$r]:-} ]] || continue
-    run_one "$r" half "${BEST_PUS[$r]}" "$k" --rate "$(( BEST_RATE[$r] / 2 ))"
+    [[ -n ${BEST_PUS[$r]:-} ]] || continue
+    run_one "$r" half "${BEST_PUS[$r]}" "$k" --rate 50%
   done
 done
 echo

@@ -186,6 +186,19 @@ impl Conn {
         })
     }
 
+    /// Shuts the connection down for every handle on it (a TCP FIN, an SCTP
+    /// SHUTDOWN): a send or receive blocked on another handle returns.
+    pub fn shutdown(&self) {
+        match &self.inner {
+            Inner::Tcp(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            Inner::Sctp(c) => {
+                let _ = c.shutdown();
+            }
+        }
+    }
+
     /// Closes the connection abruptly: a TCP FIN, an SCTP ABORT.
     pub fn crash(self) {
         match self.inner {

@@ -109,6 +109,10 @@ pub struct OpenLoop {
     pub answer: Vec<u8>,
 }
 
+/// How long an open loop's pool users may still be busy after their schedule ended
+/// (answers arriving late, a last one lost) before the run is given up as stuck.
+pub const STALL_LIMIT: Duration = Duration::from_secs(30);
+
 /// How an answer is judged: `Some(items)` for a good one.
 pub type Check = fn(&[u8]) -> Option<usize>;
 
@@ -140,20 +144,53 @@ pub fn open_loop(
     let conns = (0..pus)
         .map(|_| Conn::connect(target))
         .collect::<io::Result<Vec<_>>>()?;
+    // Handles to end every connection if the pool users are stuck (see below).
+    let ends = conns
+        .iter()
+        .map(Conn::try_clone)
+        .collect::<io::Result<Vec<_>>>()?;
     let start = Instant::now() + Duration::from_millis(20);
+    let (finished, finish) = std::sync::mpsc::channel();
     let threads: Vec<_> = conns
         .into_iter()
         .enumerate()
         .map(|(k, conn)| {
             let request = request.to_vec();
             let name = name.to_owned();
+            let finished = finished.clone();
             // Connections interleave their schedules evenly.
             let first = start + period.mul_f64(k as f64 / f64::from(pus));
             std::thread::spawn(move || {
-                pu_open_loop(conn, &request, first, period, duration, check, &name)
+                let r = pu_open_loop(conn, &request, first, period, duration, check, &name);
+                let _ = finished.send(());
+                r
             })
         })
         .collect();
+    // A registrar that stops reading leaves a pool user blocked in a send, which no
+    // receive timeout ends: past the schedule plus STALL_LIMIT every connection is shut
+    // down, which wakes it, and the run fails instead of hanging.
+    let deadline = start + duration + STALL_LIMIT;
+    let stalled = (0..threads.len()).any(|_| {
+        finish
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_err()
+    });
+    if stalled {
+        for c in &ends {
+            c.shutdown();
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "pool users still waiting {STALL_LIMIT:?} after their schedule ended (the \
+                 registrar stopped answering, or reading)"
+            ),
+        ));
+    }
     let mut total = OpenLoop {
         latency: Series::new(name),
         send_lag: Series::new("generator send lag"),

@@ -11,6 +11,7 @@ use rserpool::client::resolution_request;
 use rserpool_loadgen::conn::Target;
 use rserpool_loadgen::echo::{Answers, EchoResponder};
 use rserpool_loadgen::failover::{FailoverConfig, Mode};
+use rserpool_loadgen::farm::{Farm, Notice};
 use rserpool_loadgen::report::{self, Progress, Series, human};
 use rserpool_loadgen::scenario::{await_pool, closed_loop, open_loop, positive_resolution};
 
@@ -274,13 +275,35 @@ fn resolve(
         ratio_lines(&resolution, &floor, &echo, out);
         out.series.push(floor);
     }
+    // PEs whose connection the registrar closed (RSPLIB aborts a PE association on a
+    // keep-alive timeout), while resolving and then while held.
+    let resolving = lost_pes(&farm);
     std::thread::sleep(hold);
+    let held = lost_pes(&farm);
     let stats = farm.stop()?;
     out.summary.insert(
         "keep_alives_answered".into(),
         stats.keep_alives_answered.into(),
     );
+    out.summary
+        .insert("pes_lost_resolving".into(), resolving.into());
+    out.summary.insert("pes_lost_held".into(), held.into());
+    for (n, when) in [(resolving, "while resolving"), (held, "while held")] {
+        if n > 0 {
+            out.lines.push(format!(
+                "{n} PEs lost their registrar connection {when} (closed by the registrar)"
+            ));
+        }
+    }
     Ok(())
+}
+
+/// PEs whose connection was lost since the last look.
+fn lost_pes(farm: &Farm) -> u64 {
+    farm.notices()
+        .try_iter()
+        .filter(|n| matches!(n, Notice::LinkLost { .. }))
+        .count() as u64
 }
 
 /// The echo floor of a run against `target`: beside it, replaying the registrar's
