@@ -67,7 +67,8 @@
 #                      <registrar>-<max|half>-p<P>-<run>.json (the load
 #                      generator's), .cpu, .loadgen.txt, .registrar.log;
 #                      probe-*.txt (one answer: PE ids and addresses);
-#                      settings.txt; summary.md (the tables, also printed)
+#                      settings.txt; host.txt (the host's load average before
+#                      and after); summary.md (the tables, also printed)
 #   --pus LIST         pool-user counts, comma-separated (default 1,4,16)
 #   --repeat N         runs per registrar and count, and at 50 % (default 2)
 #   --duration S       seconds of resolution per run (default 5, at least 3)
@@ -132,9 +133,16 @@ if [[ ${SCTP_LAB_VM:-} != 1 ]]; then
   "$ROOT/sctp-lab/setup.sh" || exit 125      # also installs rsplib-registrar
   OUT=${OUT:-$ROOT/bench/results/vm-compare-$(date +%F)}
   mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd -P)
+  # The host's load sets how fast the emulated VM runs: noted before and after.
+  host_load() { echo "host load average $1: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"; }
+  host_load "before" > "$OUT/host.txt"
   # --rw: the results must survive the VM.
-  exec "$ROOT/sctp-lab/run.sh" --timeout "$TIMEOUT" --cpus "$CPUS" --rw "$OUT" -- \
-    "$HERE/vm-compare.sh" "${ARGS[@]}" --in-vm --out "$OUT"
+  rc=0
+  "$ROOT/sctp-lab/run.sh" --timeout "$TIMEOUT" --cpus "$CPUS" --rw "$OUT" -- \
+    "$HERE/vm-compare.sh" "${ARGS[@]}" --in-vm --out "$OUT" || rc=$?
+  host_load "after" >> "$OUT/host.txt"
+  cat "$OUT/host.txt"
+  exit "$rc"
 fi
 
 # --------------------------------------------------------------- guest side --
