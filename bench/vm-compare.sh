@@ -4,9 +4,9 @@
 # maximum handle-resolution rate and its latency, the latency at half of each
 # one's maximum, as ratios ours/floor and ours/RSPLIB, and where the CPU goes.
 #
-#   bench/vm-compare.sh [--out DIR] [--pus LIST] [--repeat N] [--duration S]
-#                       [--pe-connections N] [--registrars LIST] [--cpus N]
-#                       [--timeout S] [--no-build]
+#   bench/vm-compare.sh [--out DIR] [--pus LIST] [--half-pus P] [--repeat N]
+#                       [--duration S] [--pe-connections N] [--registrars LIST]
+#                       [--cpus N] [--timeout S] [--no-build]
 #   bench/vm-compare.sh --in-vm [same options]     already inside the VM
 #
 # On the host: cargo build --release -p rserpool-shards -p rserpool-loadgen --bins,
@@ -25,9 +25,9 @@
 # answer keep-alives; then P pool users resolve closed loop, one association
 # each, asking for 3 PEs; every answer must hold 3.)  After that sweep, each
 # registrar runs the same command with --rate 50% (its maximum measured again,
-# then open loop at half of it) and the pool-user count of its best run,
-# --repeat times, interleaved as well: p50, p99 and p99.9 at 50 % load.  The
-# registrars:
+# then open loop at half of it) and --half-pus pool users (the same for all,
+# so the load generator's own share is alike), --repeat times, interleaved as
+# well: p50, p99 and p99.9 at 50 % load.  The registrars:
 #
 #   floor   target/release/rserpool-loadgen echo --listen sctp://192.0.2.1:3863
 #           --items 3 --pool LoadPool: the echo floor, no registrar at all.  One
@@ -70,6 +70,7 @@
 #                      settings.txt; host.txt (the host's load average before
 #                      and after); summary.md (the tables, also printed)
 #   --pus LIST         pool-user counts, comma-separated (default 1,4,16)
+#   --half-pus P       pool users of the 50 % runs (default 4)
 #   --repeat N         runs per registrar and count, and at 50 % (default 2)
 #   --duration S       seconds of resolution per run (default 5, at least 3)
 #   --pe-connections N associations the 500 PEs share (default 8)
@@ -92,6 +93,7 @@ BUILD=1
 TIMEOUT=1500
 CPUS=2
 PUS_LIST=1,4,16
+HALF_PUS=4
 DURATION=5
 PE_CONNS=8
 REPEAT=2
@@ -102,6 +104,7 @@ while (( $# )); do
     --out) OUT=${2:?--out needs a directory}; shift 2 ;;
     --out=*) OUT=${1#*=}; shift ;;
     --pus) PUS_LIST=${2:?}; shift 2 ;;
+    --half-pus) HALF_PUS=${2:?}; shift 2 ;;
     --duration) DURATION=${2:?}; shift 2 ;;
     --pe-connections) PE_CONNS=${2:?}; shift 2 ;;
     --cpus) CPUS=${2:?}; shift 2 ;;
@@ -116,8 +119,8 @@ while (( $# )); do
 done
 [[ $PUS_LIST =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "vm-compare.sh: --pus wants a list like 1,4,16" >&2; exit 2; }
 if [[ ! $DURATION =~ ^[0-9]+$ ]] || (( DURATION < 3 )); then echo "vm-compare.sh: --duration wants whole seconds >= 3" >&2; exit 2; fi
-[[ $PE_CONNS =~ ^[0-9]+$ && $CPUS =~ ^[0-9]+$ && $REPEAT =~ ^[1-9][0-9]*$ ]] \
-  || { echo "vm-compare.sh: --pe-connections, --cpus and --repeat want numbers" >&2; exit 2; }
+[[ $PE_CONNS =~ ^[0-9]+$ && $CPUS =~ ^[0-9]+$ && $REPEAT =~ ^[1-9][0-9]*$ && $HALF_PUS =~ ^[1-9][0-9]*$ ]] \
+  || { echo "vm-compare.sh: --pe-connections, --cpus, --repeat and --half-pus want numbers" >&2; exit 2; }
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
 REGISTRAR_BIN=$TARGET/rserpool-registrar
@@ -386,7 +389,7 @@ fi
   echo "pool: $POOL, $PES PEs (round robin) on $PE_CONNS associations, $ITEMS items per resolution"
   echo "keep-alive: interval $KA_INTERVAL ms, timeout $KA_TIMEOUT ms (both registrars)"
   echo "closed loop, $DURATION s per run, pool users: ${PUS[*]}, $REPEAT run(s) each, registrars alternating;" \
-       "then --rate 50% (the maximum again, then open loop at half of it) with the pool users of each registrar's best run, $REPEAT run(s) each"
+       "then --rate 50% (the maximum again, then open loop at half of it) with $HALF_PUS pool users, $REPEAT run(s) each"
   echo "CPU sampled while resolving (busy: from 0.3 s after the pool users connected, for $(( DURATION - 1 )) s)" \
        "and after (rest: PEs registered, keep-alives only, for $(( DURATION > 4 ? 2 : DURATION - 2 )) s)"
   for r in "${REGISTRARS[@]}"; do echo "registrar $r: ${REG_CMD[$r]}"; done
@@ -427,15 +430,12 @@ PY
 for r in "${REGISTRARS[@]}"; do
   [[ -z ${BEST_RATE[$r]:-} ]] || echo "best closed-loop rate of $r: ${BEST_RATE[$r]}/s with ${BEST_PUS[$r]} pool users"
 done
-# At 50 % load, with the pool users of each one's best run: --rate 50% measures
-# the maximum again and runs open loop at half of it, in the same run (half of
-# the sweep's best would overload a registrar whose best was a lucky run).
+# At 50 % load: --rate 50% measures the maximum again and runs open loop at
+# half of it, in the same run (half of the sweep's best would overload a
+# registrar whose best was a lucky run).
 for ((k = 1; k <= REPEAT; k++)); do
   in_order "$k"
-  for r in "${ORDERED[@]}"; do
-    [[ -n ${BEST_PUS[$r]:-} ]] || continue
-    run_one "$r" half "${BEST_PUS[$r]}" "$k" --rate 50%
-  done
+  for r in "${ORDERED[@]}"; do run_one "$r" half "$HALF_PUS" "$k" --rate 50%; done
 done
 echo
 /usr/bin/python3 "$HERE/vm-compare-report.py" "$OUT" | tee "$OUT/summary.md"
