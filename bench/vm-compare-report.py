@@ -85,6 +85,10 @@ def load(out):
             "p999": q[0.999],
             "max_then": resolutions[0]["rate_per_s"],
         }
+        lag = next((s for s in doc["series"] if "send lag" in s["name"]), None)
+        if lag and m[2] != "max":
+            lq = {round(k, 4): v for k, v in lag["latency_s"]}
+            run["lag_p50"], run["lag_p99"] = lq[0.5], lq[0.99]
         cpu = f.with_suffix(".cpu")
         if cpu.exists():
             c = {}
@@ -243,16 +247,23 @@ def half_load(runs):
         m[reg]["pus"] = rs[0]["pus"]
         m[reg]["n"] = len(rs)
         m[reg]["max_then"] = statistics.median(r["max_then"] for r in rs)
+        for k in ("lag_p50", "lag_p99"):
+            if all(k in r for r in rs):
+                m[reg][k] = statistics.median(r[k] for r in rs)
     n = max(v["n"] for v in m.values())
     print(f"### At 50 % load: open loop at half of each registrar's maximum (median of {n} runs)\n")
-    print("| registrar | PUs | maximum then | resolutions/s | p50 | p99 | p99.9 | p99.9 ÷ p50 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| registrar | PUs | maximum then | resolutions/s | p50 | p99 | p99.9 | p99.9 ÷ p50 "
+        "| generator send lag p50 / p99 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for reg in regs:
         v = m[reg]
+        lag = f"{human(v['lag_p50'])} / {human(v['lag_p99'])}" if "lag_p99" in v else "–"
         print(
             f"| {NAMES.get(reg, reg)} | {v['pus']} | {v['max_then']:.0f} | {v['rate']:.0f} "
             f"| {human(v['p50'])} | {human(v['p99'])} | {human(v['p999'])} "
-            f"| {v['p999'] / v['p50']:.1f} |"
+            f"| {v['p999'] / v['p50']:.1f} | {lag} |"
         )
     for base in (b for b in BASES if b in m):
         for reg in (r for r in regs if r not in BASES):
@@ -262,13 +273,15 @@ def half_load(runs):
                 f"| {bold}{reg} / {BASES[base]}{bold} | | {a['max_then'] / b['max_then']:.2f}x "
                 f"| {a['rate'] / b['rate']:.2f}x "
                 f"| {a['p50'] / b['p50']:.2f}x | {a['p99'] / b['p99']:.2f}x "
-                f"| {a['p999'] / b['p999']:.2f}x | {(a['p999'] / a['p50']) / (b['p999'] / b['p50']):.2f}x |"
+                f"| {a['p999'] / b['p999']:.2f}x | {(a['p999'] / a['p50']) / (b['p999'] / b['p50']):.2f}x "
+                f"| |"
             )
     print(
         "\nEach run (`--rate 50%`) measures its maximum closed loop first ('maximum then') "
         "and then runs open loop at half of it, so the rates differ between registrars; the "
         "ratios compare each at the same relative load. Open-loop latency counts from each "
-        "request's intended send time, the load generator's own send lag included.\n"
+        "request's intended send time, so it includes the load generator's own send lag "
+        "(how late its sleeps let it send; large when the VM starves it).\n"
     )
 
 
@@ -315,7 +328,10 @@ def main():
     runs = load(out)
     if not runs:
         sys.exit(f"no results in {out}")
-    runs.sort(key=lambda r: (r["mode"], r["pus"], r["run"], ORDER.get(r["registrar"], 9)))
+    runs.sort(
+        key=lambda r: (list(MODES).index(r["mode"]) if r["mode"] in MODES else 9, r["pus"],
+                       r["run"], ORDER.get(r["registrar"], 9))
+    )
     every_run(runs)
     summary(runs)
     half_load(runs)
