@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Prints the results of bench/vm-compare.sh as Markdown: every run, then each
-registrar at its best closed-loop rate and the ratios ours/RSPLIB.
+registrar at its best closed-loop rate with the ratios ours/floor and
+ours/RSPLIB, the same at equal pool-user counts, the latency at 50 % of each
+registrar's maximum (open loop), and the registrars' CPU at rest (keep-alives
+only).
 
 Usage: python3 bench/vm-compare-report.py DIR   (DIR: vm-compare.sh's --out)
 """
@@ -11,12 +14,16 @@ import statistics
 import sys
 
 NAMES = {
+    "floor": "floor (echo responder)",
     "ours": "ours (rserpool-registrar)",
     "ours_1shard": "ours, --shards 1",
     "ours_nopin": "ours, --no-pin",
     "rsplib": "RSPLIB rspregistrar",
 }
-ORDER = {"ours": 0, "ours_1shard": 1, "ours_nopin": 2, "rsplib": 3}
+ORDER = {"floor": 0, "ours": 1, "ours_1shard": 2, "ours_nopin": 3, "rsplib": 4}
+# What ours is compared with, in this order, and how a ratio row names it.
+BASES = {"floor": "floor", "rsplib": "RSPLIB"}
+MODES = {"max": "max", "half": "50 %"}
 
 
 def human(s):
@@ -57,7 +64,14 @@ def load(out):
         if not m:
             continue
         doc = json.loads(f.read_text())
-        res = next(s for s in doc["series"] if s["name"].startswith("resolution"))
+        # A max run's only resolution series is closed loop; a half run (--rate 50%)
+        # has its closed loop first, then the open loop at half of it.
+        resolutions = [s for s in doc["series"] if s["name"].startswith("resolution")]
+        if not resolutions:
+            continue
+        res = next((s for s in resolutions if "open" in s["name"]), resolutions[0])
+        if m[2] == "max":
+            res = resolutions[0]
         q = {round(k, 4): v for k, v in res["latency_s"]}
         run = {
             "registrar": m[1],
@@ -69,7 +83,12 @@ def load(out):
             "p50": q[0.5],
             "p99": q[0.99],
             "p999": q[0.999],
+            "max_then": resolutions[0]["rate_per_s"],
         }
+        lag = next((s for s in doc["series"] if "send lag" in s["name"]), None)
+        if lag and m[2] != "max":
+            lq = {round(k, 4): v for k, v in lag["latency_s"]}
+            run["lag_p50"], run["lag_p99"] = lq[0.5], lq[0.99]
         cpu = f.with_suffix(".cpu")
         if cpu.exists():
             c = {}
@@ -96,12 +115,12 @@ def pct(x):
 def every_run(runs):
     print("### Every run\n")
     print(
-        "| registrar | PUs | run | resolutions/s | p50 | p99 | p99.9 | errors "
+        "| registrar | load | PUs | run | resolutions/s | p50 | p99 | p99.9 | errors "
         "| registrar CPU (user) | load gen. CPU (user) | VM user / sys / softirq / idle "
         "| registrar CPU at rest | registrar CPU per resolution (user; net of rest) "
         "| load gen. CPU per resolution |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
     for r in runs:
         cpu = lg = vm = rest = per = lgper = "–"
         b = r.get("busy")
@@ -119,7 +138,8 @@ def every_run(runs):
             per += f"; {r['reg_net_us']:.0f} µs)" if "reg_net_us" in r else ")"
             lgper = f"{r['lg_us']:.0f} µs"
         print(
-            f"| {r['registrar']} | {r['pus']} | {r['run']} | {r['rate']:.0f} | {human(r['p50'])} "
+            f"| {r['registrar']} | {MODES.get(r['mode'], r['mode'])} | {r['pus']} | {r['run']} "
+            f"| {r['rate']:.0f} | {human(r['p50'])} "
             f"| {human(r['p99'])} | {human(r['p999'])} | {r['errors']} | {cpu} | {lg} | {vm} "
             f"| {rest} | {per} | {lgper} |"
         )
@@ -127,7 +147,8 @@ def every_run(runs):
         "\nCPU shares are of one vCPU (100 % = one vCPU busy), the user-space part in "
         "brackets; the VM columns are shares of all vCPUs. Busy = while the pool users "
         "resolve; rest = after they stopped, the 500 PEs still registered (keep-alives "
-        "only). CPU per resolution = CPU time / resolutions; it includes the kernel's SCTP "
+        "only; the floor sends none). Load max = closed loop; 50 % = open loop at half the "
+        "maximum the same run measured first (no CPU samples). CPU per resolution = CPU time / resolutions; it includes the kernel's SCTP "
         "work done in the process's system calls (on loopback a sender also runs the "
         "receiver's SCTP input); 'net of rest' subtracts the keep-alive load. A rest "
         "sample is dropped ('–') when a PE was lost during it.\n"
@@ -148,6 +169,8 @@ def ratio(a, b, key):
 
 def summary(runs):
     closed = [r for r in runs if r["mode"] == "max"]
+    if not closed:
+        return
     points = {}
     for r in closed:
         points.setdefault((r["registrar"], r["pus"]), []).append(r)
@@ -157,10 +180,8 @@ def summary(runs):
     for (reg, _), r in med.items():
         if reg not in best or r["rate"] > best[reg]["rate"]:
             best[reg] = r
-    ours = [r for r in sorted(best, key=lambda r: ORDER.get(r, 9)) if r != "rsplib"]
-    if "rsplib" not in best or not ours:
-        return
-    s = best["rsplib"]
+    bases = [b for b in BASES if b in best]
+    ours = [r for r in sorted(best, key=lambda r: ORDER.get(r, 9)) if r not in BASES]
     what = f"best of {repeats} runs" if repeats > 1 else "one run"
     print(f"### Best closed-loop rate of each registrar ({what} per pool-user count)\n")
     print(
@@ -174,32 +195,132 @@ def summary(runs):
             f"| {NAMES.get(r['registrar'], r['registrar'])} | {r['rate']:.0f} | {r['pus']} "
             f"| {human(r['p50'])} | {human(r['p99'])} | {human(r['p999'])} | {' | '.join(us)} |"
         )
-    for reg in ours:
-        o = best[reg]
-        bold = "**" if reg == "ours" else ""
-        print(
-            f"| {bold}{reg} / RSPLIB{bold} | {bold}{o['rate'] / s['rate']:.2f}x{bold} | "
-            f"| {o['p50'] / s['p50']:.2f}x | {o['p99'] / s['p99']:.2f}x | {o['p999'] / s['p999']:.2f}x "
-            f"| {ratio(o, s, 'reg_us')} | {ratio(o, s, 'reg_user_us')} | {ratio(o, s, 'reg_net_us')} |"
-        )
+    for base in bases:
+        s = best[base]
+        # RSPLIB against the floor too: how far the reference is from the transport.
+        for reg in ours + [b for b in bases if b != base and base == "floor"]:
+            o = best[reg]
+            bold = "**" if reg == "ours" else ""
+            print(
+                f"| {bold}{reg} / {BASES[base]}{bold} | {bold}{o['rate'] / s['rate']:.2f}x{bold} | "
+                f"| {o['p50'] / s['p50']:.2f}x | {o['p99'] / s['p99']:.2f}x | {o['p999'] / s['p999']:.2f}x "
+                f"| {ratio(o, s, 'reg_us')} | {ratio(o, s, 'reg_user_us')} | {ratio(o, s, 'reg_net_us')} |"
+            )
     print(
         "\nThe latency ratios in this table compare different loads (each registrar at its "
         "own best pool-user count); the next table compares equal loads.\n"
     )
-    print("### ours / RSPLIB at the same number of pool users\n")
+    if not bases:
+        return
+    print("### Ours / floor and ours / RSPLIB at the same number of pool users\n")
     print("| registrar | PUs | rate | p50 | p99 | p99.9 | registrar CPU per resolution | net of rest |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for reg in ours:
-        for p in sorted({p for _, p in med}):
-            if (reg, p) not in med or ("rsplib", p) not in med:
-                continue
-            a, b = med[(reg, p)], med[("rsplib", p)]
+    for base in bases:
+        for reg in ours:
+            for p in sorted({p for _, p in med}):
+                if (reg, p) not in med or (base, p) not in med:
+                    continue
+                a, b = med[(reg, p)], med[(base, p)]
+                print(
+                    f"| {reg} / {BASES[base]} | {p} | {a['rate'] / b['rate']:.2f}x "
+                    f"| {a['p50'] / b['p50']:.2f}x | {a['p99'] / b['p99']:.2f}x "
+                    f"| {a['p999'] / b['p999']:.2f}x "
+                    f"| {ratio(a, b, 'reg_us')} | {ratio(a, b, 'reg_net_us')} |"
+                )
+    print("\nRate ratio above 1 = ours faster; latency and CPU ratios below 1 = ours lower.\n")
+
+
+def half_load(runs):
+    """Open loop at half of each registrar's maximum: the median of its runs, per
+    figure (the runs are few and their latencies vary with the host's load)."""
+    by_reg = {}
+    for r in runs:
+        if r["mode"] == "half":
+            by_reg.setdefault(r["registrar"], []).append(r)
+    if not by_reg:
+        return
+    regs = sorted(by_reg, key=lambda r: ORDER.get(r, 9))
+    m = {}
+    for reg in regs:
+        rs = by_reg[reg]
+        m[reg] = {k: statistics.median(r[k] for r in rs) for k in ("rate", "p50", "p99", "p999")}
+        m[reg]["pus"] = rs[0]["pus"]
+        m[reg]["n"] = len(rs)
+        m[reg]["max_then"] = statistics.median(r["max_then"] for r in rs)
+        for k in ("lag_p50", "lag_p99"):
+            if all(k in r for r in rs):
+                m[reg][k] = statistics.median(r[k] for r in rs)
+    n = max(v["n"] for v in m.values())
+    print(f"### At 50 % load: open loop at half of each registrar's maximum (median of {n} runs)\n")
+    print(
+        "| registrar | PUs | maximum then | resolutions/s | p50 | p99 | p99.9 | p99.9 ÷ p50 "
+        "| generator send lag p50 / p99 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for reg in regs:
+        v = m[reg]
+        lag = f"{human(v['lag_p50'])} / {human(v['lag_p99'])}" if "lag_p99" in v else "–"
+        print(
+            f"| {NAMES.get(reg, reg)} | {v['pus']} | {v['max_then']:.0f} | {v['rate']:.0f} "
+            f"| {human(v['p50'])} | {human(v['p99'])} | {human(v['p999'])} "
+            f"| {v['p999'] / v['p50']:.1f} | {lag} |"
+        )
+    for base in (b for b in BASES if b in m):
+        for reg in (r for r in regs if r not in BASES):
+            a, b = m[reg], m[base]
+            bold = "**" if reg == "ours" else ""
             print(
-                f"| {reg} | {p} | {a['rate'] / b['rate']:.2f}x | {a['p50'] / b['p50']:.2f}x "
-                f"| {a['p99'] / b['p99']:.2f}x | {a['p999'] / b['p999']:.2f}x "
-                f"| {ratio(a, b, 'reg_us')} | {ratio(a, b, 'reg_net_us')} |"
+                f"| {bold}{reg} / {BASES[base]}{bold} | | {a['max_then'] / b['max_then']:.2f}x "
+                f"| {a['rate'] / b['rate']:.2f}x "
+                f"| {a['p50'] / b['p50']:.2f}x | {a['p99'] / b['p99']:.2f}x "
+                f"| {a['p999'] / b['p999']:.2f}x | {(a['p999'] / a['p50']) / (b['p999'] / b['p50']):.2f}x "
+                f"| |"
             )
-    print("\nRate ratio above 1 = ours faster; latency and CPU ratios below 1 = ours lower.")
+    print(
+        "\nEach run (`--rate 50%`) measures its maximum closed loop first ('maximum then') "
+        "and then runs open loop at half of it, so the rates differ between registrars; the "
+        "ratios compare each at the same relative load. Open-loop latency counts from each "
+        "request's intended send time, so it includes the load generator's own send lag "
+        "(how late its sleeps let it send; large when the VM starves it).\n"
+    )
+
+
+def settings(out):
+    """PEs and keep-alive interval from settings.txt (defaults: 500, 1000 ms)."""
+    pes, interval = 500, 1000
+    f = out / "settings.txt"
+    if f.exists():
+        t = f.read_text()
+        if m := re.search(r"(\d+) PEs", t):
+            pes = int(m[1])
+        if m := re.search(r"keep-alive: interval (\d+) ms", t):
+            interval = int(m[1])
+    return pes, interval
+
+
+def at_rest(runs, out):
+    """The registrar's CPU with only keep-alives to answer, over every rest sample."""
+    by_reg = {}
+    for r in runs:
+        if r.get("rest"):
+            by_reg.setdefault(r["registrar"], []).append(r["rest"]["reg"])
+    if not by_reg:
+        return
+    pes, interval = settings(out)
+    per_s = pes * 1000 / interval
+    print(f"### At rest: {pes} PEs registered, keep-alives only ({per_s:.0f} per second)\n")
+    print("| registrar | samples | registrar CPU (median) | min – max | CPU per keep-alive exchange |")
+    print("|---|---:|---:|---:|---:|")
+    for reg in sorted(by_reg, key=lambda r: ORDER.get(r, 9)):
+        v = by_reg[reg]
+        med = statistics.median(v)
+        per = "–" if reg == "floor" else f"{med / per_s * 1e6:.0f} µs"
+        print(f"| {NAMES.get(reg, reg)} | {len(v)} | {pct(med)} | {pct(min(v))} – {pct(max(v))} | {per} |")
+    print(
+        "\nShares of one vCPU, sampled over 2 s after each run's pool users stopped (the "
+        "load generator's PE threads answer the keep-alives meanwhile). The floor sends no "
+        "keep-alives: its row is the idle cost.\n"
+    )
 
 
 def main():
@@ -207,9 +328,14 @@ def main():
     runs = load(out)
     if not runs:
         sys.exit(f"no results in {out}")
-    runs.sort(key=lambda r: (r["mode"], r["pus"], r["run"], ORDER.get(r["registrar"], 9)))
+    runs.sort(
+        key=lambda r: (list(MODES).index(r["mode"]) if r["mode"] in MODES else 9, r["pus"],
+                       r["run"], ORDER.get(r["registrar"], 9))
+    )
     every_run(runs)
     summary(runs)
+    half_load(runs)
+    at_rest(runs, out)
 
 
 if __name__ == "__main__":

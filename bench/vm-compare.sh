@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# vm-compare.sh - our registrar against RSPLIB's rspregistrar on the same
-# workload, over kernel SCTP inside the sctp-lab VM: maximum handle-resolution
-# rate and its latency, as ratios ours/RSPLIB, and where the CPU goes.
+# vm-compare.sh - our registrar against RSPLIB's rspregistrar and against the
+# echo floor on the same workload, over kernel SCTP inside the sctp-lab VM:
+# maximum handle-resolution rate and its latency, the latency at half of each
+# one's maximum, as ratios ours/floor and ours/RSPLIB, and where the CPU goes.
 #
-#   bench/vm-compare.sh [--out DIR] [--pus LIST] [--repeat N] [--duration S]
-#                       [--pe-connections N] [--registrars LIST] [--cpus N]
-#                       [--timeout S] [--no-build]
+#   bench/vm-compare.sh [--out DIR] [--pus LIST] [--half-pus P] [--repeat N]
+#                       [--duration S] [--pe-connections N] [--registrars LIST]
+#                       [--cpus N] [--timeout S] [--no-build]
 #   bench/vm-compare.sh --in-vm [same options]     already inside the VM
 #
 # On the host: cargo build --release -p rserpool-shards -p rserpool-loadgen --bins,
@@ -13,16 +14,26 @@
 # In the VM: dummy interface labnet0 with 192.0.2.1/24 and 192.0.2.2/24 (RSPLIB
 # refuses loopback-only addresses); then for each pool-user count P in LIST
 # and each registrar (alternating the order per repetition, so that a change
-# of the host's load hits both alike) a fresh registrar on
+# of the host's load hits all alike) a fresh registrar on
 # sctp://192.0.2.1:3863 and the same load generator command:
 #
 #   rserpool-loadgen resolve --registrar sctp://192.0.2.1:3863 --pool LoadPool
-#     --pes 500 --pe-connections N --pus P --items 3 --duration S --json FILE
+#     --pes 500 --pe-connections N --pus P --items 3 --duration S --hold H
+#     --no-floor --json FILE
 #
 # (500 PEs register, round robin, several per association, from 192.0.2.1, and
 # answer keep-alives; then P pool users resolve closed loop, one association
-# each, asking for 3 PEs; every answer must hold 3.)  The registrars:
+# each, asking for 3 PEs; every answer must hold 3.)  After that sweep, each
+# registrar runs the same command with --rate 50% (its maximum measured again,
+# then open loop at half of it) and --half-pus pool users (the same for all,
+# so the load generator's own share is alike), --repeat times, interleaved as
+# well: p50, p99 and p99.9 at 50 % load.  The registrars:
 #
+#   floor   target/release/rserpool-loadgen echo --listen sctp://192.0.2.1:3863
+#           --items 3 --pool LoadPool: the echo floor, no registrar at all.  One
+#           thread, one one-to-many socket, one io_uring (as one shard of ours):
+#           every resolution gets a canned 3-PE answer of a real answer's size,
+#           every registration a positive answer; it sends no keep-alives.
 #   ours    target/release/rserpool-registrar --asap sctp://192.0.2.1:3863
 #           --shards N --keep-alive-interval 1000 --keep-alive-timeout 1000
 #           --max-resolution-items 3 --log-level warn,...shard=debug
@@ -33,34 +44,39 @@
 #   ours_1shard ours with --shards 1
 #   ours_nopin  ours with --no-pin (only if named in --registrars)
 #
-# Both get the whole VM: N vCPUs (default 2, = our shard count; RSPLIB's
-# registrar is single-threaded), shared with the load generator.  The script
-# samples CPU time from /proc: the registrar's, the load generator's and the
-# VM's (user/system/softirq/idle), while the pool users resolve ("busy") and
-# after they stopped while the PEs are still registered ("rest": keep-alives
-# only; the load generator holds its PEs registered for it, --hold).  A run fails if
-# an answer held fewer PEs, or if while resolving an association was lost or
-# a PE was removed by a keep-alive timeout.  The rest sample is dropped if
-# that happened during it (the echo phase can starve the load generator's PE
-# threads of CPU for longer than the 1 s keep-alive timeout).
+# All get the whole VM: N vCPUs (default 2, = our shard count; RSPLIB's
+# registrar and the floor are single-threaded), shared with the load
+# generator.  The script samples CPU time from /proc: the registrar's, the
+# load generator's and the VM's (user/system/softirq/idle), while the pool
+# users resolve ("busy") and after they stopped while the PEs are still
+# registered ("rest": keep-alives only, the 500 PEs' 500 per second; the load
+# generator holds its PEs registered for it, --hold; the floor has none); in
+# the closed-loop runs only.  A busy sample is dropped when the pool users'
+# associations were not all up at its end.  A run fails if an answer held
+# fewer PEs, or if while resolving a PE's association was lost (the load
+# generator reports it) or a PE was removed by a keep-alive timeout.  The rest
+# sample is dropped if that happened during it.
 #
 # A registrar's "max" rate is its best closed-loop rate over LIST and the
 # repetitions (the host's other load only ever slows a run down, so the best
-# run is the least disturbed); the table shows every run, then the ratios at
-# each registrar's best and at equal pool-user counts (best run of each).
+# run is the least disturbed); the tables show every run, then the ratios at
+# each registrar's best and at equal pool-user counts (best run of each),
+# the latency at 50 % load (median of the repetitions), and the CPU at rest.
 #
 #   --out DIR          results (default bench/results/vm-compare-DATE): per run
-#                      <registrar>-max-p<P>-<run>.json (the load generator's),
-#                      .cpu, .loadgen.txt, .registrar.log; probe-*.txt (one
-#                      answer: PE ids and addresses); settings.txt; summary.md
-#                      (the tables, also printed)
+#                      <registrar>-<max|half>-p<P>-<run>.json (the load
+#                      generator's), .cpu, .loadgen.txt, .registrar.log;
+#                      probe-*.txt (one answer: PE ids and addresses);
+#                      settings.txt; host.txt (the host's load average before
+#                      and after); summary.md (the tables, also printed)
 #   --pus LIST         pool-user counts, comma-separated (default 1,4,16)
-#   --repeat N         runs per registrar and count (default 2)
+#   --half-pus P       pool users of the 50 % runs (default 4)
+#   --repeat N         runs per registrar and count, and at 50 % (default 2)
 #   --duration S       seconds of resolution per run (default 5, at least 3)
 #   --pe-connections N associations the 500 PEs share (default 8)
-#   --registrars LIST  default ours,ours_1shard,rsplib
+#   --registrars LIST  default floor,ours,ours_1shard,rsplib
 #   --cpus N           VM vCPUs and our shard count (default 2)
-#   --timeout S        VM limit (default 600; a default run takes ~4 min)
+#   --timeout S        VM limit (default 1500; a default run takes ~10 min)
 #   --no-build         use what is in target/release
 #
 # The VM is software-emulated (TCG, ~15x slower than the host; the kernel's
@@ -74,19 +90,21 @@ ROOT=$(cd "$HERE/.." && pwd -P)
 OUT=""
 IN_VM=0
 BUILD=1
-TIMEOUT=600
+TIMEOUT=1500
 CPUS=2
 PUS_LIST=1,4,16
+HALF_PUS=4
 DURATION=5
 PE_CONNS=8
 REPEAT=2
-REG_LIST=ours,ours_1shard,rsplib
+REG_LIST=floor,ours,ours_1shard,rsplib
 ARGS=("$@")
 while (( $# )); do
   case $1 in
     --out) OUT=${2:?--out needs a directory}; shift 2 ;;
     --out=*) OUT=${1#*=}; shift ;;
     --pus) PUS_LIST=${2:?}; shift 2 ;;
+    --half-pus) HALF_PUS=${2:?}; shift 2 ;;
     --duration) DURATION=${2:?}; shift 2 ;;
     --pe-connections) PE_CONNS=${2:?}; shift 2 ;;
     --cpus) CPUS=${2:?}; shift 2 ;;
@@ -101,8 +119,8 @@ while (( $# )); do
 done
 [[ $PUS_LIST =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "vm-compare.sh: --pus wants a list like 1,4,16" >&2; exit 2; }
 if [[ ! $DURATION =~ ^[0-9]+$ ]] || (( DURATION < 3 )); then echo "vm-compare.sh: --duration wants whole seconds >= 3" >&2; exit 2; fi
-[[ $PE_CONNS =~ ^[0-9]+$ && $CPUS =~ ^[0-9]+$ && $REPEAT =~ ^[1-9][0-9]*$ ]] \
-  || { echo "vm-compare.sh: --pe-connections, --cpus and --repeat want numbers" >&2; exit 2; }
+[[ $PE_CONNS =~ ^[0-9]+$ && $CPUS =~ ^[0-9]+$ && $REPEAT =~ ^[1-9][0-9]*$ && $HALF_PUS =~ ^[1-9][0-9]*$ ]] \
+  || { echo "vm-compare.sh: --pe-connections, --cpus, --repeat and --half-pus want numbers" >&2; exit 2; }
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
 REGISTRAR_BIN=$TARGET/rserpool-registrar
@@ -118,9 +136,16 @@ if [[ ${SCTP_LAB_VM:-} != 1 ]]; then
   "$ROOT/sctp-lab/setup.sh" || exit 125      # also installs rsplib-registrar
   OUT=${OUT:-$ROOT/bench/results/vm-compare-$(date +%F)}
   mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd -P)
+  # The host's load sets how fast the emulated VM runs: noted before and after.
+  host_load() { echo "host load average $1: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"; }
+  host_load "before" > "$OUT/host.txt"
   # --rw: the results must survive the VM.
-  exec "$ROOT/sctp-lab/run.sh" --timeout "$TIMEOUT" --cpus "$CPUS" --rw "$OUT" -- \
-    "$HERE/vm-compare.sh" "${ARGS[@]}" --in-vm --out "$OUT"
+  rc=0
+  "$ROOT/sctp-lab/run.sh" --timeout "$TIMEOUT" --cpus "$CPUS" --rw "$OUT" -- \
+    "$HERE/vm-compare.sh" "${ARGS[@]}" --in-vm --out "$OUT" || rc=$?
+  host_load "after" >> "$OUT/host.txt"
+  cat "$OUT/host.txt"
+  exit "$rc"
 fi
 
 # --------------------------------------------------------------- guest side --
@@ -152,6 +177,7 @@ OURS="$REGISTRAR_BIN --asap sctp://$ADDR:$PORT --shards $SHARDS --keep-alive-int
 # Variants: one shard (RSPLIB's registrar is one thread too; the load
 # generator gets the other vCPU), and shards not pinned to cores.
 declare -A REG_CMD=(
+  [floor]="$LOADGEN_BIN echo --listen sctp://$ADDR:$PORT --items $ITEMS --pool $POOL"
   [ours]="$OURS"
   [ours_1shard]="${OURS/--shards $SHARDS/--shards 1}"
   [ours_nopin]="$OURS --no-pin"
@@ -266,11 +292,8 @@ wait_assocs() {
 # run_one REGISTRAR MODE PUS RUN [EXTRA LOADGEN ARGS...]: a fresh registrar,
 # the load generator against it, CPU samples while the pool users run ("busy")
 # and after they stopped while the PEs are still registered ("rest": only
-# keep-alives reach the registrar then; the load generator measures its TCP
-# echo floor meanwhile).  MODE names the run in the file names ("max": closed
-# loop).  An open-loop run at half of each registrar's own best rate, once the
-# load generator has --rate, is one more line after the sweep below:
-#     run_one "$r" half "${BEST_PUS[$r]}" 1 --rate $(( ${BEST_RATE[$r]%.*} / 2 ))
+# keep-alives reach the registrar then).  MODE names the run in the file names
+# ("max": closed loop; "half": open loop at --rate, half the best maximum).
 run_one() {
   local reg=$1 mode=$2 pus=$3 run=$4 name rc=0 want rest removed=0 lost=0
   shift 4
@@ -288,7 +311,7 @@ run_one() {
   assocs; local base=$ASSOCS
   LG=("$LOADGEN_BIN" resolve --registrar "sctp://$ADDR:$PORT" --pool "$POOL" --pes "$PES"
       --pe-connections "$PE_CONNS" --pus "$pus" --items "$ITEMS" --duration "$DURATION"
-      --hold "$(( DURATION > 4 ? 4 : DURATION ))" --json "$OUT/$name.json" "$@")
+      --hold "$(( DURATION > 4 ? 4 : DURATION ))" --no-floor --json "$OUT/$name.json" "$@")
   printf '%s\n' "${LG[*]}" > "$OUT/$name.loadgen.txt"
   "${LG[@]}" >> "$OUT/$name.loadgen.txt" 2>&1 &
   LG_PID=$!
@@ -296,7 +319,10 @@ run_one() {
   want=$(( base + 2 * (PE_CONNS + pus) ))
   rest=$(( base + 2 * PE_CONNS ))
   printf 'clk_tck=%s\nvcpus=%s\nassocs_expected=%s\n' "$CLK_TCK" "$VCPUS" "$want" > "$CPU_FILE"
-  if wait_assocs ge "$want"; then
+  # CPU samples in closed-loop runs only: a --rate 50% run's pool users connect
+  # twice (closed loop, then open loop), so the association count cannot tell
+  # its phases apart.
+  if [[ $mode == max ]] && wait_assocs ge "$want"; then
     # busy: from 0.3 s after the pool users connected to 0.7 s before they stop.
     nap 0.3
     sample_begin
@@ -304,12 +330,14 @@ run_one() {
     sample_end busy
     assocs
     count_removed "$OUT/$name.registrar.log"
-    printf '%s\nassocs_at_busy_end=%s\n' "$WINDOW" "$ASSOCS" >> "$CPU_FILE"
-    (( ASSOCS >= want )) || lost=$(( (want - ASSOCS) / 2 ))
+    # Fewer associations: pool users had finished (the script woke late on a
+    # starved VM) or a PE's association was lost (the load generator reports
+    # those): the window was not all busy.
+    if (( ASSOCS >= want )); then printf '%s\n' "$WINDOW" >> "$CPU_FILE"; else echo "busy_discarded=1" >> "$CPU_FILE"; fi
+    echo "assocs_at_busy_end=$ASSOCS" >> "$CPU_FILE"
     removed=$REMOVED
-    # rest: the pool users are gone, the PEs stay for the echo phase.  Kept
-    # only if no PE went meanwhile: the echo phase can starve the load
-    # generator's PE threads of CPU for longer than the keep-alive timeout.
+    # rest: the pool users are gone, the PEs stay (--hold).  Kept only if no
+    # PE went meanwhile.
     if wait_assocs le "$rest"; then
       nap 0.3
       sample_begin
@@ -332,14 +360,16 @@ run_one() {
   wait "$LG_PID" || rc=$?
   LG_PID=""
   stop_pid "$REG_PID"; REG_PID=""
+  if [[ $mode != max ]]; then count_removed "$OUT/$name.registrar.log"; removed=$REMOVED; fi
+  if [[ -s $OUT/$name.json ]]; then lost=$(jq '.summary.pes_lost_resolving // 0' "$OUT/$name.json"); fi
   if (( rc != 0 )); then
     say "FAIL $name: the load generator exited with $rc:"; sed 's/^/    | /' "$OUT/$name.loadgen.txt" | tail -n 5; FAILED=1
   elif (( lost > 0 )); then
-    say "FAIL $name: $lost association(s) lost while resolving (RSPLIB aborts a PE association on a keep-alive timeout)"; FAILED=1
+    say "FAIL $name: $lost PE(s) lost their association while resolving (RSPLIB aborts a PE association on a keep-alive timeout)"; FAILED=1
   elif (( removed > 0 )); then
-    say "FAIL $name: the registrar removed $removed PE(s) while resolving (keep-alive timeout)"; FAILED=1
+    say "FAIL $name: the registrar removed $removed PE(s) during the run (keep-alive timeout)"; FAILED=1
   else
-    say "$(grep -E '^resolution( \(closed loop\))? +[0-9]' "$OUT/$name.loadgen.txt" | tr -s ' ')"
+    say "$(grep -E '^resolution( \([^)]*\))? +[0-9]' "$OUT/$name.loadgen.txt" | tr -s ' ')"
   fi
 }
 
@@ -358,38 +388,54 @@ fi
   echo "rsplib: $(dpkg-query -W -f '${Version}' rsplib-registrar 2>/dev/null || echo unknown)"
   echo "pool: $POOL, $PES PEs (round robin) on $PE_CONNS associations, $ITEMS items per resolution"
   echo "keep-alive: interval $KA_INTERVAL ms, timeout $KA_TIMEOUT ms (both registrars)"
-  echo "closed loop, $DURATION s per run, pool users: ${PUS[*]}, $REPEAT run(s) each, registrars alternating"
+  echo "closed loop, $DURATION s per run, pool users: ${PUS[*]}, $REPEAT run(s) each, registrars alternating;" \
+       "then --rate 50% (the maximum again, then open loop at half of it) with $HALF_PUS pool users, $REPEAT run(s) each"
   echo "CPU sampled while resolving (busy: from 0.3 s after the pool users connected, for $(( DURATION - 1 )) s)" \
        "and after (rest: PEs registered, keep-alives only, for $(( DURATION > 4 ? 2 : DURATION - 2 )) s)"
   for r in "${REGISTRARS[@]}"; do echo "registrar $r: ${REG_CMD[$r]}"; done
-  echo "load generator: $LOADGEN_BIN resolve --registrar sctp://$ADDR:$PORT --pool $POOL --pes $PES --pe-connections $PE_CONNS --pus P --items $ITEMS --duration $DURATION --json OUT.json"
+  echo "load generator: $LOADGEN_BIN resolve --registrar sctp://$ADDR:$PORT --pool $POOL --pes $PES --pe-connections $PE_CONNS --pus P --items $ITEMS --duration $DURATION --hold $(( DURATION > 4 ? 4 : DURATION )) --no-floor --json OUT.json [--rate 50%]"
 } > "$OUT/settings.txt"
 cat "$OUT/settings.txt"
 echo
 
 # Interleaved (per pool-user count: each registrar, the order alternating per
-# repetition), so that a change in the host's load hits both alike.
+# repetition), so that a change in the host's load hits all alike.
+in_order() {
+  if (( $1 % 2 )); then ORDERED=("${REGISTRARS[@]}"); else
+    ORDERED=(); for ((i = ${#REGISTRARS[@]} - 1; i >= 0; i--)); do ORDERED+=("${REGISTRARS[i]}"); done
+  fi
+}
 for ((k = 1; k <= REPEAT; k++)); do
   for p in "${PUS[@]}"; do
-    if (( k % 2 )); then order=("${REGISTRARS[@]}"); else order=(); for ((i = ${#REGISTRARS[@]} - 1; i >= 0; i--)); do order+=("${REGISTRARS[i]}"); done; fi
-    for r in "${order[@]}"; do run_one "$r" max "$p" "$k"; done
+    in_order "$k"
+    for r in "${ORDERED[@]}"; do run_one "$r" max "$p" "$k"; done
   done
 done
+# Each registrar's best closed-loop run: its rate and pool-user count.
 declare -A BEST_RATE=() BEST_PUS=()
+while read -r r rate p; do
+  BEST_RATE[$r]=$rate; BEST_PUS[$r]=$p
+done < <(/usr/bin/python3 - "$OUT" <<'PY'
+import json, pathlib, re, sys
+best = {}
+for f in pathlib.Path(sys.argv[1]).glob("*-max-p*-*.json"):
+    m = re.fullmatch(r"(\w+)-max-p(\d+)-\d+", f.stem)
+    res = [s for s in json.loads(f.read_text())["series"] if s["name"].startswith("resolution")]
+    if m and res and res[0]["rate_per_s"] > best.get(m[1], (0, 0))[0]:
+        best[m[1]] = (res[0]["rate_per_s"], int(m[2]))
+for r, (rate, p) in best.items():
+    print(r, int(rate), p)
+PY
+)
 for r in "${REGISTRARS[@]}"; do
-  for p in "${PUS[@]}"; do
-    for ((k = 1; k <= REPEAT; k++)); do
-      json=$OUT/$r-max-p$p-$k.json
-      [[ -s $json ]] || continue
-      rate=$(jq -r '.series[] | select(.name == "resolution") | .rate_per_s' "$json")
-      if [[ -z ${BEST_RATE[$r]:-} ]] || jq -en "$rate > ${BEST_RATE[$r]}" > /dev/null; then
-        BEST_RATE[$r]=$rate; BEST_PUS[$r]=$p
-      fi
-    done
-  done
+  [[ -z ${BEST_RATE[$r]:-} ]] || echo "best closed-loop rate of $r: ${BEST_RATE[$r]}/s with ${BEST_PUS[$r]} pool users"
 done
-for r in "${REGISTRARS[@]}"; do
-  [[ -z ${BEST_RATE[$r]:-} ]] || echo "best closed-loop rate of $r: ${BEST_RATE[$r]%.*}/s with ${BEST_PUS[$r]} pool users"
+# At 50 % load: --rate 50% measures the maximum again and runs open loop at
+# half of it, in the same run (half of the sweep's best would overload a
+# registrar whose best was a lucky run).
+for ((k = 1; k <= REPEAT; k++)); do
+  in_order "$k"
+  for r in "${ORDERED[@]}"; do run_one "$r" half "$HALF_PUS" "$k" --rate 50%; done
 done
 echo
 /usr/bin/python3 "$HERE/vm-compare-report.py" "$OUT" | tee "$OUT/summary.md"

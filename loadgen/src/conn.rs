@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use rserpool::PoolHandle;
 use rserpool::client::{Resolved, resolution_request};
-use rserpool::wire::AsapMessage;
+use rserpool::wire::framing::{self, Frame};
+use rserpool::wire::{AsapMessage, PPID_ASAP};
 use rserpool_shards::net::sctp::Client as SctpClient;
 
-/// ASAP's SCTP payload protocol identifier.
-const PPID_ASAP: u32 = 11;
 /// Largest ASAP message (the length field is 16 bits), rounded up to whole words.
-const MAX_MESSAGE: usize = 65_536;
+const MAX_MESSAGE: usize = framing::MAX_FRAME;
 
 /// The transport to a registrar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,20 +148,7 @@ impl Conn {
     pub fn recv_bytes(&mut self) -> io::Result<&[u8]> {
         match &mut self.inner {
             Inner::Tcp(s) => {
-                let mut head = [0u8; 4];
-                s.read_exact(&mut head)?;
-                let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-                if len < 4 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "message length below 4",
-                    ));
-                }
-                let total = len.div_ceil(4) * 4;
-                self.buf.clear();
-                self.buf.extend_from_slice(&head);
-                self.buf.resize(total, 0);
-                s.read_exact(&mut self.buf[4..])?;
+                read_frame(s, &mut self.buf)?;
                 Ok(&self.buf)
             }
             Inner::Sctp(c) => loop {
@@ -200,12 +186,48 @@ impl Conn {
         })
     }
 
+    /// Shuts the connection down for every handle on it (a TCP FIN, an SCTP
+    /// SHUTDOWN): a send or receive blocked on another handle returns.
+    pub fn shutdown(&self) {
+        match &self.inner {
+            Inner::Tcp(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            Inner::Sctp(c) => {
+                let _ = c.shutdown();
+            }
+        }
+    }
+
     /// Closes the connection abruptly: a TCP FIN, an SCTP ABORT.
     pub fn crash(self) {
         match self.inner {
             Inner::Tcp(s) => drop(s),
             Inner::Sctp(c) => {
                 let _ = c.abort();
+            }
+        }
+    }
+}
+
+/// Reads one whole framed message (reference §2.4) from a TCP stream into `buf`,
+/// replacing what it held. A Message Length below 4 is `InvalidData`; the end of the
+/// stream, even between messages, is `UnexpectedEof`.
+pub fn read_frame(s: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    loop {
+        match framing::next(buf) {
+            Frame::Whole(_) => return Ok(()),
+            Frame::Need(n) => {
+                let at = buf.len();
+                buf.resize(n, 0);
+                s.read_exact(&mut buf[at..])?;
+            }
+            Frame::Broken(len) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("Message Length {len} is below the header's 4 bytes"),
+                ));
             }
         }
     }
@@ -236,5 +258,19 @@ mod tests {
                 .unwrap_err()
                 .contains("nowhere")
         );
+    }
+
+    #[test]
+    fn frames_are_read_whole_and_broken_ones_refused() {
+        let mut buf = Vec::new();
+        let mut wire: &[u8] = &[5, 0, 0, 5, 1, 0, 0, 0, 6, 0, 0, 4, 7, 0, 0, 3];
+        read_frame(&mut wire, &mut buf).unwrap();
+        assert_eq!(buf, [5, 0, 0, 5, 1, 0, 0, 0]);
+        read_frame(&mut wire, &mut buf).unwrap();
+        assert_eq!(buf, [6, 0, 0, 4]);
+        let e = read_frame(&mut wire, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let e = read_frame(&mut &[][..], &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

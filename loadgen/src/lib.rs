@@ -5,6 +5,7 @@
 
 pub mod churn;
 pub mod conn;
+pub mod echo;
 pub mod failover;
 pub mod farm;
 pub mod pe;

@@ -1,8 +1,7 @@
 //! Measurements: closed- and open-loop request/answer timing, against a registrar or
-//! against the echo responder (the transport floor).
+//! against the echo responder (the transport floor, [`crate::echo`]).
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -20,14 +19,16 @@ use crate::report::Series;
 pub struct ClosedLoop {
     /// Round trip of each answer that passed the check (the others are errors).
     pub latency: Series,
-    /// Size of the last answer on the wire (the echo floor uses the same size).
-    pub answer_bytes: usize,
+    /// The first answer that passed the check, as it came (the echo floor replays it).
+    pub answer: Vec<u8>,
     /// What the check made of the last good answer (PEs, for a resolution).
     pub items: usize,
 }
 
 /// Closed loop: `pus` connections, each sending `request` back to back for `duration`,
-/// every answer judged by `check`.
+/// every answer judged by `check`. Every connection is made first and all of them
+/// start and stop together, so the run is one window of `duration` with all `pus` busy
+/// (a slow connect, as under emulation, would otherwise stagger them).
 pub fn closed_loop(
     target: Target,
     request: &[u8],
@@ -36,26 +37,32 @@ pub fn closed_loop(
     check: Check,
     name: &str,
 ) -> io::Result<ClosedLoop> {
-    let threads: Vec<JoinHandle<io::Result<ClosedLoop>>> = (0..pus.max(1))
-        .map(|_| {
+    let conns = (0..pus.max(1))
+        .map(|_| Conn::connect(target))
+        .collect::<io::Result<Vec<_>>>()?;
+    let start = Instant::now() + Duration::from_millis(20);
+    let threads: Vec<JoinHandle<io::Result<ClosedLoop>>> = conns
+        .into_iter()
+        .map(|mut conn| {
             let (request, name) = (request.to_vec(), name.to_owned());
             std::thread::spawn(move || {
-                let mut conn = Conn::connect(target)?;
                 conn.set_read_timeout(Some(Duration::from_secs(5)))?;
                 let mut run = ClosedLoop {
                     latency: Series::new(name),
-                    answer_bytes: 0,
+                    answer: Vec::new(),
                     items: 0,
                 };
-                let start = Instant::now();
+                std::thread::sleep(start.saturating_duration_since(Instant::now()));
                 while start.elapsed() < duration {
                     let t = Instant::now();
                     conn.send_bytes(&request)?;
                     let bytes = conn.recv_bytes()?;
                     let rtt = t.elapsed();
-                    run.answer_bytes = bytes.len();
                     match check(bytes) {
                         Some(items) => {
+                            if run.answer.is_empty() {
+                                run.answer = bytes.to_vec();
+                            }
                             run.items = items;
                             run.latency.record(rtt);
                             if run.latency.count().is_multiple_of(256) {
@@ -72,7 +79,7 @@ pub fn closed_loop(
         .collect();
     let mut total = ClosedLoop {
         latency: Series::new(name),
-        answer_bytes: 0,
+        answer: Vec::new(),
         items: 0,
     };
     for t in threads {
@@ -80,69 +87,12 @@ pub fn closed_loop(
             .join()
             .map_err(|_| io::Error::other("a pool user thread panicked"))??;
         total.latency.merge(&run.latency);
-        total.answer_bytes = run.answer_bytes;
+        if total.answer.is_empty() {
+            total.answer = run.answer;
+        }
         total.items = run.items;
     }
     Ok(total)
-}
-
-/// A TCP responder that answers every framed message with `reply_bytes` bytes: the bare
-/// transport round trip with the registrar's message sizes.
-#[derive(Debug)]
-pub struct EchoResponder {
-    pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl EchoResponder {
-    pub fn start(reply_bytes: usize) -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(mut s) = stream else { continue };
-                std::thread::spawn(move || echo_loop(&mut s, reply_bytes));
-            }
-        });
-        Ok(Self { addr, stop })
-    }
-}
-
-impl Drop for EchoResponder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Unblocks accept.
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
-fn echo_loop(s: &mut TcpStream, reply_bytes: usize) {
-    let _ = s.set_nodelay(true);
-    // A well-formed framed reply of the wanted size (a padded ASAP header).
-    let len = reply_bytes.clamp(4, 65_532);
-    let mut reply = vec![0u8; len.div_ceil(4) * 4];
-    reply[0] = 0x06;
-    reply[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    let mut head = [0u8; 4];
-    let mut body = Vec::new();
-    loop {
-        if s.read_exact(&mut head).is_err() {
-            return;
-        }
-        let n = usize::from(u16::from_be_bytes([head[2], head[3]]))
-            .max(4)
-            .div_ceil(4)
-            * 4;
-        body.resize(n - 4, 0);
-        if s.read_exact(&mut body).is_err() || s.write_all(&reply).is_err() {
-            return;
-        }
-    }
 }
 
 /// What an open-loop run measured.
@@ -155,9 +105,13 @@ pub struct OpenLoop {
     pub send_lag: Series,
     /// Requests sent that got no answer before the end.
     pub lost: u64,
-    /// The last answer's size in bytes.
-    pub answer_bytes: usize,
+    /// The first answer that passed the check, as it came.
+    pub answer: Vec<u8>,
 }
+
+/// How long an open loop's pool users may still be busy after their schedule ended
+/// (answers arriving late, a last one lost) before the run is given up as stuck.
+pub const STALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// How an answer is judged: `Some(items)` for a good one.
 pub type Check = fn(&[u8]) -> Option<usize>;
@@ -168,11 +122,6 @@ pub fn positive_resolution(bytes: &[u8]) -> Option<usize> {
         Resolved::Elements { elements, .. } => Some(elements.len()),
         Resolved::Failed { .. } => None,
     }
-}
-
-/// Any answer at all (the echo responder's).
-pub fn any_answer(_: &[u8]) -> Option<usize> {
-    Some(0)
 }
 
 /// Open loop: `pus` connections send `request` on a fixed schedule adding up to `rate`
@@ -195,25 +144,58 @@ pub fn open_loop(
     let conns = (0..pus)
         .map(|_| Conn::connect(target))
         .collect::<io::Result<Vec<_>>>()?;
+    // Handles to end every connection if the pool users are stuck (see below).
+    let ends = conns
+        .iter()
+        .map(Conn::try_clone)
+        .collect::<io::Result<Vec<_>>>()?;
     let start = Instant::now() + Duration::from_millis(20);
+    let (finished, finish) = std::sync::mpsc::channel();
     let threads: Vec<_> = conns
         .into_iter()
         .enumerate()
         .map(|(k, conn)| {
             let request = request.to_vec();
             let name = name.to_owned();
+            let finished = finished.clone();
             // Connections interleave their schedules evenly.
             let first = start + period.mul_f64(k as f64 / f64::from(pus));
             std::thread::spawn(move || {
-                pu_open_loop(conn, &request, first, period, duration, check, &name)
+                let r = pu_open_loop(conn, &request, first, period, duration, check, &name);
+                let _ = finished.send(());
+                r
             })
         })
         .collect();
+    // A registrar that stops reading leaves a pool user blocked in a send, which no
+    // receive timeout ends: past the schedule plus STALL_LIMIT every connection is shut
+    // down, which wakes it, and the run fails instead of hanging.
+    let deadline = start + duration + STALL_LIMIT;
+    let stalled = (0..threads.len()).any(|_| {
+        finish
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_err()
+    });
+    if stalled {
+        for c in &ends {
+            c.shutdown();
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "pool users still waiting {STALL_LIMIT:?} after their schedule ended (the \
+                 registrar stopped answering, or reading)"
+            ),
+        ));
+    }
     let mut total = OpenLoop {
         latency: Series::new(name),
         send_lag: Series::new("generator send lag"),
         lost: 0,
-        answer_bytes: 0,
+        answer: Vec::new(),
     };
     for t in threads {
         let r = t
@@ -222,7 +204,9 @@ pub fn open_loop(
         total.latency.merge(&r.latency);
         total.send_lag.merge(&r.send_lag);
         total.lost += r.lost;
-        total.answer_bytes = r.answer_bytes;
+        if total.answer.is_empty() {
+            total.answer = r.answer;
+        }
     }
     Ok(total)
 }
@@ -242,10 +226,10 @@ fn pu_open_loop(
     let done = Arc::new(AtomicBool::new(false));
     let receiver = {
         let (sent, done, name) = (sent.clone(), done.clone(), name.to_owned());
-        std::thread::spawn(move || -> io::Result<(Series, u64, usize)> {
+        std::thread::spawn(move || -> io::Result<(Series, u64, Vec<u8>)> {
             let mut latency = Series::new(name);
             let mut received = 0u64;
-            let mut answer_bytes = 0;
+            let mut answer = Vec::new();
             let mut quiet_since: Option<Instant> = None;
             loop {
                 let total = sent.load(Ordering::Acquire);
@@ -256,9 +240,11 @@ fn pu_open_loop(
                     Ok(bytes) => {
                         let now = Instant::now();
                         quiet_since = None;
-                        answer_bytes = bytes.len();
                         let due = first + period.mul_f64(received as f64);
                         if check(bytes).is_some() {
+                            if answer.is_empty() {
+                                answer = bytes.to_vec();
+                            }
                             latency.record(now.saturating_duration_since(due));
                         } else {
                             latency.errors += 1;
@@ -287,7 +273,7 @@ fn pu_open_loop(
                 }
             }
             latency.elapsed = duration;
-            Ok((latency, received, answer_bytes))
+            Ok((latency, received, answer))
         })
     };
     tighten_timer_slack();
@@ -313,7 +299,7 @@ fn pu_open_loop(
         sent.store(i, Ordering::Release);
     }
     done.store(true, Ordering::Release);
-    let (latency, received, answer_bytes) = receiver
+    let (latency, received, answer) = receiver
         .join()
         .map_err(|_| io::Error::other("a receiver thread panicked"))??;
     send_lag.elapsed = duration;
@@ -321,7 +307,7 @@ fn pu_open_loop(
         latency,
         send_lag,
         lost: i.saturating_sub(received),
-        answer_bytes,
+        answer,
     })
 }
 

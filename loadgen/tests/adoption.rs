@@ -2,14 +2,14 @@
 //! PE connection's own port, a keep-alive with the home flag on it, and where the PE's
 //! messages go afterwards (RFC 5353 §3.5.2).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use crossbeam::channel::{self, Receiver};
 use rserpool::wire::AsapMessage;
 use rserpool::{PoolElementId, PoolHandle, RegistrarId};
-use rserpool_loadgen::conn::Target;
+use rserpool_loadgen::conn::{Target, read_frame};
 use rserpool_loadgen::farm::{Command, Farm, FarmConfig, Notice};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -21,12 +21,8 @@ fn send(s: &mut TcpStream, m: &AsapMessage) {
 }
 
 fn recv(s: &mut TcpStream) -> AsapMessage {
-    let mut head = [0u8; 4];
-    s.read_exact(&mut head).unwrap();
-    let len = usize::from(u16::from_be_bytes([head[2], head[3]])).next_multiple_of(4);
-    let mut b = head.to_vec();
-    b.resize(len, 0);
-    s.read_exact(&mut b[4..]).unwrap();
+    let mut b = Vec::new();
+    read_frame(s, &mut b).unwrap();
     AsapMessage::decode(&b).unwrap().message
 }
 
@@ -42,14 +38,8 @@ fn home_registrar(
         let (mut s, peer) = listener.accept().unwrap();
         addr_tx.send(peer).unwrap();
         loop {
-            let mut head = [0u8; 4];
-            if s.read_exact(&mut head).is_err() {
-                return;
-            }
-            let len = usize::from(u16::from_be_bytes([head[2], head[3]])).next_multiple_of(4);
-            let mut b = head.to_vec();
-            b.resize(len, 0);
-            if s.read_exact(&mut b[4..]).is_err() {
+            let mut b = Vec::new();
+            if read_frame(&mut s, &mut b).is_err() {
                 return;
             }
             let m = AsapMessage::decode(&b).unwrap().message;

@@ -30,10 +30,13 @@ fn registrar() -> (Handle, String) {
 }
 
 fn loadgen(args: &[&str]) -> (Output, serde_json::Value) {
+    // Tests run in parallel: one file each.
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let json = std::env::temp_dir().join(format!(
-        "rserpool-loadgen-{}-{}.json",
+        "rserpool-loadgen-{}-{}-{}.json",
         std::process::id(),
-        args[0]
+        args[0],
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     run_json(args, &json)
 }
@@ -124,4 +127,74 @@ fn failover_times_crashed_and_hung_pes_until_gone_from_every_answer() {
         }
     }
     handle.shutdown().unwrap();
+}
+
+/// The floor's canned answer is as long as the registrar's answer to the same
+/// resolution, so the floor times the same bytes on the wire.
+#[test]
+fn the_canned_answer_has_the_size_of_the_registrars() {
+    use rserpool::PoolHandle;
+    use rserpool::client::resolution_request;
+    use rserpool_loadgen::conn::{Conn, Target};
+    use rserpool_loadgen::echo::Answers;
+    use rserpool_loadgen::farm::{Farm, FarmConfig};
+
+    let (handle, uri) = registrar();
+    let target: Target = uri.parse().unwrap();
+    let pool = PoolHandle::from("SizePool");
+    let farm = Farm::start(FarmConfig {
+        listen: false,
+        ..FarmConfig::new(target, pool.clone(), 5)
+    })
+    .unwrap();
+    let mut conn = Conn::connect(target).unwrap();
+    let mut req = Vec::new();
+    resolution_request(&pool, Some(3), &mut req);
+    conn.send_bytes(&req).unwrap();
+    let answer = conn.recv_bytes().unwrap().to_vec();
+    let canned = Answers::resolution(&pool, 3, target.addr.ip());
+    assert_eq!(canned.canned().len(), answer.len());
+    farm.stop().unwrap();
+    handle.shutdown().unwrap();
+}
+
+/// `echo --listen` stands in for a registrar: the PE farm registers at it and the pool
+/// users' every answer holds the PEs asked for (bench/vm-compare.sh's `floor`).
+#[test]
+fn a_standalone_echo_responder_stands_in_for_a_registrar() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mut echo = Command::new(env!("CARGO_BIN_EXE_rserpool-loadgen"))
+        .args(["echo", "--listen", "tcp://127.0.0.1:0", "--items", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(echo.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let uri = line
+        .split_whitespace()
+        .find(|w| w.starts_with("tcp://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let (_, doc) = loadgen(&[
+        "resolve",
+        "--registrar",
+        &uri,
+        "--pes",
+        "20",
+        "--items",
+        "2",
+        "--duration",
+        "0.3",
+        "--no-floor",
+    ]);
+    assert_eq!(series(&doc, "registration")["count"], 20);
+    let s = series(&doc, "resolution (closed loop)");
+    assert!(s["count"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["errors"], 0);
+    echo.kill().unwrap();
+    echo.wait().unwrap();
 }

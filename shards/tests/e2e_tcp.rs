@@ -157,6 +157,7 @@ fn tcp_over_ipv6() {
     use std::net::{IpAddr, Ipv6Addr, TcpStream};
 
     use rserpool::registrar::Config;
+    use rserpool::wire::framing::{self, Frame};
     use rserpool::wire::{
         AsapMessage, PolicyParam, PoolElement, RegistrationLife, SctpTransport, TransportUse,
         UserTransport,
@@ -184,14 +185,14 @@ fn tcp_over_ipv6() {
         let mut b = Vec::new();
         m.encode(&mut b);
         s.write_all(&b).unwrap();
-        let mut head = [0u8; 4];
-        s.read_exact(&mut head).unwrap();
-        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        let mut rest = vec![0u8; len.div_ceil(4) * 4 - 4];
-        s.read_exact(&mut rest).unwrap();
-        AsapMessage::decode(&[&head[..], &rest].concat())
-            .unwrap()
-            .message
+        let mut msg = vec![0u8; 4];
+        s.read_exact(&mut msg).unwrap();
+        let (Frame::Need(total) | Frame::Whole(total)) = framing::next(&msg) else {
+            panic!("broken framing: {msg:?}");
+        };
+        msg.resize(total, 0);
+        s.read_exact(&mut msg[4..]).unwrap();
+        AsapMessage::decode(&msg).unwrap().message
     };
     let mut pe = TcpStream::connect(addr).unwrap();
     pe.set_read_timeout(Some(std::time::Duration::from_secs(20)))

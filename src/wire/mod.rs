@@ -12,6 +12,7 @@ mod codes;
 mod element;
 mod enrp;
 mod error;
+pub mod framing;
 pub mod fuzz;
 mod param;
 mod reader;

@@ -7,19 +7,18 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
 use rserpool::client::{PeEvent, PoolElementClient};
-use rserpool::wire::AsapMessage;
+use rserpool::wire::framing::{self, Frame};
+use rserpool::wire::{AsapMessage, PPID_ASAP};
 use rserpool_shards::net::ring::{Completion, OpBuf, Ring};
 use rserpool_shards::net::sctp::{RecvBuf, SendBuf};
 use rserpool_shards::net::socket::{EventFd, accepted};
 
-use super::link::{Link, Op, RECV_CHUNK, Sock, framing_broken, token, untoken, whole_frame};
+use super::link::{Link, Op, RECV_CHUNK, Sock, token, untoken};
 use super::port;
 use super::{Command, Control, FarmConfig, FarmStats, Notice};
 use crate::conn::{Target, Transport};
 use crate::pe::element;
 
-/// ASAP's SCTP payload protocol identifier.
-const PPID_ASAP: u32 = 11;
 /// Registrations in flight while the farm starts (more would measure queueing).
 const START_WINDOW: usize = 8;
 /// How often PEs are asked whether a re-registration is due.
@@ -397,16 +396,22 @@ impl Engine {
         match (self.transport, c.buf) {
             (Transport::Tcp, OpBuf::Bytes(mut buf)) => {
                 let mut at = 0;
-                while let Some(len) = whole_frame(&buf[at..]) {
-                    self.dispatch(ring, l, &buf[at..at + len], now, notices)?;
-                    at += len;
-                }
-                if framing_broken(&buf[at..]) {
-                    // The registrar sent something that cannot be framed: give up the link.
-                    if let Some(sock) = self.links[l].sock.take() {
-                        sock.crash();
+                loop {
+                    match framing::next(&buf[at..]) {
+                        Frame::Whole(len) => {
+                            self.dispatch(ring, l, &buf[at..at + len], now, notices)?;
+                            at += len;
+                        }
+                        Frame::Need(_) => break,
+                        Frame::Broken(_) => {
+                            // The registrar sent something that cannot be framed: give up
+                            // the link.
+                            if let Some(sock) = self.links[l].sock.take() {
+                                sock.crash();
+                            }
+                            return Ok(());
+                        }
                     }
-                    return Ok(());
                 }
                 buf.drain(..at);
                 self.links[l].rx = Some(buf);

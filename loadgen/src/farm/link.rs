@@ -1,5 +1,4 @@
-//! The farm's connections: what one carries, how its ring operations are named, and how
-//! TCP bytes become messages.
+//! The farm's connections: what one carries and how its ring operations are named.
 
 use std::collections::VecDeque;
 use std::io;
@@ -147,22 +146,6 @@ pub(super) fn untoken(t: u64) -> (Op, usize, u32) {
     )
 }
 
-/// Length of the whole framed ASAP message at the start of `buf`, if there is one
-/// (reference §2.4: the padded Message Length).
-pub(super) fn whole_frame(buf: &[u8]) -> Option<usize> {
-    let [_, _, hi, lo, ..] = *buf else {
-        return None;
-    };
-    let len = usize::from(u16::from_be_bytes([hi, lo]));
-    let total = len.next_multiple_of(4);
-    (len >= 4 && buf.len() >= total).then_some(total)
-}
-
-/// A Message Length below the header's own 4 bytes: nothing after it can be framed.
-pub(super) fn framing_broken(buf: &[u8]) -> bool {
-    matches!(*buf, [_, _, hi, lo, ..] if u16::from_be_bytes([hi, lo]) < 4)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,14 +161,5 @@ mod tests {
         ] {
             assert_eq!(untoken(token(op, l, g)), (op, l, g));
         }
-    }
-
-    #[test]
-    fn frames_by_the_padded_length() {
-        assert_eq!(whole_frame(&[]), None);
-        assert_eq!(whole_frame(&[5, 0, 0, 5, 1, 0, 0]), None);
-        assert_eq!(whole_frame(&[5, 0, 0, 5, 1, 0, 0, 0, 9]), Some(8));
-        assert!(framing_broken(&[5, 0, 0, 3]));
-        assert!(!framing_broken(&[5, 0, 0, 4]));
     }
 }

@@ -8,12 +8,12 @@ use anyhow::Context;
 use clap::Args;
 use rserpool::PoolHandle;
 use rserpool::client::resolution_request;
-use rserpool_loadgen::conn::{Target, Transport};
+use rserpool_loadgen::conn::Target;
+use rserpool_loadgen::echo::{Answers, EchoResponder};
 use rserpool_loadgen::failover::{FailoverConfig, Mode};
+use rserpool_loadgen::farm::{Farm, Notice};
 use rserpool_loadgen::report::{self, Progress, Series, human};
-use rserpool_loadgen::scenario::{
-    EchoResponder, any_answer, await_pool, closed_loop, open_loop, positive_resolution,
-};
+use rserpool_loadgen::scenario::{await_pool, closed_loop, open_loop, positive_resolution};
 
 use super::failures::failover_phase;
 use super::{Common, KeepAlive, Output, Registrars, pool_handle, seconds, start_farm};
@@ -46,8 +46,9 @@ pub(super) struct ResolveArgs {
     /// e.g. to sample the registrar's CPU at rest.
     #[arg(long, default_value_t = 0.0)]
     hold: f64,
-    /// Skip the echo floor that follows the resolution over TCP (when comparing
-    /// registrars with each other rather than with the transport).
+    /// Skip the echo floor that follows the resolution (when comparing registrars with
+    /// each other, or with a standalone `echo --listen`, rather than with the transport
+    /// in the same run).
     #[arg(long)]
     no_floor: bool,
 }
@@ -76,9 +77,19 @@ pub(super) struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub(super) struct EchoArgs {
-    /// Answer size in bytes (a 3-PE resolution answer is about 150).
-    #[arg(long, default_value_t = 144)]
-    reply_bytes: usize,
+    /// Serve at URI (tcp://ADDR:PORT or sctp://ADDR:PORT; port 0 picks one) until
+    /// killed, and print where first. Registrations are answered too, so that
+    /// `resolve --no-floor` runs against the responder as against a registrar. Without
+    /// --listen a TCP responder on loopback is timed by --pus pool users.
+    #[arg(long, value_name = "URI")]
+    listen: Option<Target>,
+    /// PEs in the canned resolution answer (each with one address of the listening
+    /// address's family, as the load generator's PEs register).
+    #[arg(long, default_value_t = 3)]
+    items: u32,
+    /// Pool handle the canned answer names (and the timed pool users ask for).
+    #[arg(long, default_value = "LoadPool")]
+    pool: String,
     /// Concurrent clients.
     #[arg(long, default_value_t = 2)]
     pus: u32,
@@ -175,8 +186,8 @@ fn resolve(
     }
 
     let mut max_rate = None;
-    // The registrar's answer size, for the echo floor (a 3-PE answer is 144 bytes).
-    let mut answer_bytes = 144;
+    // The registrar's own answer, which the echo floor replays.
+    let mut answer = Vec::new();
     if matches!(rate, Rate::Max | Rate::OfMax(_)) {
         let _p = Progress::start("resolve, closed loop", duration);
         let run = closed_loop(
@@ -188,9 +199,7 @@ fn resolve(
             "resolution (closed loop)",
         )?;
         let s = run.latency;
-        if run.answer_bytes > 0 {
-            answer_bytes = run.answer_bytes;
-        }
+        answer = run.answer;
         anyhow::ensure!(
             s.count() == 0 || run.items == want_items,
             "answers held {} PEs, not {want_items}",
@@ -223,78 +232,119 @@ fn resolve(
             positive_resolution,
             &name,
         )?;
+        if answer.is_empty() {
+            answer = res.answer;
+        }
         let mut lag = res.send_lag;
         lag.name = "  generator send lag".into();
+        let resolution = res.latency.clone();
         out.series.push(res.latency);
         out.series.push(lag);
         if res.lost > 0 {
             out.lines
                 .push(format!("{} requests got no answer", res.lost));
         }
-        if floor && target.transport == Transport::Tcp {
+        if floor {
+            let echo = floor_beside(target, answer, &pool, want_items)?;
             let _p = Progress::start("echo floor, open loop", duration);
-            let echo = EchoResponder::start(res.answer_bytes)?;
             let floor = open_loop(
-                Target::tcp(echo.addr),
+                echo.target,
                 &request,
                 opts.pus,
                 r,
                 duration,
-                any_answer,
+                positive_resolution,
                 &format!("echo floor (open, {r:.0}/s)"),
             )?;
-            let resolution = out.series[out.series.len() - 2].clone();
-            ratio_lines(&resolution, &floor.latency, res.answer_bytes, out);
+            ratio_lines(&resolution, &floor.latency, &echo, out);
             out.series.push(floor.latency);
         }
-    } else if floor && target.transport == Transport::Tcp {
-        let echo = EchoResponder::start(answer_bytes)?;
+    } else if floor {
+        let resolution = out.series[out.series.len() - 1].clone();
+        let echo = floor_beside(target, answer, &pool, want_items)?;
         let _p = Progress::start("echo floor, closed loop", duration);
         let floor = closed_loop(
-            Target::tcp(echo.addr),
+            echo.target,
             &request,
             opts.pus,
             duration,
-            any_answer,
+            positive_resolution,
             "echo floor (closed loop)",
         )?
         .latency;
-        let resolution = out.series[out.series.len() - 1].clone();
-        ratio_lines(&resolution, &floor, 0, out);
+        ratio_lines(&resolution, &floor, &echo, out);
         out.series.push(floor);
     }
-    if floor && target.transport == Transport::Sctp {
-        out.lines
-            .push("over SCTP there is no echo floor (the responder speaks TCP only)".into());
-    }
+    // PEs whose connection the registrar closed (RSPLIB aborts a PE association on a
+    // keep-alive timeout), while resolving and then while held.
+    let resolving = lost_pes(&farm);
     std::thread::sleep(hold);
+    let held = lost_pes(&farm);
     let stats = farm.stop()?;
     out.summary.insert(
         "keep_alives_answered".into(),
         stats.keep_alives_answered.into(),
     );
+    out.summary
+        .insert("pes_lost_resolving".into(), resolving.into());
+    out.summary.insert("pes_lost_held".into(), held.into());
+    for (n, when) in [(resolving, "while resolving"), (held, "while held")] {
+        if n > 0 {
+            out.lines.push(format!(
+                "{n} PEs lost their registrar connection {when} (closed by the registrar)"
+            ));
+        }
+    }
     Ok(())
 }
 
-fn ratio_lines(res: &Series, floor: &Series, bytes: usize, out: &mut Output) {
+/// PEs whose connection was lost since the last look.
+fn lost_pes(farm: &Farm) -> u64 {
+    farm.notices()
+        .try_iter()
+        .filter(|n| matches!(n, Notice::LinkLost { .. }))
+        .count() as u64
+}
+
+/// The echo floor of a run against `target`: beside it, replaying the registrar's
+/// `answer` (or, if no answer passed the check, a resolution answer of `items` PEs).
+fn floor_beside(
+    target: Target,
+    answer: Vec<u8>,
+    pool: &PoolHandle,
+    items: usize,
+) -> anyhow::Result<EchoResponder> {
+    let answers = if answer.is_empty() {
+        Answers::resolution(pool, items as u32, target.addr.ip())
+    } else {
+        Answers::new(answer)
+    };
+    EchoResponder::beside(target, answers)
+        .with_context(|| format!("starting the echo floor beside {target}"))
+}
+
+fn ratio_lines(res: &Series, floor: &Series, echo: &EchoResponder, out: &mut Output) {
     if res.count() == 0 || floor.count() == 0 {
         return;
     }
-    let p50 = res.quantile(0.5).as_secs_f64() / floor.quantile(0.5).as_secs_f64();
-    let p99 = res.quantile(0.99).as_secs_f64() / floor.quantile(0.99).as_secs_f64();
+    let over = |q: f64| res.quantile(q).as_secs_f64() / floor.quantile(q).as_secs_f64();
+    let (p50, p99, p999) = (over(0.5), over(0.99), over(0.999));
     out.summary.insert("p50_over_floor".into(), p50.into());
     out.summary.insert("p99_over_floor".into(), p99.into());
+    out.summary.insert("p999_over_floor".into(), p999.into());
+    out.summary
+        .insert("floor".into(), echo.target.to_string().into());
     out.lines.push(format!(
-        "resolution vs. transport floor: p50 {} / {} = {p50:.2}x, p99 {} / {} = {p99:.2}x{}",
+        "resolution vs. transport floor: p50 {} / {} = {p50:.2}x, p99 {} / {} = {p99:.2}x, \
+         p99.9 {} / {} = {p999:.2}x (answers of {} bytes, floor at {})",
         human(res.quantile(0.5)),
         human(floor.quantile(0.5)),
         human(res.quantile(0.99)),
         human(floor.quantile(0.99)),
-        if bytes > 0 {
-            format!(" (answers of {bytes} bytes)")
-        } else {
-            String::new()
-        }
+        human(res.quantile(0.999)),
+        human(floor.quantile(0.999)),
+        echo.answer_bytes(),
+        echo.target,
     ));
 }
 
@@ -401,31 +451,50 @@ pub(super) fn resolve_cmd(a: &ResolveArgs) -> anyhow::Result<()> {
 }
 
 pub(super) fn echo_cmd(a: &EchoArgs) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=1024).contains(&a.items), "--items must be 1..=1024");
+    let pool = pool_handle(&a.pool)?;
+    let listen = a.listen.unwrap_or(Target::tcp("127.0.0.1:0".parse()?));
+    let ip = match listen.addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let answers = Answers::resolution(&pool, a.items, ip);
+    let bytes = answers.canned().len();
+    let echo =
+        EchoResponder::start(listen, answers).with_context(|| format!("listening at {listen}"))?;
+    if a.listen.is_some() {
+        println!(
+            "echo responder on {} answers resolutions with {} PEs ({bytes} bytes) and registrations positively",
+            echo.target, a.items
+        );
+        // Whoever started us reads the address before we block.
+        std::io::Write::flush(&mut std::io::stdout())?;
+        return echo.wait().context("the echo responder stopped");
+    }
     let duration = seconds(a.duration, "--duration")?;
-    let echo = EchoResponder::start(a.reply_bytes)?;
     let mut req = Vec::new();
-    resolution_request(&PoolHandle::from("LoadPool"), Some(3), &mut req);
-    let target = Target::tcp(echo.addr);
+    resolution_request(&pool, Some(a.items), &mut req);
     let s = match a.rate {
         Rate::PerSecond(r) => {
             open_loop(
-                target,
+                echo.target,
                 &req,
                 a.pus,
                 r,
                 duration,
-                any_answer,
+                positive_resolution,
                 "echo (open loop)",
             )?
             .latency
         }
         Rate::Max => {
             closed_loop(
-                target,
+                echo.target,
                 &req,
                 a.pus,
                 duration,
-                any_answer,
+                positive_resolution,
                 "echo (transport floor)",
             )?
             .latency
