@@ -152,6 +152,9 @@ pub(super) struct Supervision {
     /// The origin of timer times and of the slice grid: the first time seen. (A time
     /// before it counts as it: already past.)
     epoch: Option<Instant>,
+    /// The last deadline filed, `(from, at)`, and its time: the timers armed in one
+    /// loop turn share `from` (now) and mostly `at`, so they skip the arithmetic.
+    last: Option<(Instant, Instant, u64)>,
 }
 
 impl Default for Supervision {
@@ -184,6 +187,7 @@ impl Supervision {
             lanes: Default::default(),
             tails: [0; LANES],
             epoch: None,
+            last: None,
         }
     }
 
@@ -425,9 +429,16 @@ impl Supervision {
     /// Gives `slot` a timer at `at` (rounded up to its slice; the delay runs from `from`),
     /// replacing the one it had.
     fn arm(&mut self, slot: u32, from: Instant, at: Instant) {
-        let epoch = *self.epoch.get_or_insert(from);
-        let at = since(epoch, at);
-        let at = round_up(at, at.saturating_sub(since(epoch, from)));
+        let at = match self.last {
+            Some((f, a, ns)) if f == from && a == at => ns,
+            _ => {
+                let epoch = *self.epoch.get_or_insert(from);
+                let ns = since(epoch, at);
+                let ns = round_up(ns, ns.saturating_sub(since(epoch, from)));
+                self.last = Some((from, at, ns));
+                ns
+            }
+        };
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
