@@ -312,7 +312,8 @@ impl Shard {
         // Every 64th turn (and before the shard sleeps, see `wait`): metrics can wait
         // a few turns, and looking costs a few atomic loads.
         self.turns = self.turns.wrapping_add(1);
-        if (self.turns % 64 == 0 || std::mem::take(&mut self.scrape_due)) && !self.scrape.is_empty()
+        if (self.turns.is_multiple_of(64) || std::mem::take(&mut self.scrape_due))
+            && !self.scrape.is_empty()
         {
             while let Ok(req) = self.scrape.try_recv() {
                 req.answer(self.index as u16, &self.ctx.registrar);
