@@ -563,10 +563,10 @@ impl Drop for Ring {
 struct BufRing {
     /// `entries` ring entries, page aligned as the kernel wants.
     ring: std::ptr::NonNull<types::BufRingEntry>,
-    ring_len: usize,
+    ring_layout: std::alloc::Layout,
     /// `entries` buffers of `size` bytes, back to back.
     mem: std::ptr::NonNull<u8>,
-    mem_len: usize,
+    mem_layout: std::alloc::Layout,
     entries: u16,
     size: usize,
     /// Our copy of the tail: entries added so far (wrapping).
@@ -576,42 +576,30 @@ struct BufRing {
 impl BufRing {
     fn new(uring: &IoUring, group: u16, entries: u16, size: usize) -> io::Result<Self> {
         assert!(entries.is_power_of_two());
-        let ring_len = usize::from(entries) * std::mem::size_of::<types::BufRingEntry>();
-        let mem_len = usize::from(entries) * size;
-        // Fresh anonymous mappings: page aligned as the kernel wants, zero (an empty
-        // ring), and costing RSS only for the pages the kernel writes into.
-        let map = |len: usize| -> io::Result<std::ptr::NonNull<u8>> {
-            // SAFETY: an anonymous private mapping of `len` bytes at an address the
-            // kernel picks; no existing memory is affected.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                return Err(io::Error::last_os_error());
-            }
-            std::ptr::NonNull::new(p.cast::<u8>()).ok_or_else(|| io::ErrorKind::OutOfMemory.into())
+        let ring_layout = std::alloc::Layout::from_size_align(
+            usize::from(entries) * std::mem::size_of::<types::BufRingEntry>(),
+            4096,
+        )
+        .map_err(io::Error::other)?;
+        let mem_layout = std::alloc::Layout::from_size_align(usize::from(entries) * size, 4096)
+            .map_err(io::Error::other)?;
+        // SAFETY: both layouts have a non-zero size. Zeroed memory is a valid ring (all
+        // entries empty, tail 0) and valid bytes.
+        let (ring, mem) = unsafe {
+            (
+                std::alloc::alloc_zeroed(ring_layout).cast::<types::BufRingEntry>(),
+                std::alloc::alloc_zeroed(mem_layout),
+            )
         };
-        let ring = map(ring_len)?.cast::<types::BufRingEntry>();
-        let mem = match map(mem_len) {
-            Ok(m) => m,
-            Err(e) => {
-                // SAFETY: mapped just above, `ring_len` long, not used by anyone.
-                unsafe { libc::munmap(ring.as_ptr().cast(), ring_len) };
-                return Err(e);
-            }
+        let (Some(ring), Some(mem)) = (std::ptr::NonNull::new(ring), std::ptr::NonNull::new(mem))
+        else {
+            return Err(io::ErrorKind::OutOfMemory.into());
         };
         let mut b = Self {
             ring,
-            ring_len,
+            ring_layout,
             mem,
-            mem_len,
+            mem_layout,
             entries,
             size,
             tail: 0,
@@ -667,20 +655,20 @@ impl BufRing {
     }
 
     fn free(&mut self) {
-        // SAFETY: mapped in `new` with these lengths; called once, when the kernel no
-        // longer uses the memory.
+        // SAFETY: allocated in `new` with these layouts; called once, when the kernel
+        // no longer uses the memory.
         unsafe {
-            libc::munmap(self.ring.as_ptr().cast(), self.ring_len);
-            libc::munmap(self.mem.as_ptr().cast(), self.mem_len);
+            std::alloc::dealloc(self.ring.as_ptr().cast(), self.ring_layout);
+            std::alloc::dealloc(self.mem.as_ptr(), self.mem_layout);
         }
     }
 }
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        // Only dropped with a `Ring` that has no operation pending (otherwise it is
-        // forgotten, see `Ring::drop`), after the io_uring itself: `uring` is the
-        // `Ring`'s first field, and fields drop in order.
+        // Dropped with its `Ring` after every operation completed (otherwise forgotten):
+        // the io_uring (and its registration) is gone by then, as `Ring` drops its
+        // fields after `Ring::drop`... the uring field is dropped first (declared first).
         self.free();
     }
 }
