@@ -28,8 +28,7 @@ log=$(mktemp)
 pid=""
 trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 
-# A free loopback port (the kernel picks it; it stays free long enough in practice).
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 
 printf '%6s %12s\n' shards rss_kib
 IFS=, read -ra list <<<"$counts"

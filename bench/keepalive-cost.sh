@@ -69,12 +69,7 @@ out=${keep:-$(mktemp -d)}
 mkdir -p "$out"
 [ -n "$keep" ] || trap 'rm -rf "$out"' EXIT
 
-# A free loopback port (the kernel picks it; it stays free long enough in practice).
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-total() { # callgrind file -> instructions (the "summary:" line)
-  awk '/^summary:/ { print $2; exit }' "$1"
-}
+. bench/lib.sh
 
 calls() { # callgrind file, function name pattern -> calls of the matching functions
   # A call line ("calls=N ...") follows the "cfn=" line naming the callee. Names are

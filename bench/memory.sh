@@ -32,8 +32,7 @@ cargo build --release -q -p rserpool-bench --bin memfill
 out=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
 
-# A free loopback port (the kernel picks it; it stays free long enough in practice).
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 
 p=$(port) m=$(port)
 "$bin" --shards "$shards" --allow-loopback \

@@ -36,12 +36,7 @@ out=${keep:-$(mktemp -d)}
 mkdir -p "$out"
 [ -n "$keep" ] || trap 'rm -rf "$out"' EXIT
 
-# A free loopback port (the kernel picks it; it stays free long enough in practice).
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-total() { # callgrind file -> instructions (the "summary:" line)
-  awk '/^summary:/ { print $2; exit }' "$1"
-}
+. bench/lib.sh
 
 measure() { # resolutions -> instruction total of one registrar run
   local n=$1 p f pid

@@ -25,7 +25,7 @@ done
 cargo build --release -q -p rserpool-shards -p rserpool-loadgen --bins
 out=$(mktemp -d)
 trap 'rm -rf "$out"; kill $(jobs -p) 2>/dev/null || true' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 
 printf '| mode | pool users | resolutions | system calls | per resolution | top calls |\n|---|---:|---:|---:|---:|---|\n'
 IFS=, read -ra list <<<"$modes"

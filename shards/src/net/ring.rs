@@ -434,11 +434,6 @@ impl Ring {
         self.submit_and_wait(Some(Duration::ZERO))
     }
 
-    /// Whether completions are waiting in the completion queue.
-    pub fn has_completions(&mut self) -> bool {
-        !self.uring.completion().is_empty()
-    }
-
     /// Moves up to `max` completions into `out`; returns how many.
     pub fn complete(&mut self, max: usize, out: &mut Vec<Completion>) -> usize {
         let mut n = 0;

@@ -134,11 +134,13 @@ impl Dials {
 
     /// Holds a message for `conn` until it is up.
     pub(super) fn queue(&mut self, conn: ConnId, protocol: Protocol, payload: Vec<u8>) -> Queued {
-        // Only the registrar's own connections are ever dialled.
-        if !conn.is_outbound() {
-            return Queued::NotDialing(payload);
-        }
-        let Some(d) = self.dials.get_mut(&conn) else {
+        // Only the registrar's own connections are ever dialled: the others skip the
+        // lookup.
+        let dial = conn
+            .is_outbound()
+            .then(|| self.dials.get_mut(&conn))
+            .flatten();
+        let Some(d) = dial else {
             return Queued::NotDialing(payload);
         };
         d.waiting_bytes += payload.len();

@@ -203,8 +203,7 @@ pub(super) struct Shard {
     signals: Arc<[Signal]>,
     stop: Arc<AtomicBool>,
     completions: Vec<Completion>,
-    /// Completions taken in this turn, and whether it had no input at all.
-    completions_seen: usize,
+    /// Whether this turn had no input at all (no completion, no mesh message).
     idle: bool,
     /// Busy polling: turns in a row without input.
     idle_turns: u32,
@@ -261,7 +260,6 @@ impl Shard {
             signals,
             stop,
             completions: Vec::with_capacity(MAX_COMPLETIONS),
-            completions_seen: 0,
             idle: false,
             idle_turns: 0,
             turns: 0,
@@ -295,7 +293,7 @@ impl Shard {
             messages += 1;
             ctx.registrar.handle_shard(ctx.now, msg);
         });
-        self.idle = self.completions_seen == 0 && messages == 0;
+        self.idle &= messages == 0;
 
         if ctx.registrar.poll_timeout().is_some_and(|t| t <= ctx.now) {
             ctx.registrar.handle_timeout(ctx.now);
@@ -329,7 +327,7 @@ impl Shard {
             .ctx
             .ring
             .complete(MAX_COMPLETIONS, &mut self.completions);
-        self.completions_seen = n;
+        self.idle = n == 0;
         let busy = n == MAX_COMPLETIONS;
         let mut completions = std::mem::take(&mut self.completions);
         for c in completions.drain(..) {

@@ -388,28 +388,22 @@ impl Tcp {
             return;
         }
         // Every whole message in the buffer goes to the registrar; a partial one waits.
-        let mut at = 0;
-        let need = loop {
-            match framing::next(&rx[at..]) {
-                Frame::Whole(n) => {
-                    let message = &rx[at..at + n];
-                    match conn.protocol {
-                        Protocol::Asap => ctx.registrar.handle_asap(ctx.now, id, message),
-                        Protocol::Enrp => ctx.enrp(id, message),
-                    }
-                    at += n;
-                }
-                Frame::Need(n) => break n,
-                Frame::Broken(len) => {
-                    tracing::debug!(
-                        conn = id.0,
-                        len,
-                        "Message Length below 4 breaks TCP framing"
-                    );
-                    conn.rx = Some(rx);
-                    self.close(ctx, id, "broken framing");
-                    return;
-                }
+        let protocol = conn.protocol;
+        let taken = frames(&rx, |message| match protocol {
+            Protocol::Asap => ctx.registrar.handle_asap(ctx.now, id, message),
+            Protocol::Enrp => ctx.enrp(id, message),
+        });
+        let (at, need) = match taken {
+            Ok(t) => t,
+            Err(len) => {
+                tracing::debug!(
+                    conn = id.0,
+                    len,
+                    "Message Length below 4 breaks TCP framing"
+                );
+                conn.rx = Some(rx);
+                self.close(ctx, id, "broken framing");
+                return;
             }
         };
         rx.drain(..at);
@@ -495,26 +489,16 @@ impl Tcp {
             rx.extend_from_slice(chunk);
         }
         let data: &[u8] = if kept { rx } else { chunk };
-        let mut at = 0;
-        let rest = loop {
-            match framing::next(&data[at..]) {
-                Frame::Whole(n) => {
-                    let message = &data[at..at + n];
-                    match conn.protocol {
-                        Protocol::Asap => registrar.handle_asap(*now, id, message),
-                        Protocol::Enrp => {
-                            #[cfg(test)]
-                            ctx.told
-                                .push(super::shard::Told::Enrp(id, message.to_vec()));
-                            registrar.handle_enrp(*now, id, message);
-                        }
-                    }
-                    at += n;
-                }
-                Frame::Need(_) => break at,
-                Frame::Broken(len) => return Err(len),
+        let protocol = conn.protocol;
+        let (rest, _) = frames(data, |message| match protocol {
+            Protocol::Asap => registrar.handle_asap(*now, id, message),
+            Protocol::Enrp => {
+                #[cfg(test)]
+                ctx.told
+                    .push(super::shard::Told::Enrp(id, message.to_vec()));
+                registrar.handle_enrp(*now, id, message);
             }
-        };
+        })?;
         if kept {
             rx.drain(..rest);
             if rx.is_empty() && rx.capacity() > 4 * RX_INITIAL {
@@ -709,6 +693,23 @@ impl Tcp {
         }
         for c in self.connecting.values_mut() {
             c.cancelled = true;
+        }
+    }
+}
+
+/// Hands every whole message at the start of `data` to `handle`, in order. Returns the
+/// bytes they took and what the first message not yet whole needs ([`Frame::Need`]),
+/// or the Message Length that breaks the framing.
+fn frames(data: &[u8], mut handle: impl FnMut(&[u8])) -> Result<(usize, usize), u16> {
+    let mut at = 0;
+    loop {
+        match framing::next(&data[at..]) {
+            Frame::Whole(n) => {
+                handle(&data[at..at + n]);
+                at += n;
+            }
+            Frame::Need(n) => return Ok((at, n)),
+            Frame::Broken(len) => return Err(len),
         }
     }
 }
