@@ -428,6 +428,16 @@ impl Ring {
         self.uring.submission().taskrun() || self.uring.submission().cq_overflow()
     }
 
+    /// Whether operations were pushed that the kernel has not been given yet.
+    pub fn unsubmitted(&mut self) -> bool {
+        !self.uring.submission().is_empty()
+    }
+
+    /// Whether completions wait in the completion queue.
+    pub fn ready(&mut self) -> bool {
+        !self.uring.completion().is_empty()
+    }
+
     /// Submits what was pushed without waiting; in busy-poll mode the SQPOLL thread
     /// takes it without a system call (unless it fell asleep).
     pub fn submit(&mut self) -> io::Result<()> {

@@ -24,6 +24,10 @@ use crate::net::ring::{Completion, IoMode, OpBuf, Ring};
 
 /// Completions handled per turn before timers and outputs get their turn.
 const MAX_COMPLETIONS: usize = 1024;
+/// A deadline further than this from the turn's start is waited for without reading
+/// the clock again.
+const CLOCK_SLACK: Duration = Duration::from_millis(20);
+
 /// Busy polling: turns without input after which the shard yields its core once.
 const BUSY_POLL_YIELD_AFTER: u32 = 1024;
 /// Mesh messages handled per turn.
@@ -205,6 +209,11 @@ pub(super) struct Shard {
     completions: Vec<Completion>,
     /// Whether this turn had no input at all (no completion, no mesh message).
     idle: bool,
+    /// Whether a completion other than a finished send was handled since this was
+    /// last cleared (see [`Shard::settle_sends`]).
+    input: bool,
+    /// The registrar's next timer as of the end of the last turn (see [`Shard::wait`]).
+    next_timer: Option<Instant>,
     /// Busy polling: turns in a row without input.
     idle_turns: u32,
     turns: u32,
@@ -261,6 +270,8 @@ impl Shard {
             stop,
             completions: Vec::with_capacity(MAX_COMPLETIONS),
             idle: false,
+            input: false,
+            next_timer: None,
             idle_turns: 0,
             turns: 0,
             scrape_due: false,
@@ -295,18 +306,15 @@ impl Shard {
         });
         self.idle &= messages == 0;
 
-        if ctx.registrar.poll_timeout().is_some_and(|t| t <= ctx.now) {
+        // The next timer as the last turn left it: one set since (by input handled
+        // before sleeping) is seen when this turn ends, at worst a turn late.
+        if self.next_timer.is_some_and(|t| t <= ctx.now) {
             ctx.registrar.handle_timeout(ctx.now);
         }
         self.tcp.resume(&mut self.ctx);
         self.drain_outputs();
         self.flush();
-        for (id, fixed) in self.tcp.take_released() {
-            if let Some(f) = fixed {
-                self.ctx.ring.unregister_fixed(f);
-            }
-            self.ctx.release_conn(id);
-        }
+        self.release_closed();
         // Every 64th turn (and before the shard sleeps, see `wait`): metrics can wait
         // a few turns, and looking costs a few atomic loads.
         self.turns = self.turns.wrapping_add(1);
@@ -338,6 +346,16 @@ impl Shard {
         busy
     }
 
+    /// Gives back the slots (and registered files) of connections that closed.
+    fn release_closed(&mut self) {
+        for (id, fixed) in self.tcp.take_released() {
+            if let Some(f) = fixed {
+                self.ctx.ring.unregister_fixed(f);
+            }
+            self.ctx.release_conn(id);
+        }
+    }
+
     /// Starts the sends that queued messages wait for.
     fn flush(&mut self) {
         self.tcp.flush(&mut self.ctx);
@@ -346,6 +364,10 @@ impl Shard {
 
     fn dispatch(&mut self, c: Completion) {
         let ctx = &mut self.ctx;
+        self.input |= !matches!(
+            Token::decode(c.token),
+            Some(Token::Send(_) | Token::SctpSend(_))
+        ) || c.result < 0;
         match Token::decode(c.token) {
             Some(Token::Wake) => {
                 // Another shard queued messages (or shutdown); they are read this turn.
@@ -537,6 +559,7 @@ impl Shard {
     }
 
     fn wait(&mut self, busy: bool, overflow_waiting: bool) {
+        self.next_timer = self.ctx.registrar.poll_timeout();
         if self.ctx.ring.mode() == IoMode::BusyPoll {
             // Never sleep: hand what was pushed to the SQPOLL thread (a system call only
             // if it fell asleep) and look again.
@@ -554,19 +577,32 @@ impl Shard {
             }
             return;
         }
-        let deadline = match (self.ctx.registrar.poll_timeout(), self.tcp.next_deadline()) {
+        let deadline = match (self.next_timer, self.tcp.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let mut timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mut timeout = deadline.map(|d| {
+            // Measured from the turn's start, a far deadline is off by the turn's own
+            // time (microseconds); only a near one needs the clock read again.
+            let left = d.saturating_duration_since(self.ctx.now);
+            if left > CLOCK_SLACK {
+                left
+            } else {
+                d.saturating_duration_since(Instant::now())
+            }
+        });
         if overflow_waiting {
             timeout = Some(timeout.map_or(OVERFLOW_RETRY, |t| t.min(OVERFLOW_RETRY)));
         }
         if busy {
             timeout = Some(Duration::ZERO);
         }
-        let signal = &self.signals[self.index];
         let sleeping = timeout != Some(Duration::ZERO);
+        if sleeping && self.settle_sends() {
+            // Something came in: a full turn first.
+            return;
+        }
+        let signal = &self.signals[self.index];
         if sleeping {
             signal.park();
             self.scrape_due = !self.scrape.is_empty();
@@ -580,6 +616,35 @@ impl Shard {
         if sleeping {
             signal.unpark();
         }
+    }
+
+    /// Before sleeping: submits what this turn pushed and handles the sends that
+    /// finished at once (a send to a socket with room completes during the submission),
+    /// so that an answer costs one turn rather than one for the request and one for
+    /// its send's completion. Returns whether anything but finished sends came in,
+    /// which wants a full turn (timers, the registrar's outputs) before sleeping.
+    fn settle_sends(&mut self) -> bool {
+        if !self.ctx.ring.unsubmitted() {
+            return false;
+        }
+        if let Err(e) = self.ctx.ring.submit() {
+            tracing::error!(error = %e, "io_uring submit failed");
+            return false;
+        }
+        if !self.ctx.ring.ready() {
+            return false;
+        }
+        self.input = false;
+        self.complete();
+        if self.input {
+            return true;
+        }
+        // What a send completion can start: the next send on its connection, the
+        // release of a connection that drained.
+        self.drain_outputs();
+        self.flush();
+        self.release_closed();
+        false
     }
 
     /// Stops every socket, cancels what is pending and waits (briefly) for the buffers.
