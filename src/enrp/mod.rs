@@ -695,7 +695,7 @@ impl Enrp {
                 ..
             } => {
                 let Some(conn) = conn else { return };
-                self.on_table(now, conn, sender, reject, more, entries);
+                self.on_table(now, conn, sender, reject, more, entries, hs);
             }
             EnrpMessage::HandleUpdate {
                 action,

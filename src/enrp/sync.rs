@@ -110,6 +110,7 @@ impl Enrp {
         reject: bool,
         more: bool,
         entries: Vec<PoolEntry>,
+        hs: &Handlespace,
     ) {
         let Some(p) = self.peers.get_mut(&sender) else {
             return;
@@ -132,8 +133,14 @@ impl Enrp {
                 if element.home == self.id {
                     // Ours in a mentor's table: PEs of our previous life (a restart with
                     // the same ID). Their connections died with it; reach them again,
-                    // as a takeover does. In an audit (W=1) nobody lists our PEs.
+                    // as a takeover does. In an audit (W=1) nobody lists our PEs. One we
+                    // hold as ours already registered in this life (while we were still
+                    // downloading): it stays where it is.
+                    let held = hs
+                        .element(entry.handle.as_bytes(), element.id)
+                        .is_some_and(|e| e.home() == self.id);
                     match element.asap_transport.clone() {
+                        _ if held => {}
                         Some(asap) if !owned_only => reclaims.push(Action::Adopt {
                             handle: entry.handle.clone(),
                             element,

@@ -111,6 +111,11 @@ impl Registrar {
         asap: SctpTransport,
     ) {
         let id = element.id;
+        if self.sessions.supervision.is_supervised(&handle, id) {
+            // Registered here meanwhile (or never lost): its supervision stays on the
+            // connection it registered on.
+            return;
+        }
         let mut addrs = asap.addresses.clone();
         addrs.sort_unstable();
         let key = (addrs, asap.port);

@@ -278,3 +278,32 @@ fn a_registrar_restarted_with_its_id_reclaims_its_pes_before_anyone_takes_them_o
         "nobody had to take them over"
     );
 }
+
+/// A PE that registers while its registrar is still downloading its mentor's table can
+/// come back in that table with its home set to us. That is our PE of this life, not
+/// one of a previous life to reclaim: reaching it again would take its supervision off
+/// the connection it registered on.
+#[test]
+fn a_pe_of_ours_listed_back_by_the_mentor_stays_supervised_where_it_registered() {
+    for seed in 0..24 {
+        let mut s = Scope::new(&[0x10, 0x20], 2, config(), 100 + seed);
+        // Before anyone is synchronised: the first shard, which runs ENRP.
+        let pe = s.add_pe("early", 7, 0);
+        s.run(Duration::from_millis(20));
+        let pe2 = s.add_pe("early", 8, 0);
+        s.run(secs(5));
+        s.check_converged().unwrap();
+        for p in [pe, pe2] {
+            assert_eq!(s.pes[p].adopted, 0, "seed {seed}: PE {p} was reclaimed");
+        }
+        let supervised: usize = s.nodes[0]
+            .shards
+            .iter()
+            .map(|x| x.gauges().supervised)
+            .sum();
+        assert_eq!(
+            supervised, 2,
+            "seed {seed}: both PEs still supervised at their home"
+        );
+    }
+}
