@@ -35,6 +35,17 @@ pub(super) fn event(shard: usize, e: &Event) {
             tracing::debug!(shard, peer = %from, %handle, id = id.0, ?why, ?cause, "peer's change refused");
         }
         Event::Enrp(e) => enrp(shard, e),
+        Event::RateLimited { conn, kind } => {
+            tracing::debug!(
+                shard,
+                conn = conn.0,
+                kind = kind.label(),
+                "request over the association's rate limit"
+            );
+        }
+        Event::AnswerFitted { conn, kind, fit } => {
+            tracing::debug!(shard, conn = conn.0, %kind, ?fit, "answer too long for its length field, made to fit");
+        }
     }
 }
 
