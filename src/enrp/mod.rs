@@ -210,6 +210,12 @@ pub enum EnrpEvent {
         sender: RegistrarId,
         causes: Vec<CauseCode>,
     },
+    /// A message too long for its 16-bit length field, not sent (a handle update of a
+    /// PE whose pool handle is nearly 64 KiB, which `max_pool_handle_len` allows).
+    Oversized {
+        conn: ConnId,
+        kind: EnrpType,
+    },
 }
 
 /// A peer as tools and gauges see it.
@@ -614,10 +620,11 @@ impl Enrp {
 
     pub(super) fn send(&mut self, conn: ConnId, msg: &EnrpMessage) {
         let mut payload = Vec::with_capacity(64);
-        // What we build is bounded (quotes by `wire::quote`, table chunks by size), so
-        // this holds; a message that did not fit its length field is not sent at all.
-        if let Err(e) = msg.try_encode(&mut payload) {
-            debug_assert!(false, "{e}: {msg:?}");
+        // Quotes (`wire::quote`) and table chunks are bounded; only a handle update with
+        // a handle near 64 KiB can still overflow: never sent with a lying length.
+        if msg.try_encode(&mut payload).is_err() {
+            let kind = msg.kind();
+            self.events.push_back(EnrpEvent::Oversized { conn, kind });
             return;
         }
         self.metrics.on_sent(&payload);

@@ -55,7 +55,9 @@ fn enrp(shard: usize, e: &EnrpEvent) {
         | EnrpEvent::Malformed { .. }
         | EnrpEvent::AuditStarted { .. }
         | EnrpEvent::AuditDone { .. } => tracing::debug!(shard, event = ?e, "ENRP"),
-        EnrpEvent::ErrorReceived { .. } | EnrpEvent::AuditAbandoned { .. } => {
+        EnrpEvent::ErrorReceived { .. }
+        | EnrpEvent::AuditAbandoned { .. }
+        | EnrpEvent::Oversized { .. } => {
             tracing::warn!(shard, event = ?e, "ENRP");
         }
         _ => tracing::info!(shard, event = ?e, "ENRP"),
