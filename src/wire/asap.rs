@@ -512,3 +512,65 @@ mod plain_resolution_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fit_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::wire::{ErrorCause, MAX_MESSAGE_LEN};
+
+    fn answer(kind: u8, handle: PoolHandle, error: OperationError) -> AsapMessage {
+        let id = PoolElementId(1);
+        match kind % 4 {
+            0 => AsapMessage::RegistrationResponse {
+                rejected: true,
+                handle,
+                id,
+                error: Some(error),
+            },
+            1 => AsapMessage::DeregistrationResponse {
+                handle,
+                id,
+                error: Some(error),
+            },
+            2 => AsapMessage::HandleResolutionResponse {
+                accepted: false,
+                handle,
+                policy: None,
+                elements: Vec::new(),
+                error: Some(error),
+            },
+            _ => AsapMessage::Error { error },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// RFC 5354 §4: whatever an answer echoes and quotes, what `encode_answer`
+        /// writes decodes, and its length field is its length less the final padding.
+        #[test]
+        fn encode_answer_always_fits_the_length_field(
+            kind in any::<u8>(),
+            handle_len in prop_oneof![1usize..64, 30_000usize..65_600],
+            infos in proptest::collection::vec(prop_oneof![0usize..16, 0usize..70_000], 1..6),
+        ) {
+            let causes = infos
+                .iter()
+                .map(|&n| ErrorCause { code: CauseCode::INVALID_VALUES, info: vec![7; n] })
+                .collect();
+            let m = answer(kind, PoolHandle::new(&vec![b'h'; handle_len]), OperationError { causes });
+            let mut out = Vec::new();
+            let fit = m.encode_answer(&mut out);
+            let len = usize::from(u16::from_be_bytes([out[2], out[3]]));
+            prop_assert!(len <= MAX_MESSAGE_LEN);
+            prop_assert_eq!(len.next_multiple_of(4), out.len());
+            let decoded = AsapMessage::decode(&out).map(|d| d.message);
+            prop_assert!(decoded.is_ok(), "{:?}", decoded);
+            if fit == Fit::Whole {
+                prop_assert_eq!(decoded.unwrap(), m);
+            }
+        }
+    }
+}
