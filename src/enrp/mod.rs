@@ -53,8 +53,8 @@ use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
 use crate::registrar::{ConnId, ConnInfo, Transport};
 use crate::rng::Rng;
 use crate::wire::{
-    CauseCode, DecodeError, EnrpIds, EnrpMessage, EnrpType, ErrorCause, LifeUnit, OperationError,
-    PoolElement, SctpTransport, UpdateAction,
+    CauseCode, DecodeError, EnrpIds, EnrpMessage, EnrpType, LifeUnit, OperationError, PoolElement,
+    SctpTransport, UpdateAction,
 };
 use peers::{Link, Peer, Reach, Static};
 use table::Cursor;
@@ -209,6 +209,12 @@ pub enum EnrpEvent {
     ErrorReceived {
         sender: RegistrarId,
         causes: Vec<CauseCode>,
+    },
+    /// A message too long for its 16-bit length field, not sent (a handle update of a
+    /// PE whose pool handle is nearly 64 KiB, which `max_pool_handle_len` allows).
+    Oversized {
+        conn: ConnId,
+        kind: EnrpType,
     },
 }
 
@@ -446,6 +452,8 @@ impl Enrp {
             Ok(d) => d,
             Err(error) => return self.malformed(Some(conn), bytes, error),
         };
+        // RFC 5354 §3, bounded so that the ERROR fits (see `wire::quote`).
+        let unrecognized = decoded.unrecognized_error(bytes);
         let message = decoded.message;
         self.metrics.on_received(message.kind());
         let ids = message.ids();
@@ -462,23 +470,11 @@ impl Enrp {
             Some(slot @ None) => *slot = Some(ids.sender),
             _ => {}
         }
-        if !decoded.unrecognized.is_empty() && message.kind() != EnrpType::ERROR {
-            let causes = decoded
-                .unrecognized
-                .iter()
-                .filter_map(|s| bytes.get(s.range()))
-                .map(|tlv| ErrorCause {
-                    code: CauseCode::UNRECOGNIZED_PARAMETER,
-                    info: tlv.to_vec(),
-                })
-                .collect();
-            self.send(
-                conn,
-                &EnrpMessage::Error {
-                    ids: self.ids_to(ids.sender),
-                    error: OperationError { causes },
-                },
-            );
+        if let Some(error) = unrecognized
+            && message.kind() != EnrpType::ERROR
+        {
+            let ids = self.ids_to(ids.sender);
+            self.send(conn, &EnrpMessage::Error { ids, error });
         }
         // Any message from a known peer is a sign of life (RFC 5353 §3.4.2).
         if let Some(p) = self.peers.get_mut(&ids.sender) {
@@ -624,7 +620,13 @@ impl Enrp {
 
     pub(super) fn send(&mut self, conn: ConnId, msg: &EnrpMessage) {
         let mut payload = Vec::with_capacity(64);
-        msg.encode(&mut payload);
+        // Quotes (`wire::quote`) and table chunks are bounded; only a handle update with
+        // a handle near 64 KiB can still overflow: never sent with a lying length.
+        if msg.try_encode(&mut payload).is_err() {
+            let kind = msg.kind();
+            self.events.push_back(EnrpEvent::Oversized { conn, kind });
+            return;
+        }
         self.metrics.on_sent(&payload);
         self.actions.push_back(Action::Send { conn, payload });
     }

@@ -17,6 +17,11 @@ use crate::wire::{PoolEntry, Writer};
 /// room for the header and the pool handles.
 const CHUNK_BYTES: usize = 48 * 1024;
 
+/// Bytes of Pool Handle and PE parameters one response can hold: the 16-bit message
+/// length less the header and the two server IDs (RFC 5353 §2.3). A chunk never passes
+/// it, whatever the handle lengths.
+const MESSAGE_ROOM: usize = crate::wire::MAX_MESSAGE_LEN - 12;
+
 #[derive(Debug)]
 pub(super) struct Cursor {
     /// W flag: only PEs whose home is us.
@@ -86,7 +91,21 @@ impl Cursor {
             let mut w = Writer::new(&mut scratch);
             e.param().encode(&mut w);
             w.finish();
-            bytes += scratch.len();
+            // A PE opening a new entry brings its Pool Handle parameter along.
+            let opens_entry = entries.last().is_none_or(|l| l.handle != *handle);
+            let handle_bytes = (4 + handle.as_bytes().len()).next_multiple_of(4);
+            let cost = scratch.len() + if opens_entry { handle_bytes } else { 0 };
+            if bytes + cost > MESSAGE_ROOM {
+                if count == 0 {
+                    // Not even alone would it fit one message (a pool handle of nearly
+                    // 64 KiB, which `limits.max_pool_handle_len` allows): it cannot be
+                    // sent over ENRP at all.
+                    continue;
+                }
+                self.next_id -= 1;
+                return (entries, true);
+            }
+            bytes += cost;
             count += 1;
             match entries.last_mut() {
                 // A pool split across chunks repeats its handle in the next one.
@@ -97,5 +116,75 @@ impl Cursor {
                 }),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::handlespace::{self, Handlespace};
+    use crate::wire::{
+        EnrpIds, EnrpMessage, PolicyParam, PoolElement, RegistrationLife, SctpTransport,
+        TransportUse, UserTransport,
+    };
+
+    fn pe(id: u32, addresses: usize) -> PoolElement {
+        PoolElement {
+            id: PoolElementId(id),
+            home: RegistrarId(7),
+            registration_life: RegistrationLife(90_000),
+            user_transport: UserTransport::Sctp(SctpTransport {
+                port: 9,
+                transport_use: TransportUse::DATA_ONLY,
+                addresses: (0..addresses)
+                    .map(|a| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + a as u32)))
+                    .collect(),
+            }),
+            policy: PolicyParam::round_robin(),
+            asap_transport: None,
+        }
+    }
+
+    /// RFC 5354 §4: with pool handles as long as the limits allow, every chunk still
+    /// fits one message, and every PE that can fit one is sent.
+    #[test]
+    fn chunks_fit_the_length_field_whatever_the_handle_lengths() {
+        let config = handlespace::Config {
+            max_handle_len: 65_000,
+            ..handlespace::Config::default()
+        };
+        let mut hs = Handlespace::new(config, 1);
+        // Two pools of 20,000-byte handles with PEs of 64 addresses, and one whose
+        // handle leaves no room for any PE.
+        for (pool, first) in [(b'a', 1), (b'b', 100)] {
+            let handle = PoolHandle::new(&[pool; 20_000]);
+            for id in first..first + 30 {
+                hs.register(&handle, pe(id, 64), None).unwrap();
+            }
+        }
+        hs.register(&PoolHandle::new(&[b'z'; 65_000]), pe(999, 64), None)
+            .unwrap();
+        let mut cursor = Cursor::new(&hs, false, Instant::now());
+        let mut sent = 0;
+        loop {
+            let (entries, more) = cursor.next_chunk(&hs, RegistrarId(7), 1000);
+            sent += entries.iter().map(|e| e.elements.len()).sum::<usize>();
+            let m = EnrpMessage::HandleTableResponse {
+                ids: EnrpIds {
+                    sender: RegistrarId(7),
+                    receiver: RegistrarId(8),
+                },
+                reject: false,
+                more,
+                entries,
+            };
+            m.try_encode(&mut Vec::new()).expect("the chunk fits");
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(sent, 60, "all but the PE whose handle leaves no room");
     }
 }

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::conn::{asap_transport, filter_user_transport};
+use super::rate::Limited;
 use super::supervision::Phase;
 use super::{ConnId, Event, Origin, Registrar, RemovalReason, Served, ServiceKind, ShardMsg};
 use crate::ids::{PoolElementId, PoolHandle};
@@ -12,9 +13,20 @@ use crate::wire::{
     self, AsapMessage, AsapType, CauseCode, DecodeError, OperationError, PoolElement, UserTransport,
 };
 
-/// Bytes of pool element parameters one resolution answer may carry: the 16-bit
-/// message length less room for the header, the handle (at most 36) and the policy.
-const ANSWER_ELEMENT_BYTES: usize = u16::MAX as usize - 256;
+/// Bytes a resolution answer needs besides its pool element parameters and its Pool
+/// Handle parameter: the common header and the largest Policy parameter (RFC 5354 §3.8:
+/// type and at most [`wire::MAX_POLICY_VALUES`] values).
+const ANSWER_OVERHEAD: usize = 4 + 8 + 4 * wire::MAX_POLICY_VALUES;
+
+/// Bytes of pool element parameters a resolution answer for `handle` has room for: the
+/// 16-bit message length less the header, the policy and the echoed handle (whatever
+/// `limits.max_pool_handle_len` allows), and at most `cap`.
+fn answer_room(handle: &[u8], cap: usize) -> usize {
+    let handle_param = (4 + handle.len()).next_multiple_of(4);
+    wire::MAX_MESSAGE_LEN
+        .saturating_sub(ANSWER_OVERHEAD + handle_param)
+        .min(cap)
+}
 
 impl Registrar {
     pub(super) fn on_asap(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
@@ -34,23 +46,17 @@ impl Registrar {
         self.out.metrics.on_received(decoded.message.kind());
         let is_error = matches!(decoded.message, AsapMessage::Error { .. });
         // RFC 5354 §3: parameters skipped with action bits 11 are reported, one cause
-        // each; never in answer to an ERROR (RFC 5352 §2.2.14).
-        if !decoded.unrecognized.is_empty() && !is_error {
-            let causes = decoded
-                .unrecognized
-                .iter()
-                .filter_map(|s| bytes.get(s.range()))
-                .map(|tlv| wire::ErrorCause {
-                    code: CauseCode::UNRECOGNIZED_PARAMETER,
-                    info: tlv.to_vec(),
-                })
-                .collect();
-            self.out.transmit(
-                conn,
-                &AsapMessage::Error {
-                    error: OperationError { causes },
-                },
-            );
+        // each (the first `wire::MAX_CAUSES`, each quoted whole or not at all); never in
+        // answer to an ERROR (RFC 5352 §2.2.14).
+        if let Some(error) = decoded.unrecognized_error(bytes)
+            && !is_error
+        {
+            self.out.transmit(conn, &AsapMessage::Error { error });
+        }
+        if matches!(decoded.message, AsapMessage::EndpointUnreachable { .. })
+            && !self.admit_unreachable(now, conn)
+        {
+            return;
         }
         match decoded.message {
             AsapMessage::Registration { handle, element } => {
@@ -85,9 +91,43 @@ impl Registrar {
         }
     }
 
+    /// Whether an ENDPOINT_UNREACHABLE from `conn` is within the association's rate limit
+    /// ([`super::Config::unreachable_rate`]). One over it is dropped without an answer,
+    /// as RSPLIB's `MaxEURate` does (the RFC defines no answer to a report), counted and
+    /// logged.
+    fn admit_unreachable(&mut self, now: Instant, conn: ConnId) -> bool {
+        let kind = Limited::EndpointUnreachable;
+        if self
+            .rates
+            .admit(now, conn, kind, self.config.unreachable_rate)
+        {
+            return true;
+        }
+        self.out.metrics.answers.on_rate_limited(kind);
+        self.out.events.push_back(Event::RateLimited { conn, kind });
+        false
+    }
+
+    /// Whether a HANDLE_RESOLUTION from `conn` is within the association's rate limit
+    /// ([`super::Config::resolution_rate`]); one over it is answered negatively with
+    /// cause 0x000a, counted and logged.
+    fn admit_resolution(&mut self, now: Instant, conn: ConnId) -> bool {
+        let kind = Limited::HandleResolution;
+        if self
+            .rates
+            .admit(now, conn, kind, self.config.resolution_rate)
+        {
+            return true;
+        }
+        self.out.metrics.answers.on_rate_limited(kind);
+        self.out.events.push_back(Event::RateLimited { conn, kind });
+        false
+    }
+
     /// Answers an undecodable message with ASAP_ERROR and the RFC 5354 cause, quoting the
-    /// offending TLV (or the whole message for an unknown type), unless the RFC says to
-    /// stay silent or the message was itself an error.
+    /// offending TLV (or the whole message for an unknown type) if it is whole and fits
+    /// (`wire::quote`; else the cause alone), unless the RFC says to stay silent or the
+    /// message was itself an error.
     fn malformed(&mut self, conn: ConnId, bytes: &[u8], error: DecodeError) {
         self.out.metrics.on_malformed();
         self.out.events.push_back(Event::Malformed { conn, error });
@@ -224,6 +264,12 @@ impl Registrar {
             kind: ServiceKind::HandleResolution,
             received: now,
         });
+        if !self.admit_resolution(now, conn) {
+            // RSPLIB's MaxHRRate answers 0x0009 (unknown pool handle); the pool may well
+            // exist, and a client told so may drop it from its cache, so the RFC 5354
+            // cause that says why: 0x000a.
+            return self.negative_resolution(conn, handle, CauseCode::REJECTED_SECURITY, served);
+        }
         // RSPLIB: an absent or zero item count means the configured default; at most
         // the limit (RSPLIB: 128).
         let n = match items {
@@ -231,55 +277,63 @@ impl Registrar {
             Some(n) => n,
         }
         .min(self.config.resolution_items_limit) as usize;
+        let room = answer_room(handle, self.config.resolution_answer_bytes);
         let mut payload = self.out.buffer();
-        let found = match self.replica.resolve(handle, n) {
-            Some(r) if !r.is_empty() => {
-                let policy = r.overall_policy();
-                wire::message(
-                    &mut payload,
-                    AsapType::HANDLE_RESOLUTION_RESPONSE.0,
-                    0,
-                    |w| {
-                        wire::encode_handle_bytes(handle, w);
-                        // RSPLIB clients need the overall policy even for round robin.
-                        if let Some(p) = policy {
-                            p.encode(w);
-                        }
-                        // The message length is 16 bits: stop before the PEs would
-                        // overflow it (only a raised limit with many-address PEs gets
-                        // near; the handle and policy take under 100 bytes).
-                        let mut room = ANSWER_ELEMENT_BYTES;
-                        for e in r.elements() {
-                            let Some(left) = room.checked_sub(e.encoded().len()) else {
-                                break;
-                            };
-                            room = left;
-                            w.put_bytes(e.encoded());
-                        }
-                    },
-                );
-                true
-            }
-            // No pool, or no PE of it selectable (all of weight 0): a negative answer.
-            _ => false,
-        };
-        if found {
+        let mut written = 0;
+        if let Some(r) = self.replica.resolve(handle, n) {
+            let policy = r.overall_policy();
+            let encoded = wire::try_message(
+                &mut payload,
+                AsapType::HANDLE_RESOLUTION_RESPONSE.0,
+                0,
+                |w| {
+                    wire::encode_handle_bytes(handle, w);
+                    // RSPLIB clients need the overall policy even for round robin.
+                    if let Some(p) = policy {
+                        p.encode(w);
+                    }
+                    // The message length is 16 bits, and answers are capped at
+                    // `resolution_answer_bytes`: stop before the PEs would pass either
+                    // (`answer_room` counts the header, handle and policy).
+                    let mut room = room;
+                    for e in r.elements() {
+                        let Some(left) = room.checked_sub(e.encoded().len()) else {
+                            break;
+                        };
+                        room = left;
+                        written += 1;
+                        w.put_bytes(e.encoded());
+                    }
+                },
+            );
+            debug_assert!(encoded.is_ok(), "answer_room keeps the answer in bounds");
+        }
+        if written > 0 {
             self.out.push_asap(conn, payload, served);
         } else {
+            // No pool, or no PE of it selectable (all of weight 0): a negative answer.
+            // (A cap so low that not even one PE fits answers the same.)
             self.out.recycle(payload);
-            let error = Some(OperationError::single(
-                CauseCode::UNKNOWN_POOL_HANDLE,
-                Vec::new(),
-            ));
-            let response = AsapMessage::HandleResolutionResponse {
-                accepted: false,
-                handle: PoolHandle::new(handle),
-                policy: None,
-                elements: Vec::new(),
-                error,
-            };
-            self.out.transmit_served(conn, &response, served);
+            self.negative_resolution(conn, handle, CauseCode::UNKNOWN_POOL_HANDLE, served);
         }
+    }
+
+    /// A negative HANDLE_RESOLUTION_RESPONSE: the handle echoed, one cause, no PE.
+    fn negative_resolution(
+        &mut self,
+        conn: ConnId,
+        handle: &[u8],
+        cause: CauseCode,
+        served: Option<Served>,
+    ) {
+        let response = AsapMessage::HandleResolutionResponse {
+            accepted: false,
+            handle: PoolHandle::new(handle),
+            policy: None,
+            elements: Vec::new(),
+            error: Some(OperationError::single(cause, Vec::new())),
+        };
+        self.out.transmit_served(conn, &response, served);
     }
 
     /// Keep-alive timers: send the next keep-alive, or give up on an overdue one. Each

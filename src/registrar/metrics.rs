@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use super::RemovalReason;
-use crate::wire::{AsapType, CauseCode};
+use super::rate::Limited;
+use crate::wire::{AsapType, CauseCode, Fit};
 
 /// Upper bounds (inclusive, as Prometheus' `le`) of the service-time and round-trip
 /// histograms: 5 µs to 10 s, 1-2.5-5 steps. Above the last: the `+Inf` bucket.
@@ -169,6 +170,8 @@ pub struct Metrics {
     /// ENRP: messages, audits and takeovers (the ENRP shard), peer updates applied
     /// or refused (every writer).
     pub enrp: crate::enrp::EnrpMetrics,
+    /// Answers made to fit their length field, requests over a rate limit.
+    pub answers: AnswerMetrics,
 }
 
 impl Default for Metrics {
@@ -184,6 +187,7 @@ impl Default for Metrics {
             keep_alive_rtt: Histogram::latency(),
             failure_detection: std::array::from_fn(|_| Histogram::detection()),
             enrp: crate::enrp::EnrpMetrics::default(),
+            answers: AnswerMetrics::default(),
         }
     }
 }
@@ -246,6 +250,7 @@ impl Metrics {
             a.merge(b);
         }
         self.enrp.merge(&other.enrp);
+        self.answers.merge(&other.answers);
     }
 
     pub(super) fn on_received(&mut self, kind: AsapType) {
@@ -290,6 +295,50 @@ fn cause_slot(cause: CauseCode) -> usize {
 fn add<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
     for (x, y) in a.iter_mut().zip(b) {
         *x += y;
+    }
+}
+
+/// Well-formed answers and rate limits: answers too long for their 16-bit length field
+/// and how they were made to fit, and requests refused by a per-association rate limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AnswerMetrics {
+    unquoted: u64,
+    replaced: u64,
+    rate_limited: [u64; Limited::ALL.len()],
+}
+
+impl AnswerMetrics {
+    /// Answers sent without the information their causes quoted, to fit.
+    pub fn unquoted(&self) -> u64 {
+        self.unquoted
+    }
+
+    /// Answers replaced by an ASAP_ERROR, to fit (they echoed a huge Pool Handle).
+    pub fn replaced(&self) -> u64 {
+        self.replaced
+    }
+
+    /// Requests over their association's rate limit, by kind.
+    pub fn rate_limited(&self, kind: Limited) -> u64 {
+        self.rate_limited[kind.index()]
+    }
+
+    pub fn merge(&mut self, other: &Self) {
+        self.unquoted += other.unquoted;
+        self.replaced += other.replaced;
+        add(&mut self.rate_limited, &other.rate_limited);
+    }
+
+    pub(super) fn on_fitted(&mut self, fit: Fit) {
+        match fit {
+            Fit::Whole => {}
+            Fit::Unquoted => self.unquoted += 1,
+            Fit::Replaced => self.replaced += 1,
+        }
+    }
+
+    pub(super) fn on_rate_limited(&mut self, kind: Limited) {
+        self.rate_limited[kind.index()] += 1;
     }
 }
 

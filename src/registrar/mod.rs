@@ -31,6 +31,7 @@ mod conn;
 mod enrp;
 mod metrics;
 mod out;
+mod rate;
 mod sessions;
 pub mod shard;
 mod supervision;
@@ -40,7 +41,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-pub use metrics::{DETECTION_BOUNDS, Gauges, Histogram, LATENCY_BOUNDS, Metrics};
+pub use metrics::{AnswerMetrics, DETECTION_BOUNDS, Gauges, Histogram, LATENCY_BOUNDS, Metrics};
+pub use rate::{Limited, RateLimit};
 pub use shard::{ConnId, Origin, RemovalReason, Router, ShardId, ShardMsg};
 
 use crate::handlespace::{self, Handlespace};
@@ -99,7 +101,26 @@ pub struct Config {
     pub handlespace: handlespace::Config,
     /// ENRP with peer registrars (shard 0 runs it); `None`: this registrar is alone.
     pub enrp: Option<crate::enrp::Config>,
+    /// Per-association limit on handle resolutions (RSPLIB's `-maxhrrate`); one over it
+    /// is answered with cause 0x000a. `None` (the default, as RSPLIB's): unlimited.
+    pub resolution_rate: Option<RateLimit>,
+    /// Per-association limit on endpoint-unreachable reports (RSPLIB's `-maxeurate`,
+    /// unlimited there); one over it is dropped, as RSPLIB does. Default
+    /// [`DEFAULT_UNREACHABLE_RATE`].
+    pub unreachable_rate: Option<RateLimit>,
+    /// Most bytes of pool element parameters in one handle resolution answer, on top of
+    /// [`Config::resolution_items_limit`] (it bites on PEs with many addresses). Default
+    /// [`wire::MAX_MESSAGE_LEN`]: whatever fits one message.
+    pub resolution_answer_bytes: usize,
 }
+
+/// The default [`Config::unreachable_rate`]: 10 reports a second, 50 at once, per
+/// association. A client reports a PE once per failure it saw (reference §6.5), so
+/// this never bites an honest one, yet bounds what one association costs the writers.
+pub const DEFAULT_UNREACHABLE_RATE: RateLimit = RateLimit {
+    per_second: 10,
+    burst: 50,
+};
 
 impl Config {
     /// When the registration life of one of our own PEs, starting at `now`, ends: `None`
@@ -130,6 +151,9 @@ impl Default for Config {
             announce_transports: Vec::new(),
             handlespace: handlespace::Config::default(),
             enrp: None,
+            resolution_rate: None,
+            unreachable_rate: Some(DEFAULT_UNREACHABLE_RATE),
+            resolution_answer_bytes: crate::wire::MAX_MESSAGE_LEN,
         }
     }
 }
@@ -291,6 +315,16 @@ pub enum Event {
         conn: ConnId,
         kind: crate::wire::AsapType,
     },
+    /// A request over its association's rate limit ([`Config::resolution_rate`],
+    /// [`Config::unreachable_rate`]).
+    RateLimited { conn: ConnId, kind: Limited },
+    /// An answer too long for its 16-bit length field was sent without its quotes, or
+    /// replaced by an ASAP_ERROR (it echoed a huge Pool Handle).
+    AnswerFitted {
+        conn: ConnId,
+        kind: crate::wire::AsapType,
+        fit: crate::wire::Fit,
+    },
 }
 
 /// One shard of the registrar.
@@ -311,6 +345,8 @@ pub struct Registrar {
     adopting: HashMap<(Vec<IpAddr>, u16), ConnId>,
     next_outbound: u64,
     out: Outputs,
+    /// Per-association rate limits of ASAP requests.
+    rates: rate::RateLimiter,
 }
 
 impl Registrar {
@@ -345,6 +381,7 @@ impl Registrar {
             adopting: HashMap::new(),
             next_outbound: ConnId::OUTBOUND,
             out,
+            rates: rate::RateLimiter::default(),
         }
     }
 
@@ -426,6 +463,7 @@ impl Registrar {
             Some(enrp) if enrp.owns(conn) => enrp.on_conn_down(now, conn),
             _ => {
                 self.adopting.retain(|_, c| *c != conn);
+                self.rates.forget(conn);
                 self.on_conn_down(now, conn);
             }
         }

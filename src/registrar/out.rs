@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use super::{ConnId, Event, Metrics, Router, Served, ShardId, ShardMsg, Transmit};
 use crate::handlespace::Record;
 use crate::ids::{PoolHandle, RegistrarId};
-use crate::wire::{AsapMessage, PoolElement};
+use crate::wire::{AsapMessage, Fit, PoolElement};
 
 /// Spent buffers kept for reuse, and the largest kept.
 const SPARE_BUFFERS: usize = 256;
@@ -128,7 +128,14 @@ impl Outputs {
             }
         }
         let mut payload = self.buffer();
-        message.encode(&mut payload);
+        // Answers echo and quote what was received: make them fit the length field.
+        let fit = message.encode_answer(&mut payload);
+        if fit != Fit::Whole {
+            self.metrics.answers.on_fitted(fit);
+            let kind = message.kind();
+            self.events
+                .push_back(Event::AnswerFitted { conn, kind, fit });
+        }
         self.push_asap(conn, payload, served);
     }
 

@@ -1,6 +1,7 @@
 //! ASAP messages (RFC 5352 §2.2), one enum variant per message type.
 
 use super::Decoded;
+use super::codes::CauseCode;
 use super::codes::{AsapType, ParamType};
 use super::element::{take_element, take_elements};
 use super::error::{DecodeError, DecodeErrorKind, Span};
@@ -10,7 +11,7 @@ use super::param::{
     take_handle, take_opt_error, take_opt_pe_id, take_opt_policy, take_pe_id,
 };
 use super::reader::{Header, Params, Reader, fixed_u32};
-use super::writer::{Writer, message};
+use super::writer::{TooLong, Writer, message, try_message};
 use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
 
 /// The one flag bit every flagged ASAP message uses (R, S, A, H: RFC 5352 §2.2).
@@ -271,9 +272,61 @@ impl AsapMessage {
         if set { FLAG } else { 0 }
     }
 
-    /// Appends the whole message, padded to a multiple of 4, to `out`.
+    /// Appends the whole message, padded to a multiple of 4, to `out`. A message longer
+    /// than its length field is not written (and fails a debug assertion); use
+    /// [`AsapMessage::try_encode`] or [`AsapMessage::encode_answer`] when its size
+    /// depends on what was received.
     pub fn encode(&self, out: &mut Vec<u8>) {
         message(out, self.kind().0, self.flags(), |w| self.encode_body(w));
+    }
+
+    /// Appends the whole message, padded to a multiple of 4, to `out`, unless it would
+    /// be longer than its 16-bit Message Length (RFC 5354 §4): then `out` is unchanged.
+    pub fn try_encode(&self, out: &mut Vec<u8>) -> Result<(), TooLong> {
+        try_message(out, self.kind().0, self.flags(), |w| self.encode_body(w))
+    }
+
+    /// Appends this answer to `out`, made to fit the 16-bit Message Length: as it is if
+    /// it fits; else with its causes' quoted information dropped (at most
+    /// [`super::MAX_CAUSES`] kept); else, when even that is too long (an echoed Pool
+    /// Handle near 64 KiB), an ASAP_ERROR with an "Invalid Values" cause instead. A
+    /// requester must take an ERROR as a negative answer (reference §4.9).
+    pub fn encode_answer(&self, out: &mut Vec<u8>) -> Fit {
+        if self.try_encode(out).is_ok() {
+            return Fit::Whole;
+        }
+        let mut unquoted = self.clone();
+        if let Some(error) = unquoted.error_mut() {
+            error.causes.truncate(super::MAX_CAUSES);
+            error.causes.iter_mut().for_each(|c| c.info.clear());
+            if unquoted.try_encode(out).is_ok() {
+                return Fit::Unquoted;
+            }
+        }
+        let error = OperationError::single(CauseCode::INVALID_VALUES, Vec::new());
+        Self::Error { error }.encode(out);
+        Fit::Replaced
+    }
+
+    /// The Operation Error this message carries, if any.
+    pub fn error(&self) -> Option<&OperationError> {
+        match self {
+            Self::RegistrationResponse { error, .. }
+            | Self::DeregistrationResponse { error, .. }
+            | Self::HandleResolutionResponse { error, .. } => error.as_ref(),
+            Self::Error { error } => Some(error),
+            _ => None,
+        }
+    }
+
+    fn error_mut(&mut self) -> Option<&mut OperationError> {
+        match self {
+            Self::RegistrationResponse { error, .. }
+            | Self::DeregistrationResponse { error, .. }
+            | Self::HandleResolutionResponse { error, .. } => error.as_mut(),
+            Self::Error { error } => Some(error),
+            _ => None,
+        }
     }
 
     fn encode_body(&self, w: &mut Writer<'_>) {
@@ -360,6 +413,17 @@ impl AsapMessage {
     }
 }
 
+/// How [`AsapMessage::encode_answer`] made an answer fit its length field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// Encoded as it was.
+    Whole,
+    /// Encoded without the information its causes quoted.
+    Unquoted,
+    /// Too long even so: an ASAP_ERROR ("Invalid Values") was encoded instead.
+    Replaced,
+}
+
 /// A handle resolution in its plain form, read without building an [`AsapMessage`]:
 /// the Pool Handle and RSPLIB's Handle Resolution Option (the item count), if any, in
 /// that order and nothing else. `None` for anything else (another type, other or more
@@ -444,6 +508,68 @@ mod plain_resolution_tests {
                     }
                     other => prop_assert!(false, "fast path took {:?}, decoder: {:?}", b, other),
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::wire::{ErrorCause, MAX_MESSAGE_LEN};
+
+    fn answer(kind: u8, handle: PoolHandle, error: OperationError) -> AsapMessage {
+        let id = PoolElementId(1);
+        match kind % 4 {
+            0 => AsapMessage::RegistrationResponse {
+                rejected: true,
+                handle,
+                id,
+                error: Some(error),
+            },
+            1 => AsapMessage::DeregistrationResponse {
+                handle,
+                id,
+                error: Some(error),
+            },
+            2 => AsapMessage::HandleResolutionResponse {
+                accepted: false,
+                handle,
+                policy: None,
+                elements: Vec::new(),
+                error: Some(error),
+            },
+            _ => AsapMessage::Error { error },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// RFC 5354 §4: whatever an answer echoes and quotes, what `encode_answer`
+        /// writes decodes, and its length field is its length less the final padding.
+        #[test]
+        fn encode_answer_always_fits_the_length_field(
+            kind in any::<u8>(),
+            handle_len in prop_oneof![1usize..64, 30_000usize..65_600],
+            infos in proptest::collection::vec(prop_oneof![0usize..16, 0usize..70_000], 1..6),
+        ) {
+            let causes = infos
+                .iter()
+                .map(|&n| ErrorCause { code: CauseCode::INVALID_VALUES, info: vec![7; n] })
+                .collect();
+            let m = answer(kind, PoolHandle::new(&vec![b'h'; handle_len]), OperationError { causes });
+            let mut out = Vec::new();
+            let fit = m.encode_answer(&mut out);
+            let len = usize::from(u16::from_be_bytes([out[2], out[3]]));
+            prop_assert!(len <= MAX_MESSAGE_LEN);
+            prop_assert_eq!(len.next_multiple_of(4), out.len());
+            let decoded = AsapMessage::decode(&out).map(|d| d.message);
+            prop_assert!(decoded.is_ok(), "{:?}", decoded);
+            if fit == Fit::Whole {
+                prop_assert_eq!(decoded.unwrap(), m);
             }
         }
     }

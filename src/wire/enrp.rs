@@ -9,7 +9,7 @@ use super::param::{
     encode_checksum, encode_handle, take_error, take_handle,
 };
 use super::reader::{Header, Params, Reader, fixed_u32};
-use super::writer::{Writer, message};
+use super::writer::{TooLong, Writer, try_message};
 use crate::ids::{PoolHandle, RegistrarId};
 
 /// Flag bits (RFC 5353 §2; T from draft-dreibholz-rserpool-enrp-takeover).
@@ -227,14 +227,23 @@ impl EnrpMessage {
         }
     }
 
-    /// Appends the whole message, padded to a multiple of 4, to `out`.
+    /// Appends the whole message, padded to a multiple of 4, to `out`. A message longer
+    /// than its length field is not written (and fails a debug assertion); use
+    /// [`EnrpMessage::try_encode`] when its size depends on what was received.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        message(out, self.kind().0, self.flags(), |w| {
+        let written = self.try_encode(out);
+        debug_assert!(written.is_ok(), "{written:?}");
+    }
+
+    /// Appends the whole message, padded to a multiple of 4, to `out`, unless it would
+    /// be longer than its 16-bit Message Length (RFC 5354 §4): then `out` is unchanged.
+    pub fn try_encode(&self, out: &mut Vec<u8>) -> Result<(), TooLong> {
+        try_message(out, self.kind().0, self.flags(), |w| {
             let ids = self.ids();
             w.put_u32(ids.sender.0);
             w.put_u32(ids.receiver.0);
             self.encode_body(w);
-        });
+        })
     }
 
     fn encode_body(&self, w: &mut Writer<'_>) {

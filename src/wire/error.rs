@@ -1,6 +1,7 @@
 //! Decoding errors: small, `Copy`, and mapped to the RFC 5354 cause a peer gets back.
 
 use super::codes::{CauseCode, ParamType};
+use super::quote::{MAX_QUOTE, quote_message, quote_span};
 
 /// A byte range inside the message being decoded (offsets from the message's first byte).
 /// Lets the protocol layer quote the offending TLV in an error cause without the error
@@ -76,15 +77,15 @@ impl DecodeError {
     }
 
     /// The cause information to send back for `message` (the bytes that failed): the
-    /// whole message for an unknown type, else the offending TLV (RFC 5354 §4, §3.12).
+    /// whole message for an unknown type, else the offending TLV (RFC 5354 §4, §3.12),
+    /// each only if it is whole and consistent and fits [`MAX_QUOTE`] (see
+    /// [`super::quote`]); else nothing.
     pub fn cause_info(&self, message: &[u8]) -> Vec<u8> {
-        match self.kind {
-            DecodeErrorKind::UnrecognizedMessage(_) => message.to_vec(),
-            _ => self
-                .span
-                .and_then(|s| message.get(s.range()))
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default(),
-        }
+        let quote = match (self.kind, self.span) {
+            (DecodeErrorKind::UnrecognizedMessage(_), _) => quote_message(message, MAX_QUOTE),
+            (_, Some(span)) => quote_span(message, span, MAX_QUOTE),
+            (_, None) => &[],
+        };
+        quote.to_vec()
     }
 }

@@ -15,6 +15,7 @@ mod error;
 pub mod framing;
 pub mod fuzz;
 mod param;
+pub mod quote;
 mod reader;
 #[doc(hidden)]
 pub mod samples;
@@ -23,7 +24,7 @@ mod tests;
 mod transport;
 mod writer;
 
-pub use asap::{AsapMessage, plain_resolution};
+pub use asap::{AsapMessage, Fit, plain_resolution};
 pub use codes::{
     AsapType, CauseCode, EnrpType, ParamType, PolicyType, TransportUse, UnknownMessageAction,
     UnknownParamAction, UpdateAction,
@@ -35,7 +36,8 @@ pub use param::{
     PolicyParam, PoolElement, RegistrationLife, SctpTransport, ServerInformation, ServerTransport,
     UserTransport, encode_handle, encode_handle_bytes, encode_pe_id,
 };
-pub use writer::{Writer, message, to_vec};
+pub use quote::{MAX_CAUSES, MAX_MESSAGE_LEN, MAX_QUOTE};
+pub use writer::{TooLong, Writer, message, to_vec, try_message};
 
 /// SCTP payload protocol identifier of ASAP (RFC 5352 §8.3).
 pub const PPID_ASAP: u32 = 11;
@@ -52,4 +54,28 @@ pub const PORT_ENRP: u16 = 9901;
 pub struct Decoded<M> {
     pub message: M,
     pub unrecognized: Vec<Span>,
+}
+
+impl<M> Decoded<M> {
+    /// RFC 5354 §3: the "Unrecognized Parameter" causes for the parameters skipped with
+    /// action bits `11`, one per parameter, each quoting the parameter whole (see
+    /// [`quote`]); at most [`MAX_CAUSES`] of them and [`MAX_QUOTE`] bytes of quotes, so
+    /// the ERROR carrying them fits its length field. `None` if there is none to report.
+    pub fn unrecognized_error(&self, message: &[u8]) -> Option<OperationError> {
+        // Room for the causes (headers, quotes, padding) when one quote may take MAX_QUOTE.
+        let mut room = MAX_QUOTE + 4;
+        let mut causes = Vec::new();
+        for &span in self.unrecognized.iter().take(MAX_CAUSES) {
+            let info = quote::quote_span(message, span, room.saturating_sub(4));
+            let Some(left) = room.checked_sub(quote::cause_bytes(info)) else {
+                break;
+            };
+            room = left;
+            causes.push(ErrorCause {
+                code: CauseCode::UNRECOGNIZED_PARAMETER,
+                info: info.to_vec(),
+            });
+        }
+        (!causes.is_empty()).then_some(OperationError { causes })
+    }
 }

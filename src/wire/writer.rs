@@ -14,6 +14,17 @@ pub struct Writer<'a> {
     buf: &'a mut Vec<u8>,
     /// Zero bytes owed by the last closed TLV, written before the next append.
     pending_pad: usize,
+    /// A TLV closed longer than its 16-bit Length can say.
+    overflowed: bool,
+}
+
+/// A message longer than its 16-bit Message Length can say (RFC 5354 §4): it was not
+/// written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("message of {len} bytes exceeds the 16-bit length field")]
+pub struct TooLong {
+    /// The length the message would have had (header included, final padding excluded).
+    pub len: usize,
 }
 
 impl<'a> Writer<'a> {
@@ -21,6 +32,7 @@ impl<'a> Writer<'a> {
         Self {
             buf,
             pending_pad: 0,
+            overflowed: false,
         }
     }
 
@@ -63,8 +75,11 @@ impl<'a> Writer<'a> {
         // The last child's padding (if any) is still pending, so it is not counted.
         let len = self.buf.len() - start;
         // A body can overflow the 16-bit length only through a caller building a message
-        // larger than the format allows; saturate rather than wrap so it is detectable.
-        let len16 = u16::try_from(len).unwrap_or(u16::MAX);
+        // larger than the format allows; [`try_message`] then refuses the whole message.
+        let len16 = u16::try_from(len).unwrap_or_else(|_| {
+            self.overflowed = true;
+            u16::MAX
+        });
         self.buf[start + 2..start + 4].copy_from_slice(&len16.to_be_bytes());
         self.pending_pad = (4 - len % 4) % 4;
     }
@@ -92,11 +107,35 @@ pub fn to_vec(body: impl FnOnce(&mut Writer<'_>)) -> Vec<u8> {
     out
 }
 
-/// Encodes one whole message (header, body, final padding) into `out`.
-pub fn message(out: &mut Vec<u8>, kind: u8, flags: u8, body: impl FnOnce(&mut Writer<'_>)) {
+/// Encodes one whole message (header, body, final padding) into `out`, unless it (or a
+/// TLV in it) would be longer than its 16-bit length field: then `out` is left as it was.
+/// The one check that no encoder path can emit a message whose length field lies.
+pub fn try_message(
+    out: &mut Vec<u8>,
+    kind: u8,
+    flags: u8,
+    body: impl FnOnce(&mut Writer<'_>),
+) -> Result<(), TooLong> {
+    let start = out.len();
     let mut w = Writer::new(out);
     w.tlv(u16::from(kind) << 8 | u16::from(flags), body);
+    let overflowed = w.overflowed;
+    // The final padding is excluded, as from the Message Length.
+    let len = w.len() - start;
     w.finish();
+    if overflowed {
+        out.truncate(start);
+        return Err(TooLong { len });
+    }
+    Ok(())
+}
+
+/// Encodes one whole message (header, body, final padding) into `out`. For messages that
+/// cannot exceed the length field by construction; a message that would is not written
+/// (and fails a debug assertion): use [`try_message`] where the size depends on input.
+pub fn message(out: &mut Vec<u8>, kind: u8, flags: u8, body: impl FnOnce(&mut Writer<'_>)) {
+    let written = try_message(out, kind, flags, body);
+    debug_assert!(written.is_ok(), "{written:?}");
 }
 
 #[cfg(test)]
@@ -126,6 +165,30 @@ mod tests {
         assert_eq!(&out[..4], &[0, 0x0c, 0, 18]);
         assert_eq!(&out[4..8], &[0, 1, 0, 5]);
         assert_eq!(&out[12..16], &[0, 2, 0, 6]);
+    }
+
+    #[test]
+    fn rfc5354_s4_a_message_longer_than_its_length_field_is_not_written() {
+        let mut out = vec![7];
+        let body = vec![0; u16::MAX as usize - 4 + 1];
+        let e = try_message(&mut out, 0x0e, 0, |w| w.put_bytes(&body)).unwrap_err();
+        assert_eq!(e.len, u16::MAX as usize + 1);
+        assert_eq!(out, [7], "nothing of the refused message is left");
+        // One byte less fits exactly.
+        try_message(&mut out, 0x0e, 0, |w| w.put_bytes(&body[1..])).unwrap();
+        assert_eq!(&out[1..5], &[0x0e, 0, 0xff, 0xff]);
+        assert_eq!(out.len(), 1 + 65_536);
+    }
+
+    #[test]
+    fn an_overflowing_inner_tlv_refuses_the_message() {
+        let mut out = Vec::new();
+        let body = vec![0; 70_000];
+        let e = try_message(&mut out, 0x0e, 0, |w| {
+            w.tlv(0x000d, |w| w.put_bytes(&body));
+        });
+        assert!(e.is_err());
+        assert!(out.is_empty());
     }
 
     #[test]

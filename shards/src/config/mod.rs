@@ -12,7 +12,7 @@ use clap::Parser;
 use rserpool::RegistrarId;
 use rserpool::handlespace;
 use rserpool::registrar::{self, MAX_RESOLUTION_ITEMS, RESOLUTION_ITEMS_CEILING};
-use rserpool::wire::LifeUnit;
+use rserpool::wire::{self, LifeUnit};
 use serde::Deserialize;
 
 pub use enrp::{EnrpSection, parse_dump_target, parse_enrp_endpoint, parse_peer};
@@ -145,6 +145,16 @@ pub struct Cli {
     /// acknowledgements (RSPLIB: -takeoverexpiryinterval). Default 5000.
     #[arg(long, value_name = "MS", help_heading = HELP_ENRP)]
     pub takeover_expiry: Option<u64>,
+    /// Handle resolutions a second each association may send (RSPLIB: -maxhrrate), with
+    /// bursts of 5 × this; one over it is answered with cause 0x000a. 0: unlimited.
+    /// Default 0, as RSPLIB's.
+    #[arg(long, value_name = "N")]
+    pub max_resolution_rate: Option<u32>,
+    /// Endpoint-unreachable reports a second each association may send (RSPLIB:
+    /// -maxeurate), with bursts of 5 × this; one over it is dropped. 0: unlimited.
+    /// Default 10.
+    #[arg(long, value_name = "N")]
+    pub max_unreachable_rate: Option<u32>,
 }
 
 /// The registrar binary's subcommands; without one it runs the registrar.
@@ -226,6 +236,11 @@ pub struct LimitsSection {
     pub max_pools: Option<usize>,
     pub max_pool_elements: Option<usize>,
     pub max_elements: Option<usize>,
+    pub max_resolution_rate: Option<u32>,
+    pub resolution_burst: Option<u32>,
+    pub max_unreachable_rate: Option<u32>,
+    pub unreachable_burst: Option<u32>,
+    pub max_answer_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -447,6 +462,26 @@ pub fn settings(
     let announce_interval = ms("announce interval", a.announce_interval_ms.unwrap_or(1000))?;
 
     let (enrp_endpoints, enrp) = enrp::settings(cli, &file.enrp)?;
+    let resolution_rate = rate_limit(
+        cli.max_resolution_rate
+            .or(l.max_resolution_rate)
+            .unwrap_or(0),
+        l.resolution_burst,
+    );
+    let default_eu = registrar::DEFAULT_UNREACHABLE_RATE.per_second;
+    let unreachable_rate = rate_limit(
+        cli.max_unreachable_rate
+            .or(l.max_unreachable_rate)
+            .unwrap_or(default_eu),
+        l.unreachable_burst,
+    );
+    let resolution_answer_bytes = l.max_answer_bytes.unwrap_or(wire::MAX_MESSAGE_LEN);
+    if !(MIN_ANSWER_BYTES..=wire::MAX_MESSAGE_LEN).contains(&resolution_answer_bytes) {
+        return invalid(format!(
+            "limits.max_answer_bytes must be {MIN_ANSWER_BYTES}..={}, not {resolution_answer_bytes}",
+            wire::MAX_MESSAGE_LEN
+        ));
+    }
 
     let registrar = registrar::Config {
         id: RegistrarId(id),
@@ -464,6 +499,9 @@ pub fn settings(
         announce_transports: Vec::new(),
         handlespace,
         enrp,
+        resolution_rate,
+        unreachable_rate,
+        resolution_answer_bytes,
     };
     Ok(Settings {
         runtime: RuntimeConfig {
@@ -486,6 +524,18 @@ pub fn settings(
             .clone()
             .or_else(|| r.log_level.clone())
             .unwrap_or_else(|| "info".into()),
+    })
+}
+
+/// The smallest `limits.max_answer_bytes`: room for a pool element with a few dozen
+/// addresses, so that a lowered cap still answers with at least one element.
+const MIN_ANSWER_BYTES: usize = 1024;
+
+/// A per-association rate limit of `per_second` (0: none), bursts `burst` or 5 × the rate.
+fn rate_limit(per_second: u32, burst: Option<u32>) -> Option<registrar::RateLimit> {
+    (per_second > 0).then(|| registrar::RateLimit {
+        per_second,
+        burst: burst.unwrap_or(per_second.saturating_mul(5)).max(1),
     })
 }
 

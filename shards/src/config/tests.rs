@@ -131,3 +131,45 @@ fn the_example_config_in_deploy_parses_and_matches_the_defaults() {
         assert_eq!(from_file.log_level, defaults.log_level);
     }
 }
+
+#[test]
+fn rate_limits_and_the_answer_cap_default_and_parse() {
+    let s = settings(&Cli::default(), &FileConfig::default(), 1, 1).unwrap();
+    let r = &s.runtime.registrar;
+    assert_eq!(r.resolution_rate, None, "unlimited, as RSPLIB's -maxhrrate");
+    assert_eq!(
+        r.unreachable_rate,
+        Some(registrar::RateLimit {
+            per_second: 10,
+            burst: 50
+        })
+    );
+    assert_eq!(r.resolution_answer_bytes, 65_535);
+
+    let f = file(
+        "[limits]\nmax_resolution_rate = 100\nmax_unreachable_rate = 0\nmax_answer_bytes = 4096\n",
+    )
+    .unwrap();
+    let s = settings(&Cli::default(), &f, 1, 1).unwrap();
+    let r = &s.runtime.registrar;
+    assert_eq!(
+        r.resolution_rate,
+        Some(registrar::RateLimit {
+            per_second: 100,
+            burst: 500
+        })
+    );
+    assert_eq!(r.unreachable_rate, None, "0 is unlimited");
+    assert_eq!(r.resolution_answer_bytes, 4096);
+
+    let cli = Cli::parse_from(["x", "--max-resolution-rate", "7"]);
+    let s = settings(&cli, &f, 1, 1).unwrap();
+    assert_eq!(
+        s.runtime.registrar.resolution_rate.map(|r| r.per_second),
+        Some(7)
+    );
+
+    let f = file("[limits]\nmax_answer_bytes = 100\n").unwrap();
+    let err = settings(&Cli::default(), &f, 1, 1).unwrap_err().to_string();
+    assert!(err.contains("max_answer_bytes"), "{err}");
+}

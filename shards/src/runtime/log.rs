@@ -35,6 +35,17 @@ pub(super) fn event(shard: usize, e: &Event) {
             tracing::debug!(shard, peer = %from, %handle, id = id.0, ?why, ?cause, "peer's change refused");
         }
         Event::Enrp(e) => enrp(shard, e),
+        Event::RateLimited { conn, kind } => {
+            tracing::debug!(
+                shard,
+                conn = conn.0,
+                kind = kind.label(),
+                "request over the association's rate limit"
+            );
+        }
+        Event::AnswerFitted { conn, kind, fit } => {
+            tracing::debug!(shard, conn = conn.0, %kind, ?fit, "answer too long for its length field, made to fit");
+        }
     }
 }
 
@@ -44,7 +55,9 @@ fn enrp(shard: usize, e: &EnrpEvent) {
         | EnrpEvent::Malformed { .. }
         | EnrpEvent::AuditStarted { .. }
         | EnrpEvent::AuditDone { .. } => tracing::debug!(shard, event = ?e, "ENRP"),
-        EnrpEvent::ErrorReceived { .. } | EnrpEvent::AuditAbandoned { .. } => {
+        EnrpEvent::ErrorReceived { .. }
+        | EnrpEvent::AuditAbandoned { .. }
+        | EnrpEvent::Oversized { .. } => {
             tracing::warn!(shard, event = ?e, "ENRP");
         }
         _ => tracing::info!(shard, event = ?e, "ENRP"),

@@ -12,6 +12,7 @@ use crate::wire::{
 };
 
 mod metrics;
+mod wire_abuse;
 
 /// Where announces land in the test inbox.
 const ANNOUNCE: ConnId = ConnId(u64::MAX);
