@@ -35,6 +35,25 @@ pub(super) fn event(shard: usize, e: &Event) {
             tracing::debug!(shard, peer = %from, %handle, id = id.0, ?why, ?cause, "peer's change refused");
         }
         Event::Enrp(e) => enrp(shard, e),
+        Event::TakeoverRefused {
+            conn,
+            owner,
+            handle,
+            id,
+        } => {
+            tracing::warn!(shard, conn = conn.0, owner = owner.0, %handle, id = id.0, "registration of a PE another live association registered refused (cause 0x000a)");
+        }
+        Event::LimitReached {
+            conn,
+            limit,
+            handle,
+            id,
+        } => {
+            tracing::warn!(shard, conn = conn.0, limit = limit.label(), %handle, id = id.0, "registration refused by a per-association limit (cause 0x0006)");
+        }
+        Event::Probing { handle, id } => {
+            tracing::info!(shard, %handle, id = id.0, "PE reported unreachable by enough associations: probing it with a keep-alive");
+        }
     }
 }
 
