@@ -145,6 +145,14 @@ pub struct Cli {
     /// acknowledgements (RSPLIB: -takeoverexpiryinterval). Default 5000.
     #[arg(long, value_name = "MS", help_heading = HELP_ENRP)]
     pub takeover_expiry: Option<u64>,
+    /// Most pool elements one association (connection) may have registered; more are
+    /// refused with cause 0x0006 (Lack of Resources). Default 10000.
+    #[arg(long, value_name = "N")]
+    pub max_pes_per_association: Option<usize>,
+    /// Most pools one association may have created (and still hold elements in); a
+    /// registration creating another is refused with cause 0x0006. Default 1000.
+    #[arg(long, value_name = "N")]
+    pub max_pools_per_association: Option<usize>,
 }
 
 /// The registrar binary's subcommands; without one it runs the registrar.
@@ -226,6 +234,8 @@ pub struct LimitsSection {
     pub max_pools: Option<usize>,
     pub max_pool_elements: Option<usize>,
     pub max_elements: Option<usize>,
+    pub max_pes_per_association: Option<usize>,
+    pub max_pools_per_association: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -438,6 +448,23 @@ pub fn settings(
         }
     }
 
+    let max_pes_per_association = cli
+        .max_pes_per_association
+        .or(l.max_pes_per_association)
+        .unwrap_or(registrar::DEFAULT_MAX_PES_PER_ASSOCIATION);
+    let max_pools_per_association = cli
+        .max_pools_per_association
+        .or(l.max_pools_per_association)
+        .unwrap_or(registrar::DEFAULT_MAX_POOLS_PER_ASSOCIATION);
+    for (name, v) in [
+        ("limits.max_pes_per_association", max_pes_per_association),
+        ("limits.max_pools_per_association", max_pools_per_association),
+    ] {
+        if v == 0 {
+            return invalid(format!("{name} must be at least 1"));
+        }
+    }
+
     let announce_group = cli.announce_group.or(a.announce_group);
     if let Some(g) = announce_group
         && !g.ip().is_multicast()
@@ -464,6 +491,8 @@ pub fn settings(
         announce_transports: Vec::new(),
         handlespace,
         enrp,
+        max_pes_per_association,
+        max_pools_per_association,
     };
     Ok(Settings {
         runtime: RuntimeConfig {

@@ -8,6 +8,7 @@
 //! The ENRP families are in the `enrp` submodule.
 
 mod enrp;
+mod identity;
 
 use std::fmt::{Display, Write as _};
 use std::time::Duration;
@@ -73,6 +74,7 @@ pub fn render(snapshots: &[Option<Snapshot>], timeout: Duration) -> String {
     mesh(&mut out, &views);
     histograms(&mut out, &views);
     enrp::render(&mut out, &views);
+    identity::render(&mut out, &views);
     out
 }
 
