@@ -146,12 +146,18 @@ fn deregister(pe: &Peer, pool: &str, id: u32) -> AsapMessage {
 fn an_attacker_on_another_address_takes_over_nothing() {
     let lab = lab(NO_EXPIRY, 100, 10);
     let server = lab.handle.as_ref().unwrap();
-    let metrics = server.serve_metrics("127.0.0.1:0".parse().unwrap()).unwrap();
+    let metrics = server
+        .serve_metrics("127.0.0.1:0".parse().unwrap())
+        .unwrap();
     let pes = common::register_all(&lab, "p", 1..=5);
     let mut attacker = Attacker::connect(lab.addr);
     for id in 1..=5 {
         let m = attacker.register("p", id);
-        assert_eq!(refused_with(&m), Some(CauseCode::REJECTED_SECURITY), "{m:?}");
+        assert_eq!(
+            refused_with(&m),
+            Some(CauseCode::REJECTED_SECURITY),
+            "{m:?}"
+        );
     }
     attacker.send(&AsapMessage::Deregistration {
         handle: "p".into(),
@@ -190,7 +196,11 @@ fn an_attacker_on_another_address_takes_over_nothing() {
     ));
     wait_until(&lab, "PE 1 is gone", || !pu.members("p").contains(&1));
     assert_eq!(
-        counter(metrics.addr(), "rserpool_registration_takeovers_refused_total", ""),
+        counter(
+            metrics.addr(),
+            "rserpool_registration_takeovers_refused_total",
+            ""
+        ),
         5.0
     );
     drop(pes);
@@ -201,7 +211,9 @@ fn an_attacker_on_another_address_takes_over_nothing() {
 fn an_attacker_cannot_remove_a_healthy_pe_by_reports() {
     let lab = lab(KEEP_ALIVE_TIMEOUT, 100, 10);
     let server = lab.handle.as_ref().unwrap();
-    let metrics = server.serve_metrics("127.0.0.1:0".parse().unwrap()).unwrap();
+    let metrics = server
+        .serve_metrics("127.0.0.1:0".parse().unwrap())
+        .unwrap();
     let pes = common::register_all(&lab, "p", 1..=2);
     let pu = lab.connect();
     let mut attackers: Vec<Attacker> = (0..3).map(|_| Attacker::connect(lab.addr)).collect();
@@ -225,7 +237,11 @@ fn an_attacker_cannot_remove_a_healthy_pe_by_reports() {
     assert_eq!(pu.members("p"), [1, 2].into());
     // The first two attackers' repeats at least (the third's may land while the probe
     // is out, when reports wait for its outcome).
-    let repeated = counter(metrics.addr(), "rserpool_unreachable_reports_repeated_total", "");
+    let repeated = counter(
+        metrics.addr(),
+        "rserpool_unreachable_reports_repeated_total",
+        "",
+    );
     assert!(repeated >= 8.0, "{repeated}");
     // A PE that really hangs is removed when reported, at most a keep-alive timeout
     // later.
@@ -248,7 +264,9 @@ fn an_attacker_cannot_remove_a_healthy_pe_by_reports() {
 fn one_connection_cannot_exceed_its_limits() {
     let lab = lab(NO_EXPIRY, 10, 3);
     let server = lab.handle.as_ref().unwrap();
-    let metrics = server.serve_metrics("127.0.0.1:0".parse().unwrap()).unwrap();
+    let metrics = server
+        .serve_metrics("127.0.0.1:0".parse().unwrap())
+        .unwrap();
     let pes = common::register_all(&lab, "a", 1..=2);
     let mut filler = Attacker::connect(lab.addr);
     let mut refused = 0;

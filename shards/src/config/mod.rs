@@ -458,7 +458,10 @@ pub fn settings(
         .unwrap_or(registrar::DEFAULT_MAX_POOLS_PER_ASSOCIATION);
     for (name, v) in [
         ("limits.max_pes_per_association", max_pes_per_association),
-        ("limits.max_pools_per_association", max_pools_per_association),
+        (
+            "limits.max_pools_per_association",
+            max_pools_per_association,
+        ),
     ] {
         if v == 0 {
             return invalid(format!("{name} must be at least 1"));

@@ -137,8 +137,7 @@ fn per_association_limits_from_the_file_and_flags() {
     let s = settings(&Cli::default(), &FileConfig::default(), 1, 1).unwrap();
     assert_eq!(s.runtime.registrar.max_pes_per_association, 10_000);
     assert_eq!(s.runtime.registrar.max_pools_per_association, 1_000);
-    let f = file("[limits]\nmax_pes_per_association = 7\nmax_pools_per_association = 3\n")
-        .unwrap();
+    let f = file("[limits]\nmax_pes_per_association = 7\nmax_pools_per_association = 3\n").unwrap();
     let s = settings(&Cli::default(), &f, 1, 1).unwrap();
     assert_eq!(s.runtime.registrar.max_pes_per_association, 7);
     assert_eq!(s.runtime.registrar.max_pools_per_association, 3);
