@@ -26,6 +26,11 @@ pub(super) struct Writer {
     reports: HashMap<Key, Reports>,
 }
 
+/// PEs with unreachable reports a writer keeps at most. Reports only hasten what
+/// keep-alives decide anyway, so a full table (someone reporting every PE) is simply
+/// started over rather than allowed to grow with the handlespace.
+const MAX_REPORTED: usize = 1 << 16;
+
 /// The unreachable reports of one PE.
 #[derive(Debug, Default)]
 struct Reports {
@@ -205,6 +210,9 @@ impl Writer {
             return;
         }
         let key = (handle, id);
+        if self.reports.len() >= MAX_REPORTED && !self.reports.contains_key(&key as &dyn AsKey) {
+            self.reports = HashMap::new();
+        }
         let reports = match self.reports.get_mut(&key as &dyn AsKey) {
             Some(r) => r,
             None => self

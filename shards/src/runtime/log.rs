@@ -52,7 +52,7 @@ pub(super) fn event(shard: usize, e: &Event) {
             tracing::warn!(shard, conn = conn.0, limit = limit.label(), %handle, id = id.0, "registration refused by a per-association limit (cause 0x0006)");
         }
         Event::Probing { handle, id } => {
-            tracing::info!(shard, %handle, id = id.0, "PE reported unreachable by enough associations: probing it with a keep-alive");
+            tracing::debug!(shard, %handle, id = id.0, "PE reported unreachable by enough associations: probing it with a keep-alive");
         }
     }
 }
