@@ -94,10 +94,12 @@ pub enum RemovalReason {
     ConnectionLost,
     /// Its registration life ran out.
     Expired,
-    /// Pool users reported it unreachable often enough.
+    /// Pool users reported it unreachable often enough (and it was not answering, or
+    /// is not supervised here).
     Unreachable,
-    /// It registered again from another connection, or at another registrar, which
-    /// now supervises it.
+    /// It registered at another registrar, or (adopted in a takeover) through its own
+    /// association, which now supervises it. (Another association of ours cannot take
+    /// a PE over: that registration is refused.)
     Moved,
     /// Its home registrar (a peer) said so: ENRP DEL_PE, or an audit found the home
     /// no longer has it.
