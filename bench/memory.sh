@@ -38,6 +38,7 @@ p=$(port) m=$(port)
 "$bin" --shards "$shards" --allow-loopback \
   --asap "tcp://127.0.0.1:$p" --metrics "127.0.0.1:$m" \
   --keep-alive-interval 600000 --keep-alive-timeout 600000 \
+  --max-pes-per-association 100000000 --max-pools-per-association 100000000 \
   --log-level error "$@" >"$out/registrar.log" 2>&1 &
 pid=$!
 # Up once the metrics endpoint (started after every shard) reports every shard.

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use super::conn::{asap_transport, filter_user_transport};
 use super::rate::Limited;
-use super::supervision::Phase;
+use super::sessions::{Draining, REMOVAL_SLICE};
+use super::supervision::{Phase, Probe};
 use super::{ConnId, Event, Origin, Registrar, RemovalReason, Served, ServiceKind, ShardMsg};
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::{
@@ -73,12 +74,16 @@ impl Registrar {
                 if let Some(sent) = supervision.acked(&handle, id, conn, now, next) {
                     let rtt = now.saturating_duration_since(sent);
                     self.out.metrics.keep_alive_rtt.record(rtt);
+                    if self.sessions.supervision.take_probed(&handle, id) {
+                        self.probe_answered(conn, handle, id);
+                    }
                 }
             }
             AsapMessage::EndpointUnreachable { handle, id } => {
                 let msg = ShardMsg::Unreachable {
                     handle: handle.clone(),
                     id,
+                    reporter: self.origin(conn),
                 };
                 self.out.send_writer(&handle, msg);
             }
@@ -191,13 +196,26 @@ impl Registrar {
         };
         element.user_transport = user;
         element.asap_transport = Some(asap_transport(info, allow_loopback));
+        let pool_exists = self.replica.pool(handle.as_bytes()).is_some();
+        let limits = (
+            self.config.max_pes_per_association,
+            self.config.max_pools_per_association,
+        );
+        if let Some(Err(limit)) = self.sessions.admit(conn, &handle, id, pool_exists, limits) {
+            self.out.metrics.on_limit(limit);
+            self.out.events.push_back(Event::LimitReached {
+                conn,
+                limit,
+                handle: handle.clone(),
+                id,
+            });
+            let error = OperationError::single(CauseCode::LACK_OF_RESOURCES, Vec::new());
+            return self.reject(served, conn, handle, id, error);
+        }
         // RFC 5352 §3.1 rule 4: the registering PR becomes the home PR.
         element.home = self.config.id;
         let expires = self.config.own_expiry(now, element.registration_life);
-        let origin = Origin::Local {
-            shard: self.out.shard(),
-            conn,
-        };
+        let origin = self.origin(conn);
         let msg = ShardMsg::Register {
             origin,
             handle: handle.clone(),
@@ -349,15 +367,7 @@ impl Registrar {
                 Phase::Idle => {
                     let deadline = now + self.config.keep_alive_timeout;
                     self.sessions.supervision.sent(&due, now, deadline);
-                    // RSPLIB's form: with the PE Identifier, so a PE with several
-                    // registrations answers for this one only (reference §10 D8).
-                    let ka = AsapMessage::EndpointKeepAlive {
-                        home: false,
-                        server_id: self.config.id,
-                        handle: due.handle,
-                        id: Some(due.id),
-                    };
-                    self.out.transmit(due.conn, &ka);
+                    self.send_keep_alive(due.conn, due.handle, due.id);
                 }
                 Phase::Awaiting { .. } => {
                     self.sessions.supervision.release(&due);
@@ -371,19 +381,117 @@ impl Registrar {
         }
     }
 
-    /// Every PE registered through a lost connection is removed (RFC 5352 §3.5).
+    fn send_keep_alive(&mut self, conn: ConnId, handle: PoolHandle, id: PoolElementId) {
+        // RSPLIB's form: with the PE Identifier, so a PE with several registrations
+        // answers for this one only (reference §10 D8).
+        let ka = AsapMessage::EndpointKeepAlive {
+            home: false,
+            server_id: self.config.id,
+            handle,
+            id: Some(id),
+        };
+        self.out.transmit(conn, &ka);
+    }
+
+    /// This shard's connection `conn` as an origin.
+    fn origin(&self, conn: ConnId) -> Origin {
+        Origin::Local {
+            shard: self.out.shard(),
+            conn,
+        }
+    }
+
+    /// The writer counted enough unreachable reports for a PE supervised on `conn`
+    /// (RFC 5352 §3.5 lets the registrar check it with a keep-alive). One that answered
+    /// within the last keep-alive interval and timeout (every live PE has) gets a
+    /// keep-alive now, and is removed only if that goes unanswered for the timeout,
+    /// like any keep-alive failure; its acknowledgement voids the reports. One silent
+    /// for longer is removed at once, as RSPLIB removes every reported PE.
+    pub(super) fn on_probe(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        handle: PoolHandle,
+        id: PoolElementId,
+    ) {
+        let window = self.config.keep_alive_interval + self.config.keep_alive_timeout;
+        let recent = now.checked_sub(window).unwrap_or(now);
+        let deadline = now + self.config.keep_alive_timeout;
+        let supervision = &mut self.sessions.supervision;
+        match supervision.probe(&handle, id, conn, recent, now, deadline) {
+            Probe::Send => self.send_keep_alive(conn, handle, id),
+            Probe::Pending => {}
+            Probe::Silent | Probe::Unknown => {
+                self.request_removal(conn, handle, id, RemovalReason::Unreachable)
+            }
+        }
+    }
+
+    /// The PE acknowledged a probe keep-alive: its reports start over.
+    fn probe_answered(&mut self, conn: ConnId, handle: PoolHandle, id: PoolElementId) {
+        self.out.metrics.on_probe_answered();
+        let origin = self.origin(conn);
+        let msg = ShardMsg::ProbeAnswered {
+            origin,
+            handle: handle.clone(),
+            id,
+        };
+        self.out.send_writer(&handle, msg);
+    }
+
+    /// Every PE registered through a lost connection is removed (RFC 5352 §3.5): the
+    /// first [`REMOVAL_SLICE`] at once, the rest a slice per
+    /// [`Registrar::handle_timeout`] (due at once), so that a connection with 100,000
+    /// PEs does not hold up the resolutions this shard and the writers serve meanwhile.
+    /// Until its slice comes, a PE stays resolvable; pool users that find it dead
+    /// fail over as they would before the loss was noticed.
     pub(super) fn on_conn_down(&mut self, now: Instant, conn: ConnId) {
         let Some(pes) = self.sessions.down(conn) else {
             return;
         };
+        let mut d = Draining {
+            conn,
+            pes,
+            since: now,
+        };
+        self.drain_slice(now, &mut d, REMOVAL_SLICE);
+        if !d.pes.is_empty() {
+            self.sessions.draining.push_back(d);
+        }
+    }
+
+    /// Removes the next [`REMOVAL_SLICE`] PEs of lost connections.
+    pub(super) fn on_drain(&mut self, now: Instant) {
+        let mut budget = REMOVAL_SLICE;
+        while budget > 0
+            && let Some(mut d) = self.sessions.draining.pop_front()
+        {
+            budget -= self.drain_slice(now, &mut d, budget);
+            if !d.pes.is_empty() {
+                self.sessions.draining.push_front(d);
+            }
+        }
+    }
+
+    /// Removes up to `n` PEs of `d`; returns how many.
+    fn drain_slice(&mut self, now: Instant, d: &mut Draining, n: usize) -> usize {
         let reason = RemovalReason::ConnectionLost;
-        for (handle, id) in pes {
-            if let Some(alive) = self.sessions.supervision.stop(&handle, id) {
+        let from = d.pes.len().saturating_sub(n);
+        let slice: Vec<_> = d.pes.drain(from..).collect();
+        let count = slice.len();
+        for (handle, id) in slice {
+            if self.sessions.supervision.conn_of(&handle, id) == Some(d.conn)
+                && let Some(alive) = self.sessions.supervision.stop(&handle, id)
+            {
                 let since = now.saturating_duration_since(alive);
                 self.out.metrics.on_failure_detected(reason, since);
             }
-            self.request_removal(conn, handle, id, reason);
+            self.request_removal(d.conn, handle, id, reason);
         }
+        if d.pes.is_empty() {
+            d.pes = Vec::new();
+        }
+        count
     }
 
     /// The writer's answer to a registration from `conn`.
@@ -397,6 +505,7 @@ impl Registrar {
         result: Result<(), OperationError>,
     ) {
         let rejected = result.is_err();
+        self.sessions.answered(conn, &handle, !rejected);
         if !rejected && !self.sessions.add(conn, handle.clone(), id) {
             // The connection went down while the writer was registering: undo.
             let reason = RemovalReason::ConnectionLost;
@@ -470,10 +579,7 @@ impl Registrar {
         id: PoolElementId,
         reason: RemovalReason,
     ) {
-        let origin = Origin::Local {
-            shard: self.out.shard(),
-            conn,
-        };
+        let origin = self.origin(conn);
         let msg = ShardMsg::Remove {
             origin,
             handle: handle.clone(),

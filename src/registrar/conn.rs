@@ -1,10 +1,10 @@
 //! Per-connection state and the registration address rules (RFC 5352 §2.2.1, §3.1).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use super::ConnInfo;
 use super::supervision::{AsKey, Key};
+use super::{AssociationLimit, ConnInfo};
 use crate::handlespace::Hasher;
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::{SctpTransport, TransportUse, UserTransport};
@@ -17,6 +17,23 @@ pub(super) struct Conn {
     pub(super) info: ConnInfo,
     /// PEs registered through this connection (confirmed by their writers).
     pes: Pes,
+    /// Per-association limits ([`super::Config::max_pes_per_association`], …): what
+    /// this connection asked for and holds.
+    quota: Quota,
+}
+
+/// What counts against an association's limits. Registrations in flight count, so a
+/// client pipelining requests cannot overshoot while the writers answer.
+#[derive(Debug, Default)]
+struct Quota {
+    /// Registrations sent to writers and not answered yet.
+    pending: usize,
+    /// Pools this connection created and still has PEs in, with how many. (Std's
+    /// keyed SipHash: the handles come from the network, and most connections create
+    /// no pool, so these maps stay empty and unallocated.)
+    created: HashMap<PoolHandle, u32>,
+    /// Registrations in flight that create a pool, by pool.
+    creating: HashMap<PoolHandle, u32>,
 }
 
 /// A set of PEs: a short list (a PE's own connection carries one, and a list is
@@ -33,7 +50,68 @@ impl Conn {
         Self {
             info,
             pes: Pes::Few(Vec::new(), hasher),
+            quota: Quota::default(),
         }
+    }
+
+    /// PEs registered through this connection.
+    pub(super) fn len(&self) -> usize {
+        match &self.pes {
+            Pes::Few(list, _) => list.len(),
+            Pes::Many(set) => set.len(),
+        }
+    }
+
+    /// Checks a registration against the per-association limits and, if it passes,
+    /// counts it as in flight until [`Conn::answered`]. `pool_exists`: the pool is in
+    /// this shard's replica (else the registration creates it). A re-registration of
+    /// one of its PEs is always let through.
+    pub(super) fn admit(
+        &mut self,
+        handle: &PoolHandle,
+        id: PoolElementId,
+        pool_exists: bool,
+        max_pes: usize,
+        max_pools: usize,
+    ) -> Result<(), AssociationLimit> {
+        let q = &self.quota;
+        let known = self.has(handle, id);
+        if !known && self.len().saturating_add(q.pending) >= max_pes {
+            return Err(AssociationLimit::Pes);
+        }
+        let creates = !pool_exists && !q.created.contains_key(handle);
+        let another = creates && !q.creating.contains_key(handle);
+        if another && q.created.len() + q.creating.len() >= max_pools {
+            return Err(AssociationLimit::Pools);
+        }
+        let q = &mut self.quota;
+        q.pending += 1;
+        if creates {
+            *q.creating.entry(handle.clone()).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    /// The writer answered a registration [`Conn::admit`] let through; call before
+    /// [`Conn::add`]ing an accepted one.
+    pub(super) fn answered(&mut self, handle: &PoolHandle, accepted: bool) {
+        let q = &mut self.quota;
+        q.pending = q.pending.saturating_sub(1);
+        if let Some(n) = q.creating.get_mut(handle) {
+            *n -= 1;
+            if *n == 0 {
+                q.creating.remove(handle);
+            }
+            if accepted && !q.created.contains_key(handle) {
+                q.created.insert(handle.clone(), 0);
+            }
+        }
+    }
+
+    /// Pools this connection created and still has PEs in (or is creating).
+    #[cfg(test)]
+    pub(super) fn pools_created(&self) -> usize {
+        self.quota.created.len() + self.quota.creating.len()
     }
 
     pub(super) fn has(&self, handle: &PoolHandle, id: PoolElementId) -> bool {
@@ -44,6 +122,13 @@ impl Conn {
     }
 
     pub(super) fn add(&mut self, handle: PoolHandle, id: PoolElementId) {
+        if !self.quota.created.is_empty()
+            && self.quota.created.contains_key(&handle)
+            && !self.has(&handle, id)
+            && let Some(n) = self.quota.created.get_mut(&handle)
+        {
+            *n += 1;
+        }
         match &mut self.pes {
             Pes::Few(list, hasher) => {
                 if list.iter().any(|k| k.id == id && k.handle == handle) {
@@ -65,6 +150,20 @@ impl Conn {
     }
 
     pub(super) fn remove(&mut self, handle: &PoolHandle, id: PoolElementId) -> bool {
+        let removed = self.remove_pe(handle, id);
+        if removed
+            && !self.quota.created.is_empty()
+            && let Some(n) = self.quota.created.get_mut(handle)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.quota.created.remove(handle);
+            }
+        }
+        removed
+    }
+
+    fn remove_pe(&mut self, handle: &PoolHandle, id: PoolElementId) -> bool {
         match &mut self.pes {
             Pes::Few(list, _) => {
                 match list.iter().position(|k| k.id == id && k.handle == *handle) {

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use super::RemovalReason;
 use super::rate::Limited;
+use super::{AssociationLimit, RemovalReason};
 use crate::wire::{AsapType, CauseCode, Fit};
 
 /// Upper bounds (inclusive, as Prometheus' `le`) of the service-time and round-trip
@@ -172,6 +172,14 @@ pub struct Metrics {
     pub enrp: crate::enrp::EnrpMetrics,
     /// Answers made to fit their length field, requests over a rate limit.
     pub answers: AnswerMetrics,
+    /// PE identity and reports: registrations refused because another association
+    /// owns the PE, repeated reports ignored, probes sent and answered.
+    takeovers_refused: u64,
+    repeated_reports: u64,
+    probes: u64,
+    probes_answered: u64,
+    /// Registrations refused by a per-association limit, by limit.
+    limit_refusals: [u64; AssociationLimit::ALL.len()],
 }
 
 impl Default for Metrics {
@@ -188,6 +196,11 @@ impl Default for Metrics {
             failure_detection: std::array::from_fn(|_| Histogram::detection()),
             enrp: crate::enrp::EnrpMetrics::default(),
             answers: AnswerMetrics::default(),
+            takeovers_refused: 0,
+            repeated_reports: 0,
+            probes: 0,
+            probes_answered: 0,
+            limit_refusals: [0; AssociationLimit::ALL.len()],
         }
     }
 }
@@ -251,6 +264,59 @@ impl Metrics {
         }
         self.enrp.merge(&other.enrp);
         self.answers.merge(&other.answers);
+        self.takeovers_refused += other.takeovers_refused;
+        self.repeated_reports += other.repeated_reports;
+        self.probes += other.probes;
+        self.probes_answered += other.probes_answered;
+        add(&mut self.limit_refusals, &other.limit_refusals);
+    }
+
+    /// Registrations of a PE that another live association of this registrar owns,
+    /// refused (cause 0x000a).
+    pub fn takeovers_refused(&self) -> u64 {
+        self.takeovers_refused
+    }
+
+    /// Endpoint-unreachable reports ignored because the same association had already
+    /// reported the PE.
+    pub fn repeated_reports(&self) -> u64 {
+        self.repeated_reports
+    }
+
+    /// Keep-alives sent to check a PE reported unreachable often enough (RFC 5352
+    /// §3.5), instead of removing it at once.
+    pub fn probes(&self) -> u64 {
+        self.probes
+    }
+
+    /// Probes the PE answered (its reports were void).
+    pub fn probes_answered(&self) -> u64 {
+        self.probes_answered
+    }
+
+    /// Registrations refused by a per-association limit.
+    pub fn limit_refusals(&self, limit: AssociationLimit) -> u64 {
+        self.limit_refusals[limit as usize]
+    }
+
+    pub(super) fn on_takeover_refused(&mut self) {
+        self.takeovers_refused += 1;
+    }
+
+    pub(super) fn on_repeated_report(&mut self) {
+        self.repeated_reports += 1;
+    }
+
+    pub(super) fn on_probe(&mut self) {
+        self.probes += 1;
+    }
+
+    pub(super) fn on_probe_answered(&mut self) {
+        self.probes_answered += 1;
+    }
+
+    pub(super) fn on_limit(&mut self, limit: AssociationLimit) {
+        self.limit_refusals[limit as usize] += 1;
     }
 
     pub(super) fn on_received(&mut self, kind: AsapType) {

@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 pub use metrics::{AnswerMetrics, DETECTION_BOUNDS, Gauges, Histogram, LATENCY_BOUNDS, Metrics};
 pub use rate::{Limited, RateLimit};
+pub use sessions::REMOVAL_SLICE;
 pub use shard::{ConnId, Origin, RemovalReason, Router, ShardId, ShardMsg};
 
 use crate::handlespace::{self, Handlespace};
@@ -112,7 +113,22 @@ pub struct Config {
     /// [`Config::resolution_items_limit`] (it bites on PEs with many addresses). Default
     /// [`wire::MAX_MESSAGE_LEN`]: whatever fits one message.
     pub resolution_answer_bytes: usize,
+    /// Most PEs one association may have registered (or be registering) at once;
+    /// beyond it a registration is refused with cause 0x0006 (Lack of Resources), so
+    /// one client cannot fill the handlespace. RSPLIB's PEs use one association each.
+    pub max_pes_per_association: usize,
+    /// Most pools one association may have created and still hold PEs in; beyond it a
+    /// registration that would create another is refused with cause 0x0006. Joining
+    /// an existing pool is not limited by this (only by
+    /// [`Config::max_pes_per_association`]).
+    pub max_pools_per_association: usize,
 }
+
+/// Default of [`Config::max_pes_per_association`]: a hundredth of the default
+/// handlespace, far above what a PE (one) or the load generator's links need.
+pub const DEFAULT_MAX_PES_PER_ASSOCIATION: usize = 10_000;
+/// Default of [`Config::max_pools_per_association`].
+pub const DEFAULT_MAX_POOLS_PER_ASSOCIATION: usize = 1_000;
 
 /// The default [`Config::unreachable_rate`]: 10 reports a second, 50 at once, per
 /// association. A client reports a PE once per failure it saw (reference §6.5), so
@@ -154,6 +170,8 @@ impl Default for Config {
             resolution_rate: None,
             unreachable_rate: Some(DEFAULT_UNREACHABLE_RATE),
             resolution_answer_bytes: crate::wire::MAX_MESSAGE_LEN,
+            max_pes_per_association: DEFAULT_MAX_PES_PER_ASSOCIATION,
+            max_pools_per_association: DEFAULT_MAX_POOLS_PER_ASSOCIATION,
         }
     }
 }
@@ -325,6 +343,50 @@ pub enum Event {
         kind: crate::wire::AsapType,
         fit: crate::wire::Fit,
     },
+    /// A registration of a PE another association of this registrar registered, still
+    /// alive: refused with cause 0x000a (the PE identifier belongs to its association).
+    TakeoverRefused {
+        conn: ConnId,
+        owner: ConnId,
+        handle: PoolHandle,
+        id: PoolElementId,
+    },
+    /// A registration refused by a per-association limit (cause 0x0006).
+    LimitReached {
+        conn: ConnId,
+        limit: AssociationLimit,
+        handle: PoolHandle,
+        id: PoolElementId,
+    },
+    /// Enough endpoint-unreachable reports for a PE that answered keep-alives
+    /// recently: it is probed with a keep-alive instead of being removed at once.
+    Probing {
+        handle: PoolHandle,
+        id: PoolElementId,
+    },
+}
+
+/// A per-association limit ([`Config::max_pes_per_association`],
+/// [`Config::max_pools_per_association`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AssociationLimit {
+    /// PEs registered through one association.
+    Pes,
+    /// Pools one association created.
+    Pools,
+}
+
+impl AssociationLimit {
+    /// Every limit, in declaration order.
+    pub const ALL: [Self; 2] = [Self::Pes, Self::Pools];
+
+    /// A snake_case name, for metric labels and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pes => "pes_per_association",
+            Self::Pools => "pools_per_association",
+        }
+    }
 }
 
 /// One shard of the registrar.
@@ -506,9 +568,10 @@ impl Registrar {
     }
 
     /// Timers: keep-alives to send, acknowledgements overdue, registration lives ended,
-    /// announces. The runtime calls it once when the shard starts, then whenever
+    /// announces; and the next slice of a lost connection's PEs to remove. The runtime calls it once when the shard starts, then whenever
     /// [`Registrar::poll_timeout`] is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.on_drain(now);
         self.on_keep_alive_timers(now);
         self.writer.expire(&mut self.replica, &mut self.out, now);
         self.announcer.on_timeout(now, &self.config, &mut self.out);
@@ -553,6 +616,8 @@ impl Registrar {
         }
         let mut t = earliest(self.sessions.supervision.next(), self.replica.next_expiry());
         t = earliest(t, self.announcer.next());
+        // The PEs of a lost connection still to remove: due at once.
+        t = earliest(t, self.sessions.next_drain());
         if let Some(e) = &self.enrp {
             t = earliest(t, e.next_timeout());
         }
@@ -610,13 +675,26 @@ impl Registrar {
                     self.on_removed(now, conn, handle, id, reason);
                 }
             }
-            ShardMsg::Unreachable { handle, id } => self.writer.unreachable(
+            ShardMsg::Unreachable {
+                handle,
+                id,
+                reporter,
+            } => self.writer.unreachable(
                 &mut self.replica,
                 &mut self.out,
                 self.config.max_bad_pe_reports,
+                reporter,
                 &handle,
                 id,
             ),
+            ShardMsg::Probe { origin, handle, id } => {
+                if let Some((_, conn)) = origin.local() {
+                    self.on_probe(now, conn, handle, id);
+                }
+            }
+            ShardMsg::ProbeAnswered { origin, handle, id } => {
+                self.writer.probe_answered(origin, &handle, id);
+            }
             // Replica updates: the writer checked them; a replica only mirrors them.
             ShardMsg::Upsert { handle, record } => {
                 self.out.changed(&handle, &record, false);

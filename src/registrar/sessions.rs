@@ -6,11 +6,12 @@
 //! ([`ConnId::is_outbound`]), slots beyond [`DENSE_SLOTS`], and a second live id on a
 //! taken slot (which the runtime never hands out, but a caller could) go to a map.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 
 use super::conn::Conn;
 use super::supervision::Supervision;
-use super::{ConnId, ConnInfo};
+use super::{AssociationLimit, ConnId, ConnInfo};
 use crate::handlespace::Hasher;
 use crate::ids::{PoolElementId, PoolHandle};
 
@@ -31,6 +32,23 @@ pub(super) struct Sessions {
     hasher: Hasher,
     /// Keep-alive timers of the PEs registered through these connections.
     pub(super) supervision: Supervision,
+    /// PEs of lost connections still to be removed, oldest loss first: a connection
+    /// with very many PEs is removed a slice per turn ([`REMOVAL_SLICE`]).
+    pub(super) draining: VecDeque<Draining>,
+}
+
+/// PEs removed per connection loss at once, and per turn after that (each a message
+/// to the pool's writer, which updates every replica): small enough that resolutions
+/// between slices wait a fraction of a millisecond.
+pub const REMOVAL_SLICE: usize = 256;
+
+/// The PEs of a lost connection not removed yet.
+#[derive(Debug)]
+pub(super) struct Draining {
+    pub(super) conn: ConnId,
+    pub(super) pes: Vec<(PoolHandle, PoolElementId)>,
+    /// When the connection was lost: the removal is due since then.
+    pub(super) since: Instant,
 }
 
 impl Default for Sessions {
@@ -47,6 +65,7 @@ impl Sessions {
             by_slot: Vec::new(),
             others: HashMap::with_hasher(hasher.clone()),
             supervision: Supervision::new(hasher.clone()),
+            draining: VecDeque::new(),
             hasher,
         }
     }
@@ -87,6 +106,45 @@ impl Sessions {
             }
             None => false,
         }
+    }
+
+    /// PEs registered through `conn`, if it is up.
+    #[cfg(test)]
+    pub(super) fn pes(&self, conn: ConnId) -> Option<usize> {
+        self.get(conn).map(Conn::len)
+    }
+
+    /// Pools `conn` created and still has PEs in, if it is up.
+    #[cfg(test)]
+    pub(super) fn pools_created(&self, conn: ConnId) -> Option<usize> {
+        self.get(conn).map(Conn::pools_created)
+    }
+
+    /// Checks a registration through `conn` against the per-association limits
+    /// ([`Conn::admit`]); a connection that is gone admits nothing (and needs no
+    /// limit: the registration is dropped).
+    pub(super) fn admit(
+        &mut self,
+        conn: ConnId,
+        handle: &PoolHandle,
+        id: PoolElementId,
+        pool_exists: bool,
+        limits: (usize, usize),
+    ) -> Option<Result<(), AssociationLimit>> {
+        let c = self.get_mut(conn)?;
+        Some(c.admit(handle, id, pool_exists, limits.0, limits.1))
+    }
+
+    /// The writer answered a registration through `conn` ([`Conn::answered`]).
+    pub(super) fn answered(&mut self, conn: ConnId, handle: &PoolHandle, accepted: bool) {
+        if let Some(c) = self.get_mut(conn) {
+            c.answered(handle, accepted);
+        }
+    }
+
+    /// When the next slice of a lost connection's PEs is due (the loss: already).
+    pub(super) fn next_drain(&self) -> Option<Instant> {
+        self.draining.front().map(|d| d.since)
     }
 
     /// The PE is no longer registered through `conn`; false if it was not.

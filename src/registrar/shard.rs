@@ -94,10 +94,12 @@ pub enum RemovalReason {
     ConnectionLost,
     /// Its registration life ran out.
     Expired,
-    /// Pool users reported it unreachable often enough.
+    /// Pool users reported it unreachable often enough (and it was not answering, or
+    /// is not supervised here).
     Unreachable,
-    /// It registered again from another connection, or at another registrar, which
-    /// now supervises it.
+    /// It registered at another registrar, or (adopted in a takeover) through its own
+    /// association, which now supervises it. (Another association of ours cannot take
+    /// a PE over: that registration is refused.)
     Moved,
     /// Its home registrar (a peer) said so: ENRP DEL_PE, or an audit found the home
     /// no longer has it.
@@ -178,10 +180,12 @@ pub enum ShardMsg {
         id: PoolElementId,
         reason: RemovalReason,
     },
-    /// Any shard → writer: a pool user reports the PE unreachable.
+    /// Any shard → writer: a pool user reports the PE unreachable. `reporter` is the
+    /// reporting association: its repeated reports count once.
     Unreachable {
         handle: PoolHandle,
         id: PoolElementId,
+        reporter: Origin,
     },
     /// Writer → every other shard: replica update, the PE as the writer checked and
     /// encoded it (shared, not copied).
@@ -211,6 +215,20 @@ pub enum ShardMsg {
     Sync { token: u64, reply_to: ShardId },
     /// The answer to `Sync`.
     Synced { token: u64 },
+    /// Writer → the shard supervising a PE registered from `origin`: enough
+    /// unreachable reports arrived; check the PE with a keep-alive now (RFC 5352 §3.5)
+    /// rather than remove it, if it answered recently.
+    Probe {
+        origin: Origin,
+        handle: PoolHandle,
+        id: PoolElementId,
+    },
+    /// Supervising shard → writer: the PE answered the probe; its reports start over.
+    ProbeAnswered {
+        origin: Origin,
+        handle: PoolHandle,
+        id: PoolElementId,
+    },
 }
 
 /// Maps pool handles to their writer shards. Every shard must build it from the same

@@ -118,6 +118,23 @@ struct Pe {
     conn: ConnId,
     phase: Phase,
     alive: Instant,
+    /// The keep-alive out is a probe after unreachable reports (or answers for one):
+    /// its acknowledgement voids the reports.
+    probed: bool,
+}
+
+/// What [`Supervision::probe`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Probe {
+    /// The PE was waiting for its next keep-alive: send one now; its acknowledgement
+    /// is due by the deadline given.
+    Send,
+    /// A keep-alive is already out: its acknowledgement (or its timeout) decides.
+    Pending,
+    /// The PE has not answered since the given limit: do not wait for it.
+    Silent,
+    /// Not supervised on that connection.
+    Unknown,
 }
 
 #[derive(Clone, Debug)]
@@ -298,6 +315,50 @@ impl Supervision {
         Some(sent)
     }
 
+    /// Unreachable reports ask for a probe of a PE supervised on `conn` (RFC 5352
+    /// §3.5): if it showed a sign of life since `recent` and is between keep-alives,
+    /// a keep-alive goes out at `now`, due back by `deadline`; the acknowledgement of
+    /// whichever keep-alive is out then says [`Supervision::take_probed`].
+    pub(super) fn probe(
+        &mut self,
+        handle: &PoolHandle,
+        id: PoolElementId,
+        conn: ConnId,
+        recent: Instant,
+        now: Instant,
+        deadline: Instant,
+    ) -> Probe {
+        let Some(&slot) = self.index.get(&(handle, id) as &dyn AsKey) else {
+            return Probe::Unknown;
+        };
+        let Some(pe) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.pe.as_mut())
+        else {
+            return Probe::Unknown;
+        };
+        if pe.conn != conn {
+            return Probe::Unknown;
+        }
+        if pe.alive < recent {
+            return Probe::Silent;
+        }
+        pe.probed = true;
+        if matches!(pe.phase, Phase::Awaiting { .. }) {
+            return Probe::Pending;
+        }
+        pe.phase = Phase::Awaiting { sent: now };
+        self.arm(slot, now, deadline);
+        Probe::Send
+    }
+
+    /// Whether the keep-alive just acknowledged was a probe (and forgets it).
+    pub(super) fn take_probed(&mut self, handle: &PoolHandle, id: PoolElementId) -> bool {
+        self.find_mut(handle, id)
+            .is_some_and(|pe| std::mem::take(&mut pe.probed))
+    }
+
     /// The earliest deadline (rounded up to its slice). O(1): called on every loop turn.
     pub(super) fn next(&self) -> Option<Instant> {
         let at = self
@@ -361,6 +422,7 @@ impl Supervision {
                     pe.conn = conn;
                     pe.phase = phase;
                     pe.alive = alive;
+                    pe.probed = false;
                 }
                 slot
             }
@@ -386,6 +448,7 @@ impl Supervision {
                         conn,
                         phase,
                         alive,
+                        probed: false,
                     });
                 }
                 v.insert(slot);

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::supervision::{AsKey, Key};
 use super::{Event, Origin, Outputs, RemovalReason, ShardMsg};
 use crate::enrp::{PeerWrite, Refusal, Source, TakeoverWinner};
 use crate::handlespace::{Handlespace, Record, Registered, RegistrationError};
 use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
-use crate::wire::PoolElement;
+use crate::wire::{CauseCode, OperationError, PoolElement};
 
 #[derive(Debug, Default)]
 pub(super) struct Writer {
@@ -19,6 +20,39 @@ pub(super) struct Writer {
     origins: Origins,
     /// Pools this shard writes (for the gauges; kept as pools come and go).
     pools: usize,
+    /// Endpoint-unreachable reports of the PEs reported since their last removal or
+    /// answered probe (most PEs have none, so they have no entry). Std's keyed
+    /// SipHash: the keys come from the network.
+    reports: HashMap<Key, Reports>,
+}
+
+/// PEs with unreachable reports a writer keeps at most. Reports only hasten what
+/// keep-alives decide anyway, so a full table (someone reporting every PE) is simply
+/// started over rather than allowed to grow with the handlespace.
+const MAX_REPORTED: usize = 1 << 16;
+
+/// The unreachable reports of one PE.
+#[derive(Debug, Default)]
+struct Reports {
+    /// The distinct reporting associations, at most the threshold.
+    reporters: Vec<Origin>,
+    /// A probe keep-alive is out (or its removal is on the way): more reports wait for
+    /// its outcome.
+    probing: bool,
+}
+
+/// Whether a registration from `claimant` may update the PE now registered from
+/// `owner`. A PE identifier belongs to the association that registered it for as long
+/// as that association lives: its loss removes the PE, and then anyone may register
+/// the identifier again. A PE whose home is a peer registrar may move here (it chose
+/// a new home PR), and so may one adopted in a takeover, supervised on a connection
+/// this registrar opened, when the PE registers through its own association.
+// The one place to widen ownership, e.g. "or the same TLS client identity".
+fn may_register(owner: Origin, claimant: Origin) -> bool {
+    match owner.local() {
+        Some((_, conn)) => owner == claimant || conn.is_outbound(),
+        None => true,
+    }
 }
 
 impl Writer {
@@ -44,18 +78,64 @@ impl Writer {
         received: Instant,
     ) {
         let id = element.id;
-        let result = match insert(hs, &handle, &element, expires) {
+        let owner = self.origins.get(&handle, id);
+        let result = match owner.filter(|o| !may_register(*o, origin)) {
+            Some(owner) => {
+                out.metrics.on_takeover_refused();
+                if let (Some((_, owner)), Some((_, conn))) = (owner.local(), origin.local()) {
+                    out.events.push_back(Event::TakeoverRefused {
+                        conn,
+                        owner,
+                        handle: handle.clone(),
+                        id,
+                    });
+                }
+                Err(OperationError::single(
+                    CauseCode::REJECTED_SECURITY,
+                    Vec::new(),
+                ))
+            }
+            None => self.apply_registration(hs, out, origin, &handle, &element, expires),
+        };
+        if let Some((shard, _)) = origin.local() {
+            out.send_shard(
+                shard,
+                ShardMsg::Registered {
+                    origin,
+                    handle,
+                    id,
+                    result,
+                    received,
+                },
+            );
+        }
+    }
+
+    /// A registration the ownership rule allows: the pool rules, then the write, then
+    /// the replicas.
+    fn apply_registration(
+        &mut self,
+        hs: &mut Handlespace,
+        out: &mut Outputs,
+        origin: Origin,
+        handle: &PoolHandle,
+        element: &PoolElement,
+        expires: Option<Instant>,
+    ) -> Result<(), OperationError> {
+        let id = element.id;
+        match insert(hs, handle, element, expires) {
             Ok((registered, record)) => {
                 if registered == (Registered::New { new_pool: true }) {
                     self.pools += 1;
                 }
-                let previous = self.origins.insert(&handle, id, origin);
-                // Registered again from elsewhere: the previous connection no longer
-                // supervises it (RSPLIB treats it as a re-registration too).
+                let previous = self.origins.insert(handle, id, origin);
+                // Registered again from elsewhere (a PE that moved here from a peer,
+                // or one adopted in a takeover): the previous connection no longer
+                // supervises it.
                 if let Some(prev) = previous.filter(|p| *p != origin) {
-                    notify(out, prev, &handle, id, RemovalReason::Moved);
+                    notify(out, prev, handle, id, RemovalReason::Moved);
                 }
-                out.changed(&handle, &record, false);
+                out.changed(handle, &record, false);
                 out.publish(ShardMsg::Upsert {
                     handle: handle.clone(),
                     record,
@@ -77,18 +157,6 @@ impl Writer {
                 });
                 Err(e.to_operation_error())
             }
-        };
-        if let Some((shard, _)) = origin.local() {
-            out.send_shard(
-                shard,
-                ShardMsg::Registered {
-                    origin,
-                    handle,
-                    id,
-                    result,
-                    received,
-                },
-            );
         }
     }
 
@@ -104,6 +172,9 @@ impl Writer {
     ) {
         if self.origins.get(&handle, id) == Some(origin) {
             self.remove_element(hs, out, &handle, id, reason);
+        } else if reason == RemovalReason::Unreachable {
+            // A probe found the PE no longer there: its reports start over.
+            self.forget_reports(&handle, id);
         }
         // Answered even when nothing was removed: for a deregistration, "not registered
         // (from there)" is success (RFC 5352 §3.2).
@@ -120,20 +191,81 @@ impl Writer {
         }
     }
 
-    /// RFC 5352 §3.5 as RSPLIB does it: count reports, remove at the threshold.
+    /// RFC 5352 §3.5: count reports, one per reporting association, and act at the
+    /// threshold (RSPLIB's MAX-BAD-PE-REPORT). A PE supervised here is not removed on
+    /// the word of pool users alone: its supervising shard probes it with a keep-alive
+    /// ([`ShardMsg::Probe`]) and removes it only if it does not answer in time (or has
+    /// not answered recently anyway). Others (a peer's PEs) are removed at once, as
+    /// RSPLIB does.
     pub(super) fn unreachable(
         &mut self,
         hs: &mut Handlespace,
         out: &mut Outputs,
         threshold: u32,
+        reporter: Origin,
         handle: &PoolHandle,
         id: PoolElementId,
     ) {
-        let Some(count) = hs.report_unreachable(handle.as_bytes(), id) else {
+        if hs.report_unreachable(handle.as_bytes(), id).is_none() {
             return;
+        }
+        let key = (handle, id);
+        if self.reports.len() >= MAX_REPORTED && !self.reports.contains_key(&key as &dyn AsKey) {
+            self.reports = HashMap::new();
+        }
+        let reports = match self.reports.get_mut(&key as &dyn AsKey) {
+            Some(r) => r,
+            None => self
+                .reports
+                .entry(Key {
+                    handle: handle.clone(),
+                    id,
+                })
+                .or_default(),
         };
-        if count >= threshold {
-            self.remove_element(hs, out, handle, id, RemovalReason::Unreachable);
+        if reports.probing {
+            return;
+        }
+        if reports.reporters.contains(&reporter) {
+            out.metrics.on_repeated_report();
+            return;
+        }
+        reports.reporters.push(reporter);
+        if reports.reporters.len() < threshold.max(1) as usize {
+            return;
+        }
+        match self.origins.get(handle, id) {
+            Some(origin @ Origin::Local { shard, .. }) => {
+                reports.probing = true;
+                out.metrics.on_probe();
+                out.events.push_back(Event::Probing {
+                    handle: handle.clone(),
+                    id,
+                });
+                let msg = ShardMsg::Probe {
+                    origin,
+                    handle: handle.clone(),
+                    id,
+                };
+                out.send_shard(shard, msg);
+            }
+            _ => self.remove_element(hs, out, handle, id, RemovalReason::Unreachable),
+        }
+    }
+
+    /// The PE answered its probe: the reports against it are void.
+    pub(super) fn probe_answered(
+        &mut self,
+        _origin: Origin,
+        handle: &PoolHandle,
+        id: PoolElementId,
+    ) {
+        self.forget_reports(handle, id);
+    }
+
+    fn forget_reports(&mut self, handle: &PoolHandle, id: PoolElementId) {
+        if !self.reports.is_empty() {
+            self.reports.remove(&(handle, id) as &dyn AsKey);
         }
     }
 
@@ -332,6 +464,7 @@ impl Writer {
         reason: RemovalReason,
     ) {
         let origin = self.origins.remove(handle, id);
+        self.forget_reports(handle, id);
         out.metrics.on_removal(reason);
         if hs.pool(handle.as_bytes()).is_none() {
             self.pools = self.pools.saturating_sub(1);

@@ -155,6 +155,14 @@ pub struct Cli {
     /// Default 10.
     #[arg(long, value_name = "N")]
     pub max_unreachable_rate: Option<u32>,
+    /// Most pool elements one association (connection) may have registered; more are
+    /// refused with cause 0x0006 (Lack of Resources). Default 10000.
+    #[arg(long, value_name = "N")]
+    pub max_pes_per_association: Option<usize>,
+    /// Most pools one association may have created (and still hold elements in); a
+    /// registration creating another is refused with cause 0x0006. Default 1000.
+    #[arg(long, value_name = "N")]
+    pub max_pools_per_association: Option<usize>,
 }
 
 /// The registrar binary's subcommands; without one it runs the registrar.
@@ -241,6 +249,8 @@ pub struct LimitsSection {
     pub max_unreachable_rate: Option<u32>,
     pub unreachable_burst: Option<u32>,
     pub max_answer_bytes: Option<usize>,
+    pub max_pes_per_association: Option<usize>,
+    pub max_pools_per_association: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -453,6 +463,26 @@ pub fn settings(
         }
     }
 
+    let max_pes_per_association = cli
+        .max_pes_per_association
+        .or(l.max_pes_per_association)
+        .unwrap_or(registrar::DEFAULT_MAX_PES_PER_ASSOCIATION);
+    let max_pools_per_association = cli
+        .max_pools_per_association
+        .or(l.max_pools_per_association)
+        .unwrap_or(registrar::DEFAULT_MAX_POOLS_PER_ASSOCIATION);
+    for (name, v) in [
+        ("limits.max_pes_per_association", max_pes_per_association),
+        (
+            "limits.max_pools_per_association",
+            max_pools_per_association,
+        ),
+    ] {
+        if v == 0 {
+            return invalid(format!("{name} must be at least 1"));
+        }
+    }
+
     let announce_group = cli.announce_group.or(a.announce_group);
     if let Some(g) = announce_group
         && !g.ip().is_multicast()
@@ -502,6 +532,8 @@ pub fn settings(
         resolution_rate,
         unreachable_rate,
         resolution_answer_bytes,
+        max_pes_per_association,
+        max_pools_per_association,
     };
     Ok(Settings {
         runtime: RuntimeConfig {

@@ -173,3 +173,20 @@ fn rate_limits_and_the_answer_cap_default_and_parse() {
     let err = settings(&Cli::default(), &f, 1, 1).unwrap_err().to_string();
     assert!(err.contains("max_answer_bytes"), "{err}");
 }
+
+#[test]
+fn per_association_limits_from_the_file_and_flags() {
+    let s = settings(&Cli::default(), &FileConfig::default(), 1, 1).unwrap();
+    assert_eq!(s.runtime.registrar.max_pes_per_association, 10_000);
+    assert_eq!(s.runtime.registrar.max_pools_per_association, 1_000);
+    let f = file("[limits]\nmax_pes_per_association = 7\nmax_pools_per_association = 3\n").unwrap();
+    let s = settings(&Cli::default(), &f, 1, 1).unwrap();
+    assert_eq!(s.runtime.registrar.max_pes_per_association, 7);
+    assert_eq!(s.runtime.registrar.max_pools_per_association, 3);
+    let cli = Cli::parse_from(["x", "--max-pes-per-association", "1000000"]);
+    let s = settings(&cli, &f, 1, 1).unwrap();
+    assert_eq!(s.runtime.registrar.max_pes_per_association, 1_000_000);
+    let f = file("[limits]\nmax_pools_per_association = 0\n").unwrap();
+    let err = settings(&Cli::default(), &f, 1, 1).unwrap_err().to_string();
+    assert!(err.contains("limits.max_pools_per_association"), "{err}");
+}

@@ -9,6 +9,7 @@
 
 mod answers;
 mod enrp;
+mod identity;
 
 use std::fmt::{Display, Write as _};
 use std::time::Duration;
@@ -75,6 +76,7 @@ pub fn render(snapshots: &[Option<Snapshot>], timeout: Duration) -> String {
     histograms(&mut out, &views);
     enrp::render(&mut out, &views);
     answers::render(&mut out, &views);
+    identity::render(&mut out, &views);
     out
 }
 

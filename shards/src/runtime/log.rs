@@ -46,6 +46,25 @@ pub(super) fn event(shard: usize, e: &Event) {
         Event::AnswerFitted { conn, kind, fit } => {
             tracing::debug!(shard, conn = conn.0, %kind, ?fit, "answer too long for its length field, made to fit");
         }
+        Event::TakeoverRefused {
+            conn,
+            owner,
+            handle,
+            id,
+        } => {
+            tracing::warn!(shard, conn = conn.0, owner = owner.0, %handle, id = id.0, "registration of a PE another live association registered refused (cause 0x000a)");
+        }
+        Event::LimitReached {
+            conn,
+            limit,
+            handle,
+            id,
+        } => {
+            tracing::warn!(shard, conn = conn.0, limit = limit.label(), %handle, id = id.0, "registration refused by a per-association limit (cause 0x0006)");
+        }
+        Event::Probing { handle, id } => {
+            tracing::debug!(shard, %handle, id = id.0, "PE reported unreachable by enough associations: probing it with a keep-alive");
+        }
     }
 }
 

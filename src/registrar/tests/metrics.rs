@@ -236,11 +236,11 @@ fn keep_alive_timeout_detection_runs_from_the_last_acknowledgement() {
 }
 
 #[test]
-fn connection_loss_and_unreachable_reports_are_timed_with_their_reason() {
+fn connection_loss_and_an_unanswered_probe_are_timed_with_their_reason() {
     let mut net = Net::new(2, config());
     let a = net.connect(0, 1, addr(1));
     let b = net.connect(1, 2, addr(2));
-    let pu = net.connect(0, 3, addr(3));
+    let pus = [3, 4, 5].map(|i| net.connect(0, i, addr(i as u32)));
     for (c, id) in [(a, 1), (b, 2)] {
         assert!(accepted(&register(
             &mut net,
@@ -253,9 +253,11 @@ fn connection_loss_and_unreachable_reports_are_timed_with_their_reason() {
     // PE 1's connection drops 40 ms after its registration.
     net.advance(ms(40));
     net.disconnect(a);
-    // PE 2 is reported unreachable three times at 60 ms (RFC 5352 §3.5 threshold 3).
+    // PE 2 is reported unreachable by three pool users at 60 ms (RFC 5352 §3.5
+    // threshold 3): it answered recently, so it is probed, and removed when the probe
+    // goes unanswered for the 100 ms timeout.
     net.advance(ms(20));
-    for _ in 0..3 {
+    for pu in pus {
         net.send(
             pu,
             &AsapMessage::EndpointUnreachable {
@@ -264,22 +266,26 @@ fn connection_loss_and_unreachable_reports_are_timed_with_their_reason() {
             },
         );
     }
+    assert!(net.shards[0].handlespace().pool(b"p").is_some());
+    net.advance(ms(101));
     assert!(net.shards[0].handlespace().pool(b"p").is_none());
     let all = merged(&net);
     let lost = all.failure_detection(RemovalReason::ConnectionLost);
     assert_eq!((lost.count(), lost.sum()), (1, ms(40)));
-    let reported = all.failure_detection(RemovalReason::Unreachable);
-    assert_eq!((reported.count(), reported.sum()), (1, ms(60)));
+    let probed = all.failure_detection(RemovalReason::KeepAliveTimeout);
+    assert_eq!((probed.count(), probed.sum()), (1, ms(160)));
     assert_eq!(
         net.shards[1]
             .metrics()
-            .failure_detection(RemovalReason::Unreachable)
+            .failure_detection(RemovalReason::KeepAliveTimeout)
             .count(),
         1,
         "timed by the shard supervising PE 2"
     );
     assert_eq!(all.removals(RemovalReason::ConnectionLost), 1);
-    assert_eq!(all.removals(RemovalReason::Unreachable), 1);
+    assert_eq!(all.removals(RemovalReason::KeepAliveTimeout), 1);
+    assert_eq!(all.removals(RemovalReason::Unreachable), 0);
+    assert_eq!(all.probes(), 1);
     assert_eq!(all.received(AsapType::ENDPOINT_UNREACHABLE), 3);
 }
 
