@@ -21,6 +21,8 @@ use crate::{Endpoint, EnrpEndpoints, RuntimeConfig};
 
 /// The `--help` section of the ENRP flags.
 const HELP_ENRP: &str = "ENRP (peer registrars)";
+/// The `--help` section of the TLS flags.
+const HELP_TLS: &str = "TLS (tls:// endpoints)";
 
 /// The registrar's command line.
 // The field docs are `--help` text, where `[ADDR]:PORT` is address syntax, not a link.
@@ -50,8 +52,9 @@ pub struct Cli {
     /// TOML configuration file; flags given as well override its values.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Where to serve ASAP: tcp://ADDR:PORT or sctp://ADDR:PORT (repeatable; IPv6 as
-    /// [ADDR]:PORT). Default: sctp://0.0.0.0:3863 and tcp://0.0.0.0:3863.
+    /// Where to serve ASAP: tcp://ADDR:PORT, tls://ADDR:PORT (TCP inside TLS; needs
+    /// --tls-cert and --tls-key) or sctp://ADDR:PORT (repeatable; IPv6 as [ADDR]:PORT).
+    /// Default: sctp://0.0.0.0:3863 and tcp://0.0.0.0:3863.
     #[arg(long = "asap", value_name = "URI")]
     pub asap: Vec<String>,
     /// Number of shards (threads, one per core). Default: the number of cores.
@@ -145,6 +148,22 @@ pub struct Cli {
     /// acknowledgements (RSPLIB: -takeoverexpiryinterval). Default 5000.
     #[arg(long, value_name = "MS", help_heading = HELP_ENRP)]
     pub takeover_expiry: Option<u64>,
+    /// The certificate chain (PEM, leaf first) served on tls:// endpoints; reread on
+    /// SIGHUP. Default: none (tls:// endpoints are refused).
+    #[arg(long, value_name = "FILE", help_heading = HELP_TLS)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert; reread on SIGHUP.
+    #[arg(long, value_name = "FILE", help_heading = HELP_TLS)]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that sign the client certificates of PEs, PUs and peer
+    /// registrars; reread on SIGHUP. Default: none.
+    #[arg(long, value_name = "FILE", help_heading = HELP_TLS)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Client certificates on tls:// endpoints: off, optional (a client without one is
+    /// let in without an identity; a bad one is refused) or required. Default: required
+    /// when --tls-client-ca is given, else off.
+    #[arg(long, value_name = "MODE", help_heading = HELP_TLS)]
+    pub tls_client_auth: Option<String>,
 }
 
 /// The registrar binary's subcommands; without one it runs the registrar.
@@ -190,6 +209,18 @@ pub struct FileConfig {
     pub metrics: MetricsSection,
     #[serde(default)]
     pub enrp: EnrpSection,
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// `[tls]` as written; see deploy/registrar.toml for each key and its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +273,8 @@ pub struct Settings {
     pub enrp: EnrpEndpoints,
     pub metrics: Option<SocketAddr>,
     pub log_level: String,
+    /// The credentials of the tls:// endpoints (`None`: there are none).
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl FileConfig {
@@ -280,12 +313,13 @@ fn parse_uri(
             ""
         };
         ConfigError::Invalid(format!(
-            "invalid {what} {uri:?}: {why} (expected tcp://ADDR:PORT or sctp://ADDR:PORT{plain}, IPv6 as [ADDR]:PORT)"
+            "invalid {what} {uri:?}: {why} (expected tcp://ADDR:PORT, tls://ADDR:PORT or sctp://ADDR:PORT{plain}, IPv6 as [ADDR]:PORT)"
         ))
     };
     let (make, rest): (fn(SocketAddr) -> Endpoint, &str) = match uri.split_once("://") {
         Some(("tcp", rest)) => (Endpoint::Tcp, rest),
         Some(("sctp", rest)) => (Endpoint::Sctp, rest),
+        Some(("tls", rest)) => (Endpoint::Tls, rest),
         Some(_) => return Err(bad("unknown scheme")),
         None => match plain {
             Some(make) => (make, uri),
@@ -447,6 +481,7 @@ pub fn settings(
     let announce_interval = ms("announce interval", a.announce_interval_ms.unwrap_or(1000))?;
 
     let (enrp_endpoints, enrp) = enrp::settings(cli, &file.enrp)?;
+    let tls = tls_settings(cli, &file.tls, &asap, &enrp_endpoints.listen)?;
 
     let registrar = registrar::Config {
         id: RegistrarId(id),
@@ -486,7 +521,63 @@ pub fn settings(
             .clone()
             .or_else(|| r.log_level.clone())
             .unwrap_or_else(|| "info".into()),
+        tls,
     })
+}
+
+/// The TLS credentials' files, checked for consistency (not read: the runtime loads
+/// them at start). Needed when an endpoint is tls://; ignored, with a warning, otherwise.
+fn tls_settings(
+    cli: &Cli,
+    t: &TlsSection,
+    asap: &[Endpoint],
+    enrp: &[Endpoint],
+) -> Result<Option<crate::tls::TlsConfig>, ConfigError> {
+    use crate::tls::{ClientAuth, TlsConfig};
+    let invalid = |m: String| Err(ConfigError::Invalid(m));
+    let cert = cli.tls_cert.clone().or_else(|| t.cert.clone());
+    let key = cli.tls_key.clone().or_else(|| t.key.clone());
+    let client_ca = cli.tls_client_ca.clone().or_else(|| t.client_ca.clone());
+    let mode = cli.tls_client_auth.as_deref().or(t.client_auth.as_deref());
+    let client_auth = match (mode, &client_ca) {
+        (None, None) | (Some("off"), _) => ClientAuth::Off,
+        (None, Some(_)) | (Some("required"), _) => ClientAuth::Required,
+        (Some("optional"), _) => ClientAuth::Optional,
+        (Some(other), _) => {
+            return invalid(format!(
+                "TLS client auth (--tls-client-auth, tls.client_auth) must be \"off\", \"optional\" or \"required\", not {other:?}"
+            ));
+        }
+    };
+    if client_auth != ClientAuth::Off && client_ca.is_none() {
+        return invalid(
+            "TLS client certificates are asked for (tls.client_auth) but no CA bundle is given (--tls-client-ca, tls.client_ca)".into(),
+        );
+    }
+    let wanted = asap
+        .iter()
+        .chain(enrp)
+        .find(|e| matches!(e, Endpoint::Tls(_)));
+    match (cert, key, wanted) {
+        (Some(cert), Some(key), _) => {
+            if wanted.is_none() {
+                tracing::warn!("TLS credentials are configured but no endpoint is tls://");
+            }
+            Ok(Some(TlsConfig {
+                cert,
+                key,
+                client_ca,
+                client_auth,
+            }))
+        }
+        (None, None, None) => Ok(None),
+        (None, _, Some(ep)) | (_, None, Some(ep)) => invalid(format!(
+            "{ep} needs a certificate and a key (--tls-cert and --tls-key, or tls.cert and tls.key)"
+        )),
+        (Some(_), None, None) | (None, Some(_), None) => invalid(
+            "TLS needs both a certificate and a key (--tls-cert and --tls-key, or tls.cert and tls.key)".into(),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //! The ENRP families are in the `enrp` submodule.
 
 mod enrp;
+mod tls;
+
+pub use tls::render as render_tls;
 
 use std::fmt::{Display, Write as _};
 use std::time::Duration;
