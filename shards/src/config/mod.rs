@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod enrp;
+mod tls;
 
 use clap::Parser;
 use rserpool::RegistrarId;
@@ -16,6 +17,7 @@ use rserpool::wire::LifeUnit;
 use serde::Deserialize;
 
 pub use enrp::{EnrpSection, parse_dump_target, parse_enrp_endpoint, parse_peer};
+pub use tls::TlsSection;
 
 use crate::{Endpoint, EnrpEndpoints, RuntimeConfig};
 
@@ -40,7 +42,8 @@ shard per core, alone. With --enrp it also serves ENRP, keeping one handlespace 
 peer registrars of its operational scope (given with --peer, or heard on the \
 --enrp-announce-group). Flags override the file given with --config (see \
 deploy/registrar.toml for every option and its default); RSPLIB's equivalent option is \
-named where there is one. SIGTERM or SIGINT shuts down cleanly.\n\n\
+named where there is one. SIGTERM or SIGINT shuts down cleanly; SIGHUP rereads the \
+TLS certificate, key and CA files.\n\n\
 `rserpool-registrar dump URI` prints the handlespace of any registrar (ours or RSPLIB's) \
 taken over ENRP from its ENRP endpoint, as RSPLIB's hsdump does: see `dump --help`.",
     args_conflicts_with_subcommands = true
@@ -109,8 +112,8 @@ pub struct Cli {
     /// for dedicated appliances. Default: sleep in the kernel when idle.
     #[arg(long)]
     pub busy_poll: bool,
-    /// Serve ENRP (RFC 5353) to peer registrars here: sctp://ADDR:PORT or tcp://ADDR:PORT
-    /// (repeatable; IPv6 as [ADDR]:PORT; RSPLIB: -enrp). SCTP is the RFC transport
+    /// Serve ENRP (RFC 5353) to peer registrars here: sctp://ADDR:PORT, tcp://ADDR:PORT
+    /// or tls://ADDR:PORT (repeatable; IPv6 as [ADDR]:PORT; RSPLIB: -enrp). SCTP is the RFC transport
     /// (PPID 12, IANA port 9901); TCP frames each message by its length, as ASAP. Shard
     /// 0 serves ENRP. Default: none, and ENRP is off: the registrar is alone.
     #[arg(long = "enrp", value_name = "URI", help_heading = HELP_ENRP)]
@@ -211,16 +214,6 @@ pub struct FileConfig {
     pub enrp: EnrpSection,
     #[serde(default)]
     pub tls: TlsSection,
-}
-
-/// `[tls]` as written; see deploy/registrar.toml for each key and its default.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSection {
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub client_ca: Option<PathBuf>,
-    pub client_auth: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -481,7 +474,7 @@ pub fn settings(
     let announce_interval = ms("announce interval", a.announce_interval_ms.unwrap_or(1000))?;
 
     let (enrp_endpoints, enrp) = enrp::settings(cli, &file.enrp)?;
-    let tls = tls_settings(cli, &file.tls, &asap, &enrp_endpoints.listen)?;
+    let tls = tls::settings(cli, &file.tls, &asap, &enrp_endpoints.listen)?;
 
     let registrar = registrar::Config {
         id: RegistrarId(id),
@@ -523,61 +516,6 @@ pub fn settings(
             .unwrap_or_else(|| "info".into()),
         tls,
     })
-}
-
-/// The TLS credentials' files, checked for consistency (not read: the runtime loads
-/// them at start). Needed when an endpoint is tls://; ignored, with a warning, otherwise.
-fn tls_settings(
-    cli: &Cli,
-    t: &TlsSection,
-    asap: &[Endpoint],
-    enrp: &[Endpoint],
-) -> Result<Option<crate::tls::TlsConfig>, ConfigError> {
-    use crate::tls::{ClientAuth, TlsConfig};
-    let invalid = |m: String| Err(ConfigError::Invalid(m));
-    let cert = cli.tls_cert.clone().or_else(|| t.cert.clone());
-    let key = cli.tls_key.clone().or_else(|| t.key.clone());
-    let client_ca = cli.tls_client_ca.clone().or_else(|| t.client_ca.clone());
-    let mode = cli.tls_client_auth.as_deref().or(t.client_auth.as_deref());
-    let client_auth = match (mode, &client_ca) {
-        (None, None) | (Some("off"), _) => ClientAuth::Off,
-        (None, Some(_)) | (Some("required"), _) => ClientAuth::Required,
-        (Some("optional"), _) => ClientAuth::Optional,
-        (Some(other), _) => {
-            return invalid(format!(
-                "TLS client auth (--tls-client-auth, tls.client_auth) must be \"off\", \"optional\" or \"required\", not {other:?}"
-            ));
-        }
-    };
-    if client_auth != ClientAuth::Off && client_ca.is_none() {
-        return invalid(
-            "TLS client certificates are asked for (tls.client_auth) but no CA bundle is given (--tls-client-ca, tls.client_ca)".into(),
-        );
-    }
-    let wanted = asap
-        .iter()
-        .chain(enrp)
-        .find(|e| matches!(e, Endpoint::Tls(_)));
-    match (cert, key, wanted) {
-        (Some(cert), Some(key), _) => {
-            if wanted.is_none() {
-                tracing::warn!("TLS credentials are configured but no endpoint is tls://");
-            }
-            Ok(Some(TlsConfig {
-                cert,
-                key,
-                client_ca,
-                client_auth,
-            }))
-        }
-        (None, None, None) => Ok(None),
-        (None, _, Some(ep)) | (_, None, Some(ep)) => invalid(format!(
-            "{ep} needs a certificate and a key (--tls-cert and --tls-key, or tls.cert and tls.key)"
-        )),
-        (Some(_), None, None) | (None, Some(_), None) => invalid(
-            "TLS needs both a certificate and a key (--tls-cert and --tls-key, or tls.cert and tls.key)".into(),
-        ),
-    }
 }
 
 #[cfg(test)]
