@@ -172,6 +172,15 @@ impl Client {
     fn ask(&mut self, m: &AsapMessage) -> io::Result<AsapMessage> {
         self.tls.write_all(&encode(m))?;
         self.tls.flush()?;
+        self.read()
+    }
+
+    /// The next message; panics if there is none.
+    fn next(&mut self) -> AsapMessage {
+        self.read().expect("a message")
+    }
+
+    fn read(&mut self) -> io::Result<AsapMessage> {
         let mut msg = vec![0u8; 4];
         self.tls.read_exact(&mut msg)?;
         let len = usize::from(u16::from_be_bytes([msg[2], msg[3]]));
@@ -243,6 +252,32 @@ fn a_tls_client_registers_and_another_resolves() {
     let f = handle.tls_figures().unwrap();
     assert_eq!((f.handshakes, f.handshake_failures), (2, 0), "{f:?}");
     assert_eq!(f.client_certificates, 0);
+
+    // Two requests in one record, then one cut over two records: the framing inside
+    // TLS keeps what is not whole yet.
+    let resolution = encode(&AsapMessage::HandleResolution {
+        subscribe: false,
+        handle: "tls-pool".into(),
+        items: Some(4),
+    });
+    let twice = [resolution.as_slice(), resolution.as_slice()].concat();
+    pu.tls.write_all(&twice).unwrap();
+    pu.tls.flush().unwrap();
+    let (head, tail) = resolution.split_at(6);
+    pu.tls.write_all(head).unwrap();
+    pu.tls.flush().unwrap();
+    pu.tls.write_all(tail).unwrap();
+    pu.tls.flush().unwrap();
+    for _ in 0..3 {
+        match pu.next() {
+            AsapMessage::HandleResolutionResponse {
+                elements,
+                error: None,
+                ..
+            } => assert_eq!(elements.len(), 1),
+            other => panic!("expected a resolution response, got {other:?}"),
+        }
+    }
 
     // The metrics endpoint shows the same.
     let server = handle
