@@ -301,6 +301,25 @@ mod tests {
     }
 
     #[test]
+    fn the_identity_is_the_common_name_else_the_first_dns_name() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["pe.example".into(), "b.example".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "pe-7");
+        let cert = params.clone().self_signed(&key).unwrap();
+        assert_eq!(identity(cert.der()).as_deref(), Some("pe-7"));
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "operator");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(identity(cert.der()).as_deref(), Some("pe.example"));
+        assert_eq!(identity(&CertificateDer::from(vec![0x30, 0x03, 1])), None);
+    }
+
+    #[test]
     fn a_truncated_name_gives_none_without_panicking() {
         let name = [
             0x31, 0x0d, 0x30, 0x0b, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x04, b'p', b'e', b'-',
