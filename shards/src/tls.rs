@@ -9,6 +9,7 @@
 //! be read or does not fit keeps the old configuration in force.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -42,6 +43,10 @@ pub struct TlsConfig {
     /// `client_auth` is [`ClientAuth::Off`].
     pub client_ca: Option<PathBuf>,
     pub client_auth: ClientAuth,
+    /// Peer registrars dialled over TLS (`--peer tls://ADDR:PORT`): their certificate
+    /// must name the address dialled and be signed by `client_ca`; ours is shown to
+    /// them as a client certificate.
+    pub peers: Vec<SocketAddr>,
 }
 
 /// Why credentials could not be loaded; each names the file at fault.
@@ -75,11 +80,19 @@ pub struct TlsFigures {
     pub reload_failures: u64,
 }
 
-/// The server side's credentials, shared by every shard; reloadable.
+/// One reading of the files: what a handshake uses.
+#[derive(Clone, Debug)]
+struct Credentials {
+    server: Arc<rustls::ServerConfig>,
+    /// For peers dialled over TLS, if any.
+    client: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The credentials, shared by every shard; reloadable.
 #[derive(Debug)]
 pub struct TlsServer {
     files: TlsConfig,
-    current: RwLock<Arc<rustls::ServerConfig>>,
+    current: RwLock<Credentials>,
     handshakes: AtomicU64,
     client_certificates: AtomicU64,
     handshake_failures: AtomicU64,
@@ -90,7 +103,7 @@ pub struct TlsServer {
 impl TlsServer {
     /// Loads the credentials; an error names the file at fault.
     pub fn load(files: TlsConfig) -> Result<Self, TlsError> {
-        let config = server_config(&files)?;
+        let config = credentials(&files)?;
         Ok(Self {
             files,
             current: RwLock::new(config),
@@ -105,7 +118,7 @@ impl TlsServer {
     /// Reads the files again (SIGHUP). New handshakes use what was read; on an error
     /// the credentials in force stay, and the error is logged and returned.
     pub fn reload(&self) -> Result<(), TlsError> {
-        match server_config(&self.files) {
+        match credentials(&self.files) {
             Ok(config) => {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
                 self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -120,11 +133,24 @@ impl TlsServer {
         }
     }
 
-    /// The configuration a new handshake uses.
+    /// The configuration a new server handshake uses.
     pub(crate) fn config(&self) -> Arc<rustls::ServerConfig> {
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .server
+            .clone()
+    }
+
+    /// The client configuration for dialling `peer`, if it is a peer dialled over TLS.
+    pub(crate) fn client_for(&self, peer: SocketAddr) -> Option<Arc<rustls::ClientConfig>> {
+        if !self.files.peers.contains(&peer) {
+            return None;
+        }
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .client
             .clone()
     }
 
@@ -175,13 +201,67 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-/// Builds a server configuration from the files: TLS 1.3 and 1.2, the ring provider.
+/// Reads the files into the server configuration and, with peers dialled over TLS,
+/// the client one: TLS 1.3 and 1.2, the ring provider.
+fn credentials(files: &TlsConfig) -> Result<Credentials, TlsError> {
+    let server = server_config(files)?;
+    let client = if files.peers.is_empty() {
+        None
+    } else {
+        Some(client_config(files)?)
+    };
+    Ok(Credentials { server, client })
+}
+
+/// Trust anchors from a PEM bundle.
+fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(path)? {
+        roots.add(cert).map_err(|e| TlsError::Bad {
+            path: path.to_owned(),
+            why: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    Ok(roots)
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|e| TlsError::Bad {
+        path: path.to_owned(),
+        why: format!("no PEM private key: {e}"),
+    })
+}
+
+/// The client side, for peers dialled over TLS: their certificates are checked against
+/// the CA bundle, and ours is shown.
+fn client_config(files: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let Some(ca) = &files.client_ca else {
+        return Err(TlsError::Bad {
+            path: files.cert.clone(),
+            why: "peers dialled over TLS need a CA bundle (tls.client_ca) to check them".into(),
+        });
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Bad {
+            path: files.cert.clone(),
+            why: e.to_string(),
+        })?
+        .with_root_certificates(roots(ca)?)
+        .with_client_auth_cert(certificates(&files.cert)?, private_key(&files.key)?)
+        .map(Arc::new)
+        .map_err(|e| TlsError::Mismatch {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            why: e.to_string(),
+        })
+}
+
+/// The server side.
 fn server_config(files: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs = certificates(&files.cert)?;
-    let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?).map_err(|e| TlsError::Bad {
-        path: files.key.clone(),
-        why: format!("no PEM private key: {e}"),
-    })?;
+    let key = private_key(&files.key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -199,25 +279,16 @@ fn server_config(files: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsErro
                     why: "client certificates are asked for but no CA bundle is set".into(),
                 });
             };
-            let bad = |why: String| TlsError::Bad {
-                path: ca.clone(),
-                why,
-            };
-            let mut roots = RootCertStore::empty();
-            for cert in certificates(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider);
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?.into(), provider);
             let verifier = if mode == ClientAuth::Optional {
                 verifier.allow_unauthenticated()
             } else {
                 verifier
             };
-            let verifier = verifier
-                .build()
-                .map_err(|e| bad(format!("no client verifier: {e}")))?;
+            let verifier = verifier.build().map_err(|e| TlsError::Bad {
+                path: ca.clone(),
+                why: format!("no client verifier: {e}"),
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
     };

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
 };
+use rserpool::enrp::PeerAddress;
+use rserpool::registrar::Transport;
 use rserpool::wire::AsapMessage;
 use rserpool_shards::net::ring::IoMode;
 use rserpool_shards::runtime::{self, Handle};
@@ -23,6 +25,7 @@ use rserpool_shards::{Endpoint, EnrpEndpoints, RuntimeConfig};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
+use common::scenarios::enrp_registrar;
 use common::{GUARD, Kind, assert_accepted, element, encode, registrar_config};
 
 /// A CA and what it signed, as PEM.
@@ -55,7 +58,11 @@ impl Pki {
             .subject_alt_names
             .push(SanType::IpAddress(common::LOCALHOST));
         params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        // A registrar shows it as a client too, when it dials a peer.
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         self.issue(params)
     }
 
@@ -109,6 +116,7 @@ fn write_files(dir: &Path, pki: &Pki, server: &Issued, auth: ClientAuth) -> TlsC
         key,
         client_ca: (auth != ClientAuth::Off).then_some(ca),
         client_auth: auth,
+        peers: Vec::new(),
     }
 }
 
@@ -547,4 +555,85 @@ fn sighup_reloads_the_certificate_of_the_binary() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `--peer tls://`: B dials A's tls:// ENRP endpoint, which requires client
+/// certificates, showing its own certificate and checking A's against the CA; a PE
+/// registered at B is then resolved at A.
+#[test]
+fn a_registrar_dials_a_peer_over_tls_and_they_share_pes() {
+    let pki = Pki::new("scope CA");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let runtime_config = |registrar| RuntimeConfig {
+        shards: 2,
+        pin_cores: false,
+        io_mode: IoMode::default(),
+        asap: vec![Endpoint::Tls(any)],
+        registrar,
+        seed: 7,
+        announce_group: None,
+    };
+    let dir_a = scratch("peer-a");
+    let files_a = write_files(
+        &dir_a,
+        &pki,
+        &pki.server("registrar-a"),
+        ClientAuth::Required,
+    );
+    let (config_a, _) = enrp_registrar(0x10, Kind::Tcp, Vec::new());
+    let a = runtime::start_with_tls(
+        runtime_config(config_a),
+        EnrpEndpoints {
+            listen: vec![Endpoint::Tls(any)],
+            announce_group: None,
+        },
+        Some(files_a),
+    )
+    .expect("A starts");
+    let a_enrp = a.enrp_endpoints()[0].addr();
+
+    let dir_b = scratch("peer-b");
+    let mut files_b = write_files(&dir_b, &pki, &pki.server("registrar-b"), ClientAuth::Off);
+    files_b.client_ca = Some(dir_b.join("ca.pem"));
+    files_b.peers = vec![a_enrp];
+    let peer_a = PeerAddress {
+        transport: Transport::Tcp,
+        addr: a_enrp,
+    };
+    let (config_b, enrp_b) = enrp_registrar(0x20, Kind::Tcp, vec![peer_a]);
+    let b =
+        runtime::start_with_tls(runtime_config(config_b), enrp_b, Some(files_b)).expect("B starts");
+
+    let mut pe = Client::connect(b.tls_addr().unwrap(), pki.ca_der(), None);
+    assert_accepted(&pe.register("scope", 5).unwrap(), 5);
+    let mut pu = Client::connect(a.tls_addr().unwrap(), pki.ca_der(), Some(&pki.client("pu")));
+    let end = Instant::now() + GUARD;
+    loop {
+        let answer = pu
+            .ask(&AsapMessage::HandleResolution {
+                subscribe: false,
+                handle: "scope".into(),
+                items: Some(4),
+            })
+            .unwrap();
+        if let AsapMessage::HandleResolutionResponse {
+            elements,
+            error: None,
+            ..
+        } = &answer
+            && elements.iter().any(|e| e.id.0 == 5)
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "A never resolved B's PE: {answer:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A saw two certified clients: B (its ENRP connection) and the PU.
+    let f = a.tls_figures().unwrap();
+    assert_eq!(f.client_certificates, 2, "{f:?}");
+    drop((pe, pu));
+    b.shutdown().unwrap();
+    a.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(dir_a);
+    let _ = std::fs::remove_dir_all(dir_b);
 }

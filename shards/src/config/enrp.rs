@@ -35,18 +35,17 @@ pub fn parse_enrp_endpoint(uri: &str) -> Result<Endpoint, ConfigError> {
     parse_uri("ENRP endpoint", uri, None)
 }
 
-/// Parses a peer: `tcp://ADDR:PORT`, `sctp://ADDR:PORT`, or `ADDR:PORT` for SCTP (as
-/// RSPLIB's `-peer`).
+/// Parses a peer: `tcp://ADDR:PORT`, `tls://ADDR:PORT` (TCP to the core, dialled over
+/// TLS by the runtime), `sctp://ADDR:PORT`, or `ADDR:PORT` for SCTP (as RSPLIB's
+/// `-peer`).
 pub fn parse_peer(uri: &str) -> Result<PeerAddress, ConfigError> {
     let bad = |why: &str| ConfigError::Invalid(format!("invalid peer {uri:?}: {why}"));
     let (transport, addr) = match parse_uri("peer", uri, Some(Endpoint::Sctp))? {
         Endpoint::Sctp(a) => (Transport::Sctp, a),
         Endpoint::Tcp(a) => (Transport::Tcp, a),
-        Endpoint::Tls(_) => {
-            return Err(bad(
-                "this registrar does not dial peers over TLS yet (peers may connect to a tls:// ENRP endpoint)",
-            ));
-        }
+        // Dialled over TLS by the runtime ([`crate::tls::TlsConfig::peers`]); TCP
+        // to the core.
+        Endpoint::Tls(a) => (Transport::Tcp, a),
     };
     if addr.port() == 0 {
         return Err(bad("port 0"));

@@ -119,7 +119,8 @@ pub struct Cli {
     #[arg(long = "enrp", value_name = "URI", help_heading = HELP_ENRP)]
     pub enrp: Vec<String>,
     /// A peer registrar to contact at start and keep in touch with: sctp://ADDR:PORT,
-    /// tcp://ADDR:PORT, or ADDR:PORT for SCTP as RSPLIB's -peer (repeatable). Needs
+    /// tcp://ADDR:PORT, tls://ADDR:PORT (its certificate checked against
+    /// --tls-client-ca, ours shown), or ADDR:PORT for SCTP as RSPLIB's -peer (repeatable). Needs
     /// --enrp. Default: none (peers that contact us, or are heard on the
     /// --enrp-announce-group, are learned anyway).
     #[arg(long = "peer", value_name = "URI", help_heading = HELP_ENRP)]
@@ -474,7 +475,12 @@ pub fn settings(
     let announce_interval = ms("announce interval", a.announce_interval_ms.unwrap_or(1000))?;
 
     let (enrp_endpoints, enrp) = enrp::settings(cli, &file.enrp)?;
-    let tls = tls::settings(cli, &file.tls, &asap, &enrp_endpoints.listen)?;
+    let peers = if cli.peers.is_empty() {
+        file.enrp.peers.clone().unwrap_or_default()
+    } else {
+        cli.peers.clone()
+    };
+    let tls = tls::settings(cli, &file.tls, &asap, &enrp_endpoints.listen, &peers)?;
 
     let registrar = registrar::Config {
         id: RegistrarId(id),

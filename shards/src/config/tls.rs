@@ -26,6 +26,7 @@ pub(super) fn settings(
     t: &TlsSection,
     asap: &[Endpoint],
     enrp: &[Endpoint],
+    peers: &[String],
 ) -> Result<Option<crate::tls::TlsConfig>, ConfigError> {
     let invalid = |m: String| Err(ConfigError::Invalid(m));
     let cert = cli.tls_cert.clone().or_else(|| t.cert.clone());
@@ -47,20 +48,34 @@ pub(super) fn settings(
             "TLS client certificates are asked for (tls.client_auth) but no CA bundle is given (--tls-client-ca, tls.client_ca)".into(),
         );
     }
+    // Peers to dial over TLS; their URIs were checked with the other peers.
+    let tls_peers: Vec<Endpoint> = peers
+        .iter()
+        .filter(|p| p.starts_with("tls://"))
+        .map(|p| super::parse_uri("peer", p, None))
+        .collect::<Result<_, _>>()?;
+    if !tls_peers.is_empty() && client_ca.is_none() {
+        return invalid(format!(
+            "peer {} is dialled over TLS: a CA bundle to check its certificate is needed (--tls-client-ca, tls.client_ca)",
+            tls_peers[0]
+        ));
+    }
     let wanted = asap
         .iter()
         .chain(enrp)
+        .chain(&tls_peers)
         .find(|e| matches!(e, Endpoint::Tls(_)));
     match (cert, key, wanted) {
         (Some(cert), Some(key), _) => {
             if wanted.is_none() {
-                tracing::warn!("TLS credentials are configured but no endpoint is tls://");
+                tracing::warn!("TLS credentials are configured but no endpoint or peer is tls://");
             }
             Ok(Some(TlsConfig {
                 cert,
                 key,
                 client_ca,
                 client_auth,
+                peers: tls_peers.iter().map(Endpoint::addr).collect(),
             }))
         }
         (None, None, None) => Ok(None),
@@ -123,6 +138,18 @@ mod tests {
     }
 
     #[test]
+    fn peers_dialled_over_tls_are_listed_for_the_runtime() {
+        let tls = settings_of(
+            &[],
+            "[enrp]\nlisten = [\"tcp://127.0.0.1:9902\"]\npeers = [\"tls://192.0.2.1:9901\", \"tcp://192.0.2.2:9901\"]\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\nclient_auth = \"off\"\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(tls.peers, vec!["192.0.2.1:9901".parse().unwrap()]);
+        assert_eq!(tls.client_auth, ClientAuth::Off);
+    }
+
+    #[test]
     fn inconsistent_tls_settings_are_refused_with_the_key_named() {
         let err = |args: &[&str], text: &str| settings_of(args, text).unwrap_err().to_string();
         let e = err(&["--asap", "tls://127.0.0.1:3864"], "");
@@ -158,7 +185,25 @@ mod tests {
             ],
             "",
         );
-        assert!(e.contains("TLS"), "{e}");
+        assert!(
+            e.contains("tls://127.0.0.1:9901") && e.contains("--tls-client-ca"),
+            "{e}"
+        );
+        let e = err(
+            &[
+                "--enrp",
+                "tcp://127.0.0.1:9902",
+                "--peer",
+                "tls://127.0.0.1:9901",
+                "--tls-client-ca",
+                "ca.pem",
+            ],
+            "",
+        );
+        assert!(
+            e.contains("tls://127.0.0.1:9901") && e.contains("--tls-key"),
+            "{e}"
+        );
         let e = err(&[], "[tls]\ncertificate = \"c.pem\"\n");
         assert!(e.contains("certificate"), "{e}");
     }

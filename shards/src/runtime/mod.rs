@@ -215,6 +215,9 @@ pub fn start_with_tls(
     }
     let tls = tls.map(TlsServer::load).transpose()?.map(Arc::new);
     let mut sockets: Vec<Sockets> = (0..n).map(|_| Sockets::default()).collect();
+    for s in &mut sockets {
+        s.tls_dial = tls.clone();
+    }
     let mut sctp_missing = false;
     let endpoints = bind(
         &config.asap,

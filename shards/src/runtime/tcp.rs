@@ -107,6 +107,8 @@ pub(super) struct Tcp {
     draining: VecDeque<(Instant, ConnId)>,
     /// Connections forgotten, for [`Tcp::take_released`].
     released: Vec<(ConnId, Option<u32>)>,
+    /// Credentials for the peers dialled over TLS ([`tls`]).
+    dial_tls: Option<Arc<TlsServer>>,
 }
 
 impl Tcp {
@@ -127,6 +129,7 @@ impl Tcp {
             dirty: Vec::new(),
             draining: VecDeque::new(),
             released: Vec::new(),
+            dial_tls: None,
         }
     }
 
@@ -331,6 +334,7 @@ impl Tcp {
         tracing::debug!(conn = id.0, peer = %pending.peer, ?protocol, "TCP connected");
         let waiting = ctx.dials.up(id);
         self.add(ctx, id, pending.stream, pending.peer, protocol, None);
+        self.start_tls_client(ctx, id, pending.peer);
         for w in waiting {
             self.queue(ctx, id, &w.payload);
         }

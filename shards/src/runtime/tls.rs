@@ -25,7 +25,7 @@ use crate::tls::TlsServer;
 /// One connection's TLS state.
 #[derive(Debug)]
 pub(super) struct Session {
-    tls: rustls::ServerConnection,
+    tls: rustls::Connection,
     server: Arc<TlsServer>,
     /// Decrypted bytes not yet a whole message.
     plain: Vec<u8>,
@@ -39,7 +39,7 @@ impl Session {
     /// A server session with the credentials in force now (later reloads do not
     /// change it).
     pub(super) fn new(server: &Arc<TlsServer>, info: ConnInfo) -> Result<Box<Self>, rustls::Error> {
-        let mut tls = rustls::ServerConnection::new(server.config())?;
+        let mut tls = rustls::Connection::from(rustls::ServerConnection::new(server.config())?);
         // What the registrar queues is bounded by the connection's own unsent cap.
         tls.set_buffer_limit(Some(super::MAX_UNSENT));
         Ok(Box::new(Self {
@@ -47,6 +47,26 @@ impl Session {
             server: server.clone(),
             plain: Vec::new(),
             info: Some(info),
+            failed: false,
+        }))
+    }
+
+    /// A client session to a peer registrar dialled over TLS (`config`), whose
+    /// certificate must name `peer`'s address. The registrar knows the connection
+    /// already (it asked for it); what it queues is sent once the handshake is done.
+    fn client(
+        server: &Arc<TlsServer>,
+        config: Arc<rustls::ClientConfig>,
+        peer: std::net::SocketAddr,
+    ) -> Result<Box<Self>, rustls::Error> {
+        let name = rustls::pki_types::ServerName::IpAddress(peer.ip().into());
+        let mut tls = rustls::Connection::from(rustls::ClientConnection::new(config, name)?);
+        tls.set_buffer_limit(Some(super::MAX_UNSENT));
+        Ok(Box::new(Self {
+            tls,
+            server: server.clone(),
+            plain: Vec::new(),
+            info: None,
             failed: false,
         }))
     }
@@ -108,7 +128,7 @@ impl Session {
 
     /// Counts a handshake that did not finish, once.
     fn count_failure(&mut self) {
-        if !self.is_up() && !self.failed {
+        if self.tls.is_handshaking() && !self.failed {
             self.failed = true;
             self.server.handshake_failed();
         }
@@ -129,11 +149,14 @@ pub(super) fn told_up(conn: &mut Conn) -> bool {
 }
 
 impl Tcp {
-    /// Adds listeners whose connections speak TLS with `server`'s credentials.
+    /// Adds listeners whose connections speak TLS with `server`'s credentials, and the
+    /// credentials for peers dialled over TLS.
     pub(in crate::runtime) fn listen_tls(
         &mut self,
         listeners: Vec<(TcpListener, Protocol, Arc<TlsServer>)>,
+        dial: Option<Arc<TlsServer>>,
     ) {
+        self.dial_tls = dial;
         self.listeners.extend(
             listeners
                 .into_iter()
@@ -145,6 +168,37 @@ impl Tcp {
                     tls: Some(server),
                 }),
         );
+    }
+
+    /// An outbound connection is up: if its peer is dialled over TLS, the handshake
+    /// starts (its ClientHello queued); a session that cannot start closes it.
+    pub(super) fn start_tls_client(
+        &mut self,
+        ctx: &mut Ctx,
+        id: ConnId,
+        peer: std::net::SocketAddr,
+    ) {
+        let Some(server) = &self.dial_tls else { return };
+        let Some(config) = server.client_for(peer) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        match Session::client(server, config, peer) {
+            Ok(mut session) => {
+                session.write(&mut conn.tx_pending);
+                conn.tls = Some(session);
+                if !conn.dirty {
+                    conn.dirty = true;
+                    self.dirty.push(id);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(conn = id.0, %peer, error = %e, "cannot start TLS to a peer");
+                self.close(ctx, id, "TLS not started");
+            }
+        }
     }
 
     /// One completion of a TLS connection's multishot recv (the counterpart of

@@ -49,6 +49,7 @@ fn credentials(
         key: file("key.pem", server_key.serialize_pem()),
         client_ca: Some(file("ca.pem", ca.pem())),
         client_auth: auth,
+        peers: Vec::new(),
     };
     let loaded = Arc::new(TlsServer::load(files).unwrap());
     let _ = std::fs::remove_dir_all(dir);
