@@ -67,12 +67,14 @@ pub enum TlsError {
 /// Handshake and reload counts since start ([`TlsServer::figures`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TlsFigures {
-    /// Handshakes completed.
+    /// Handshakes completed: with clients on `tls://` endpoints, and with peers
+    /// dialled over TLS.
     pub handshakes: u64,
     /// Of those, the ones where the client showed a verified certificate.
     pub client_certificates: u64,
-    /// Handshakes that failed (bad or missing client certificate, not TLS at all,
-    /// protocol error, peer gone mid-handshake).
+    /// Handshakes that failed, either way (bad or missing client certificate, a
+    /// peer's certificate the CA did not sign, not TLS at all, protocol error, peer
+    /// gone mid-handshake).
     pub handshake_failures: u64,
     /// Reloads that took effect.
     pub reloads: u64,

@@ -31,6 +31,8 @@ pub(super) struct Session {
     plain: Vec<u8>,
     /// What the registrar is told once the handshake is done; `None` after that.
     info: Option<ConnInfo>,
+    /// The handshake finished (and was counted).
+    done: bool,
     /// The handshake failure was counted already.
     failed: bool,
 }
@@ -47,6 +49,7 @@ impl Session {
             server: server.clone(),
             plain: Vec::new(),
             info: Some(info),
+            done: false,
             failed: false,
         }))
     }
@@ -67,6 +70,7 @@ impl Session {
             server: server.clone(),
             plain: Vec::new(),
             info: None,
+            done: false,
             failed: false,
         }))
     }
@@ -128,7 +132,7 @@ impl Session {
 
     /// Counts a handshake that did not finish, once.
     fn count_failure(&mut self) {
-        if self.tls.is_handshaking() && !self.failed {
+        if !self.done && !self.failed {
             self.failed = true;
             self.server.handshake_failed();
         }
@@ -299,15 +303,18 @@ impl Tcp {
                 return false;
             }
         };
-        if !session.is_up()
-            && !session.tls.is_handshaking()
-            && let Some(mut info) = session.info.take()
-        {
+        if !session.done && !session.tls.is_handshaking() {
+            session.done = true;
             let cert = session.tls.peer_certificates().and_then(|c| c.first());
-            info.identity = cert.and_then(crate::tls::identity);
-            session.server.handshake_done(cert.is_some());
-            tracing::debug!(conn = id.0, identity = ?info.identity, version = ?session.tls.protocol_version(), "TLS handshake done");
-            ctx.conn_up(id, info);
+            // A client certificate only where we are the server.
+            let inbound = session.info.is_some();
+            session.server.handshake_done(inbound && cert.is_some());
+            tracing::debug!(conn = id.0, inbound, version = ?session.tls.protocol_version(), "TLS handshake done");
+            if let Some(mut info) = session.info.take() {
+                info.identity = cert.and_then(crate::tls::identity);
+                tracing::debug!(conn = id.0, identity = ?info.identity, "TLS client");
+                ctx.conn_up(id, info);
+            }
         }
         if session.is_up() && !session.plain.is_empty() {
             let protocol = conn.protocol;

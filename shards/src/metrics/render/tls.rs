@@ -14,7 +14,7 @@ pub fn render(out: &mut String, f: TlsFigures) {
         out,
         name,
         "counter",
-        "TLS handshakes on tls:// endpoints by result: ok, or failed (no or a bad client certificate where one is required, not TLS at all, a protocol error, the peer gone mid-handshake).",
+        "TLS handshakes, with clients on tls:// endpoints and with peers dialled over TLS, by result: ok, or failed (no or a bad client certificate where one is required, a peer certificate the CA did not sign, not TLS at all, a protocol error, the peer gone mid-handshake).",
     );
     sample(out, name, "result=\"ok\"", f.handshakes);
     sample(out, name, "result=\"failed\"", f.handshake_failures);
