@@ -8,8 +8,11 @@
 //!
 //! The registrar hears of a TLS connection only once its handshake is done, so that
 //! [`ConnInfo::identity`] can carry the client certificate's identity; a connection
-//! whose handshake fails is never shown to it. Plain connections pay one branch on
-//! `Conn::tls` being `None`.
+//! whose handshake fails is never shown to it. A connection this registrar opens to a
+//! peer configured as `tls://` gets a client session instead; the registrar asked for
+//! that one, so it knows it from the start, and what it queues waits inside rustls
+//! until the handshake is done. Plain connections pay one branch on `Conn::tls` being
+//! `None`.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
