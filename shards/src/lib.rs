@@ -12,6 +12,7 @@ pub mod dump;
 pub mod metrics;
 pub mod net;
 pub mod runtime;
+pub mod tls;
 
 use std::net::SocketAddr;
 
@@ -22,12 +23,14 @@ pub enum Endpoint {
     Tcp(SocketAddr),
     /// Over kernel SCTP (one-to-many socket; ASAP is PPID 11, ENRP PPID 12).
     Sctp(SocketAddr),
+    /// Over TLS over TCP (rustls), framed as over TCP inside it ([`tls`]).
+    Tls(SocketAddr),
 }
 
 impl Endpoint {
     pub fn addr(&self) -> SocketAddr {
         match *self {
-            Self::Tcp(a) | Self::Sctp(a) => a,
+            Self::Tcp(a) | Self::Sctp(a) | Self::Tls(a) => a,
         }
     }
 }
@@ -37,6 +40,7 @@ impl std::fmt::Display for Endpoint {
         match self {
             Self::Tcp(a) => write!(f, "tcp://{a}"),
             Self::Sctp(a) => write!(f, "sctp://{a}"),
+            Self::Tls(a) => write!(f, "tls://{a}"),
         }
     }
 }

@@ -47,7 +47,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .init();
 
     net::signals::block_termination()?;
-    let handle = runtime::start_with(s.runtime.clone(), s.enrp.clone())?;
+    let handle = runtime::start_with_tls(s.runtime.clone(), s.enrp.clone(), s.tls.clone())?;
     let metrics = s
         .metrics
         .map(|addr| {
@@ -78,7 +78,16 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         metrics = ?metrics.as_ref().map(|m| m.addr()),
         "registrar started"
     );
-    let sig = net::signals::wait()?;
+    let sig = loop {
+        match net::signals::wait()? {
+            // Reload the TLS credentials; an error is logged and the old ones stay.
+            libc::SIGHUP => match handle.reload_tls() {
+                Some(_) => {}
+                None => info!("SIGHUP: no TLS credentials to reload"),
+            },
+            sig => break sig,
+        }
+    };
     info!(signal = sig, "shutting down");
     if let Err(e) = handle.shutdown() {
         error!(error = %e, "shutdown");

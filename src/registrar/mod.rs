@@ -214,6 +214,10 @@ pub struct ConnInfo {
     /// TCP: the local address) and port; ENRP advertises them in Server Information.
     pub local_addrs: Vec<IpAddr>,
     pub local_port: u16,
+    /// The identity the peer proved: on a TLS connection with a verified client
+    /// certificate, the certificate's subject common name, else its first DNS name.
+    /// `None` without TLS or without a client certificate.
+    pub identity: Option<String>,
 }
 
 impl ConnInfo {
@@ -231,6 +235,7 @@ impl ConnInfo {
             peer_port,
             local_addrs: Vec::new(),
             local_port: 0,
+            identity: None,
         }
     }
 }

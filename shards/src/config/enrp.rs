@@ -35,14 +35,18 @@ pub fn parse_enrp_endpoint(uri: &str) -> Result<Endpoint, ConfigError> {
     parse_uri("ENRP endpoint", uri, None)
 }
 
-/// Parses a peer: `tcp://ADDR:PORT`, `sctp://ADDR:PORT`, or `ADDR:PORT` for SCTP (as
-/// RSPLIB's `-peer`).
+/// Parses a peer: `tcp://ADDR:PORT`, `tls://ADDR:PORT` (TCP to the core, dialled over
+/// TLS by the runtime), `sctp://ADDR:PORT`, or `ADDR:PORT` for SCTP (as RSPLIB's
+/// `-peer`).
 pub fn parse_peer(uri: &str) -> Result<PeerAddress, ConfigError> {
+    let bad = |why: &str| ConfigError::Invalid(format!("invalid peer {uri:?}: {why}"));
     let (transport, addr) = match parse_uri("peer", uri, Some(Endpoint::Sctp))? {
         Endpoint::Sctp(a) => (Transport::Sctp, a),
         Endpoint::Tcp(a) => (Transport::Tcp, a),
+        // Dialled over TLS by the runtime ([`crate::tls::TlsConfig::peers`]); TCP
+        // to the core.
+        Endpoint::Tls(a) => (Transport::Tcp, a),
     };
-    let bad = |why: &str| ConfigError::Invalid(format!("invalid peer {uri:?}: {why}"));
     if addr.port() == 0 {
         return Err(bad("port 0"));
     }
@@ -56,6 +60,11 @@ pub fn parse_peer(uri: &str) -> Result<PeerAddress, ConfigError> {
 /// `sctp://ADDR:PORT`, or `ADDR:PORT` for SCTP (as RSPLIB's `hsdump`).
 pub fn parse_dump_target(uri: &str) -> Result<Endpoint, ConfigError> {
     let ep = parse_uri("registrar ENRP endpoint", uri, Some(Endpoint::Sctp))?;
+    if matches!(ep, Endpoint::Tls(_)) {
+        return Err(ConfigError::Invalid(format!(
+            "invalid registrar ENRP endpoint {uri:?}: dump does not speak TLS"
+        )));
+    }
     let addr = ep.addr();
     if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
         return Err(ConfigError::Invalid(format!(
@@ -182,7 +191,7 @@ pub(super) fn settings(
         let ours = listen.iter().any(|ep| {
             let (transport, addr) = match *ep {
                 Endpoint::Sctp(a) => (Transport::Sctp, a),
-                Endpoint::Tcp(a) => (Transport::Tcp, a),
+                Endpoint::Tcp(a) | Endpoint::Tls(a) => (Transport::Tcp, a),
             };
             // A wildcard endpoint is reached on loopback too.
             transport == p.transport

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod enrp;
+mod tls;
 
 use clap::Parser;
 use rserpool::RegistrarId;
@@ -16,11 +17,14 @@ use rserpool::wire::{self, LifeUnit};
 use serde::Deserialize;
 
 pub use enrp::{EnrpSection, parse_dump_target, parse_enrp_endpoint, parse_peer};
+pub use tls::TlsSection;
 
 use crate::{Endpoint, EnrpEndpoints, RuntimeConfig};
 
 /// The `--help` section of the ENRP flags.
 const HELP_ENRP: &str = "ENRP (peer registrars)";
+/// The `--help` section of the TLS flags.
+const HELP_TLS: &str = "TLS (tls:// endpoints)";
 
 /// The registrar's command line.
 // The field docs are `--help` text, where `[ADDR]:PORT` is address syntax, not a link.
@@ -38,7 +42,8 @@ shard per core, alone. With --enrp it also serves ENRP, keeping one handlespace 
 peer registrars of its operational scope (given with --peer, or heard on the \
 --enrp-announce-group). Flags override the file given with --config (see \
 deploy/registrar.toml for every option and its default); RSPLIB's equivalent option is \
-named where there is one. SIGTERM or SIGINT shuts down cleanly.\n\n\
+named where there is one. SIGTERM or SIGINT shuts down cleanly; SIGHUP rereads the \
+TLS certificate, key and CA files.\n\n\
 `rserpool-registrar dump URI` prints the handlespace of any registrar (ours or RSPLIB's) \
 taken over ENRP from its ENRP endpoint, as RSPLIB's hsdump does: see `dump --help`.",
     args_conflicts_with_subcommands = true
@@ -50,8 +55,9 @@ pub struct Cli {
     /// TOML configuration file; flags given as well override its values.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Where to serve ASAP: tcp://ADDR:PORT or sctp://ADDR:PORT (repeatable; IPv6 as
-    /// [ADDR]:PORT). Default: sctp://0.0.0.0:3863 and tcp://0.0.0.0:3863.
+    /// Where to serve ASAP: tcp://ADDR:PORT, tls://ADDR:PORT (TCP inside TLS; needs
+    /// --tls-cert and --tls-key) or sctp://ADDR:PORT (repeatable; IPv6 as [ADDR]:PORT).
+    /// Default: sctp://0.0.0.0:3863 and tcp://0.0.0.0:3863.
     #[arg(long = "asap", value_name = "URI")]
     pub asap: Vec<String>,
     /// Number of shards (threads, one per core). Default: the number of cores.
@@ -106,14 +112,15 @@ pub struct Cli {
     /// for dedicated appliances. Default: sleep in the kernel when idle.
     #[arg(long)]
     pub busy_poll: bool,
-    /// Serve ENRP (RFC 5353) to peer registrars here: sctp://ADDR:PORT or tcp://ADDR:PORT
-    /// (repeatable; IPv6 as [ADDR]:PORT; RSPLIB: -enrp). SCTP is the RFC transport
+    /// Serve ENRP (RFC 5353) to peer registrars here: sctp://ADDR:PORT, tcp://ADDR:PORT
+    /// or tls://ADDR:PORT (repeatable; IPv6 as [ADDR]:PORT; RSPLIB: -enrp). SCTP is the RFC transport
     /// (PPID 12, IANA port 9901); TCP frames each message by its length, as ASAP. Shard
     /// 0 serves ENRP. Default: none, and ENRP is off: the registrar is alone.
     #[arg(long = "enrp", value_name = "URI", help_heading = HELP_ENRP)]
     pub enrp: Vec<String>,
     /// A peer registrar to contact at start and keep in touch with: sctp://ADDR:PORT,
-    /// tcp://ADDR:PORT, or ADDR:PORT for SCTP as RSPLIB's -peer (repeatable). Needs
+    /// tcp://ADDR:PORT, tls://ADDR:PORT (its certificate checked against
+    /// --tls-client-ca, ours shown), or ADDR:PORT for SCTP as RSPLIB's -peer (repeatable). Needs
     /// --enrp. Default: none (peers that contact us, or are heard on the
     /// --enrp-announce-group, are learned anyway).
     #[arg(long = "peer", value_name = "URI", help_heading = HELP_ENRP)]
@@ -163,6 +170,22 @@ pub struct Cli {
     /// registration creating another is refused with cause 0x0006. Default 1000.
     #[arg(long, value_name = "N")]
     pub max_pools_per_association: Option<usize>,
+    /// The certificate chain (PEM, leaf first) served on tls:// endpoints; reread on
+    /// SIGHUP. Default: none (tls:// endpoints are refused).
+    #[arg(long, value_name = "FILE", help_heading = HELP_TLS)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert; reread on SIGHUP.
+    #[arg(long, value_name = "FILE", help_heading = HELP_TLS)]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that sign the client certificates of PEs, PUs and peer
+    /// registrars; reread on SIGHUP. Default: none.
+    #[arg(long, value_name = "FILE", help_heading = HELP_TLS)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Client certificates on tls:// endpoints: off, optional (a client without one is
+    /// let in without an identity; a bad one is refused) or required. Default: required
+    /// when --tls-client-ca is given, else off.
+    #[arg(long, value_name = "MODE", help_heading = HELP_TLS)]
+    pub tls_client_auth: Option<String>,
 }
 
 /// The registrar binary's subcommands; without one it runs the registrar.
@@ -208,6 +231,8 @@ pub struct FileConfig {
     pub metrics: MetricsSection,
     #[serde(default)]
     pub enrp: EnrpSection,
+    #[serde(default)]
+    pub tls: TlsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -267,6 +292,8 @@ pub struct Settings {
     pub enrp: EnrpEndpoints,
     pub metrics: Option<SocketAddr>,
     pub log_level: String,
+    /// The credentials of the tls:// endpoints (`None`: there are none).
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl FileConfig {
@@ -305,12 +332,13 @@ fn parse_uri(
             ""
         };
         ConfigError::Invalid(format!(
-            "invalid {what} {uri:?}: {why} (expected tcp://ADDR:PORT or sctp://ADDR:PORT{plain}, IPv6 as [ADDR]:PORT)"
+            "invalid {what} {uri:?}: {why} (expected tcp://ADDR:PORT, tls://ADDR:PORT or sctp://ADDR:PORT{plain}, IPv6 as [ADDR]:PORT)"
         ))
     };
     let (make, rest): (fn(SocketAddr) -> Endpoint, &str) = match uri.split_once("://") {
         Some(("tcp", rest)) => (Endpoint::Tcp, rest),
         Some(("sctp", rest)) => (Endpoint::Sctp, rest),
+        Some(("tls", rest)) => (Endpoint::Tls, rest),
         Some(_) => return Err(bad("unknown scheme")),
         None => match plain {
             Some(make) => (make, uri),
@@ -512,6 +540,12 @@ pub fn settings(
             wire::MAX_MESSAGE_LEN
         ));
     }
+    let peers = if cli.peers.is_empty() {
+        file.enrp.peers.clone().unwrap_or_default()
+    } else {
+        cli.peers.clone()
+    };
+    let tls = tls::settings(cli, &file.tls, &asap, &enrp_endpoints.listen, &peers)?;
 
     let registrar = registrar::Config {
         id: RegistrarId(id),
@@ -556,6 +590,7 @@ pub fn settings(
             .clone()
             .or_else(|| r.log_level.clone())
             .unwrap_or_else(|| "info".into()),
+        tls,
     })
 }
 

@@ -39,6 +39,8 @@ impl Conn {
                 }
             }
             Endpoint::Sctp(a) => Self::Sctp(sctp::Client::connect_timeout(a, timeout)?),
+            // Refused when the target is parsed.
+            Endpoint::Tls(_) => return Err(io::Error::other("dump does not speak TLS")),
         })
     }
 

@@ -101,7 +101,10 @@ fn answer(mut stream: TcpStream, source: &MetricsSource) -> io::Result<()> {
     let (status, body, head_only) = match parse(&head) {
         Request::Metrics { head_only } => {
             let snapshots = source.collect(SCRAPE_TIMEOUT);
-            let body = render::render(&snapshots, SCRAPE_TIMEOUT);
+            let mut body = render::render(&snapshots, SCRAPE_TIMEOUT);
+            if let Some(tls) = source.tls_figures() {
+                render::render_tls(&mut body, tls);
+            }
             ("200 OK", body, head_only)
         }
         Request::NotFound { head_only } => (

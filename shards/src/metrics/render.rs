@@ -10,6 +10,9 @@
 mod answers;
 mod enrp;
 mod identity;
+mod tls;
+
+pub use tls::render as render_tls;
 
 use std::fmt::{Display, Write as _};
 use std::time::Duration;

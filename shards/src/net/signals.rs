@@ -1,8 +1,8 @@
-//! Waiting for SIGTERM or SIGINT on the main thread.
+//! Waiting for SIGTERM, SIGINT or SIGHUP on the main thread.
 
 use std::io;
 
-/// Blocks SIGTERM and SIGINT in the calling thread; threads spawned afterwards inherit
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread; threads spawned afterwards inherit
 /// the mask, so the signals stay pending for [`wait`]. Call before starting the shards.
 pub fn block_termination() -> io::Result<()> {
     // SAFETY: sigset_t is plain data initialised by sigemptyset before use; the
@@ -12,6 +12,7 @@ pub fn block_termination() -> io::Result<()> {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
@@ -20,7 +21,7 @@ pub fn block_termination() -> io::Result<()> {
     Ok(())
 }
 
-/// Waits until SIGTERM or SIGINT arrives; returns its number.
+/// Waits until SIGTERM, SIGINT or SIGHUP arrives; returns its number.
 pub fn wait() -> io::Result<i32> {
     // SAFETY: as above; sigwait writes the signal number into a local.
     unsafe {
@@ -28,6 +29,7 @@ pub fn wait() -> io::Result<i32> {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         let mut sig = 0;
         let rc = libc::sigwait(&set, &mut sig);
         if rc != 0 {

@@ -50,6 +50,7 @@ use rserpool::enrp::PeerAddress;
 use rserpool::registrar::{Protocol, Registrar, Router, ShardId, Transport};
 
 use crate::net;
+use crate::tls::TlsServer;
 use crate::{Endpoint, EnrpEndpoints, RuntimeConfig};
 use mesh::Signal;
 use shard::{Shard, Sockets};
@@ -66,6 +67,8 @@ pub enum StartError {
     #[error("cannot serve ENRP on {0}: {1}")]
     ListenEnrp(Endpoint, std::io::Error),
     #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
     Other(String),
 }
 
@@ -78,6 +81,8 @@ pub struct Handle {
     signals: Arc<[Signal]>,
     metrics: MetricsSource,
     threads: Vec<JoinHandle<()>>,
+    /// The credentials of the `tls://` endpoints, if any.
+    tls: Option<Arc<TlsServer>>,
 }
 
 impl Handle {
@@ -97,15 +102,35 @@ impl Handle {
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.endpoints.iter().find_map(|e| match e {
             Endpoint::Tcp(a) => Some(*a),
-            Endpoint::Sctp(_) => None,
+            Endpoint::Sctp(_) | Endpoint::Tls(_) => None,
         })
+    }
+
+    /// The first bound `tls://` endpoint's address (for tests and tools).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.endpoints.iter().find_map(|e| match e {
+            Endpoint::Tls(a) => Some(*a),
+            Endpoint::Sctp(_) | Endpoint::Tcp(_) => None,
+        })
+    }
+
+    /// Rereads the TLS credentials (what SIGHUP does): new handshakes use them,
+    /// connections already up keep theirs; on an error (logged) the old ones stay.
+    /// `None` without TLS.
+    pub fn reload_tls(&self) -> Option<Result<(), crate::tls::TlsError>> {
+        self.tls.as_ref().map(|t| t.reload())
+    }
+
+    /// The TLS handshake and reload counts, without TLS `None`.
+    pub fn tls_figures(&self) -> Option<crate::tls::TlsFigures> {
+        self.tls.as_ref().map(|t| t.figures())
     }
 
     /// The first bound SCTP endpoint's address (for tests and tools).
     pub fn sctp_addr(&self) -> Option<SocketAddr> {
         self.endpoints.iter().find_map(|e| match e {
             Endpoint::Sctp(a) => Some(*a),
-            Endpoint::Tcp(_) => None,
+            Endpoint::Tcp(_) | Endpoint::Tls(_) => None,
         })
     }
 
@@ -160,13 +185,25 @@ pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
     start_with(config, EnrpEndpoints::default())
 }
 
-/// Starts the shards; shard 0 also serves ENRP on `enrp`'s endpoints. The bound ENRP
+/// Starts the shards; shard 0 also serves ENRP on `enrp`'s endpoints (without TLS
+/// credentials: see [`start_with_tls`]).
+pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, StartError> {
+    start_with_tls(config, enrp, None)
+}
+
+/// Starts the shards; shard 0 also serves ENRP on `enrp`'s endpoints; `tls://`
+/// endpoints serve with the credentials of `tls`, loaded here (an error names the
+/// file). The bound ENRP
 /// endpoints are written into the registrar's ENRP settings
 /// ([`rserpool::enrp::Config::endpoints`], which default settings are made for when
 /// there are endpoints but no settings), `multicast` is set there when `enrp` has a
 /// group, and for a wildcard endpoint `host_addrs` (unless given) is filled from the
 /// interfaces.
-pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, StartError> {
+pub fn start_with_tls(
+    config: RuntimeConfig,
+    enrp: EnrpEndpoints,
+    tls: Option<crate::tls::TlsConfig>,
+) -> Result<Handle, StartError> {
     let n = usize::from(config.shards);
     if n == 0 {
         return Err(StartError::Other("at least one shard is needed".into()));
@@ -176,19 +213,25 @@ pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, 
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
+    let tls = tls.map(TlsServer::load).transpose()?.map(Arc::new);
     let mut sockets: Vec<Sockets> = (0..n).map(|_| Sockets::default()).collect();
+    for s in &mut sockets {
+        s.tls_dial = tls.clone();
+    }
     let mut sctp_missing = false;
     let endpoints = bind(
         &config.asap,
         Protocol::Asap,
         &mut sockets,
         &mut sctp_missing,
+        tls.as_ref(),
     )?;
     let enrp_endpoints = bind(
         &enrp.listen,
         Protocol::Enrp,
         &mut sockets[..1],
         &mut sctp_missing,
+        tls.as_ref(),
     )?;
     let mut registrar_config = config.registrar.clone();
     if !enrp.listen.is_empty() || enrp.announce_group.is_some() {
@@ -196,17 +239,19 @@ pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, 
             tracing::warn!("no ENRP endpoint could be bound; peers cannot reach this registrar");
         }
         let settings = registrar_config.enrp.get_or_insert_with(Default::default);
+        // A TLS endpoint is not advertised: peers would take it for plain TCP.
         settings.endpoints = enrp_endpoints
             .iter()
-            .map(|e| match *e {
-                Endpoint::Sctp(addr) => PeerAddress {
+            .filter_map(|e| match *e {
+                Endpoint::Sctp(addr) => Some(PeerAddress {
                     transport: Transport::Sctp,
                     addr,
-                },
-                Endpoint::Tcp(addr) => PeerAddress {
+                }),
+                Endpoint::Tcp(addr) => Some(PeerAddress {
                     transport: Transport::Tcp,
                     addr,
-                },
+                }),
+                Endpoint::Tls(_) => None,
             })
             .collect();
         settings.multicast = enrp.announce_group.is_some();
@@ -241,13 +286,9 @@ pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, 
             .iter()
             .find_map(|e| match e {
                 Endpoint::Sctp(a) => Some(a.port()),
-                Endpoint::Tcp(_) => None,
+                Endpoint::Tcp(_) | Endpoint::Tls(_) => None,
             })
-            .or_else(|| {
-                endpoints.first().map(|e| match e {
-                    Endpoint::Sctp(a) | Endpoint::Tcp(a) => a.port(),
-                })
-            })
+            .or_else(|| endpoints.first().map(|e| e.addr().port()))
             .unwrap_or(rserpool::wire::PORT_ASAP);
         let udp = net::udp::multicast_sender(group, from_port)
             .map_err(|e| StartError::Other(format!("cannot send announces to {group}: {e}")))?;
@@ -270,8 +311,9 @@ pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, 
         enrp_endpoints,
         stop: stop.clone(),
         signals: signals.clone(),
-        metrics: MetricsSource::new(scrape_tx.into(), signals.clone()),
+        metrics: MetricsSource::new(scrape_tx.into(), signals.clone()).with_tls(tls.clone()),
         threads: Vec::with_capacity(n),
+        tls,
     };
     for ((i, port), scrape) in mesh::build(signals.clone(), mesh::QUEUE_CAPACITY)
         .into_iter()
@@ -371,6 +413,7 @@ fn bind(
     protocol: Protocol,
     sockets: &mut [Sockets],
     sctp_missing: &mut bool,
+    tls: Option<&Arc<TlsServer>>,
 ) -> Result<Vec<Endpoint>, StartError> {
     let refused = |ep: &Endpoint, e| match protocol {
         Protocol::Asap => StartError::Listen(ep.clone(), e),
@@ -391,6 +434,22 @@ fn bind(
                     s.tcp.push((l, protocol));
                 }
                 bound.push(Endpoint::Tcp(addr));
+            }
+            Endpoint::Tls(addr) => {
+                // The configuration check makes sure credentials come with a tls:// endpoint.
+                let Some(tls) = tls else {
+                    return Err(StartError::Other(format!("{ep} needs TLS credentials")));
+                };
+                if addr.port() != 0 {
+                    net::socket::check_port_free(addr).map_err(|e| refused(ep, e))?;
+                }
+                let mut addr = addr;
+                for s in sockets.iter_mut() {
+                    let l = net::socket::tcp_listener(addr).map_err(|e| refused(ep, e))?;
+                    addr = l.local_addr().map_err(|e| refused(ep, e))?;
+                    s.tls.push((l, protocol, tls.clone()));
+                }
+                bound.push(Endpoint::Tls(addr));
             }
             Endpoint::Sctp(_) if *sctp_missing => {}
             Endpoint::Sctp(addr) => match bind_sctp(addr, protocol, sockets) {

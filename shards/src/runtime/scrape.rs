@@ -66,11 +66,29 @@ pub(super) fn queues(n: usize) -> (Vec<Sender<Request>>, Vec<Receiver<Request>>)
 pub struct MetricsSource {
     requests: Arc<[Sender<Request>]>,
     signals: Arc<[Signal]>,
+    /// The TLS credentials, whose handshake counts are process-wide.
+    tls: Option<Arc<crate::tls::TlsServer>>,
 }
 
 impl MetricsSource {
     pub(super) fn new(requests: Arc<[Sender<Request>]>, signals: Arc<[Signal]>) -> Self {
-        Self { requests, signals }
+        Self {
+            requests,
+            signals,
+            tls: None,
+        }
+    }
+
+    /// The same, also reporting `tls`'s handshake counts.
+    pub(super) fn with_tls(mut self, tls: Option<Arc<crate::tls::TlsServer>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The TLS handshake and reload counts (process-wide, not per shard); `None`
+    /// without TLS.
+    pub fn tls_figures(&self) -> Option<crate::tls::TlsFigures> {
+        self.tls.as_ref().map(|t| t.figures())
     }
 
     /// Number of shards.

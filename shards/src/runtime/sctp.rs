@@ -273,6 +273,7 @@ impl Sctp {
             protocol: s.protocol,
             local_addrs: locals.iter().map(|a| a.ip().to_canonical()).collect(),
             local_port: s.port,
+            identity: None,
             peer_addrs: peers.iter().map(|a| a.ip().to_canonical()).collect(),
             peer_port: peers.first().map_or(0, |a| a.port()),
         }

@@ -189,6 +189,10 @@ impl Ctx {
 #[derive(Debug, Default)]
 pub(super) struct Sockets {
     pub(super) tcp: Vec<(TcpListener, Protocol)>,
+    /// `tls://` listeners, with the credentials they serve.
+    pub(super) tls: Vec<(TcpListener, Protocol, Arc<crate::tls::TlsServer>)>,
+    /// Credentials for peers dialled over TLS.
+    pub(super) tls_dial: Option<Arc<crate::tls::TlsServer>>,
     pub(super) sctp: Vec<(OwnedFd, Protocol)>,
     /// Shard 0's multicast sockets.
     pub(super) udp: UdpSockets,
@@ -248,6 +252,7 @@ impl Shard {
             told: Vec::new(),
         };
         let mut tcp = Tcp::new(sockets.tcp);
+        tcp.listen_tls(sockets.tls, sockets.tls_dial);
         let mut sctp = Sctp::new(sockets.sctp);
         let mut udp = Udp::new(sockets.udp);
         ctx.ring.read(

@@ -14,6 +14,7 @@
 //! [`Transmit::Connect`]: rserpool::registrar::Transmit::Connect
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use super::conns::ConnTable;
 use std::io;
@@ -27,6 +28,11 @@ use super::framing::{self, Frame};
 use super::shard::{Ctx, Token};
 use crate::net::ring::{Completion, OpBuf};
 use crate::net::socket;
+use crate::tls::TlsServer;
+
+// A child of this module, so that its hooks reach the connection's fields.
+#[path = "tls.rs"]
+mod tls;
 
 /// Receive buffer a connection starts with; it grows only while a larger message is
 /// being assembled (up to [`framing::MAX_FRAME`]).
@@ -46,6 +52,8 @@ struct Listener {
     /// Accept is not armed until then (after a resource error).
     paused_until: Option<Instant>,
     armed: bool,
+    /// A `tls://` listener's credentials.
+    tls: Option<Arc<TlsServer>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +83,8 @@ struct Conn {
     ops: u8,
     state: State,
     dirty: bool,
+    /// On a `tls://` connection, its TLS state ([`tls`]).
+    tls: Option<Box<tls::Session>>,
 }
 
 /// An outbound connection whose connect is in flight.
@@ -97,6 +107,8 @@ pub(super) struct Tcp {
     draining: VecDeque<(Instant, ConnId)>,
     /// Connections forgotten, for [`Tcp::take_released`].
     released: Vec<(ConnId, Option<u32>)>,
+    /// Credentials for the peers dialled over TLS ([`tls`]).
+    dial_tls: Option<Arc<TlsServer>>,
 }
 
 impl Tcp {
@@ -109,6 +121,7 @@ impl Tcp {
                     protocol,
                     paused_until: None,
                     armed: false,
+                    tls: None,
                 })
                 .collect(),
             conns: ConnTable::default(),
@@ -116,6 +129,7 @@ impl Tcp {
             dirty: Vec::new(),
             draining: VecDeque::new(),
             released: Vec::new(),
+            dial_tls: None,
         }
     }
 
@@ -197,7 +211,8 @@ impl Tcp {
                 let protocol = self.listeners[i].protocol;
                 let id = ctx.conn_id();
                 tracing::debug!(conn = id.0, peer = %a.peer, ?protocol, "TCP connection accepted");
-                self.add(ctx, id, a.stream, a.peer, protocol);
+                let tls = self.listeners[i].tls.clone();
+                self.add(ctx, id, a.stream, a.peer, protocol, tls);
             }
             // The peer is already gone again.
             Err(e) => tracing::debug!(error = %e, "accepted connection unusable"),
@@ -211,8 +226,8 @@ impl Tcp {
         }
     }
 
-    /// A connection is up (accepted, or connected): the registrar hears of it and its
-    /// first recv is armed.
+    /// A connection is up (accepted, or connected): the registrar hears of it (a TLS
+    /// one's once its handshake is done) and its first recv is armed.
     fn add(
         &mut self,
         ctx: &mut Ctx,
@@ -220,6 +235,7 @@ impl Tcp {
         stream: TcpStream,
         peer: SocketAddr,
         protocol: Protocol,
+        tls: Option<Arc<TlsServer>>,
     ) {
         let local = stream.local_addr().ok();
         let info = ConnInfo {
@@ -229,8 +245,22 @@ impl Tcp {
             local_port: local.map_or(0, |a| a.port()),
             peer_addrs: vec![peer.ip().to_canonical()],
             peer_port: peer.port(),
+            identity: None,
         };
-        ctx.conn_up(id, info);
+        let tls = match tls {
+            None => {
+                ctx.conn_up(id, info);
+                None
+            }
+            Some(server) => match tls::Session::new(&server, info) {
+                Ok(session) => Some(session),
+                Err(e) => {
+                    tracing::warn!(conn = id.0, error = %e, "cannot start TLS");
+                    self.released.push((id, None));
+                    return;
+                }
+            },
+        };
         let fixed = (!id.is_outbound())
             .then_some(id.slot() as u32)
             .filter(|&slot| ctx.ring.register_fixed(slot, stream.as_raw_fd()));
@@ -252,6 +282,7 @@ impl Tcp {
                 ops: 0,
                 state: State::Open,
                 dirty: false,
+                tls,
             },
         );
         self.arm_recv(ctx, id, 0);
@@ -302,7 +333,8 @@ impl Tcp {
         };
         tracing::debug!(conn = id.0, peer = %pending.peer, ?protocol, "TCP connected");
         let waiting = ctx.dials.up(id);
-        self.add(ctx, id, pending.stream, pending.peer, protocol);
+        self.add(ctx, id, pending.stream, pending.peer, protocol, None);
+        self.start_tls_client(ctx, id, pending.peer);
         for w in waiting {
             self.queue(ctx, id, &w.payload);
         }
@@ -387,6 +419,9 @@ impl Tcp {
             self.arm_recv(ctx, id, 0);
             return;
         }
+        if conn.tls.is_some() {
+            return self.on_recv_tls_owned(ctx, id, rx);
+        }
         // Every whole message in the buffer goes to the registrar; a partial one waits.
         let protocol = conn.protocol;
         let taken = frames(&rx, |message| match protocol {
@@ -427,6 +462,9 @@ impl Tcp {
         };
         if ended {
             conn.ops -= 1;
+        }
+        if conn.tls.is_some() {
+            return self.on_recv_tls(ctx, id, c, ended);
         }
         let outcome = match (c.provided, c.result) {
             (Some(b), n) if n > 0 => {
@@ -518,7 +556,10 @@ impl Tcp {
         if conn.state != State::Open {
             return true;
         }
-        conn.tx_pending.extend_from_slice(payload);
+        match conn.tls.as_deref_mut() {
+            None => conn.tx_pending.extend_from_slice(payload),
+            Some(session) => session.send(payload, &mut conn.tx_pending),
+        }
         if conn.tx_pending.len() + conn.tx_inflight > MAX_UNSENT {
             tracing::info!(
                 conn = id.0,
@@ -628,7 +669,11 @@ impl Tcp {
         };
         match conn.state {
             State::Closed => return,
-            State::Open => ctx.conn_down(id),
+            State::Open => {
+                if tls::told_up(conn) {
+                    ctx.conn_down(id);
+                }
+            }
             // The registrar was told when it closed the connection.
             State::Draining => {}
         }
@@ -648,6 +693,13 @@ impl Tcp {
             return true;
         }
         ctx.conn_down(id);
+        if let Some(session) = conn.tls.as_deref_mut() {
+            session.close_notify(&mut conn.tx_pending);
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(id);
+            }
+        }
         if conn.tx_inflight == 0 && conn.tx_pending.is_empty() {
             tracing::debug!(conn = id.0, "TCP connection closed by the registrar");
             self.shut(id);

@@ -252,6 +252,7 @@ impl Scope {
             peer_port: p.port,
             local_addrs: vec![node_addr(node)],
             local_port: 3863,
+            identity: None,
         };
         let now = self.now;
         self.nodes[node].shards[shard].handle_conn_up(now, reg_conn, info);
@@ -278,6 +279,7 @@ impl Scope {
             peer_port: 50_000,
             local_addrs: vec![self.nodes[node].addr],
             local_port: ENRP_PORT,
+            identity: None,
         };
         let now = self.now;
         self.nodes[node].shards[0].handle_conn_up(now, theirs, info);
@@ -524,6 +526,7 @@ impl Scope {
                     peer_port: my_port,
                     local_addrs: vec![self.nodes[n].addr],
                     local_port: ENRP_PORT,
+                    identity: None,
                 };
                 self.nodes[n].shards[s].handle_conn_up(now, c, info);
                 self.pump(n);
@@ -545,6 +548,7 @@ impl Scope {
             peer_port,
             local_addrs: vec![my_addr],
             local_port: my_port,
+            identity: None,
         };
         self.nodes[node].shards[shard].handle_conn_up(now, conn, info);
         self.pump(node);

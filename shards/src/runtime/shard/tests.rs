@@ -532,3 +532,5 @@ fn enrp_sctp_sockets_give_enrp_associations_and_drop_asap() {
     assert_eq!(info.local_port, addr.port());
     assert_eq!(s.ctx.told[1..], [Told::Enrp(id, enrp(6))]);
 }
+
+mod tls;
