@@ -216,12 +216,18 @@ impl Registrar {
         element.home = self.config.id;
         let expires = self.config.own_expiry(now, element.registration_life);
         let origin = self.origin(conn);
+        let identity = self
+            .sessions
+            .info(conn)
+            .and_then(|i| i.identity.as_deref())
+            .map(std::sync::Arc::from);
         let msg = ShardMsg::Register {
             origin,
             handle: handle.clone(),
             element,
             expires,
             received: now,
+            identity,
         };
         self.out.send_writer(&handle, msg);
     }

@@ -638,6 +638,7 @@ impl Registrar {
                 element,
                 expires,
                 received,
+                identity,
             } => self.writer.register(
                 &mut self.replica,
                 &mut self.out,
@@ -646,6 +647,7 @@ impl Registrar {
                 element,
                 expires,
                 received,
+                identity,
             ),
             ShardMsg::Registered {
                 origin,

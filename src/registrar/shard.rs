@@ -155,6 +155,8 @@ pub enum ShardMsg {
         /// When the connection shard took the request off the socket: the PE's sign of
         /// life, and the start of the registration's service time.
         received: Instant,
+        /// The registering association's TLS client identity, if it proved one.
+        identity: Option<std::sync::Arc<str>>,
     },
     /// Writer → connection shard: the outcome, to answer the PE.
     Registered {

@@ -24,6 +24,10 @@ pub(super) struct Writer {
     /// answered probe (most PEs have none, so they have no entry). Std's keyed
     /// SipHash: the keys come from the network.
     reports: HashMap<Key, Reports>,
+    /// The TLS client identity of the association that owns each PE registered over
+    /// TLS with a client certificate (without TLS there are no entries): the same
+    /// identity proves the same PE on a new association.
+    identities: HashMap<Key, Arc<str>>,
 }
 
 /// PEs with unreachable reports a writer keeps at most. Reports only hasten what
@@ -47,10 +51,20 @@ struct Reports {
 /// the identifier again. A PE whose home is a peer registrar may move here (it chose
 /// a new home PR), and so may one adopted in a takeover, supervised on a connection
 /// this registrar opened, when the PE registers through its own association.
-// The one place to widen ownership, e.g. "or the same TLS client identity".
-fn may_register(owner: Origin, claimant: Origin) -> bool {
+/// Over TLS, an association that proves the owner's client identity may take the PE
+/// over too: a PE that restarted before its old association was noticed dead.
+fn may_register(
+    owner: Origin,
+    claimant: Origin,
+    owner_identity: Option<&str>,
+    claimant_identity: Option<&str>,
+) -> bool {
     match owner.local() {
-        Some((_, conn)) => owner == claimant || conn.is_outbound(),
+        Some((_, conn)) => {
+            owner == claimant
+                || conn.is_outbound()
+                || owner_identity.is_some_and(|o| claimant_identity == Some(o))
+        }
         None => true,
     }
 }
@@ -76,10 +90,17 @@ impl Writer {
         element: PoolElement,
         expires: Option<Instant>,
         received: Instant,
+        identity: Option<Arc<str>>,
     ) {
         let id = element.id;
         let owner = self.origins.get(&handle, id);
-        let result = match owner.filter(|o| !may_register(*o, origin)) {
+        let owner_identity = match (&owner, self.identities.is_empty()) {
+            (Some(_), false) => self.identities.get(&(&handle, id) as &dyn AsKey).cloned(),
+            _ => None,
+        };
+        let refused = owner
+            .filter(|o| !may_register(*o, origin, owner_identity.as_deref(), identity.as_deref()));
+        let result = match refused {
             Some(owner) => {
                 out.metrics.on_takeover_refused();
                 if let (Some((_, owner)), Some((_, conn))) = (owner.local(), origin.local()) {
@@ -95,7 +116,13 @@ impl Writer {
                     Vec::new(),
                 ))
             }
-            None => self.apply_registration(hs, out, origin, &handle, &element, expires),
+            None => {
+                let applied = self.apply_registration(hs, out, origin, &handle, &element, expires);
+                if applied.is_ok() {
+                    self.set_identity(&handle, id, identity);
+                }
+                applied
+            }
         };
         if let Some((shard, _)) = origin.local() {
             out.send_shard(
@@ -261,6 +288,25 @@ impl Writer {
         id: PoolElementId,
     ) {
         self.forget_reports(handle, id);
+    }
+
+    /// Records (or clears) the TLS identity of a PE's owning association.
+    fn set_identity(&mut self, handle: &PoolHandle, id: PoolElementId, identity: Option<Arc<str>>) {
+        match identity {
+            Some(i) => {
+                self.identities.insert(
+                    Key {
+                        handle: handle.clone(),
+                        id,
+                    },
+                    i,
+                );
+            }
+            None if !self.identities.is_empty() => {
+                self.identities.remove(&(handle, id) as &dyn AsKey);
+            }
+            None => {}
+        }
     }
 
     fn forget_reports(&mut self, handle: &PoolHandle, id: PoolElementId) {
@@ -465,6 +511,7 @@ impl Writer {
     ) {
         let origin = self.origins.remove(handle, id);
         self.forget_reports(handle, id);
+        self.set_identity(handle, id, None);
         out.metrics.on_removal(reason);
         if hs.pool(handle.as_bytes()).is_none() {
             self.pools = self.pools.saturating_sub(1);

@@ -355,3 +355,26 @@ fn a_huge_association_is_removed_in_slices_with_resolutions_answered_between() {
     // Nothing more queued: the next deadline is a keep-alive, not now.
     assert!(net.shards[0].poll_timeout().is_none_or(|d| d > t));
 }
+
+#[test]
+fn over_tls_the_same_client_identity_takes_its_pe_to_a_new_association() {
+    let mut net = Net::new(2, config());
+    let old = net.connect_as(0, 1, addr(1), "pe-7");
+    assert!(accepted(&register(&mut net, old, "p", 7, rr())));
+    // The PE restarted: its old association is not noticed dead yet.
+    let restarted = net.connect_as(1, 2, addr(1), "pe-7");
+    let m = register(&mut net, restarted, "p", 7, rr());
+    assert!(accepted(&m), "the same identity proves the same PE: {m:?}");
+    // Someone else, with a certificate of its own or none, still cannot.
+    let other = net.connect_as(0, 3, addr(2), "pe-8");
+    let m = register(&mut net, other, "p", 7, rr());
+    assert_eq!(cause(&m), Some(CauseCode::REJECTED_SECURITY), "{m:?}");
+    let plain = net.connect(1, 4, addr(3));
+    let m = register(&mut net, plain, "p", 7, rr());
+    assert_eq!(cause(&m), Some(CauseCode::REJECTED_SECURITY), "{m:?}");
+    // The PE now lives on its new association: losing the old one keeps it.
+    net.disconnect(old);
+    assert!(everywhere(&net, b"p", 7));
+    net.disconnect(restarted);
+    assert!(nowhere(&net, b"p", 7));
+}

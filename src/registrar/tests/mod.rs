@@ -57,6 +57,15 @@ impl Net {
         Client { shard, conn, addr }
     }
 
+    /// A TLS client that proved `identity` with its certificate.
+    fn connect_as(&mut self, shard: usize, conn: u64, addr: IpAddr, identity: &str) -> Client {
+        let mut info = ConnInfo::new(Transport::Tcp, Protocol::Asap, vec![addr], 40_000);
+        info.identity = Some(identity.to_owned());
+        let conn = ConnId(conn);
+        self.shards[shard].handle_conn_up(self.now, conn, info);
+        Client { shard, conn, addr }
+    }
+
     fn disconnect(&mut self, c: Client) {
         self.shards[c.shard].handle_conn_down(self.now, c.conn);
         self.pump();
