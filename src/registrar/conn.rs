@@ -17,6 +17,8 @@ pub(super) struct Conn {
     pub(super) info: ConnInfo,
     /// PEs registered through this connection (confirmed by their writers).
     pes: Pes,
+    /// What access control lets this connection do (worked out at conn-up).
+    pub(super) grant: super::access::Grant,
 }
 
 /// A set of PEs: a short list (a PE's own connection carries one, and a list is
@@ -33,6 +35,7 @@ impl Conn {
         Self {
             info,
             pes: Pes::Few(Vec::new(), hasher),
+            grant: super::access::Grant::default(),
         }
     }
 

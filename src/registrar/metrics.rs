@@ -169,6 +169,8 @@ pub struct Metrics {
     /// ENRP: messages, audits and takeovers (the ENRP shard), peer updates applied
     /// or refused (every writer).
     pub enrp: crate::enrp::EnrpMetrics,
+    /// Requests, ENRP connections and presences denied by access control, per rule.
+    pub access_denied: super::access::Denials,
 }
 
 impl Default for Metrics {
@@ -184,6 +186,7 @@ impl Default for Metrics {
             keep_alive_rtt: Histogram::latency(),
             failure_detection: std::array::from_fn(|_| Histogram::detection()),
             enrp: crate::enrp::EnrpMetrics::default(),
+            access_denied: super::access::Denials::default(),
         }
     }
 }
@@ -246,6 +249,7 @@ impl Metrics {
             a.merge(b);
         }
         self.enrp.merge(&other.enrp);
+        self.access_denied.merge(&other.access_denied);
     }
 
     pub(super) fn on_received(&mut self, kind: AsapType) {

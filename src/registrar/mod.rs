@@ -25,6 +25,7 @@
 //!
 //! See [`shard`] for how the shards divide the work.
 
+pub mod access;
 mod announce;
 mod asap;
 mod conn;
@@ -99,6 +100,8 @@ pub struct Config {
     pub handlespace: handlespace::Config,
     /// ENRP with peer registrars (shard 0 runs it); `None`: this registrar is alone.
     pub enrp: Option<crate::enrp::Config>,
+    /// Who may register, resolve, report and peer ([`access`]); default: everyone.
+    pub access: access::Rules,
 }
 
 impl Config {
@@ -130,6 +133,7 @@ impl Default for Config {
             announce_transports: Vec::new(),
             handlespace: handlespace::Config::default(),
             enrp: None,
+            access: access::Rules::default(),
         }
     }
 }
@@ -291,6 +295,18 @@ pub enum Event {
         conn: ConnId,
         kind: crate::wire::AsapType,
     },
+    /// Access control denied a request, an ENRP connection or a presence (logged at
+    /// most once a second per shard: `suppressed` denials came since the last one).
+    AccessDenied {
+        op: access::Op,
+        /// The rule's name, or `default`.
+        rule: String,
+        conn: Option<ConnId>,
+        /// The source address where there is no connection (or for ENRP).
+        peer: Option<IpAddr>,
+        handle: Option<PoolHandle>,
+        suppressed: u64,
+    },
 }
 
 /// One shard of the registrar.
@@ -311,6 +327,8 @@ pub struct Registrar {
     adopting: HashMap<(Vec<IpAddr>, u16), ConnId>,
     next_outbound: u64,
     out: Outputs,
+    /// Access control's refused ENRP connections and log limiter.
+    gate: access::Gate,
 }
 
 impl Registrar {
@@ -334,6 +352,7 @@ impl Registrar {
         if enrp.is_some() {
             out.changes = Some((config.id, Vec::new()));
         }
+        out.metrics.access_denied = access::Denials::new(&config.access);
         Self {
             replica: Handlespace::new(config.handlespace.clone(), seed),
             announcer: Announcer::new(&config, shard),
@@ -345,6 +364,7 @@ impl Registrar {
             adopting: HashMap::new(),
             next_outbound: ConnId::OUTBOUND,
             out,
+            gate: access::Gate::default(),
         }
     }
 
@@ -410,11 +430,20 @@ impl Registrar {
     }
 
     pub fn handle_conn_up(&mut self, now: Instant, conn: ConnId, info: ConnInfo) {
+        if info.protocol == Protocol::Enrp && self.refuse_enrp_conn(now, conn, &info) {
+            return self.drain_local(now);
+        }
+        // TLS: the connection's client identity goes here once there is one.
+        let grant = (!self.config.access.is_open())
+            .then(|| self.config.access.grant(&info.peer_addrs, None));
         match (&mut self.enrp, info.protocol) {
             (Some(enrp), Protocol::Enrp) => enrp.on_conn_up(conn, info, &self.replica),
             // ENRP is off: an ENRP connection has nobody to talk to.
             (None, Protocol::Enrp) => self.out.transmits.push_back(Transmit::Close { conn }),
             (_, Protocol::Asap) => self.sessions.up(conn, info),
+        }
+        if let Some(grant) = grant {
+            self.sessions.set_grant(conn, grant);
         }
         self.drain_local(now);
     }
@@ -422,6 +451,7 @@ impl Registrar {
     /// The connection closed or the association is lost: every PE registered through it
     /// is removed (RFC 5352 §3.5; RSPLIB does the same).
     pub fn handle_conn_down(&mut self, now: Instant, conn: ConnId) {
+        self.gate.forget(conn);
         match &mut self.enrp {
             Some(enrp) if enrp.owns(conn) => enrp.on_conn_down(now, conn),
             _ => {
@@ -441,7 +471,9 @@ impl Registrar {
     /// One ENRP message received on `conn` (a connection whose [`ConnInfo::protocol`] is
     /// [`Protocol::Enrp`]).
     pub fn handle_enrp(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        if let Some(enrp) = &mut self.enrp {
+        if let Some(enrp) = &mut self.enrp
+            && !self.gate.refused(conn)
+        {
             enrp.on_message(now, conn, bytes, &self.replica);
         }
         self.drain_local(now);
@@ -455,6 +487,9 @@ impl Registrar {
         from: std::net::SocketAddr,
         bytes: &[u8],
     ) {
+        if self.enrp.is_some() && self.refuse_presence(now, from.ip()) {
+            return;
+        }
         if let Some(enrp) = &mut self.enrp {
             enrp.on_multicast(now, from, bytes, &self.replica);
         }
