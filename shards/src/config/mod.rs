@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod access;
 mod enrp;
 
 use clap::Parser;
@@ -15,6 +16,7 @@ use rserpool::registrar::{self, MAX_RESOLUTION_ITEMS, RESOLUTION_ITEMS_CEILING};
 use rserpool::wire::LifeUnit;
 use serde::Deserialize;
 
+pub use access::{AccessSection, RuleSection, open_warning};
 pub use enrp::{EnrpSection, parse_dump_target, parse_enrp_endpoint, parse_peer};
 
 use crate::{Endpoint, EnrpEndpoints, RuntimeConfig};
@@ -190,6 +192,8 @@ pub struct FileConfig {
     pub metrics: MetricsSection,
     #[serde(default)]
     pub enrp: EnrpSection,
+    #[serde(default)]
+    pub access: AccessSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -464,6 +468,7 @@ pub fn settings(
         announce_transports: Vec::new(),
         handlespace,
         enrp,
+        access: access::rules(&file.access)?,
     };
     Ok(Settings {
         runtime: RuntimeConfig {

@@ -7,6 +7,7 @@
 //! go backwards. Process-wide gauges (`rserpool_up`, `rserpool_shards`) carry no label.
 //! The ENRP families are in the `enrp` submodule.
 
+mod access;
 mod enrp;
 
 use std::fmt::{Display, Write as _};
@@ -73,6 +74,7 @@ pub fn render(snapshots: &[Option<Snapshot>], timeout: Duration) -> String {
     mesh(&mut out, &views);
     histograms(&mut out, &views);
     enrp::render(&mut out, &views);
+    access::render(&mut out, &views);
     out
 }
 
