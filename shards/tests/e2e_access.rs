@@ -10,7 +10,7 @@ use std::os::fd::FromRawFd as _;
 
 use common::{GUARD, Kind, Lab, NO_EXPIRY, assert_accepted, element, encode, registrar_config};
 use rserpool::registrar::access::{Op, Ops, Rule, Rules, Verdict};
-use rserpool::wire::{AsapMessage, CauseCode};
+use rserpool::wire::{AsapMessage, CauseCode, IpTransport, UserTransport};
 use rserpool_shards::EnrpEndpoints;
 
 /// A TCP connection to `to` from `local` (any port): std cannot bind before connecting.
@@ -141,12 +141,19 @@ fn only_allowed_sources_register_and_resolve_and_denials_are_counted_per_rule() 
     assert_eq!(denied(metrics, "no-resolve", "resolve"), 0.0);
 
     // 127.0.0.2 may not register into "Pool"...
+    // (with its own address, so that nothing but the rules stands in its way).
     let mut stranger = connect_from(Ipv4Addr::new(127, 0, 0, 2), lab.addr);
+    let mut own = element(Kind::Tcp, 2);
+    own.user_transport = UserTransport::Tcp(IpTransport {
+        port: 20_000,
+        reserved: 0,
+        address: Ipv4Addr::new(127, 0, 0, 2).into(),
+    });
     let answer = ask(
         &mut stranger,
         &AsapMessage::Registration {
             handle: "Pool".into(),
-            element: element(Kind::Tcp, 2),
+            element: own,
         },
     );
     assert!(
