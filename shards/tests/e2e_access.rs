@@ -10,7 +10,9 @@ use std::os::fd::FromRawFd as _;
 
 use common::{GUARD, Kind, Lab, NO_EXPIRY, assert_accepted, element, encode, registrar_config};
 use rserpool::registrar::access::{Op, Ops, Rule, Rules, Verdict};
-use rserpool::wire::{AsapMessage, CauseCode, IpTransport, UserTransport};
+use rserpool::wire::{AsapMessage, CauseCode, EnrpIds, EnrpMessage, IpTransport, UserTransport};
+use rserpool::{PoolElementId, RegistrarId};
+use rserpool_shards::Endpoint;
 use rserpool_shards::EnrpEndpoints;
 
 /// A TCP connection to `to` from `local` (any port): std cannot bind before connecting.
@@ -44,17 +46,48 @@ fn connect_from(local: Ipv4Addr, to: SocketAddr) -> TcpStream {
     }
 }
 
-/// Sends `m` and returns the answer (these clients register nothing, so no keep-alive
-/// comes in between).
-fn ask(s: &mut TcpStream, m: &AsapMessage) -> AsapMessage {
-    s.write_all(&encode(m)).unwrap();
+/// One message framed by its length (ASAP and ENRP over TCP alike); `None` once the
+/// registrar has closed the connection.
+fn read_message(s: &mut TcpStream) -> Option<Vec<u8>> {
     let mut head = [0u8; 4];
-    s.read_exact(&mut head).expect("an answer");
+    match s.read_exact(&mut head) {
+        Ok(()) => {}
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            panic!("nothing within {GUARD:?}")
+        }
+        Err(_) => return None,
+    }
     let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
     let mut msg = head.to_vec();
     msg.resize(len.next_multiple_of(4).max(4), 0);
     s.read_exact(&mut msg[4..]).unwrap();
-    AsapMessage::decode(&msg[..len]).unwrap().message
+    msg.truncate(len);
+    Some(msg)
+}
+
+/// Sends `m` and returns the answer (these clients register nothing, so no keep-alive
+/// comes in between).
+fn ask(s: &mut TcpStream, m: &AsapMessage) -> AsapMessage {
+    s.write_all(&encode(m)).unwrap();
+    let msg = read_message(s).expect("an answer");
+    AsapMessage::decode(&msg).unwrap().message
+}
+
+/// A registration into "Pool" of PE `id` at `at`, the address of its own connection.
+fn registration_at(id: u32, at: Ipv4Addr) -> AsapMessage {
+    let mut own = element(Kind::Tcp, id);
+    own.user_transport = UserTransport::Tcp(IpTransport {
+        port: 20_000,
+        reserved: 0,
+        address: at.into(),
+    });
+    AsapMessage::Registration {
+        handle: "Pool".into(),
+        element: own,
+    }
 }
 
 fn resolution(pool: &str) -> AsapMessage {
@@ -143,18 +176,9 @@ fn only_allowed_sources_register_and_resolve_and_denials_are_counted_per_rule() 
     // 127.0.0.2 may not register into "Pool"...
     // (with its own address, so that nothing but the rules stands in its way).
     let mut stranger = connect_from(Ipv4Addr::new(127, 0, 0, 2), lab.addr);
-    let mut own = element(Kind::Tcp, 2);
-    own.user_transport = UserTransport::Tcp(IpTransport {
-        port: 20_000,
-        reserved: 0,
-        address: Ipv4Addr::new(127, 0, 0, 2).into(),
-    });
     let answer = ask(
         &mut stranger,
-        &AsapMessage::Registration {
-            handle: "Pool".into(),
-            element: own,
-        },
+        &registration_at(2, Ipv4Addr::new(127, 0, 0, 2)),
     );
     assert!(
         matches!(
@@ -198,6 +222,132 @@ fn only_allowed_sources_register_and_resolve_and_denials_are_counted_per_rule() 
     assert_eq!(denied(metrics, "no-resolve", "resolve"), 1.0);
     assert_eq!(denied(metrics, "pu", "resolve"), 0.0);
     assert_eq!(denied(metrics, "default", "register"), 0.0);
+    drop(server);
+    lab.finish();
+}
+
+#[test]
+fn unreachable_reports_from_a_denied_source_are_dropped_and_counted() {
+    let rules = Rules::new(
+        vec![rule(
+            "no-reports",
+            Verdict::Deny,
+            Op::Unreachable,
+            Some("127.0.0.2"),
+            None,
+        )],
+        Verdict::Allow,
+    );
+    let config = rserpool::registrar::Config {
+        access: rules,
+        max_bad_pe_reports: 1,
+        ..registrar_config(0x0a0b_0c0d, NO_EXPIRY)
+    };
+    let lab = Lab::with(Kind::Tcp, config, EnrpEndpoints::default());
+    let server = lab
+        .handle
+        .as_ref()
+        .unwrap()
+        .serve_metrics("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let pe = lab.connect();
+    assert_accepted(&pe.register(Kind::Tcp, "Pool", 1), 1);
+    let report = AsapMessage::EndpointUnreachable {
+        handle: "Pool".into(),
+        id: PoolElementId(1),
+    };
+    // One report would remove the PE (max_bad_pe_reports = 1); this one is dropped.
+    let here = Ipv4Addr::new(127, 0, 0, 2);
+    let mut reporter = connect_from(here, lab.addr);
+    reporter.write_all(&encode(&report)).unwrap();
+    // A registration into the same pool from the same connection reaches the pool's
+    // writer after the report would have, and its answer comes back after the
+    // writer's changes reached this connection's shard: the resolution then shows
+    // whether the report removed PE 1.
+    let answer = ask(&mut reporter, &registration_at(2, here));
+    assert!(
+        matches!(
+            answer,
+            AsapMessage::RegistrationResponse {
+                rejected: false,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    let answer = ask(&mut reporter, &resolution("Pool"));
+    let AsapMessage::HandleResolutionResponse { elements, .. } = &answer else {
+        panic!("{answer:?}")
+    };
+    let mut ids: Vec<u32> = elements.iter().map(|e| e.id.0).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2], "PE 1 was not removed");
+    assert_eq!(denied(server.addr(), "no-reports", "unreachable"), 1.0);
+    // From an allowed source the same report removes it.
+    let pu = lab.connect();
+    pu.send(&report);
+    assert_accepted(&pu.register(Kind::Tcp, "Pool", 3), 3);
+    assert_eq!(pu.members("Pool"), [2, 3].into());
+    drop(server);
+    lab.finish();
+}
+
+#[test]
+fn enrp_connections_from_a_denied_source_are_closed_unanswered() {
+    let rules = Rules::new(
+        vec![
+            rule("peers", Verdict::Allow, Op::Enrp, Some("127.0.0.1"), None),
+            rule("no-peers", Verdict::Deny, Op::Enrp, None, None),
+        ],
+        Verdict::Allow,
+    );
+    let id = RegistrarId(0x0a0b_0c0d);
+    let config = rserpool::registrar::Config {
+        access: rules,
+        enrp: Some(rserpool::enrp::Config::default()),
+        ..registrar_config(id.0, NO_EXPIRY)
+    };
+    let endpoints = EnrpEndpoints {
+        listen: vec![Endpoint::Tcp("127.0.0.1:0".parse().unwrap())],
+        announce_group: None,
+    };
+    let lab = Lab::with(Kind::Tcp, config, endpoints);
+    let handle = lab.handle.as_ref().unwrap();
+    let [Endpoint::Tcp(enrp)] = handle.enrp_endpoints() else {
+        panic!("{:?}", handle.enrp_endpoints())
+    };
+    let server = handle
+        .serve_metrics("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let mut request = Vec::new();
+    EnrpMessage::ListRequest {
+        ids: EnrpIds {
+            sender: RegistrarId(0x99),
+            receiver: id,
+        },
+    }
+    .encode(&mut request);
+
+    let mut stranger = connect_from(Ipv4Addr::new(127, 0, 0, 2), *enrp);
+    // The registrar may close before or after this arrives; either way, no answer.
+    let _ = stranger.write_all(&request);
+    assert_eq!(
+        read_message(&mut stranger),
+        None,
+        "closed without an answer"
+    );
+
+    let mut peer = connect_from(Ipv4Addr::LOCALHOST, *enrp);
+    peer.write_all(&request).unwrap();
+    let answer = read_message(&mut peer).expect("an answer");
+    let answer = EnrpMessage::decode(&answer).unwrap().message;
+    assert!(
+        matches!(answer, EnrpMessage::ListResponse { .. }),
+        "{answer:?}"
+    );
+
+    assert_eq!(denied(server.addr(), "no-peers", "enrp"), 1.0);
+    assert_eq!(denied(server.addr(), "peers", "enrp"), 0.0);
     drop(server);
     lab.finish();
 }
