@@ -261,11 +261,12 @@ mod registrar {
     use super::super::super::{
         Config, ConnId, ConnInfo, Event, Protocol, Registrar, Router, ShardId, Transmit, Transport,
     };
+    use super::super::gate::LOG_INTERVAL;
     use super::*;
-    use crate::ids::RegistrarId;
+    use crate::ids::{PoolElementId, RegistrarId};
     use crate::wire::{
-        AsapMessage, PolicyParam, PoolElement, RegistrationLife, SctpTransport, TransportUse,
-        UserTransport,
+        AsapMessage, CauseCode, PolicyParam, PoolElement, RegistrationLife, SctpTransport,
+        TransportUse, UserTransport,
     };
 
     fn shard() -> Registrar {
