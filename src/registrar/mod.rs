@@ -433,9 +433,7 @@ impl Registrar {
         if info.protocol == Protocol::Enrp && self.refuse_enrp_conn(now, conn, &info) {
             return self.drain_local(now);
         }
-        // TLS: the connection's client identity goes here once there is one.
-        let grant = (!self.config.access.is_open())
-            .then(|| self.config.access.grant(&info.peer_addrs, None));
+        let grant = self.grant(&info);
         match (&mut self.enrp, info.protocol) {
             (Some(enrp), Protocol::Enrp) => enrp.on_conn_up(conn, info, &self.replica),
             // ENRP is off: an ENRP connection has nobody to talk to.

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::super::{ConnId, ConnInfo, Event, Registrar, Served, ServiceKind, Transmit};
-use super::{Decision, Op};
+use super::{Decision, Grant, Op};
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::{AsapMessage, CauseCode, OperationError};
 
@@ -38,6 +38,12 @@ impl Gate {
 }
 
 impl Registrar {
+    /// What a new connection may do; `None` when access is open (nothing to work out).
+    pub(in crate::registrar) fn grant(&self, info: &ConnInfo) -> Option<Grant> {
+        // TLS: the connection's client identity goes here once there is one.
+        (!self.config.access.is_open()).then(|| self.config.access.grant(&info.peer_addrs, None))
+    }
+
     /// The verdict on `op` for `handle` from `conn`: one flag test when access is open.
     fn access(&self, conn: ConnId, op: Op, handle: &[u8]) -> Decision {
         if self.config.access.is_open() {
