@@ -45,6 +45,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_target(false)
         .init();
+    if let Some(warning) = rserpool_shards::config::open_warning(&s) {
+        tracing::warn!("{warning}");
+    }
 
     net::signals::block_termination()?;
     let handle = runtime::start_with_tls(s.runtime.clone(), s.enrp.clone(), s.tls.clone())?;

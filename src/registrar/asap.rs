@@ -63,7 +63,12 @@ impl Registrar {
             AsapMessage::Registration { handle, element } => {
                 self.on_registration(now, conn, handle, element)
             }
-            AsapMessage::Deregistration { handle, id } => self.on_deregistration(conn, handle, id),
+            AsapMessage::Deregistration { handle, id } => {
+                if self.refuse_deregistration(now, conn, &handle, id) {
+                    return;
+                }
+                self.on_deregistration(conn, handle, id)
+            }
             AsapMessage::HandleResolution { handle, items, .. } => {
                 self.on_resolution(now, conn, handle.as_bytes(), items)
             }
@@ -80,6 +85,9 @@ impl Registrar {
                 }
             }
             AsapMessage::EndpointUnreachable { handle, id } => {
+                if self.refuse_unreachable(now, conn, handle.as_bytes()) {
+                    return;
+                }
                 let msg = ShardMsg::Unreachable {
                     handle: handle.clone(),
                     id,
@@ -154,6 +162,9 @@ impl Registrar {
         mut element: PoolElement,
     ) {
         let id = element.id;
+        if self.refuse_registration(now, conn, &handle, id) {
+            return;
+        }
         let served = Served {
             kind: ServiceKind::Registration,
             received: now,
@@ -284,6 +295,9 @@ impl Registrar {
 
     /// RFC 5352 §3.3: answered from this shard's replica, never waiting for another.
     fn on_resolution(&mut self, now: Instant, conn: ConnId, handle: &[u8], items: Option<u32>) {
+        if self.refuse_resolution(now, conn, handle) {
+            return;
+        }
         let served = Some(Served {
             kind: ServiceKind::HandleResolution,
             received: now,

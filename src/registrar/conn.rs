@@ -20,6 +20,8 @@ pub(super) struct Conn {
     /// Per-association limits ([`super::Config::max_pes_per_association`], …): what
     /// this connection asked for and holds.
     quota: Quota,
+    /// What access control lets this connection do (worked out at conn-up).
+    pub(super) grant: super::access::Grant,
 }
 
 /// What counts against an association's limits. Registrations in flight count, so a
@@ -51,6 +53,7 @@ impl Conn {
             info,
             pes: Pes::Few(Vec::new(), hasher),
             quota: Quota::default(),
+            grant: super::access::Grant::default(),
         }
     }
 

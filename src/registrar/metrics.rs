@@ -180,6 +180,8 @@ pub struct Metrics {
     probes_answered: u64,
     /// Registrations refused by a per-association limit, by limit.
     limit_refusals: [u64; AssociationLimit::ALL.len()],
+    /// Requests, ENRP connections and presences denied by access control, per rule.
+    pub access_denied: super::access::Denials,
 }
 
 impl Default for Metrics {
@@ -201,6 +203,7 @@ impl Default for Metrics {
             probes: 0,
             probes_answered: 0,
             limit_refusals: [0; AssociationLimit::ALL.len()],
+            access_denied: super::access::Denials::default(),
         }
     }
 }
@@ -269,6 +272,7 @@ impl Metrics {
         self.probes += other.probes;
         self.probes_answered += other.probes_answered;
         add(&mut self.limit_refusals, &other.limit_refusals);
+        self.access_denied.merge(&other.access_denied);
     }
 
     /// Registrations of a PE that another live association of this registrar owns,

@@ -25,6 +25,7 @@
 //!
 //! See [`shard`] for how the shards divide the work.
 
+pub mod access;
 mod announce;
 mod asap;
 mod conn;
@@ -122,6 +123,8 @@ pub struct Config {
     /// an existing pool is not limited by this (only by
     /// [`Config::max_pes_per_association`]).
     pub max_pools_per_association: usize,
+    /// Who may register, resolve, report and peer ([`access`]); default: everyone.
+    pub access: access::Rules,
 }
 
 /// Default of [`Config::max_pes_per_association`]: a hundredth of the default
@@ -172,6 +175,7 @@ impl Default for Config {
             resolution_answer_bytes: crate::wire::MAX_MESSAGE_LEN,
             max_pes_per_association: DEFAULT_MAX_PES_PER_ASSOCIATION,
             max_pools_per_association: DEFAULT_MAX_POOLS_PER_ASSOCIATION,
+            access: access::Rules::default(),
         }
     }
 }
@@ -369,6 +373,18 @@ pub enum Event {
         handle: PoolHandle,
         id: PoolElementId,
     },
+    /// Access control denied a request, an ENRP connection or a presence (logged at
+    /// most once a second per shard: `suppressed` denials came since the last one).
+    AccessDenied {
+        op: access::Op,
+        /// The rule's name, or `default`.
+        rule: String,
+        conn: Option<ConnId>,
+        /// The source address where there is no connection (or for ENRP).
+        peer: Option<IpAddr>,
+        handle: Option<PoolHandle>,
+        suppressed: u64,
+    },
 }
 
 /// A per-association limit ([`Config::max_pes_per_association`],
@@ -414,6 +430,8 @@ pub struct Registrar {
     out: Outputs,
     /// Per-association rate limits of ASAP requests.
     rates: rate::RateLimiter,
+    /// Access control's refused ENRP connections and log limiter.
+    gate: access::Gate,
 }
 
 impl Registrar {
@@ -437,6 +455,7 @@ impl Registrar {
         if enrp.is_some() {
             out.changes = Some((config.id, Vec::new()));
         }
+        out.metrics.access_denied = access::Denials::new(&config.access);
         Self {
             replica: Handlespace::new(config.handlespace.clone(), seed),
             announcer: Announcer::new(&config, shard),
@@ -449,6 +468,7 @@ impl Registrar {
             next_outbound: ConnId::OUTBOUND,
             out,
             rates: rate::RateLimiter::default(),
+            gate: access::Gate::default(),
         }
     }
 
@@ -514,11 +534,18 @@ impl Registrar {
     }
 
     pub fn handle_conn_up(&mut self, now: Instant, conn: ConnId, info: ConnInfo) {
+        if info.protocol == Protocol::Enrp && self.refuse_enrp_conn(now, conn, &info) {
+            return self.drain_local(now);
+        }
+        let grant = self.grant(&info);
         match (&mut self.enrp, info.protocol) {
             (Some(enrp), Protocol::Enrp) => enrp.on_conn_up(conn, info, &self.replica),
             // ENRP is off: an ENRP connection has nobody to talk to.
             (None, Protocol::Enrp) => self.out.transmits.push_back(Transmit::Close { conn }),
             (_, Protocol::Asap) => self.sessions.up(conn, info),
+        }
+        if let Some(grant) = grant {
+            self.sessions.set_grant(conn, grant);
         }
         self.drain_local(now);
     }
@@ -526,6 +553,7 @@ impl Registrar {
     /// The connection closed or the association is lost: every PE registered through it
     /// is removed (RFC 5352 §3.5; RSPLIB does the same).
     pub fn handle_conn_down(&mut self, now: Instant, conn: ConnId) {
+        self.gate.forget(conn);
         match &mut self.enrp {
             Some(enrp) if enrp.owns(conn) => enrp.on_conn_down(now, conn),
             _ => {
@@ -546,7 +574,9 @@ impl Registrar {
     /// One ENRP message received on `conn` (a connection whose [`ConnInfo::protocol`] is
     /// [`Protocol::Enrp`]).
     pub fn handle_enrp(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        if let Some(enrp) = &mut self.enrp {
+        if let Some(enrp) = &mut self.enrp
+            && !self.gate.refused(conn)
+        {
             enrp.on_message(now, conn, bytes, &self.replica);
         }
         self.drain_local(now);
@@ -560,6 +590,9 @@ impl Registrar {
         from: std::net::SocketAddr,
         bytes: &[u8],
     ) {
+        if self.enrp.is_some() && self.refuse_presence(now, from.ip()) {
+            return;
+        }
         if let Some(enrp) = &mut self.enrp {
             enrp.on_multicast(now, from, bytes, &self.replica);
         }

@@ -92,6 +92,18 @@ impl Sessions {
         self.get(conn).map(|c| &c.info)
     }
 
+    /// What access control lets `conn` do.
+    pub(super) fn grant(&self, conn: ConnId) -> Option<&super::access::Grant> {
+        self.get(conn).map(|c| &c.grant)
+    }
+
+    /// Sets what access control lets `conn` do.
+    pub(super) fn set_grant(&mut self, conn: ConnId, grant: super::access::Grant) {
+        if let Some(c) = self.get_mut(conn) {
+            c.grant = grant;
+        }
+    }
+
     /// Whether `conn` registered the PE (confirmed by the pool's writer).
     pub(super) fn has(&self, conn: ConnId, handle: &PoolHandle, id: PoolElementId) -> bool {
         self.get(conn).is_some_and(|c| c.has(handle, id))

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod access;
 mod enrp;
 mod tls;
 
@@ -16,6 +17,7 @@ use rserpool::registrar::{self, MAX_RESOLUTION_ITEMS, RESOLUTION_ITEMS_CEILING};
 use rserpool::wire::{self, LifeUnit};
 use serde::Deserialize;
 
+pub use access::{AccessSection, RuleSection, open_warning};
 pub use enrp::{EnrpSection, parse_dump_target, parse_enrp_endpoint, parse_peer};
 pub use tls::TlsSection;
 
@@ -233,6 +235,7 @@ pub struct FileConfig {
     pub enrp: EnrpSection,
     #[serde(default)]
     pub tls: TlsSection,
+    pub access: AccessSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -568,6 +571,7 @@ pub fn settings(
         resolution_answer_bytes,
         max_pes_per_association,
         max_pools_per_association,
+        access: access::rules(&file.access)?,
     };
     Ok(Settings {
         runtime: RuntimeConfig {

@@ -7,6 +7,7 @@
 //! go backwards. Process-wide gauges (`rserpool_up`, `rserpool_shards`) carry no label.
 //! The ENRP families are in the `enrp` submodule.
 
+mod access;
 mod answers;
 mod enrp;
 mod identity;
@@ -80,6 +81,7 @@ pub fn render(snapshots: &[Option<Snapshot>], timeout: Duration) -> String {
     enrp::render(&mut out, &views);
     answers::render(&mut out, &views);
     identity::render(&mut out, &views);
+    access::render(&mut out, &views);
     out
 }
 

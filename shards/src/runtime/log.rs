@@ -65,6 +65,18 @@ pub(super) fn event(shard: usize, e: &Event) {
         Event::Probing { handle, id } => {
             tracing::debug!(shard, %handle, id = id.0, "PE reported unreachable by enough associations: probing it with a keep-alive");
         }
+        Event::AccessDenied {
+            op,
+            rule,
+            conn,
+            peer,
+            handle,
+            suppressed,
+        } => {
+            // The core logs at most one denial a second per shard.
+            let handle = handle.as_ref().map(ToString::to_string);
+            tracing::warn!(shard, op = op.label(), rule = %rule, conn = conn.map(|c| c.0), ?peer, ?handle, suppressed, "denied by access rule (cause 0x000a)");
+        }
     }
 }
 

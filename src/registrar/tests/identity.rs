@@ -378,3 +378,35 @@ fn over_tls_the_same_client_identity_takes_its_pe_to_a_new_association() {
     net.disconnect(restarted);
     assert!(nowhere(&net, b"p", 7));
 }
+
+#[test]
+fn access_rules_match_the_tls_client_identity() {
+    use crate::registrar::access::{Op, Ops, Rule, Rules, Verdict};
+    let only_pe1 = Rule {
+        name: "pe-1 only".into(),
+        verdict: Verdict::Allow,
+        ops: Ops::NONE.with(Op::Register),
+        from: Vec::new(),
+        identity: Some("pe-1".into()),
+        pools: vec!["p".parse().unwrap()],
+    };
+    let deny_others = Rule {
+        name: "nobody else".into(),
+        verdict: Verdict::Deny,
+        ops: Ops::NONE.with(Op::Register),
+        from: Vec::new(),
+        identity: None,
+        pools: Vec::new(),
+    };
+    let mut cfg = config();
+    cfg.access = Rules::new(vec![only_pe1, deny_others], Verdict::Allow);
+    let mut net = Net::new(2, cfg);
+    let pe1 = net.connect_as(0, 1, addr(1), "pe-1");
+    let pe2 = net.connect_as(1, 2, addr(2), "pe-2");
+    let plain = net.connect(0, 3, addr(3));
+    assert!(accepted(&register(&mut net, pe1, "p", 1, rr())));
+    for c in [pe2, plain] {
+        let m = register(&mut net, c, "p", 2, rr());
+        assert_eq!(cause(&m), Some(CauseCode::REJECTED_SECURITY), "{m:?}");
+    }
+}
