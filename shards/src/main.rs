@@ -47,7 +47,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .init();
 
     net::signals::block_termination()?;
-    let handle = runtime::start_with(s.runtime.clone(), s.enrp.clone())?;
+    let handle = runtime::start_limited(s.runtime.clone(), s.enrp.clone(), s.conn_limits.clone())?;
     let metrics = s
         .metrics
         .map(|addr| {

@@ -17,10 +17,13 @@ use serde::Deserialize;
 
 pub use enrp::{EnrpSection, parse_dump_target, parse_enrp_endpoint, parse_peer};
 
+use crate::runtime::ConnLimits;
 use crate::{Endpoint, EnrpEndpoints, RuntimeConfig};
 
 /// The `--help` section of the ENRP flags.
 const HELP_ENRP: &str = "ENRP (peer registrars)";
+/// The `--help` section of the connection limits.
+const HELP_LIMITS: &str = "Connection limits";
 
 /// The registrar's command line.
 // The field docs are `--help` text, where `[ADDR]:PORT` is address syntax, not a link.
@@ -145,6 +148,23 @@ pub struct Cli {
     /// acknowledgements (RSPLIB: -takeoverexpiryinterval). Default 5000.
     #[arg(long, value_name = "MS", help_heading = HELP_ENRP)]
     pub takeover_expiry: Option<u64>,
+    /// Milliseconds a TCP message that has started may take to arrive whole; a slower
+    /// one closes its connection (slowloris). Default 10000.
+    #[arg(long, value_name = "MS", help_heading = HELP_LIMITS)]
+    pub message_timeout: Option<u64>,
+    /// Milliseconds an accepted TCP connection may stay without sending one whole
+    /// message before it is closed; 0: never. Connections that sent a message are not
+    /// idle-closed (RSPLIB pool users keep theirs open, silent). Default 60000.
+    #[arg(long, value_name = "MS", help_heading = HELP_LIMITS)]
+    pub idle_timeout: Option<u64>,
+    /// Accepted connections open at once, registrar-wide; more are closed at accept.
+    /// Default 100000 (or the open-file limit less 256, if lower).
+    #[arg(long, value_name = "N", help_heading = HELP_LIMITS)]
+    pub max_connections: Option<usize>,
+    /// Accepted connections open at once from one source address; more are closed at
+    /// accept. Default 1000.
+    #[arg(long, value_name = "N", help_heading = HELP_LIMITS)]
+    pub max_connections_per_source: Option<usize>,
 }
 
 /// The registrar binary's subcommands; without one it runs the registrar.
@@ -226,6 +246,12 @@ pub struct LimitsSection {
     pub max_pools: Option<usize>,
     pub max_pool_elements: Option<usize>,
     pub max_elements: Option<usize>,
+    pub message_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_source: Option<usize>,
+    pub max_unsent_per_connection: Option<usize>,
+    pub max_unsent_per_shard: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +268,8 @@ pub struct Settings {
     pub enrp: EnrpEndpoints,
     pub metrics: Option<SocketAddr>,
     pub log_level: String,
+    /// Connection limits (`[limits]`, the "Connection limits" flags).
+    pub conn_limits: ConnLimits,
 }
 
 impl FileConfig {
@@ -447,6 +475,7 @@ pub fn settings(
     let announce_interval = ms("announce interval", a.announce_interval_ms.unwrap_or(1000))?;
 
     let (enrp_endpoints, enrp) = enrp::settings(cli, &file.enrp)?;
+    let conn_limits = conn_limits(cli, l)?;
 
     let registrar = registrar::Config {
         id: RegistrarId(id),
@@ -486,7 +515,64 @@ pub fn settings(
             .clone()
             .or_else(|| r.log_level.clone())
             .unwrap_or_else(|| "info".into()),
+        conn_limits,
     })
+}
+
+/// The connection limits from flags and `[limits]`.
+fn conn_limits(cli: &Cli, l: &LimitsSection) -> Result<ConnLimits, ConfigError> {
+    let d = ConnLimits::default();
+    let message_timeout = match cli.message_timeout.or(l.message_timeout_ms) {
+        Some(ms) => millis("limits.message_timeout_ms (--message-timeout)", ms)?,
+        None => d.message_timeout,
+    };
+    let idle_timeout = match cli.idle_timeout.or(l.idle_timeout_ms) {
+        Some(0) => None,
+        Some(ms) => Some(millis("limits.idle_timeout_ms (--idle-timeout)", ms)?),
+        None => d.idle_timeout,
+    };
+    let limits = ConnLimits {
+        message_timeout,
+        idle_timeout,
+        max_connections: cli
+            .max_connections
+            .or(l.max_connections)
+            .unwrap_or(d.max_connections),
+        max_connections_per_source: cli
+            .max_connections_per_source
+            .or(l.max_connections_per_source)
+            .unwrap_or(d.max_connections_per_source),
+        max_unsent_per_connection: l
+            .max_unsent_per_connection
+            .unwrap_or(d.max_unsent_per_connection),
+        max_unsent_per_shard: l.max_unsent_per_shard.unwrap_or(d.max_unsent_per_shard),
+    };
+    for (name, v) in [
+        ("limits.max_connections", limits.max_connections),
+        (
+            "limits.max_connections_per_source",
+            limits.max_connections_per_source,
+        ),
+    ] {
+        if v == 0 {
+            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+        }
+    }
+    // One message (64 KiB) must always fit, or no answer could be sent at all.
+    for (name, v) in [
+        (
+            "limits.max_unsent_per_connection",
+            limits.max_unsent_per_connection,
+        ),
+        ("limits.max_unsent_per_shard", limits.max_unsent_per_shard),
+    ] {
+        if v < 1 << 16 {
+            return Err(ConfigError::Invalid(format!(
+                "{name} must be at least 65536 (one whole message), not {v}"
+            )));
+        }
+    }
+    Ok(limits)
 }
 
 #[cfg(test)]

@@ -101,7 +101,8 @@ fn answer(mut stream: TcpStream, source: &MetricsSource) -> io::Result<()> {
     let (status, body, head_only) = match parse(&head) {
         Request::Metrics { head_only } => {
             let snapshots = source.collect(SCRAPE_TIMEOUT);
-            let body = render::render(&snapshots, SCRAPE_TIMEOUT);
+            let mut body = render::render(&snapshots, SCRAPE_TIMEOUT);
+            render::connections(&mut body, &source.connections());
             ("200 OK", body, head_only)
         }
         Request::NotFound { head_only } => (

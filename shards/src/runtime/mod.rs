@@ -21,7 +21,8 @@
 //!   a TCP connection has one receive buffer (4 KiB, grown only for a larger message) and
 //!   at most one send in flight, with later answers appended behind it.
 //! - Backpressure: every queue is bounded. A connection or association with more than
-//!   4 MiB unsent is closed (a slow consumer); a full mesh queue spills into the
+//!   its cap unsent is closed (a slow consumer), and so are a shard's largest backlogs
+//!   when together they pass the shard's cap ([`ConnLimits`]); a full mesh queue spills into the
 //!   sender's local overflow list, retried every turn, never blocking and never dropping.
 //!
 //! [`Registrar`]: rserpool::registrar::Registrar
@@ -31,6 +32,7 @@ mod conns;
 mod dial;
 pub(crate) mod framing;
 mod host;
+mod limits;
 mod log;
 mod mesh;
 mod scrape;
@@ -39,6 +41,7 @@ mod shard;
 mod tcp;
 mod udp;
 
+pub use limits::{ConnCounters, ConnLimits};
 pub use scrape::{MetricsSource, Snapshot};
 
 use std::net::SocketAddr;
@@ -160,22 +163,39 @@ pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
     start_with(config, EnrpEndpoints::default())
 }
 
-/// Starts the shards; shard 0 also serves ENRP on `enrp`'s endpoints. The bound ENRP
+/// Starts the shards with the default [`ConnLimits`]; shard 0 also serves ENRP on
+/// `enrp`'s endpoints (see [`start_limited`]).
+pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, StartError> {
+    start_limited(config, enrp, ConnLimits::default())
+}
+
+/// Starts the shards under the connection limits `limits`; shard 0 also serves ENRP on `enrp`'s endpoints. The bound ENRP
 /// endpoints are written into the registrar's ENRP settings
 /// ([`rserpool::enrp::Config::endpoints`], which default settings are made for when
 /// there are endpoints but no settings), `multicast` is set there when `enrp` has a
 /// group, and for a wildcard endpoint `host_addrs` (unless given) is filled from the
 /// interfaces.
-pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, StartError> {
+pub fn start_limited(
+    config: RuntimeConfig,
+    enrp: EnrpEndpoints,
+    limits: ConnLimits,
+) -> Result<Handle, StartError> {
     let n = usize::from(config.shards);
     if n == 0 {
         return Err(StartError::Other("at least one shard is needed".into()));
     }
     net::ring::probe().map_err(StartError::IoUringUnavailable)?;
-    match net::socket::raise_fd_limit() {
-        Ok(limit) => tracing::debug!(limit, "open-file limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
-    }
+    let fd_limit = match net::socket::raise_fd_limit() {
+        Ok(limit) => {
+            tracing::debug!(limit, "open-file limit");
+            Some(limit)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+            None
+        }
+    };
+    let limits = Arc::new(limits::Limits::new(limits, fd_limit));
     let mut sockets: Vec<Sockets> = (0..n).map(|_| Sockets::default()).collect();
     let mut sctp_missing = false;
     let endpoints = bind(
@@ -270,7 +290,7 @@ pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, 
         enrp_endpoints,
         stop: stop.clone(),
         signals: signals.clone(),
-        metrics: MetricsSource::new(scrape_tx.into(), signals.clone()),
+        metrics: MetricsSource::new(scrape_tx.into(), signals.clone(), limits.clone()),
         threads: Vec::with_capacity(n),
     };
     for ((i, port), scrape) in mesh::build(signals.clone(), mesh::QUEUE_CAPACITY)
@@ -288,6 +308,7 @@ pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, 
         let (signals, stop, ready) = (signals.clone(), stop.clone(), ready_tx.clone());
         let pin = config.pin_cores.then_some(i % cores);
         let io_mode = config.io_mode;
+        let limits = limits.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
@@ -297,7 +318,9 @@ pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, 
                 {
                     tracing::warn!(core, error = %e, "cannot pin shard to its core");
                 }
-                match Shard::new(i, registrar, socks, port, scrape, signals, stop, io_mode) {
+                match Shard::new(
+                    i, registrar, socks, port, scrape, signals, stop, io_mode, limits,
+                ) {
                     Ok(shard) => {
                         let _ = ready.send(Ok(()));
                         // Held no longer, so `start` sees a shard that dies starting.

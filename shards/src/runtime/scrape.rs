@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Receiver, Sender, TrySendError};
 use rserpool::registrar::{Gauges, Metrics, Registrar};
 
+use super::limits::{ConnCounters, Limits};
 use super::mesh::Signal;
 
 /// Scrape requests one shard queues at most (more are answered as "missing").
@@ -66,11 +67,26 @@ pub(super) fn queues(n: usize) -> (Vec<Sender<Request>>, Vec<Receiver<Request>>)
 pub struct MetricsSource {
     requests: Arc<[Sender<Request>]>,
     signals: Arc<[Signal]>,
+    limits: Arc<Limits>,
 }
 
 impl MetricsSource {
-    pub(super) fn new(requests: Arc<[Sender<Request>]>, signals: Arc<[Signal]>) -> Self {
-        Self { requests, signals }
+    pub(super) fn new(
+        requests: Arc<[Sender<Request>]>,
+        signals: Arc<[Signal]>,
+        limits: Arc<Limits>,
+    ) -> Self {
+        Self {
+            requests,
+            signals,
+            limits,
+        }
+    }
+
+    /// The connection limits' counters, registrar-wide (read without asking the
+    /// shards: they are atomics).
+    pub fn connections(&self) -> ConnCounters {
+        self.limits.counters()
     }
 
     /// Number of shards.

@@ -17,13 +17,15 @@ use std::collections::{HashMap, VecDeque};
 
 use super::conns::ConnTable;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rserpool::registrar::{ConnId, ConnInfo, Protocol, Transport};
 
 use super::framing::{self, Frame};
+use super::limits::{Closure, Limits};
 use super::shard::{Ctx, Token};
 use crate::net::ring::{Completion, OpBuf};
 use crate::net::socket;
@@ -31,8 +33,16 @@ use crate::net::socket;
 /// Receive buffer a connection starts with; it grows only while a larger message is
 /// being assembled (up to [`framing::MAX_FRAME`]).
 const RX_INITIAL: usize = 4096;
-/// A connection whose unsent bytes exceed this is a slow consumer and is closed.
+/// Default of [`super::limits::ConnLimits::max_unsent_per_connection`]: a connection
+/// whose unsent bytes exceed it is a slow consumer and is closed.
 pub(super) const MAX_UNSENT: usize = 4 << 20;
+/// Deadlines of the connection limits are checked at most this far apart (and at
+/// least four times per timeout), in one sweep over the shard's connections: nothing
+/// is added per message but a flag.
+const SWEEP_MAX: Duration = Duration::from_secs(1);
+/// Freed connection buffers after which the shard asks the allocator to return
+/// memory to the system ([`crate::net::alloc::collect`]).
+const COLLECT_AFTER: usize = 1 << 20;
 /// After accept fails for lack of descriptors or memory, wait this long before trying
 /// again instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -75,6 +85,15 @@ struct Conn {
     ops: u8,
     state: State,
     dirty: bool,
+    /// The source address it was admitted under ([`Limits::admit`]); `None` for the
+    /// connections the registrar opened.
+    source: Option<IpAddr>,
+    /// When it was accepted, or when the message being assembled started.
+    since: Instant,
+    /// Part of a message (or of a header) is buffered, since `since`.
+    partial: bool,
+    /// A whole message has arrived on it.
+    heard: bool,
 }
 
 /// An outbound connection whose connect is in flight.
@@ -97,10 +116,17 @@ pub(super) struct Tcp {
     draining: VecDeque<(Instant, ConnId)>,
     /// Connections forgotten, for [`Tcp::take_released`].
     released: Vec<(ConnId, Option<u32>)>,
+    limits: Arc<Limits>,
+    /// Unsent bytes of every connection together.
+    unsent: usize,
+    /// When the connections' deadlines are checked next; `None` without connections.
+    next_sweep: Option<Instant>,
+    /// Buffer bytes freed since the allocator was last asked to return memory.
+    freed: usize,
 }
 
 impl Tcp {
-    pub(super) fn new(listeners: Vec<(TcpListener, Protocol)>) -> Self {
+    pub(super) fn new(listeners: Vec<(TcpListener, Protocol)>, limits: Arc<Limits>) -> Self {
         Self {
             listeners: listeners
                 .into_iter()
@@ -116,6 +142,10 @@ impl Tcp {
             dirty: Vec::new(),
             draining: VecDeque::new(),
             released: Vec::new(),
+            limits,
+            unsent: 0,
+            next_sweep: None,
+            freed: 0,
         }
     }
 
@@ -140,19 +170,72 @@ impl Tcp {
         Ok(())
     }
 
-    /// The earliest time a paused listener wants to be re-armed or a draining
-    /// connection must be shut.
+    /// The earliest time a paused listener wants to be re-armed, a draining
+    /// connection must be shut, or the connections' deadlines are checked.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         let paused = self.listeners.iter().filter_map(|l| l.paused_until).min();
         let draining = self.draining.front().map(|&(t, _)| t);
-        match (paused, draining) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [paused, draining, self.next_sweep]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// How often the connections' deadlines are checked.
+    fn sweep_every(&self) -> Duration {
+        let l = &self.limits.config;
+        let shortest = l
+            .idle_timeout
+            .map_or(l.message_timeout, |i| i.min(l.message_timeout));
+        (shortest / 4).clamp(Duration::from_millis(1), SWEEP_MAX)
+    }
+
+    /// Closes the connections whose message or idle deadline passed; returns freed
+    /// memory to the system after enough was freed.
+    fn sweep(&mut self, ctx: &mut Ctx) {
+        let limits = self.limits.clone();
+        let l = &limits.config;
+        let now = ctx.now;
+        let mut due = Vec::new();
+        for (id, c) in self.conns.iter() {
+            if c.state != State::Open {
+                continue;
+            }
+            if c.partial && now.saturating_duration_since(c.since) >= l.message_timeout {
+                due.push((id, Closure::MessageTimeout));
+            } else if !c.heard
+                && !c.partial
+                && c.source.is_some()
+                && l.idle_timeout
+                    .is_some_and(|t| now.saturating_duration_since(c.since) >= t)
+            {
+                due.push((id, Closure::IdleTimeout));
+            }
         }
+        for (id, why) in due {
+            let text = match why {
+                Closure::MessageTimeout => {
+                    "message timeout: a started message did not arrive whole in time"
+                }
+                _ => "idle timeout: no whole message since the connection was accepted",
+            };
+            tracing::debug!(conn = id.0, "{text}");
+            limits.closed(why);
+            self.close(ctx, id, text);
+        }
+        if self.freed >= COLLECT_AFTER {
+            self.freed = 0;
+            crate::net::alloc::collect();
+        }
+        self.next_sweep =
+            (!self.conns.is_empty() || self.freed > 0).then(|| now + self.sweep_every());
     }
 
     /// Re-arms listeners whose back-off ended; shuts connections that drained too long.
     pub(super) fn resume(&mut self, ctx: &mut Ctx) {
+        if self.next_sweep.is_some_and(|t| t <= ctx.now) {
+            self.sweep(ctx);
+        }
         while let Some(&(t, id)) = self.draining.front()
             && t <= ctx.now
         {
@@ -186,6 +269,7 @@ impl Tcp {
                 return;
             }
             // Out of descriptors or memory: try again shortly rather than spin.
+            self.limits.accept_failed();
             tracing::warn!(error = %e, "accept failed");
             if !c.more {
                 self.listeners[i].paused_until = Some(ctx.now + ACCEPT_BACKOFF);
@@ -194,10 +278,15 @@ impl Tcp {
         }
         match socket::accepted(c.result) {
             Ok(a) => {
-                let protocol = self.listeners[i].protocol;
-                let id = ctx.conn_id();
-                tracing::debug!(conn = id.0, peer = %a.peer, ?protocol, "TCP connection accepted");
-                self.add(ctx, id, a.stream, a.peer, protocol);
+                let source = a.peer.ip().to_canonical();
+                // Refused: the socket is closed at once, so the client sees a clean
+                // close (and the refusal is counted and logged by `admit`).
+                if self.limits.admit(source).is_ok() {
+                    let protocol = self.listeners[i].protocol;
+                    let id = ctx.conn_id();
+                    tracing::debug!(conn = id.0, peer = %a.peer, ?protocol, "TCP connection accepted");
+                    self.add(ctx, id, a.stream, a.peer, protocol, Some(source));
+                }
             }
             // The peer is already gone again.
             Err(e) => tracing::debug!(error = %e, "accepted connection unusable"),
@@ -220,6 +309,7 @@ impl Tcp {
         stream: TcpStream,
         peer: SocketAddr,
         protocol: Protocol,
+        source: Option<IpAddr>,
     ) {
         let local = stream.local_addr().ok();
         let info = ConnInfo {
@@ -252,8 +342,15 @@ impl Tcp {
                 ops: 0,
                 state: State::Open,
                 dirty: false,
+                source,
+                since: ctx.now,
+                partial: false,
+                heard: false,
             },
         );
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(ctx.now + self.sweep_every());
+        }
         self.arm_recv(ctx, id, 0);
     }
 
@@ -302,7 +399,7 @@ impl Tcp {
         };
         tracing::debug!(conn = id.0, peer = %pending.peer, ?protocol, "TCP connected");
         let waiting = ctx.dials.up(id);
-        self.add(ctx, id, pending.stream, pending.peer, protocol);
+        self.add(ctx, id, pending.stream, pending.peer, protocol, None);
         for w in waiting {
             self.queue(ctx, id, &w.payload);
         }
@@ -329,8 +426,11 @@ impl Tcp {
             return;
         }
         let Some(mut rx) = conn.rx.take() else { return };
+        // Room for what may come, not for what a header announced: the buffer at most
+        // doubles per receive, so a large announced length costs only what arrived.
         let want = need
             .min(framing::MAX_FRAME)
+            .min((rx.len() * 2).max(RX_INITIAL))
             .max(rx.len() + 1024)
             .max(RX_INITIAL);
         if rx.capacity() < want {
@@ -402,14 +502,17 @@ impl Tcp {
                     "Message Length below 4 breaks TCP framing"
                 );
                 conn.rx = Some(rx);
+                self.limits.broken_framing(false);
                 self.close(ctx, id, "broken framing");
                 return;
             }
         };
+        conn.heard |= at > 0;
         rx.drain(..at);
         if rx.is_empty() && rx.capacity() > 4 * RX_INITIAL {
             rx = Vec::with_capacity(RX_INITIAL);
         }
+        Self::track_partial(conn, !rx.is_empty(), ctx.now);
         conn.rx = Some(rx);
         self.arm_recv(ctx, id, need);
     }
@@ -455,6 +558,7 @@ impl Tcp {
                 len,
                 "Message Length below 4 breaks TCP framing"
             );
+            self.limits.broken_framing(false);
             self.close(ctx, id, "broken framing");
             return;
         }
@@ -499,15 +603,33 @@ impl Tcp {
                 registrar.handle_enrp(*now, id, message);
             }
         })?;
+        conn.heard |= rest > 0;
         if kept {
             rx.drain(..rest);
             if rx.is_empty() && rx.capacity() > 4 * RX_INITIAL {
                 *rx = Vec::new();
+            } else if rx.capacity() > 4 * rx.len().max(RX_INITIAL) {
+                // What is left of a large buffer after a large message.
+                rx.shrink_to(2 * rx.len().max(RX_INITIAL));
             }
         } else if rest < chunk.len() {
             rx.extend_from_slice(&chunk[rest..]);
         }
+        let partial = !rx.is_empty();
+        Self::track_partial(conn, partial, *now);
         Ok(())
+    }
+
+    /// Notes whether part of a message is buffered, and since when (for
+    /// [`super::limits::ConnLimits::message_timeout`]): a compare per receive, a write
+    /// only when a message is cut or completed.
+    fn track_partial(conn: &mut Conn, partial: bool, now: Instant) {
+        if partial != conn.partial {
+            conn.partial = partial;
+            if partial {
+                conn.since = now;
+            }
+        }
     }
 
     /// Queues an encoded message; returns false if `id` is not a TCP connection here.
@@ -519,12 +641,15 @@ impl Tcp {
             return true;
         }
         conn.tx_pending.extend_from_slice(payload);
-        if conn.tx_pending.len() + conn.tx_inflight > MAX_UNSENT {
+        self.unsent += payload.len();
+        let limits = &self.limits.config;
+        if conn.tx_pending.len() + conn.tx_inflight > limits.max_unsent_per_connection {
             tracing::info!(
                 conn = id.0,
                 unsent = conn.tx_pending.len() + conn.tx_inflight,
-                "closing a slow consumer"
+                "closing a slow consumer (limits.max_unsent_per_connection)"
             );
+            self.limits.closed(Closure::SlowConsumer);
             self.close(ctx, id, "slow consumer");
             return true;
         }
@@ -532,7 +657,36 @@ impl Tcp {
             conn.dirty = true;
             self.dirty.push(id);
         }
+        if self.unsent > limits.max_unsent_per_shard {
+            self.shed(ctx);
+        }
         true
+    }
+
+    /// The shard's connections together have more unsent than
+    /// [`super::limits::ConnLimits::max_unsent_per_shard`]: the ones with the largest
+    /// backlogs (the slowest consumers) are closed until they fit again.
+    fn shed(&mut self, ctx: &mut Ctx) {
+        let cap = self.limits.config.max_unsent_per_shard;
+        while self.unsent > cap {
+            let largest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.state == State::Open)
+                .map(|(id, c)| (c.tx_pending.len() + c.tx_inflight, id))
+                .max();
+            let Some((unsent, id)) = largest.filter(|&(n, _)| n > 0) else {
+                break;
+            };
+            tracing::info!(
+                conn = id.0,
+                unsent,
+                shard_unsent = self.unsent,
+                "closing the largest backlog: the shard's unsent bytes passed limits.max_unsent_per_shard"
+            );
+            self.limits.closed(Closure::ShardBacklog);
+            self.close(ctx, id, "shard backlog");
+        }
     }
 
     /// Starts a send on every connection with queued bytes and none in flight.
@@ -584,15 +738,17 @@ impl Tcp {
             return;
         };
         conn.ops -= 1;
-        conn.tx_inflight = 0;
+        let inflight = std::mem::take(&mut conn.tx_inflight);
         let OpBuf::Bytes(mut buf) = c.buf else {
             unreachable!("a send owns bytes")
         };
         if conn.state == State::Closed {
+            // Its bytes left the count when it was shut.
             conn.tx_spare = Some(buf);
             self.release_if_idle(id);
             return;
         }
+        self.unsent -= inflight;
         if c.result < 0 {
             conn.tx_spare = Some(buf);
             let e = io::Error::from_raw_os_error(-c.result);
@@ -604,6 +760,7 @@ impl Tcp {
         if sent < buf.len() {
             // A short send: the rest goes first, ahead of what was queued meanwhile.
             buf.drain(..sent);
+            self.unsent += buf.len();
             buf.extend_from_slice(&conn.tx_pending);
             std::mem::swap(&mut buf, &mut conn.tx_pending);
         }
@@ -664,6 +821,16 @@ impl Tcp {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.state = State::Closed;
             let _ = conn.stream.shutdown(Shutdown::Both);
+            // Nothing more is sent: what was queued is freed now, and what is in
+            // flight leaves the count (its buffer comes back with its completion).
+            self.unsent -= conn.tx_pending.len() + conn.tx_inflight;
+            conn.tx_inflight = 0;
+            self.freed += conn.tx_pending.capacity();
+            conn.tx_pending = Vec::new();
+            if let Some(rx) = &mut conn.rx {
+                self.freed += rx.capacity();
+                *rx = Vec::new();
+            }
         }
         self.release_if_idle(id);
     }
@@ -674,8 +841,15 @@ impl Tcp {
             .get(&id)
             .is_some_and(|c| c.state == State::Closed && c.ops == 0)
         {
-            let fixed = self.conns.remove(&id).and_then(|c| c.fixed);
-            self.released.push((id, fixed));
+            let Some(conn) = self.conns.remove(&id) else {
+                return;
+            };
+            if let Some(source) = conn.source {
+                self.limits.release(source);
+            }
+            self.freed += conn.tx_spare.as_ref().map_or(0, Vec::capacity)
+                + conn.rx.as_ref().map_or(0, Vec::capacity);
+            self.released.push((id, conn.fixed));
         }
     }
 

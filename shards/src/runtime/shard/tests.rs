@@ -41,6 +41,7 @@ fn shard(sockets: Sockets) -> Shard {
         signals,
         stop,
         IoMode::default(),
+        Arc::new(super::super::limits::Limits::new(Default::default(), None)),
     )
     .unwrap()
 }
