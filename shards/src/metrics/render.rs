@@ -311,12 +311,13 @@ pub fn connections(out: &mut String, c: &crate::runtime::ConnCounters) {
         out,
         name,
         "counter",
-        "TCP connections closed at accept: reason=\"max_connections\" (the registrar's cap), \"per_source\" (the source address's cap), \"accept_failed\" (no descriptor or memory for an accept; the listener backs off and retries).",
+        "TCP connections closed at accept: reason=\"max_connections\" (the registrar's cap), \"per_source\" (the source address's cap), \"accept_failed\" (no descriptor or memory for an accept; the listener backs off and retries), \"no_descriptors\" (accepted with the descriptor kept spare for this while out of descriptors, and closed at once).",
     );
     for (reason, v) in [
         ("max_connections", c.refused_total),
         ("per_source", c.refused_per_source),
         ("accept_failed", c.accept_failures),
+        ("no_descriptors", c.refused_no_descriptors),
     ] {
         sample(out, name, &format!("reason=\"{reason}\""), v);
     }

@@ -86,6 +86,9 @@ pub struct ConnCounters {
     /// Accepts that failed for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
     /// ENOMEM).
     pub accept_failures: u64,
+    /// Accepted with the spare descriptor while out of descriptors, and closed at once
+    /// (so that the client sees a close instead of waiting).
+    pub refused_no_descriptors: u64,
     /// Closed: a started message did not arrive whole in time.
     pub closed_message_timeout: u64,
     /// Closed: no whole message in time after accept.
@@ -105,6 +108,7 @@ struct Counters {
     refused_total: AtomicU64,
     refused_per_source: AtomicU64,
     accept_failures: AtomicU64,
+    refused_no_descriptors: AtomicU64,
     closed_message_timeout: AtomicU64,
     closed_idle_timeout: AtomicU64,
     closed_slow_consumer: AtomicU64,
@@ -221,6 +225,13 @@ impl Limits {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A waiting connection was accepted with the spare descriptor and closed.
+    pub(super) fn refused_no_descriptors(&self) {
+        self.counters
+            .refused_no_descriptors
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(super) fn closed(&self, why: Closure) {
         let c = &self.counters;
         match why {
@@ -252,6 +263,7 @@ impl Limits {
             refused_total: get(&c.refused_total),
             refused_per_source: get(&c.refused_per_source),
             accept_failures: get(&c.accept_failures),
+            refused_no_descriptors: get(&c.refused_no_descriptors),
             closed_message_timeout: get(&c.closed_message_timeout),
             closed_idle_timeout: get(&c.closed_idle_timeout),
             closed_slow_consumer: get(&c.closed_slow_consumer),

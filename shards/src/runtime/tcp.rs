@@ -40,6 +40,9 @@ pub(super) const MAX_UNSENT: usize = 4 << 20;
 /// least four times per timeout), in one sweep over the shard's connections: nothing
 /// is added per message but a flag.
 const SWEEP_MAX: Duration = Duration::from_secs(1);
+/// Waiting connections accepted with the spare descriptor and closed, at most, each
+/// time accept runs out of descriptors.
+const REFUSE_BATCH: usize = 64;
 /// Freed connection buffers after which the shard asks the allocator to return
 /// memory to the system ([`crate::net::alloc::collect`]).
 const COLLECT_AFTER: usize = 1 << 20;
@@ -123,6 +126,9 @@ pub(super) struct Tcp {
     next_sweep: Option<Instant>,
     /// Buffer bytes freed since the allocator was last asked to return memory.
     freed: usize,
+    /// A descriptor held in reserve (`/dev/null`): out of descriptors, it is given up
+    /// for a moment to accept the waiting connections and close them.
+    spare: Option<std::fs::File>,
 }
 
 impl Tcp {
@@ -146,6 +152,7 @@ impl Tcp {
             unsent: 0,
             next_sweep: None,
             freed: 0,
+            spare: std::fs::File::open("/dev/null").ok(),
         }
     }
 
@@ -223,12 +230,12 @@ impl Tcp {
             limits.closed(why);
             self.close(ctx, id, text);
         }
-        if self.freed >= COLLECT_AFTER {
+        // Also when the last connection went: the shard may now sleep for long.
+        if self.freed >= COLLECT_AFTER || (self.freed > 0 && self.conns.is_empty()) {
             self.freed = 0;
             crate::net::alloc::collect();
         }
-        self.next_sweep =
-            (!self.conns.is_empty() || self.freed > 0).then(|| now + self.sweep_every());
+        self.next_sweep = (!self.conns.is_empty()).then(|| now + self.sweep_every());
     }
 
     /// Re-arms listeners whose back-off ended; shuts connections that drained too long.
@@ -273,6 +280,9 @@ impl Tcp {
             tracing::warn!(error = %e, "accept failed");
             if !c.more {
                 self.listeners[i].paused_until = Some(ctx.now + ACCEPT_BACKOFF);
+                if matches!(-c.result, libc::EMFILE | libc::ENFILE) {
+                    self.refuse_waiting(i);
+                }
             }
             return;
         }
@@ -298,6 +308,36 @@ impl Tcp {
             tracing::warn!(error = %e, "cannot re-arm accept");
             self.listeners[i].paused_until = Some(ctx.now + ACCEPT_BACKOFF);
         }
+    }
+
+    /// Out of descriptors (and no accept armed on listener `i`): the spare descriptor
+    /// is given up for a moment to accept the connections waiting in the backlog and
+    /// close them at once, so that their clients see a close rather than hang until
+    /// descriptors are free again.
+    fn refuse_waiting(&mut self, i: usize) {
+        let Some(spare) = self.spare.take() else {
+            return;
+        };
+        drop(spare);
+        let l = &self.listeners[i].socket;
+        // Non-blocking only meanwhile: the ring's accepts expect a blocking socket.
+        if l.set_nonblocking(true).is_ok() {
+            let mut refused = 0;
+            while refused < REFUSE_BATCH && l.accept().is_ok() {
+                refused += 1;
+                self.limits.refused_no_descriptors();
+            }
+            if let Err(e) = l.set_nonblocking(false) {
+                tracing::warn!(error = %e, "cannot make a listener blocking again");
+            }
+            if refused > 0 {
+                tracing::warn!(
+                    refused,
+                    "out of descriptors: waiting connections accepted and closed"
+                );
+            }
+        }
+        self.spare = std::fs::File::open("/dev/null").ok();
     }
 
     /// A connection is up (accepted, or connected): the registrar hears of it and its
