@@ -93,7 +93,8 @@ pub struct ConnCounters {
     pub closed_message_timeout: u64,
     /// Closed: no whole message in time after accept.
     pub closed_idle_timeout: u64,
-    /// Closed: the connection's own backlog passed its cap.
+    /// Closed: the connection's own backlog passed its cap, or its input was held
+    /// back for the message timeout without the backlog halving.
     pub closed_slow_consumer: u64,
     /// Closed: the largest backlog while the shard's total passed its cap.
     pub closed_shard_backlog: u64,

@@ -40,6 +40,11 @@ pub(super) const MAX_UNSENT: usize = 4 << 20;
 /// least four times per timeout), in one sweep over the shard's connections: nothing
 /// is added per message but a flag.
 const SWEEP_MAX: Duration = Duration::from_secs(1);
+/// A connection with more unsent than this (or half its cap, if less) has its input
+/// held back (no more receives) until its backlog halves: its requests then wait in
+/// the kernel, and TCP's flow control slows the client down, instead of the shard
+/// answering requests whose answers nobody reads.
+const HOLD_BACK: usize = 256 << 10;
 /// Waiting connections accepted with the spare descriptor and closed, at most, each
 /// time accept runs out of descriptors.
 const REFUSE_BATCH: usize = 64;
@@ -97,6 +102,10 @@ struct Conn {
     partial: bool,
     /// A whole message has arrived on it.
     heard: bool,
+    /// A receive is armed (until its final completion).
+    receiving: bool,
+    /// Its input is held back since then ([`HOLD_BACK`]).
+    held: Option<Instant>,
 }
 
 /// An outbound connection whose connect is in flight.
@@ -208,7 +217,15 @@ impl Tcp {
             if c.state != State::Open {
                 continue;
             }
-            if c.partial && now.saturating_duration_since(c.since) >= l.message_timeout {
+            // Held back first: its cut message then waits for us, not for the peer.
+            if c.held
+                .is_some_and(|t| now.saturating_duration_since(t) >= l.message_timeout)
+            {
+                due.push((id, Closure::SlowConsumer));
+            } else if c.held.is_none()
+                && c.partial
+                && now.saturating_duration_since(c.since) >= l.message_timeout
+            {
                 due.push((id, Closure::MessageTimeout));
             } else if !c.heard
                 && !c.partial
@@ -223,6 +240,9 @@ impl Tcp {
             let text = match why {
                 Closure::MessageTimeout => {
                     "message timeout: a started message did not arrive whole in time"
+                }
+                Closure::SlowConsumer => {
+                    "slow consumer: its answers went unread for the message timeout"
                 }
                 _ => "idle timeout: no whole message since the connection was accepted",
             };
@@ -386,6 +406,8 @@ impl Tcp {
                 since: ctx.now,
                 partial: false,
                 heard: false,
+                receiving: false,
+                held: None,
             },
         );
         if self.next_sweep.is_none() {
@@ -457,7 +479,10 @@ impl Tcp {
                 .ring
                 .recv_multi(conn.stream.as_raw_fd(), conn.fixed, token)
             {
-                Ok(()) => conn.ops += 1,
+                Ok(()) => {
+                    conn.ops += 1;
+                    conn.receiving = true;
+                }
                 Err(e) => {
                     tracing::warn!(conn = id.0, error = %e, "cannot arm recv");
                     self.close(ctx, id, "recv not armed");
@@ -480,7 +505,10 @@ impl Tcp {
             .ring
             .recv(conn.stream.as_raw_fd(), rx, Token::Recv(id).encode())
         {
-            Ok(()) => conn.ops += 1,
+            Ok(()) => {
+                conn.ops += 1;
+                conn.receiving = true;
+            }
             Err(e) => {
                 tracing::warn!(conn = id.0, error = %e, "cannot arm recv");
                 conn.rx = Some(Vec::new());
@@ -497,6 +525,7 @@ impl Tcp {
             return;
         };
         conn.ops -= 1;
+        conn.receiving = false;
         let OpBuf::Bytes(mut rx) = c.buf else {
             unreachable!("a recv owns bytes")
         };
@@ -554,6 +583,11 @@ impl Tcp {
         }
         Self::track_partial(conn, !rx.is_empty(), ctx.now);
         conn.rx = Some(rx);
+        if conn.tx_pending.len() + conn.tx_inflight > Self::hold_back_at(&self.limits) {
+            // Not re-armed until the backlog halves ([`Tcp::resume_recv`]).
+            conn.held = Some(ctx.now);
+            return;
+        }
         self.arm_recv(ctx, id, need);
     }
 
@@ -570,6 +604,7 @@ impl Tcp {
         };
         if ended {
             conn.ops -= 1;
+            conn.receiving = false;
         }
         let outcome = match (c.provided, c.result) {
             (Some(b), n) if n > 0 => {
@@ -602,12 +637,23 @@ impl Tcp {
             self.close(ctx, id, "broken framing");
             return;
         }
+        if conn.held.is_none()
+            && conn.state == State::Open
+            && conn.tx_pending.len() + conn.tx_inflight > Self::hold_back_at(&self.limits)
+        {
+            conn.held = Some(ctx.now);
+            if let Err(e) = ctx.ring.cancel_token(Token::Recv(id).encode()) {
+                tracing::warn!(conn = id.0, error = %e, "cannot hold a connection's input back");
+            }
+        }
         if !ended {
             return;
         }
         match c.result {
             0 => self.close(ctx, id, "peer closed"),
-            r if r == -libc::ENOBUFS || r > 0 => self.arm_recv(ctx, id, 0),
+            // Held back: [`Tcp::resume_recv`] arms it again.
+            _ if conn.held.is_some() => {}
+            r if r == -libc::ENOBUFS || r == -libc::ECANCELED || r > 0 => self.arm_recv(ctx, id, 0),
             r => {
                 let e = io::Error::from_raw_os_error(-r);
                 tracing::debug!(conn = id.0, error = %e, "recv failed");
@@ -658,6 +704,35 @@ impl Tcp {
         let partial = !rx.is_empty();
         Self::track_partial(conn, partial, *now);
         Ok(())
+    }
+
+    /// Unsent bytes beyond which a connection's input is held back.
+    fn hold_back_at(limits: &Limits) -> usize {
+        HOLD_BACK.min(limits.config.max_unsent_per_connection / 2)
+    }
+
+    /// Receives again on a connection whose input was held back, once its backlog has
+    /// halved.
+    fn resume_recv(&mut self, ctx: &mut Ctx, id: ConnId) {
+        let at = Self::hold_back_at(&self.limits) / 2;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.state != State::Open
+            || conn.held.is_none()
+            || conn.tx_pending.len() + conn.tx_inflight > at
+        {
+            return;
+        }
+        conn.held = None;
+        // A message cut while held waited for us: its deadline starts now.
+        if conn.partial {
+            conn.since = ctx.now;
+        }
+        // A cancelled receive still to complete re-arms itself.
+        if !conn.receiving {
+            self.arm_recv(ctx, id, 0);
+        }
     }
 
     /// Notes whether part of a message is buffered, and since when (for
@@ -815,6 +890,7 @@ impl Tcp {
             return;
         }
         self.start_send(ctx, id);
+        self.resume_recv(ctx, id);
     }
 
     /// Closes a connection: the registrar forgets it now (its PEs are removed, RFC 5352
