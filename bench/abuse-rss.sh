@@ -9,7 +9,7 @@
 #   --secs seconds and never read; meanwhile one well-behaved client times its
 #   resolutions (the worst round trip is printed).
 # RSS (VmRSS, KiB) is read before, during (at the attack's peak) and 2 s after the
-# attackers closed; the registrar's connection counters from /metrics are printed too.
+# registrar closed the attackers' last connection; the registrar's connection counters from /metrics are printed too.
 # Two shards, loopback TCP. --bin measures another build (e.g. an older one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +67,15 @@ def counters():
 # ASAP_HANDLE_RESOLUTION of the unknown pool "pool": answered with an error (36 bytes).
 REQ = bytes.fromhex("0500000c0009000870 6f6f6c".replace(" ", ""))
 
+def settle():
+    # Until every connection is gone (older builds without the gauge: 2 s), and 1 s more.
+    end = time.time() + 30
+    while time.time() < end:
+        if not any(l.startswith("rserpool_connections_open") for l in counters()):
+            break
+        time.sleep(0.2)
+    time.sleep(2)
+
 def report(name, before, peak, after):
     print(f"{name:14} before {before:>9} KiB  peak {peak:>9} KiB  after {after:>9} KiB")
 
@@ -92,7 +101,7 @@ for _ in range(secs):
 print(f"slowloris: {conns} connections, {len(socks)} still open after {secs} s")
 for s in socks:
     s.close()
-time.sleep(2)
+settle()
 report("slowloris", before, peak, rss())
 
 # Never-reading pipelining clients, and one client that reads.
@@ -134,7 +143,7 @@ while time.time() < stop:
 worst = float(timed.communicate()[0])
 for s in hs:
     s.close()
-time.sleep(2)
+settle()
 report("never-reading", before, peak, rss())
 print(f"never-reading: {hogs} clients for {secs} s; a reading client's worst round trip {worst*1000:.1f} ms")
 for line in counters():
