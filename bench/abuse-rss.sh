@@ -60,7 +60,7 @@ def rss():
                 return int(line.split()[1])
 
 def counters():
-    text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics").read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
     return [l for l in text.splitlines()
             if l.startswith(("rserpool_connections_", "rserpool_broken_framing")) and not l.endswith(" 0")]
 
@@ -122,7 +122,10 @@ worst, stop = 0.0, time.time() + secs
 while time.time() < stop:
     t = time.perf_counter(); c.sendall(req); got = b""
     while len(got) < 4 or len(got) < int.from_bytes(got[2:4], "big"):
-        got += c.recv(65536)
+        more = c.recv(65536)
+        if not more:
+            sys.exit("the reading client's connection was closed by the registrar")
+        got += more
     worst = max(worst, time.perf_counter() - t); time.sleep(0.01)
 print(worst)
 """
@@ -140,7 +143,7 @@ while time.time() < stop:
         except OSError:
             pass
     peak = max(peak, rss())
-worst = float(timed.communicate()[0])
+worst = float(timed.communicate()[0] or "nan")
 for s in hs:
     s.close()
 settle()
