@@ -284,16 +284,3 @@ fn broken_framing_is_counted_and_closes_only_that_connection() {
     );
     handle.shutdown().unwrap();
 }
-
-#[test]
-fn a_never_reading_client_is_held_back_then_closed_below_its_cap() {
-    // Default caps: its input is held back at 256 KiB unsent, far below the 4 MiB cap,
-    // so only the held-back deadline can close it.
-    never_reading_client_is_closed(
-        ConnLimits {
-            message_timeout: Duration::from_millis(200),
-            ..ConnLimits::default()
-        },
-        |c| c.closed_slow_consumer,
-    );
-}

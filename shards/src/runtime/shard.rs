@@ -316,7 +316,7 @@ impl Shard {
         if self.next_timer.is_some_and(|t| t <= ctx.now) {
             ctx.registrar.handle_timeout(ctx.now);
         }
-        self.tcp.resume(&mut self.ctx);
+        self.tcp.resume(&mut self.ctx, busy);
         self.drain_outputs();
         self.flush();
         self.release_closed();

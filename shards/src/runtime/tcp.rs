@@ -259,8 +259,11 @@ impl Tcp {
     }
 
     /// Re-arms listeners whose back-off ended; shuts connections that drained too long.
-    pub(super) fn resume(&mut self, ctx: &mut Ctx) {
-        if self.next_sweep.is_some_and(|t| t <= ctx.now) {
+    /// `busy`: completions were left for the next turn; the deadlines then wait, since
+    /// bytes that arrived may not have been looked at yet (the shard's own delay must
+    /// not count against a client).
+    pub(super) fn resume(&mut self, ctx: &mut Ctx, busy: bool) {
+        if !busy && self.next_sweep.is_some_and(|t| t <= ctx.now) {
             self.sweep(ctx);
         }
         while let Some(&(t, id)) = self.draining.front()
@@ -642,6 +645,7 @@ impl Tcp {
             && conn.tx_pending.len() + conn.tx_inflight > Self::hold_back_at(&self.limits)
         {
             conn.held = Some(ctx.now);
+            tracing::trace!(conn = id.0, "input held back");
             if let Err(e) = ctx.ring.cancel_token(Token::Recv(id).encode()) {
                 tracing::warn!(conn = id.0, error = %e, "cannot hold a connection's input back");
             }
@@ -725,6 +729,7 @@ impl Tcp {
             return;
         }
         conn.held = None;
+        tracing::trace!(conn = id.0, receiving = conn.receiving, "input resumed");
         // A message cut while held waited for us: its deadline starts now.
         if conn.partial {
             conn.since = ctx.now;

@@ -53,7 +53,7 @@ impl Shard {
         loop {
             self.ctx.now = Instant::now();
             self.complete();
-            self.tcp.resume(&mut self.ctx);
+            self.tcp.resume(&mut self.ctx, false);
             self.flush();
             if done(self) {
                 return;
