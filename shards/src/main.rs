@@ -50,7 +50,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     }
 
     net::signals::block_termination()?;
-    let handle = runtime::start_with_tls(s.runtime.clone(), s.enrp.clone(), s.tls.clone())?;
+    let handle = runtime::start_configured(
+        s.runtime.clone(),
+        s.enrp.clone(),
+        s.conn_limits.clone(),
+        s.tls.clone(),
+    )?;
     let metrics = s
         .metrics
         .map(|addr| {

@@ -21,12 +21,15 @@ pub use access::{AccessSection, RuleSection, open_warning};
 pub use enrp::{EnrpSection, parse_dump_target, parse_enrp_endpoint, parse_peer};
 pub use tls::TlsSection;
 
+use crate::runtime::ConnLimits;
 use crate::{Endpoint, EnrpEndpoints, RuntimeConfig};
 
 /// The `--help` section of the ENRP flags.
 const HELP_ENRP: &str = "ENRP (peer registrars)";
 /// The `--help` section of the TLS flags.
 const HELP_TLS: &str = "TLS (tls:// endpoints)";
+/// The `--help` section of the connection limits.
+const HELP_LIMITS: &str = "Connection limits";
 
 /// The registrar's command line.
 // The field docs are `--help` text, where `[ADDR]:PORT` is address syntax, not a link.
@@ -188,6 +191,23 @@ pub struct Cli {
     /// when --tls-client-ca is given, else off.
     #[arg(long, value_name = "MODE", help_heading = HELP_TLS)]
     pub tls_client_auth: Option<String>,
+    /// Milliseconds a TCP message that has started may take to arrive whole; a slower
+    /// one closes its connection (slowloris). Default 10000.
+    #[arg(long, value_name = "MS", help_heading = HELP_LIMITS)]
+    pub message_timeout: Option<u64>,
+    /// Milliseconds an accepted TCP connection may stay without sending one whole
+    /// message before it is closed; 0: never. Connections that sent a message are not
+    /// idle-closed (RSPLIB pool users keep theirs open, silent). Default 60000.
+    #[arg(long, value_name = "MS", help_heading = HELP_LIMITS)]
+    pub idle_timeout: Option<u64>,
+    /// Accepted connections open at once, registrar-wide; more are closed at accept.
+    /// Default 100000 (or the open-file limit less 256, if lower).
+    #[arg(long, value_name = "N", help_heading = HELP_LIMITS)]
+    pub max_connections: Option<usize>,
+    /// Accepted connections open at once from one source address; more are closed at
+    /// accept. Default 1000.
+    #[arg(long, value_name = "N", help_heading = HELP_LIMITS)]
+    pub max_connections_per_source: Option<usize>,
 }
 
 /// The registrar binary's subcommands; without one it runs the registrar.
@@ -279,6 +299,12 @@ pub struct LimitsSection {
     pub max_answer_bytes: Option<usize>,
     pub max_pes_per_association: Option<usize>,
     pub max_pools_per_association: Option<usize>,
+    pub message_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_source: Option<usize>,
+    pub max_unsent_per_connection: Option<usize>,
+    pub max_unsent_per_shard: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -297,6 +323,8 @@ pub struct Settings {
     pub log_level: String,
     /// The credentials of the tls:// endpoints (`None`: there are none).
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Connection limits (`[limits]`, the "Connection limits" flags).
+    pub conn_limits: ConnLimits,
 }
 
 impl FileConfig {
@@ -549,6 +577,7 @@ pub fn settings(
         cli.peers.clone()
     };
     let tls = tls::settings(cli, &file.tls, &asap, &enrp_endpoints.listen, &peers)?;
+    let conn_limits = conn_limits(cli, l)?;
 
     let registrar = registrar::Config {
         id: RegistrarId(id),
@@ -595,6 +624,7 @@ pub fn settings(
             .or_else(|| r.log_level.clone())
             .unwrap_or_else(|| "info".into()),
         tls,
+        conn_limits,
     })
 }
 
@@ -608,6 +638,62 @@ fn rate_limit(per_second: u32, burst: Option<u32>) -> Option<registrar::RateLimi
         per_second,
         burst: burst.unwrap_or(per_second.saturating_mul(5)).max(1),
     })
+}
+
+/// The connection limits from flags and `[limits]`.
+fn conn_limits(cli: &Cli, l: &LimitsSection) -> Result<ConnLimits, ConfigError> {
+    let d = ConnLimits::default();
+    let message_timeout = match cli.message_timeout.or(l.message_timeout_ms) {
+        Some(ms) => millis("limits.message_timeout_ms (--message-timeout)", ms)?,
+        None => d.message_timeout,
+    };
+    let idle_timeout = match cli.idle_timeout.or(l.idle_timeout_ms) {
+        Some(0) => None,
+        Some(ms) => Some(millis("limits.idle_timeout_ms (--idle-timeout)", ms)?),
+        None => d.idle_timeout,
+    };
+    let limits = ConnLimits {
+        message_timeout,
+        idle_timeout,
+        max_connections: cli
+            .max_connections
+            .or(l.max_connections)
+            .unwrap_or(d.max_connections),
+        max_connections_per_source: cli
+            .max_connections_per_source
+            .or(l.max_connections_per_source)
+            .unwrap_or(d.max_connections_per_source),
+        max_unsent_per_connection: l
+            .max_unsent_per_connection
+            .unwrap_or(d.max_unsent_per_connection),
+        max_unsent_per_shard: l.max_unsent_per_shard.unwrap_or(d.max_unsent_per_shard),
+    };
+    for (name, v) in [
+        ("limits.max_connections", limits.max_connections),
+        (
+            "limits.max_connections_per_source",
+            limits.max_connections_per_source,
+        ),
+    ] {
+        if v == 0 {
+            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+        }
+    }
+    // One message (64 KiB) must always fit, or no answer could be sent at all.
+    for (name, v) in [
+        (
+            "limits.max_unsent_per_connection",
+            limits.max_unsent_per_connection,
+        ),
+        ("limits.max_unsent_per_shard", limits.max_unsent_per_shard),
+    ] {
+        if v < 1 << 16 {
+            return Err(ConfigError::Invalid(format!(
+                "{name} must be at least 65536 (one whole message), not {v}"
+            )));
+        }
+    }
+    Ok(limits)
 }
 
 #[cfg(test)]

@@ -190,3 +190,31 @@ fn per_association_limits_from_the_file_and_flags() {
     let err = settings(&Cli::default(), &f, 1, 1).unwrap_err().to_string();
     assert!(err.contains("limits.max_pools_per_association"), "{err}");
 }
+
+#[test]
+fn connection_limits_from_file_and_flags() {
+    let d = settings(&Cli::default(), &FileConfig::default(), 1, 1).unwrap();
+    assert_eq!(d.conn_limits, ConnLimits::default());
+    let f = file(
+        "[limits]\nmessage_timeout_ms = 500\nidle_timeout_ms = 0\nmax_connections = 10\n\
+         max_connections_per_source = 3\nmax_unsent_per_connection = 100000\n\
+         max_unsent_per_shard = 200000\n",
+    )
+    .unwrap();
+    let cli = Cli::parse_from(["x", "--max-connections-per-source", "2"]);
+    let l = settings(&cli, &f, 1, 1).unwrap().conn_limits;
+    assert_eq!(l.message_timeout, Duration::from_millis(500));
+    assert_eq!(l.idle_timeout, None);
+    assert_eq!(l.max_connections, 10);
+    assert_eq!(l.max_connections_per_source, 2);
+    assert_eq!(l.max_unsent_per_connection, 100_000);
+    assert_eq!(l.max_unsent_per_shard, 200_000);
+    for bad in [
+        "[limits]\nmax_connections = 0\n",
+        "[limits]\nmax_unsent_per_shard = 1000\n",
+        "[limits]\nmessage_timeout_ms = 0\n",
+    ] {
+        let err = settings(&Cli::default(), &file(bad).unwrap(), 1, 1).unwrap_err();
+        assert!(err.to_string().contains("limits."), "{err}");
+    }
+}

@@ -102,6 +102,7 @@ fn answer(mut stream: TcpStream, source: &MetricsSource) -> io::Result<()> {
         Request::Metrics { head_only } => {
             let snapshots = source.collect(SCRAPE_TIMEOUT);
             let mut body = render::render(&snapshots, SCRAPE_TIMEOUT);
+            render::connections(&mut body, &source.connections());
             if let Some(tls) = source.tls_figures() {
                 render::render_tls(&mut body, tls);
             }

@@ -304,6 +304,58 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count());
 }
 
+/// The connection limits' figures (process-wide, without a `shard` label: admission
+/// is registrar-wide): open connections, refusals at accept by reason, closures by
+/// the runtime by reason, and connections whose framing broke by transport.
+pub fn connections(out: &mut String, c: &crate::runtime::ConnCounters) {
+    family(
+        out,
+        "rserpool_connections_open",
+        "gauge",
+        "Accepted TCP connections open now (what limits.max_connections and limits.max_connections_per_source count).",
+    );
+    sample(out, "rserpool_connections_open", "", c.open);
+    let name = "rserpool_connections_refused_total";
+    family(
+        out,
+        name,
+        "counter",
+        "TCP connections closed at accept: reason=\"max_connections\" (the registrar's cap), \"per_source\" (the source address's cap), \"accept_failed\" (no descriptor or memory for an accept; the listener backs off and retries), \"no_descriptors\" (accepted with the descriptor kept spare for this while out of descriptors, and closed at once).",
+    );
+    for (reason, v) in [
+        ("max_connections", c.refused_total),
+        ("per_source", c.refused_per_source),
+        ("accept_failed", c.accept_failures),
+        ("no_descriptors", c.refused_no_descriptors),
+    ] {
+        sample(out, name, &format!("reason=\"{reason}\""), v);
+    }
+    let name = "rserpool_connections_closed_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Connections the registrar closed to protect itself: reason=\"message_timeout\" (a started message did not arrive whole in time), \"idle_timeout\" (no whole message after accept), \"slow_consumer\" (its own unsent bytes passed the cap), \"shard_backlog\" (the largest backlog when a shard's unsent bytes passed the cap).",
+    );
+    for (reason, v) in [
+        ("message_timeout", c.closed_message_timeout),
+        ("idle_timeout", c.closed_idle_timeout),
+        ("slow_consumer", c.closed_slow_consumer),
+        ("shard_backlog", c.closed_shard_backlog),
+    ] {
+        sample(out, name, &format!("reason=\"{reason}\""), v);
+    }
+    let name = "rserpool_broken_framing_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Connections closed because their framing broke: TCP, a Message Length below 4; SCTP, a message longer than any ASAP or ENRP message.",
+    );
+    sample(out, name, "transport=\"tcp\"", c.broken_framing_tcp);
+    sample(out, name, "transport=\"sctp\"", c.broken_framing_sctp);
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
     let _ = writeln!(out, "# TYPE {name} {kind}");

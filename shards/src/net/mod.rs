@@ -8,8 +8,10 @@
 //! - [`signals`]: waiting for SIGTERM/SIGINT.
 //! - [`ifaddrs`]: this host's interface addresses.
 //! - [`process`]: child processes that die with us, and timer slack (for the tools).
+//! - [`alloc`]: returning freed memory to the system.
 
 mod addr;
+pub mod alloc;
 pub mod ifaddrs;
 pub mod process;
 pub mod ring;

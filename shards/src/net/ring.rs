@@ -385,6 +385,15 @@ impl Ring {
         self.push_entry(&entry)
     }
 
+    /// Asks the kernel to cancel the pending operation(s) submitted under `token` (each
+    /// then completes, usually with `-ECANCELED`).
+    pub fn cancel_token(&mut self, token: u64) -> io::Result<()> {
+        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(token).all())
+            .build()
+            .user_data(CANCEL);
+        self.push_entry(&entry)
+    }
+
     /// Submits what was pushed and waits until a completion is ready, `timeout` passed
     /// (`None`: no limit; zero: do not wait) or a signal arrived.
     pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {

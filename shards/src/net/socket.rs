@@ -150,6 +150,21 @@ pub fn tcp_connect_shared_port(to: SocketAddr) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
+/// A blocking TCP connection to `to` from source address `from` (any port), for tests
+/// and tools that play clients on several addresses (e.g. 127.0.0.2 on loopback).
+pub fn tcp_connect_from(from: std::net::IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
+    let fd = socket(domain(to), libc::SOCK_STREAM, libc::IPPROTO_TCP)?;
+    bind(fd.as_raw_fd(), SocketAddr::new(from, 0))?;
+    let sa = SockAddr::from(to);
+    // SAFETY: `sa` holds a sockaddr of the length it reports.
+    if unsafe { libc::connect(fd.as_raw_fd(), sa.as_ptr(), sa.len()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let stream = TcpStream::from(fd);
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// A connection returned by accept.
 #[derive(Debug)]
 pub struct Accepted {

@@ -84,6 +84,19 @@ impl<T> ConnTable<T> {
         removed
     }
 
+    /// Whether no connection is in the table.
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every entry with its id, slots first.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (ConnId, &T)> {
+        self.slots
+            .iter()
+            .filter_map(|e| e.as_ref().map(|(k, v)| (*k, v)))
+            .chain(self.outbound.iter().map(|(k, v)| (*k, v)))
+    }
+
     pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
         self.slots
             .iter_mut()
@@ -111,5 +124,7 @@ mod tests {
         assert_eq!(t.remove(&a), Some("a"));
         assert!(!t.contains_key(&a));
         assert_eq!(t.values_mut().count(), 1);
+        assert_eq!(t.iter().map(|(k, _)| k).collect::<Vec<_>>(), vec![out]);
+        assert!(!t.is_empty());
     }
 }

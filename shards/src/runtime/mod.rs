@@ -21,7 +21,8 @@
 //!   a TCP connection has one receive buffer (4 KiB, grown only for a larger message) and
 //!   at most one send in flight, with later answers appended behind it.
 //! - Backpressure: every queue is bounded. A connection or association with more than
-//!   4 MiB unsent is closed (a slow consumer); a full mesh queue spills into the
+//!   its cap unsent is closed (a slow consumer), and so are a shard's largest backlogs
+//!   when together they pass the shard's cap ([`ConnLimits`]); a full mesh queue spills into the
 //!   sender's local overflow list, retried every turn, never blocking and never dropping.
 //!
 //! [`Registrar`]: rserpool::registrar::Registrar
@@ -31,6 +32,7 @@ mod conns;
 mod dial;
 pub(crate) mod framing;
 mod host;
+mod limits;
 mod log;
 mod mesh;
 mod scrape;
@@ -39,6 +41,7 @@ mod shard;
 mod tcp;
 mod udp;
 
+pub use limits::{ConnCounters, ConnLimits};
 pub use scrape::{MetricsSource, Snapshot};
 
 use std::net::SocketAddr;
@@ -185,23 +188,42 @@ pub fn start(config: RuntimeConfig) -> Result<Handle, StartError> {
     start_with(config, EnrpEndpoints::default())
 }
 
-/// Starts the shards; shard 0 also serves ENRP on `enrp`'s endpoints (without TLS
-/// credentials: see [`start_with_tls`]).
+/// Starts the shards with the default [`ConnLimits`] and no TLS credentials; shard 0
+/// also serves ENRP on `enrp`'s endpoints (see [`start_configured`]).
 pub fn start_with(config: RuntimeConfig, enrp: EnrpEndpoints) -> Result<Handle, StartError> {
-    start_with_tls(config, enrp, None)
+    start_configured(config, enrp, ConnLimits::default(), None)
 }
 
-/// Starts the shards; shard 0 also serves ENRP on `enrp`'s endpoints; `tls://`
-/// endpoints serve with the credentials of `tls`, loaded here (an error names the
-/// file). The bound ENRP
+/// [`start_configured`] with the default [`ConnLimits`].
+pub fn start_with_tls(
+    config: RuntimeConfig,
+    enrp: EnrpEndpoints,
+    tls: Option<crate::tls::TlsConfig>,
+) -> Result<Handle, StartError> {
+    start_configured(config, enrp, ConnLimits::default(), tls)
+}
+
+/// [`start_configured`] without TLS credentials.
+pub fn start_limited(
+    config: RuntimeConfig,
+    enrp: EnrpEndpoints,
+    limits: ConnLimits,
+) -> Result<Handle, StartError> {
+    start_configured(config, enrp, limits, None)
+}
+
+/// Starts the shards under the connection limits `limits`; shard 0 also serves ENRP on
+/// `enrp`'s endpoints; `tls://` endpoints serve with the credentials of `tls`, loaded
+/// here (an error names the file). The bound ENRP
 /// endpoints are written into the registrar's ENRP settings
 /// ([`rserpool::enrp::Config::endpoints`], which default settings are made for when
 /// there are endpoints but no settings), `multicast` is set there when `enrp` has a
 /// group, and for a wildcard endpoint `host_addrs` (unless given) is filled from the
 /// interfaces.
-pub fn start_with_tls(
+pub fn start_configured(
     config: RuntimeConfig,
     enrp: EnrpEndpoints,
+    limits: ConnLimits,
     tls: Option<crate::tls::TlsConfig>,
 ) -> Result<Handle, StartError> {
     let n = usize::from(config.shards);
@@ -209,10 +231,17 @@ pub fn start_with_tls(
         return Err(StartError::Other("at least one shard is needed".into()));
     }
     net::ring::probe().map_err(StartError::IoUringUnavailable)?;
-    match net::socket::raise_fd_limit() {
-        Ok(limit) => tracing::debug!(limit, "open-file limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
-    }
+    let fd_limit = match net::socket::raise_fd_limit() {
+        Ok(limit) => {
+            tracing::debug!(limit, "open-file limit");
+            Some(limit)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+            None
+        }
+    };
+    let limits = Arc::new(limits::Limits::new(limits, fd_limit));
     let tls = tls.map(TlsServer::load).transpose()?.map(Arc::new);
     let mut sockets: Vec<Sockets> = (0..n).map(|_| Sockets::default()).collect();
     for s in &mut sockets {
@@ -311,7 +340,8 @@ pub fn start_with_tls(
         enrp_endpoints,
         stop: stop.clone(),
         signals: signals.clone(),
-        metrics: MetricsSource::new(scrape_tx.into(), signals.clone()).with_tls(tls.clone()),
+        metrics: MetricsSource::new(scrape_tx.into(), signals.clone(), limits.clone())
+            .with_tls(tls.clone()),
         threads: Vec::with_capacity(n),
         tls,
     };
@@ -330,6 +360,7 @@ pub fn start_with_tls(
         let (signals, stop, ready) = (signals.clone(), stop.clone(), ready_tx.clone());
         let pin = config.pin_cores.then_some(i % cores);
         let io_mode = config.io_mode;
+        let limits = limits.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
@@ -339,7 +370,9 @@ pub fn start_with_tls(
                 {
                     tracing::warn!(core, error = %e, "cannot pin shard to its core");
                 }
-                match Shard::new(i, registrar, socks, port, scrape, signals, stop, io_mode) {
+                match Shard::new(
+                    i, registrar, socks, port, scrape, signals, stop, io_mode, limits,
+                ) {
                     Ok(shard) => {
                         let _ = ready.send(Ok(()));
                         // Held no longer, so `start` sees a shard that dies starting.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Receiver, Sender, TrySendError};
 use rserpool::registrar::{Gauges, Metrics, Registrar};
 
+use super::limits::{ConnCounters, Limits};
 use super::mesh::Signal;
 
 /// Scrape requests one shard queues at most (more are answered as "missing").
@@ -66,15 +67,21 @@ pub(super) fn queues(n: usize) -> (Vec<Sender<Request>>, Vec<Receiver<Request>>)
 pub struct MetricsSource {
     requests: Arc<[Sender<Request>]>,
     signals: Arc<[Signal]>,
+    limits: Arc<Limits>,
     /// The TLS credentials, whose handshake counts are process-wide.
     tls: Option<Arc<crate::tls::TlsServer>>,
 }
 
 impl MetricsSource {
-    pub(super) fn new(requests: Arc<[Sender<Request>]>, signals: Arc<[Signal]>) -> Self {
+    pub(super) fn new(
+        requests: Arc<[Sender<Request>]>,
+        signals: Arc<[Signal]>,
+        limits: Arc<Limits>,
+    ) -> Self {
         Self {
             requests,
             signals,
+            limits,
             tls: None,
         }
     }
@@ -89,6 +96,12 @@ impl MetricsSource {
     /// without TLS.
     pub fn tls_figures(&self) -> Option<crate::tls::TlsFigures> {
         self.tls.as_ref().map(|t| t.figures())
+    }
+
+    /// The connection limits' counters, registrar-wide (read without asking the
+    /// shards: they are atomics).
+    pub fn connections(&self) -> ConnCounters {
+        self.limits.counters()
     }
 
     /// Number of shards.

@@ -18,7 +18,6 @@ use rserpool::registrar::{ConnId, ConnInfo, Protocol, Transport};
 use rserpool::wire::{PPID_ASAP, PPID_ENRP};
 
 use super::shard::{Ctx, Token};
-use super::tcp::MAX_UNSENT;
 use crate::net::ring::{Completion, OpBuf};
 use crate::net::sctp::{
     self, AssocId, AssocState, Notification, RecvBuf, SCTP_ABORT, SCTP_EOF, SendBuf,
@@ -192,6 +191,7 @@ impl Sctp {
                     conn = conn.0,
                     "SCTP message longer than any ASAP or ENRP message; aborting"
                 );
+                ctx.limits.broken_framing(true);
                 self.abort(ctx, conn, "oversized message");
                 return;
             }
@@ -417,12 +417,13 @@ impl Sctp {
             return;
         };
         a.queued += data.len();
-        if a.queued > MAX_UNSENT {
+        if a.queued > ctx.limits.config.max_unsent_per_connection {
             tracing::info!(
                 conn = conn.0,
                 unsent = a.queued,
                 "aborting a slow SCTP consumer"
             );
+            ctx.limits.closed(super::limits::Closure::SlowConsumer);
             self.abort(ctx, conn, "slow consumer");
             return;
         }

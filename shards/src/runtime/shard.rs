@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rserpool::registrar::{ConnId, ConnInfo, Protocol, Registrar, Transmit, Transport};
 
 use super::dial::{Attempt, Dials, Queued};
+use super::limits::Limits;
 use super::log;
 use super::mesh::{Port, Signal};
 use super::scrape;
@@ -102,6 +103,8 @@ pub(super) struct Ctx {
     pub(super) registrar: Registrar,
     pub(super) now: Instant,
     pub(super) dials: Dials,
+    /// The connection limits, shared by every shard.
+    pub(super) limits: Arc<Limits>,
     /// Generation of every connection slot ([`ConnId::new`]) and the free slots.
     generations: Vec<u32>,
     free_slots: Vec<u32>,
@@ -240,18 +243,20 @@ impl Shard {
         signals: Arc<[Signal]>,
         stop: Arc<AtomicBool>,
         io_mode: IoMode,
+        limits: Arc<Limits>,
     ) -> std::io::Result<Self> {
         let mut ctx = Ctx {
             ring: Ring::with_mode(io_mode)?,
             registrar,
             now: Instant::now(),
             dials: Dials::default(),
+            limits: limits.clone(),
             generations: Vec::new(),
             free_slots: Vec::new(),
             #[cfg(test)]
             told: Vec::new(),
         };
-        let mut tcp = Tcp::new(sockets.tcp);
+        let mut tcp = Tcp::new(sockets.tcp, limits);
         tcp.listen_tls(sockets.tls, sockets.tls_dial);
         let mut sctp = Sctp::new(sockets.sctp);
         let mut udp = Udp::new(sockets.udp);
@@ -316,7 +321,7 @@ impl Shard {
         if self.next_timer.is_some_and(|t| t <= ctx.now) {
             ctx.registrar.handle_timeout(ctx.now);
         }
-        self.tcp.resume(&mut self.ctx);
+        self.tcp.resume(&mut self.ctx, busy);
         self.drain_outputs();
         self.flush();
         self.release_closed();

@@ -18,13 +18,14 @@ use std::sync::Arc;
 
 use super::conns::ConnTable;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use rserpool::registrar::{ConnId, ConnInfo, Protocol, Transport};
 
 use super::framing::{self, Frame};
+use super::limits::{Closure, Limits};
 use super::shard::{Ctx, Token};
 use crate::net::ring::{Completion, OpBuf};
 use crate::net::socket;
@@ -37,8 +38,24 @@ mod tls;
 /// Receive buffer a connection starts with; it grows only while a larger message is
 /// being assembled (up to [`framing::MAX_FRAME`]).
 const RX_INITIAL: usize = 4096;
-/// A connection whose unsent bytes exceed this is a slow consumer and is closed.
+/// Default of [`super::limits::ConnLimits::max_unsent_per_connection`]: a connection
+/// whose unsent bytes exceed it is a slow consumer and is closed.
 pub(super) const MAX_UNSENT: usize = 4 << 20;
+/// Deadlines of the connection limits are checked at most this far apart (and at
+/// least four times per timeout), in one sweep over the shard's connections: nothing
+/// is added per message but a flag.
+const SWEEP_MAX: Duration = Duration::from_secs(1);
+/// A connection with more unsent than this (or half its cap, if less) has its input
+/// held back (no more receives) until its backlog halves: its requests then wait in
+/// the kernel, and TCP's flow control slows the client down, instead of the shard
+/// answering requests whose answers nobody reads.
+const HOLD_BACK: usize = 256 << 10;
+/// Waiting connections accepted with the spare descriptor and closed, at most, each
+/// time accept runs out of descriptors.
+const REFUSE_BATCH: usize = 64;
+/// Freed connection buffers after which the shard asks the allocator to return
+/// memory to the system ([`crate::net::alloc::collect`]).
+const COLLECT_AFTER: usize = 1 << 20;
 /// After accept fails for lack of descriptors or memory, wait this long before trying
 /// again instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -85,6 +102,19 @@ struct Conn {
     dirty: bool,
     /// On a `tls://` connection, its TLS state ([`tls`]).
     tls: Option<Box<tls::Session>>,
+    /// The source address it was admitted under ([`Limits::admit`]); `None` for the
+    /// connections the registrar opened.
+    source: Option<IpAddr>,
+    /// When it was accepted, or when the message being assembled started.
+    since: Instant,
+    /// Part of a message (or of a header) is buffered, since `since`.
+    partial: bool,
+    /// A whole message has arrived on it.
+    heard: bool,
+    /// A receive is armed (until its final completion).
+    receiving: bool,
+    /// Its input is held back since then ([`HOLD_BACK`]).
+    held: Option<Instant>,
 }
 
 /// An outbound connection whose connect is in flight.
@@ -109,10 +139,20 @@ pub(super) struct Tcp {
     released: Vec<(ConnId, Option<u32>)>,
     /// Credentials for the peers dialled over TLS ([`tls`]).
     dial_tls: Option<Arc<TlsServer>>,
+    limits: Arc<Limits>,
+    /// Unsent bytes of every connection together.
+    unsent: usize,
+    /// When the connections' deadlines are checked next; `None` without connections.
+    next_sweep: Option<Instant>,
+    /// Buffer bytes freed since the allocator was last asked to return memory.
+    freed: usize,
+    /// A descriptor held in reserve (`/dev/null`): out of descriptors, it is given up
+    /// for a moment to accept the waiting connections and close them.
+    spare: Option<std::fs::File>,
 }
 
 impl Tcp {
-    pub(super) fn new(listeners: Vec<(TcpListener, Protocol)>) -> Self {
+    pub(super) fn new(listeners: Vec<(TcpListener, Protocol)>, limits: Arc<Limits>) -> Self {
         Self {
             listeners: listeners
                 .into_iter()
@@ -130,6 +170,11 @@ impl Tcp {
             draining: VecDeque::new(),
             released: Vec::new(),
             dial_tls: None,
+            limits,
+            unsent: 0,
+            next_sweep: None,
+            freed: 0,
+            spare: std::fs::File::open("/dev/null").ok(),
         }
     }
 
@@ -154,19 +199,86 @@ impl Tcp {
         Ok(())
     }
 
-    /// The earliest time a paused listener wants to be re-armed or a draining
-    /// connection must be shut.
+    /// The earliest time a paused listener wants to be re-armed, a draining
+    /// connection must be shut, or the connections' deadlines are checked.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         let paused = self.listeners.iter().filter_map(|l| l.paused_until).min();
         let draining = self.draining.front().map(|&(t, _)| t);
-        match (paused, draining) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [paused, draining, self.next_sweep]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// How often the connections' deadlines are checked.
+    fn sweep_every(&self) -> Duration {
+        let l = &self.limits.config;
+        let shortest = l
+            .idle_timeout
+            .map_or(l.message_timeout, |i| i.min(l.message_timeout));
+        (shortest / 4).clamp(Duration::from_millis(1), SWEEP_MAX)
+    }
+
+    /// Closes the connections whose message or idle deadline passed; returns freed
+    /// memory to the system after enough was freed.
+    fn sweep(&mut self, ctx: &mut Ctx) {
+        let limits = self.limits.clone();
+        let l = &limits.config;
+        let now = ctx.now;
+        let mut due = Vec::new();
+        for (id, c) in self.conns.iter() {
+            if c.state != State::Open {
+                continue;
+            }
+            // Held back first: its cut message then waits for us, not for the peer.
+            if c.held
+                .is_some_and(|t| now.saturating_duration_since(t) >= l.message_timeout)
+            {
+                due.push((id, Closure::SlowConsumer));
+            } else if c.held.is_none()
+                && c.partial
+                && now.saturating_duration_since(c.since) >= l.message_timeout
+            {
+                due.push((id, Closure::MessageTimeout));
+            } else if !c.heard
+                && !c.partial
+                && c.source.is_some()
+                && l.idle_timeout
+                    .is_some_and(|t| now.saturating_duration_since(c.since) >= t)
+            {
+                due.push((id, Closure::IdleTimeout));
+            }
         }
+        for (id, why) in due {
+            let text = match why {
+                Closure::MessageTimeout => {
+                    "message timeout: a started message did not arrive whole in time"
+                }
+                Closure::SlowConsumer => {
+                    "slow consumer: its answers went unread for the message timeout"
+                }
+                _ => "idle timeout: no whole message since the connection was accepted",
+            };
+            tracing::debug!(conn = id.0, "{text}");
+            limits.closed(why);
+            self.close(ctx, id, text);
+        }
+        // Also when the last connection went: the shard may now sleep for long.
+        if self.freed >= COLLECT_AFTER || (self.freed > 0 && self.conns.is_empty()) {
+            self.freed = 0;
+            crate::net::alloc::collect();
+        }
+        self.next_sweep = (!self.conns.is_empty()).then(|| now + self.sweep_every());
     }
 
     /// Re-arms listeners whose back-off ended; shuts connections that drained too long.
-    pub(super) fn resume(&mut self, ctx: &mut Ctx) {
+    /// `busy`: completions were left for the next turn; the deadlines then wait, since
+    /// bytes that arrived may not have been looked at yet (the shard's own delay must
+    /// not count against a client).
+    pub(super) fn resume(&mut self, ctx: &mut Ctx, busy: bool) {
+        if !busy && self.next_sweep.is_some_and(|t| t <= ctx.now) {
+            self.sweep(ctx);
+        }
         while let Some(&(t, id)) = self.draining.front()
             && t <= ctx.now
         {
@@ -200,19 +312,28 @@ impl Tcp {
                 return;
             }
             // Out of descriptors or memory: try again shortly rather than spin.
+            self.limits.accept_failed();
             tracing::warn!(error = %e, "accept failed");
             if !c.more {
                 self.listeners[i].paused_until = Some(ctx.now + ACCEPT_BACKOFF);
+                if matches!(-c.result, libc::EMFILE | libc::ENFILE) {
+                    self.refuse_waiting(i);
+                }
             }
             return;
         }
         match socket::accepted(c.result) {
             Ok(a) => {
-                let protocol = self.listeners[i].protocol;
-                let id = ctx.conn_id();
-                tracing::debug!(conn = id.0, peer = %a.peer, ?protocol, "TCP connection accepted");
-                let tls = self.listeners[i].tls.clone();
-                self.add(ctx, id, a.stream, a.peer, protocol, tls);
+                let source = a.peer.ip().to_canonical();
+                // Refused: the socket is closed at once, so the client sees a clean
+                // close (and the refusal is counted and logged by `admit`).
+                if self.limits.admit(source).is_ok() {
+                    let protocol = self.listeners[i].protocol;
+                    let id = ctx.conn_id();
+                    tracing::debug!(conn = id.0, peer = %a.peer, ?protocol, "TCP connection accepted");
+                    let tls = self.listeners[i].tls.clone();
+                    self.add(ctx, id, a.stream, a.peer, protocol, tls, Some(source));
+                }
             }
             // The peer is already gone again.
             Err(e) => tracing::debug!(error = %e, "accepted connection unusable"),
@@ -226,6 +347,36 @@ impl Tcp {
         }
     }
 
+    /// Out of descriptors (and no accept armed on listener `i`): the spare descriptor
+    /// is given up for a moment to accept the connections waiting in the backlog and
+    /// close them at once, so that their clients see a close rather than hang until
+    /// descriptors are free again.
+    fn refuse_waiting(&mut self, i: usize) {
+        let Some(spare) = self.spare.take() else {
+            return;
+        };
+        drop(spare);
+        let l = &self.listeners[i].socket;
+        // Non-blocking only meanwhile: the ring's accepts expect a blocking socket.
+        if l.set_nonblocking(true).is_ok() {
+            let mut refused = 0;
+            while refused < REFUSE_BATCH && l.accept().is_ok() {
+                refused += 1;
+                self.limits.refused_no_descriptors();
+            }
+            if let Err(e) = l.set_nonblocking(false) {
+                tracing::warn!(error = %e, "cannot make a listener blocking again");
+            }
+            if refused > 0 {
+                tracing::warn!(
+                    refused,
+                    "out of descriptors: waiting connections accepted and closed"
+                );
+            }
+        }
+        self.spare = std::fs::File::open("/dev/null").ok();
+    }
+
     /// A connection is up (accepted, or connected): the registrar hears of it (a TLS
     /// one's once its handshake is done) and its first recv is armed.
     fn add(
@@ -236,6 +387,7 @@ impl Tcp {
         peer: SocketAddr,
         protocol: Protocol,
         tls: Option<Arc<TlsServer>>,
+        source: Option<IpAddr>,
     ) {
         let local = stream.local_addr().ok();
         let info = ConnInfo {
@@ -283,8 +435,17 @@ impl Tcp {
                 state: State::Open,
                 dirty: false,
                 tls,
+                source,
+                since: ctx.now,
+                partial: false,
+                heard: false,
+                receiving: false,
+                held: None,
             },
         );
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(ctx.now + self.sweep_every());
+        }
         self.arm_recv(ctx, id, 0);
     }
 
@@ -333,7 +494,7 @@ impl Tcp {
         };
         tracing::debug!(conn = id.0, peer = %pending.peer, ?protocol, "TCP connected");
         let waiting = ctx.dials.up(id);
-        self.add(ctx, id, pending.stream, pending.peer, protocol, None);
+        self.add(ctx, id, pending.stream, pending.peer, protocol, None, None);
         self.start_tls_client(ctx, id, pending.peer);
         for w in waiting {
             self.queue(ctx, id, &w.payload);
@@ -352,7 +513,10 @@ impl Tcp {
                 .ring
                 .recv_multi(conn.stream.as_raw_fd(), conn.fixed, token)
             {
-                Ok(()) => conn.ops += 1,
+                Ok(()) => {
+                    conn.ops += 1;
+                    conn.receiving = true;
+                }
                 Err(e) => {
                     tracing::warn!(conn = id.0, error = %e, "cannot arm recv");
                     self.close(ctx, id, "recv not armed");
@@ -361,8 +525,11 @@ impl Tcp {
             return;
         }
         let Some(mut rx) = conn.rx.take() else { return };
+        // Room for what may come, not for what a header announced: the buffer at most
+        // doubles per receive, so a large announced length costs only what arrived.
         let want = need
             .min(framing::MAX_FRAME)
+            .min((rx.len() * 2).max(RX_INITIAL))
             .max(rx.len() + 1024)
             .max(RX_INITIAL);
         if rx.capacity() < want {
@@ -372,7 +539,10 @@ impl Tcp {
             .ring
             .recv(conn.stream.as_raw_fd(), rx, Token::Recv(id).encode())
         {
-            Ok(()) => conn.ops += 1,
+            Ok(()) => {
+                conn.ops += 1;
+                conn.receiving = true;
+            }
             Err(e) => {
                 tracing::warn!(conn = id.0, error = %e, "cannot arm recv");
                 conn.rx = Some(Vec::new());
@@ -389,6 +559,7 @@ impl Tcp {
             return;
         };
         conn.ops -= 1;
+        conn.receiving = false;
         let OpBuf::Bytes(mut rx) = c.buf else {
             unreachable!("a recv owns bytes")
         };
@@ -437,15 +608,23 @@ impl Tcp {
                     "Message Length below 4 breaks TCP framing"
                 );
                 conn.rx = Some(rx);
+                self.limits.broken_framing(false);
                 self.close(ctx, id, "broken framing");
                 return;
             }
         };
+        conn.heard |= at > 0;
         rx.drain(..at);
         if rx.is_empty() && rx.capacity() > 4 * RX_INITIAL {
             rx = Vec::with_capacity(RX_INITIAL);
         }
+        Self::track_partial(conn, !rx.is_empty(), ctx.now);
         conn.rx = Some(rx);
+        if conn.tx_pending.len() + conn.tx_inflight > Self::hold_back_at(&self.limits) {
+            // Not re-armed until the backlog halves ([`Tcp::resume_recv`]).
+            conn.held = Some(ctx.now);
+            return;
+        }
         self.arm_recv(ctx, id, need);
     }
 
@@ -462,6 +641,7 @@ impl Tcp {
         };
         if ended {
             conn.ops -= 1;
+            conn.receiving = false;
         }
         if conn.tls.is_some() {
             return self.on_recv_tls(ctx, id, c, ended);
@@ -493,15 +673,28 @@ impl Tcp {
                 len,
                 "Message Length below 4 breaks TCP framing"
             );
+            self.limits.broken_framing(false);
             self.close(ctx, id, "broken framing");
             return;
+        }
+        if conn.held.is_none()
+            && conn.state == State::Open
+            && conn.tx_pending.len() + conn.tx_inflight > Self::hold_back_at(&self.limits)
+        {
+            conn.held = Some(ctx.now);
+            tracing::trace!(conn = id.0, "input held back");
+            if let Err(e) = ctx.ring.cancel_token(Token::Recv(id).encode()) {
+                tracing::warn!(conn = id.0, error = %e, "cannot hold a connection's input back");
+            }
         }
         if !ended {
             return;
         }
         match c.result {
             0 => self.close(ctx, id, "peer closed"),
-            r if r == -libc::ENOBUFS || r > 0 => self.arm_recv(ctx, id, 0),
+            // Held back: [`Tcp::resume_recv`] arms it again.
+            _ if conn.held.is_some() => {}
+            r if r == -libc::ENOBUFS || r == -libc::ECANCELED || r > 0 => self.arm_recv(ctx, id, 0),
             r => {
                 let e = io::Error::from_raw_os_error(-r);
                 tracing::debug!(conn = id.0, error = %e, "recv failed");
@@ -537,15 +730,63 @@ impl Tcp {
                 registrar.handle_enrp(*now, id, message);
             }
         })?;
+        conn.heard |= rest > 0;
         if kept {
             rx.drain(..rest);
             if rx.is_empty() && rx.capacity() > 4 * RX_INITIAL {
                 *rx = Vec::new();
+            } else if rx.capacity() > 4 * rx.len().max(RX_INITIAL) {
+                // What is left of a large buffer after a large message.
+                rx.shrink_to(2 * rx.len().max(RX_INITIAL));
             }
         } else if rest < chunk.len() {
             rx.extend_from_slice(&chunk[rest..]);
         }
+        let partial = !rx.is_empty();
+        Self::track_partial(conn, partial, *now);
         Ok(())
+    }
+
+    /// Unsent bytes beyond which a connection's input is held back.
+    fn hold_back_at(limits: &Limits) -> usize {
+        HOLD_BACK.min(limits.config.max_unsent_per_connection / 2)
+    }
+
+    /// Receives again on a connection whose input was held back, once its backlog has
+    /// halved.
+    fn resume_recv(&mut self, ctx: &mut Ctx, id: ConnId) {
+        let at = Self::hold_back_at(&self.limits) / 2;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.state != State::Open
+            || conn.held.is_none()
+            || conn.tx_pending.len() + conn.tx_inflight > at
+        {
+            return;
+        }
+        conn.held = None;
+        tracing::trace!(conn = id.0, receiving = conn.receiving, "input resumed");
+        // A message cut while held waited for us: its deadline starts now.
+        if conn.partial {
+            conn.since = ctx.now;
+        }
+        // A cancelled receive still to complete re-arms itself.
+        if !conn.receiving {
+            self.arm_recv(ctx, id, 0);
+        }
+    }
+
+    /// Notes whether part of a message is buffered, and since when (for
+    /// [`super::limits::ConnLimits::message_timeout`]): a compare per receive, a write
+    /// only when a message is cut or completed.
+    fn track_partial(conn: &mut Conn, partial: bool, now: Instant) {
+        if partial != conn.partial {
+            conn.partial = partial;
+            if partial {
+                conn.since = now;
+            }
+        }
     }
 
     /// Queues an encoded message; returns false if `id` is not a TCP connection here.
@@ -556,16 +797,20 @@ impl Tcp {
         if conn.state != State::Open {
             return true;
         }
+        let before = conn.tx_pending.len();
         match conn.tls.as_deref_mut() {
             None => conn.tx_pending.extend_from_slice(payload),
             Some(session) => session.send(payload, &mut conn.tx_pending),
         }
-        if conn.tx_pending.len() + conn.tx_inflight > MAX_UNSENT {
+        self.unsent += conn.tx_pending.len() - before;
+        let limits = &self.limits.config;
+        if conn.tx_pending.len() + conn.tx_inflight > limits.max_unsent_per_connection {
             tracing::info!(
                 conn = id.0,
                 unsent = conn.tx_pending.len() + conn.tx_inflight,
-                "closing a slow consumer"
+                "closing a slow consumer (limits.max_unsent_per_connection)"
             );
+            self.limits.closed(Closure::SlowConsumer);
             self.close(ctx, id, "slow consumer");
             return true;
         }
@@ -573,7 +818,36 @@ impl Tcp {
             conn.dirty = true;
             self.dirty.push(id);
         }
+        if self.unsent > limits.max_unsent_per_shard {
+            self.shed(ctx);
+        }
         true
+    }
+
+    /// The shard's connections together have more unsent than
+    /// [`super::limits::ConnLimits::max_unsent_per_shard`]: the ones with the largest
+    /// backlogs (the slowest consumers) are closed until they fit again.
+    fn shed(&mut self, ctx: &mut Ctx) {
+        let cap = self.limits.config.max_unsent_per_shard;
+        while self.unsent > cap {
+            let largest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.state == State::Open)
+                .map(|(id, c)| (c.tx_pending.len() + c.tx_inflight, id))
+                .max();
+            let Some((unsent, id)) = largest.filter(|&(n, _)| n > 0) else {
+                break;
+            };
+            tracing::info!(
+                conn = id.0,
+                unsent,
+                shard_unsent = self.unsent,
+                "closing the largest backlog: the shard's unsent bytes passed limits.max_unsent_per_shard"
+            );
+            self.limits.closed(Closure::ShardBacklog);
+            self.close(ctx, id, "shard backlog");
+        }
     }
 
     /// Starts a send on every connection with queued bytes and none in flight.
@@ -625,15 +899,17 @@ impl Tcp {
             return;
         };
         conn.ops -= 1;
-        conn.tx_inflight = 0;
+        let inflight = std::mem::take(&mut conn.tx_inflight);
         let OpBuf::Bytes(mut buf) = c.buf else {
             unreachable!("a send owns bytes")
         };
         if conn.state == State::Closed {
+            // Its bytes left the count when it was shut.
             conn.tx_spare = Some(buf);
             self.release_if_idle(id);
             return;
         }
+        self.unsent = self.unsent.saturating_sub(inflight);
         if c.result < 0 {
             conn.tx_spare = Some(buf);
             let e = io::Error::from_raw_os_error(-c.result);
@@ -645,6 +921,7 @@ impl Tcp {
         if sent < buf.len() {
             // A short send: the rest goes first, ahead of what was queued meanwhile.
             buf.drain(..sent);
+            self.unsent += buf.len();
             buf.extend_from_slice(&conn.tx_pending);
             std::mem::swap(&mut buf, &mut conn.tx_pending);
         }
@@ -659,6 +936,7 @@ impl Tcp {
             return;
         }
         self.start_send(ctx, id);
+        self.resume_recv(ctx, id);
     }
 
     /// Closes a connection: the registrar forgets it now (its PEs are removed, RFC 5352
@@ -694,7 +972,9 @@ impl Tcp {
         }
         ctx.conn_down(id);
         if let Some(session) = conn.tls.as_deref_mut() {
+            let before = conn.tx_pending.len();
             session.close_notify(&mut conn.tx_pending);
+            self.unsent += conn.tx_pending.len() - before;
             if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(id);
@@ -716,6 +996,18 @@ impl Tcp {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.state = State::Closed;
             let _ = conn.stream.shutdown(Shutdown::Both);
+            // Nothing more is sent: what was queued is freed now, and what is in
+            // flight leaves the count (its buffer comes back with its completion).
+            self.unsent = self
+                .unsent
+                .saturating_sub(conn.tx_pending.len() + conn.tx_inflight);
+            conn.tx_inflight = 0;
+            self.freed += conn.tx_pending.capacity();
+            conn.tx_pending = Vec::new();
+            if let Some(rx) = &mut conn.rx {
+                self.freed += rx.capacity();
+                *rx = Vec::new();
+            }
         }
         self.release_if_idle(id);
     }
@@ -726,8 +1018,15 @@ impl Tcp {
             .get(&id)
             .is_some_and(|c| c.state == State::Closed && c.ops == 0)
         {
-            let fixed = self.conns.remove(&id).and_then(|c| c.fixed);
-            self.released.push((id, fixed));
+            let Some(conn) = self.conns.remove(&id) else {
+                return;
+            };
+            if let Some(source) = conn.source {
+                self.limits.release(source);
+            }
+            self.freed += conn.tx_spare.as_ref().map_or(0, Vec::capacity)
+                + conn.rx.as_ref().map_or(0, Vec::capacity);
+            self.released.push((id, conn.fixed));
         }
     }
 

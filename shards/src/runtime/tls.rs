@@ -194,7 +194,9 @@ impl Tcp {
         };
         match Session::client(server, config, peer) {
             Ok(mut session) => {
+                let before = conn.tx_pending.len();
                 session.write(&mut conn.tx_pending);
+                self.unsent += conn.tx_pending.len() - before;
                 conn.tls = Some(session);
                 if !conn.dirty {
                     conn.dirty = true;
@@ -297,7 +299,9 @@ impl Tcp {
                     .and_then(|i| i.peer_addrs.first().copied());
                 tracing::debug!(conn = id.0, ?peer, handshaking = !session.is_up(), error = %e, "TLS failed");
                 session.count_failure();
+                let before = conn.tx_pending.len();
                 session.write(&mut conn.tx_pending);
+                self.unsent += conn.tx_pending.len() - before;
                 if conn.tx_inflight == 0 {
                     // Best effort: the alert tells the client why.
                     let _ = (&conn.stream).write(&conn.tx_pending);
@@ -328,6 +332,15 @@ impl Tcp {
             match taken {
                 Ok((at, _)) => {
                     session.plain.drain(..at);
+                    let partial = !session.plain.is_empty();
+                    conn.heard |= at > 0;
+                    // As `Tcp::track_partial` (the session borrows the connection).
+                    if partial != conn.partial {
+                        conn.partial = partial;
+                        if partial {
+                            conn.since = ctx.now;
+                        }
+                    }
                 }
                 Err(len) => {
                     tracing::debug!(
@@ -340,7 +353,9 @@ impl Tcp {
                 }
             }
         }
+        let before = conn.tx_pending.len();
         session.write(&mut conn.tx_pending);
+        self.unsent += conn.tx_pending.len() - before;
         if !conn.tx_pending.is_empty() && !conn.dirty {
             conn.dirty = true;
             self.dirty.push(id);

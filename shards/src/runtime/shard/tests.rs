@@ -41,6 +41,7 @@ fn shard(sockets: Sockets) -> Shard {
         signals,
         stop,
         IoMode::default(),
+        Arc::new(super::super::limits::Limits::new(Default::default(), None)),
     )
     .unwrap()
 }
@@ -52,7 +53,7 @@ impl Shard {
         loop {
             self.ctx.now = Instant::now();
             self.complete();
-            self.tcp.resume(&mut self.ctx);
+            self.tcp.resume(&mut self.ctx, false);
             self.flush();
             if done(self) {
                 return;
