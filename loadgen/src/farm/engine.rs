@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, Sender};
 use rserpool::client::{PeEvent, PoolElementClient};
 use rserpool::wire::framing::{self, Frame};
-use rserpool::wire::{AsapMessage, PPID_ASAP};
+use rserpool::wire::{AsapMessage, CauseCode, PPID_ASAP};
 use rserpool_shards::net::ring::{Completion, OpBuf, Ring};
 use rserpool_shards::net::sctp::{RecvBuf, SendBuf};
 use rserpool_shards::net::socket::{EventFd, accepted};
@@ -23,6 +23,10 @@ use crate::pe::element;
 const START_WINDOW: usize = 8;
 /// How often PEs are asked whether a re-registration is due.
 const TIMER_TICK: Duration = Duration::from_millis(50);
+/// Registrations refused because the PE identifier still belongs to another
+/// association (cause 0x000a: the registrar has not yet seen that association of a
+/// previous run or phase go) are tried again at the next tick, this often at most.
+const SECURITY_RETRIES: u32 = 40;
 /// PEs re-register this often, with a registration life three times as long.
 const REREGISTER_EVERY: Duration = Duration::from_secs(30);
 
@@ -38,6 +42,9 @@ pub(super) struct Engine {
     link_of: Vec<usize>,
     /// When each PE's deregistration went out.
     deregistering: Vec<Option<Instant>>,
+    /// Per PE: refusals with cause 0x000a in a row, and whether it tries again at the
+    /// next tick.
+    refused: Vec<(u32, bool)>,
     /// PEs still to register at start-up, and how many of theirs are in flight.
     start_queue: VecDeque<usize>,
     starting: usize,
@@ -64,6 +71,7 @@ impl Engine {
             pes: Vec::with_capacity(n),
             link_of: Vec::with_capacity(n),
             deregistering: vec![None; n],
+            refused: vec![(0, false); n],
             start_queue: if config.register_at_start {
                 (0..n).collect()
             } else {
@@ -196,6 +204,10 @@ impl Engine {
             if now >= next_tick {
                 next_tick = now + TIMER_TICK;
                 for pe in 0..self.pes.len() {
+                    if std::mem::take(&mut self.refused[pe].1) {
+                        self.pes[pe].register(now);
+                        self.flush_pe(&mut ring, pe)?;
+                    }
                     if self.pes[pe].poll_timeout().is_some_and(|t| t <= now) {
                         self.pes[pe].handle_timeout(now);
                         self.flush_pe(&mut ring, pe)?;
@@ -460,11 +472,20 @@ impl Engine {
                 continue;
             };
             let notice = match event {
-                PeEvent::Registered { latency } => Some(Notice::Registered {
-                    pe,
-                    latency,
-                    at: now,
-                }),
+                PeEvent::Registered { latency } => {
+                    self.refused[pe].0 = 0;
+                    Some(Notice::Registered {
+                        pe,
+                        latency,
+                        at: now,
+                    })
+                }
+                PeEvent::Rejected(Some(CauseCode::REJECTED_SECURITY))
+                    if self.refused[pe].0 < SECURITY_RETRIES =>
+                {
+                    self.refused[pe] = (self.refused[pe].0 + 1, true);
+                    None
+                }
                 PeEvent::Rejected(cause) => Some(Notice::Rejected { pe, cause }),
                 PeEvent::Deregistered => {
                     self.deregistering[pe]
