@@ -202,7 +202,10 @@ impl Harness {
                     self.collect();
                 }
             }
-            8 => self.drain_all(),
+            8 => {
+                self.drain_all();
+                self.check_replicas();
+            }
             _ => {
                 let from = SocketAddr::new(addr(u.int_in_range(1..=4)?), 9901);
                 let bytes = match u.arbitrary::<bool>()? {
