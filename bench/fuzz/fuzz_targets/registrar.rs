@@ -480,7 +480,7 @@ fn registrar_id(u: &mut Unstructured<'_>) -> Result<RegistrarId> {
 }
 
 fn policy(u: &mut Unstructured<'_>) -> Result<PolicyParam> {
-    let kind = *u.choose(&PolicyType::ALL)?;
+    let kind = *u.choose(PolicyType::ALL)?;
     let n = u.int_in_range(0..=2usize)?;
     let values: Vec<u32> = (0..n).map(|_| u.arbitrary()).collect::<Result<_>>()?;
     Ok(PolicyParam::new(kind, &values).unwrap_or_else(PolicyParam::round_robin))
