@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz smoke run: bench/fuzz/smoke.sh SECONDS (default 10) runs every cargo-fuzz target for
-# SECONDS each and exits non-zero if any target crashes, times out or fails to build.
+# SECONDS each (the stateful `registrar` target for FUZZ_REGISTRAR_SECONDS, default twice
+# SECONDS) and exits non-zero if any target crashes, times out or fails to build.
 #
 # Works on stable Rust: `--sanitizer none` needs no -Z flag (the core forbids unsafe, so
 # AddressSanitizer would add little). Coverage instrumentation and debug assertions /
@@ -21,7 +22,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 # Seed corpus, rewritten at every start (libFuzzer adds its finds next to these; corpus/
-# is not committed). §N: sections of the protocol reference (shared/spec/rserpool-reference.md).
+# is not committed, except the registrar target's seed-* inputs, operation sequences that
+# cannot be written as hex messages). §N: sections of the protocol reference (shared/spec/rserpool-reference.md).
 seed() { # target name hex
     mkdir -p "corpus/$1"
     local hex=${3//[[:space:]]/}
@@ -52,12 +54,19 @@ seed enrp_decode init-takeover "07000010 $ids 0a0b0c0d"
 targets=$(cargo fuzz list)
 cargo fuzz build --sanitizer "$san"
 
+# The stateful registrar target runs twice as long: each of its inputs is a whole session.
+registrar_secs=${FUZZ_REGISTRAR_SECONDS:-$((secs * 2))}
+
 failed=()
 for t in $targets; do
-    echo "smoke: fuzzing $t for ${secs}s" >&2
+    t_secs=$secs extra=()
+    # -max_len: longer inputs only repeat operations (the registrar target reads at most
+    # 64) and slow the run down.
+    [[ $t == registrar ]] && t_secs=$registrar_secs extra=(-max_len=1024)
+    echo "smoke: fuzzing $t for ${t_secs}s" >&2
     # -timeout: an input that takes 10 s is a hang, and fails the run like a crash.
     if ! cargo fuzz run --sanitizer "$san" "$t" -- \
-        -max_total_time="$secs" -timeout=10 -print_final_stats=1; then
+        -max_total_time="$t_secs" -timeout=10 -print_final_stats=1 "${extra[@]}"; then
         failed+=("$t")
     fi
 done
