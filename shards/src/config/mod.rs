@@ -255,6 +255,7 @@ pub struct FileConfig {
     pub enrp: EnrpSection,
     #[serde(default)]
     pub tls: TlsSection,
+    #[serde(default)]
     pub access: AccessSection,
 }
 
