@@ -112,7 +112,7 @@ pub struct Config {
     pub unreachable_rate: Option<RateLimit>,
     /// Most bytes of pool element parameters in one handle resolution answer, on top of
     /// [`Config::resolution_items_limit`] (it bites on PEs with many addresses). Default
-    /// [`wire::MAX_MESSAGE_LEN`]: whatever fits one message.
+    /// [`crate::wire::MAX_MESSAGE_LEN`]: whatever fits one message.
     pub resolution_answer_bytes: usize,
     /// Most PEs one association may have registered (or be registering) at once;
     /// beyond it a registration is refused with cause 0x0006 (Lack of Resources), so

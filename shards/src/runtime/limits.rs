@@ -32,7 +32,7 @@ pub struct ConnLimits {
     /// between resolutions.
     pub idle_timeout: Option<Duration>,
     /// Accepted connections open at once, all shards and listeners together (also
-    /// bounded by the open-file limit less [`RESERVED_FDS`]).
+    /// bounded by the open-file limit less 256).
     pub max_connections: usize,
     /// Accepted connections open at once from one source address.
     pub max_connections_per_source: usize,

@@ -126,6 +126,15 @@ struct Connecting {
     cancelled: bool,
 }
 
+/// How an accepted connection came in: the TLS credentials of its listener (a
+/// `tls://` one), and the source address the connection limits admitted it under
+/// (`None` for the connections the registrar opened).
+#[derive(Debug)]
+struct Admitted {
+    tls: Option<Arc<TlsServer>>,
+    source: Option<IpAddr>,
+}
+
 /// The shard's TCP listeners and connections.
 #[derive(Debug)]
 pub(super) struct Tcp {
@@ -332,7 +341,11 @@ impl Tcp {
                     let id = ctx.conn_id();
                     tracing::debug!(conn = id.0, peer = %a.peer, ?protocol, "TCP connection accepted");
                     let tls = self.listeners[i].tls.clone();
-                    self.add(ctx, id, a.stream, a.peer, protocol, tls, Some(source));
+                    let admitted = Admitted {
+                        tls,
+                        source: Some(source),
+                    };
+                    self.add(ctx, id, a.stream, a.peer, protocol, admitted);
                 }
             }
             // The peer is already gone again.
@@ -386,9 +399,9 @@ impl Tcp {
         stream: TcpStream,
         peer: SocketAddr,
         protocol: Protocol,
-        tls: Option<Arc<TlsServer>>,
-        source: Option<IpAddr>,
+        admitted: Admitted,
     ) {
+        let Admitted { tls, source } = admitted;
         let local = stream.local_addr().ok();
         let info = ConnInfo {
             transport: Transport::Tcp,
@@ -494,7 +507,11 @@ impl Tcp {
         };
         tracing::debug!(conn = id.0, peer = %pending.peer, ?protocol, "TCP connected");
         let waiting = ctx.dials.up(id);
-        self.add(ctx, id, pending.stream, pending.peer, protocol, None, None);
+        let admitted = Admitted {
+            tls: None,
+            source: None,
+        };
+        self.add(ctx, id, pending.stream, pending.peer, protocol, admitted);
         self.start_tls_client(ctx, id, pending.peer);
         for w in waiting {
             self.queue(ctx, id, &w.payload);
