@@ -243,7 +243,7 @@ impl Registrar {
         self.out.send_writer(&handle, msg);
     }
 
-    fn reject(
+    pub(super) fn reject(
         &mut self,
         served: Served,
         conn: ConnId,

@@ -126,6 +126,14 @@ struct Connecting {
     cancelled: bool,
 }
 
+/// Bytes `write` appended to `pending` (what counts against the unsent caps: a TLS
+/// session writes records, not the plaintext it was given).
+fn appended(pending: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+    let before = pending.len();
+    write(pending);
+    pending.len() - before
+}
+
 /// How an accepted connection came in: the TLS credentials of its listener (a
 /// `tls://` one), and the source address the connection limits admitted it under
 /// (`None` for the connections the registrar opened).
@@ -814,12 +822,10 @@ impl Tcp {
         if conn.state != State::Open {
             return true;
         }
-        let before = conn.tx_pending.len();
-        match conn.tls.as_deref_mut() {
-            None => conn.tx_pending.extend_from_slice(payload),
-            Some(session) => session.send(payload, &mut conn.tx_pending),
-        }
-        self.unsent += conn.tx_pending.len() - before;
+        self.unsent += appended(&mut conn.tx_pending, |p| match conn.tls.as_deref_mut() {
+            None => p.extend_from_slice(payload),
+            Some(session) => session.send(payload, p),
+        });
         let limits = &self.limits.config;
         if conn.tx_pending.len() + conn.tx_inflight > limits.max_unsent_per_connection {
             tracing::info!(
@@ -989,9 +995,7 @@ impl Tcp {
         }
         ctx.conn_down(id);
         if let Some(session) = conn.tls.as_deref_mut() {
-            let before = conn.tx_pending.len();
-            session.close_notify(&mut conn.tx_pending);
-            self.unsent += conn.tx_pending.len() - before;
+            self.unsent += appended(&mut conn.tx_pending, |p| session.close_notify(p));
             if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(id);

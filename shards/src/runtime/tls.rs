@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use rserpool::registrar::{ConnId, ConnInfo, Protocol};
 
-use super::{Conn, Listener, State, Tcp, frames};
+use super::{Conn, Listener, State, Tcp, appended, frames};
 use crate::net::ring::Completion;
 use crate::runtime::shard::Ctx;
 use crate::tls::TlsServer;
@@ -194,9 +194,7 @@ impl Tcp {
         };
         match Session::client(server, config, peer) {
             Ok(mut session) => {
-                let before = conn.tx_pending.len();
-                session.write(&mut conn.tx_pending);
-                self.unsent += conn.tx_pending.len() - before;
+                self.unsent += appended(&mut conn.tx_pending, |p| session.write(p));
                 conn.tls = Some(session);
                 if !conn.dirty {
                     conn.dirty = true;
@@ -299,9 +297,7 @@ impl Tcp {
                     .and_then(|i| i.peer_addrs.first().copied());
                 tracing::debug!(conn = id.0, ?peer, handshaking = !session.is_up(), error = %e, "TLS failed");
                 session.count_failure();
-                let before = conn.tx_pending.len();
-                session.write(&mut conn.tx_pending);
-                self.unsent += conn.tx_pending.len() - before;
+                self.unsent += appended(&mut conn.tx_pending, |p| session.write(p));
                 if conn.tx_inflight == 0 {
                     // Best effort: the alert tells the client why.
                     let _ = (&conn.stream).write(&conn.tx_pending);
@@ -353,9 +349,7 @@ impl Tcp {
                 }
             }
         }
-        let before = conn.tx_pending.len();
-        session.write(&mut conn.tx_pending);
-        self.unsent += conn.tx_pending.len() - before;
+        self.unsent += appended(&mut conn.tx_pending, |p| session.write(p));
         if !conn.tx_pending.is_empty() && !conn.dirty {
             conn.dirty = true;
             self.dirty.push(id);

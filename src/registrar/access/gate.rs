@@ -102,37 +102,27 @@ impl Registrar {
         handle: &PoolHandle,
         id: PoolElementId,
     ) -> bool {
-        let d = self.access(conn, Op::Register, handle.as_bytes());
-        if d.allowed() {
+        if !self.register_denied(now, conn, handle) {
             return false;
         }
-        self.denied(
-            now,
-            d,
-            Op::Register,
-            Some(conn),
-            None,
-            Some(handle.as_bytes()),
-        );
         let served = Served {
             kind: ServiceKind::Registration,
             received: now,
         };
-        self.out.events.push_back(Event::RegistrationRejected {
-            handle: handle.clone(),
-            id,
-            cause: CauseCode::REJECTED_SECURITY,
-        });
-        let response = AsapMessage::RegistrationResponse {
-            rejected: true,
-            handle: handle.clone(),
-            id,
-            error: Some(OperationError::single(
-                CauseCode::REJECTED_SECURITY,
-                Vec::new(),
-            )),
-        };
-        self.out.transmit_served(conn, &response, Some(served));
+        let error = OperationError::single(CauseCode::REJECTED_SECURITY, Vec::new());
+        self.reject(served, conn, handle.clone(), id, error);
+        true
+    }
+
+    /// Whether the rules deny `conn` registering into (or deregistering from) `handle`;
+    /// a denial is counted and logged.
+    fn register_denied(&mut self, now: Instant, conn: ConnId, handle: &PoolHandle) -> bool {
+        let d = self.access(conn, Op::Register, handle.as_bytes());
+        if d.allowed() {
+            return false;
+        }
+        let bytes = Some(handle.as_bytes());
+        self.denied(now, d, Op::Register, Some(conn), None, bytes);
         true
     }
 
@@ -145,18 +135,9 @@ impl Registrar {
         handle: &PoolHandle,
         id: PoolElementId,
     ) -> bool {
-        let d = self.access(conn, Op::Register, handle.as_bytes());
-        if d.allowed() {
+        if !self.register_denied(now, conn, handle) {
             return false;
         }
-        self.denied(
-            now,
-            d,
-            Op::Register,
-            Some(conn),
-            None,
-            Some(handle.as_bytes()),
-        );
         let error = Some(OperationError::single(
             CauseCode::REJECTED_SECURITY,
             Vec::new(),
