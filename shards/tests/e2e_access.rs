@@ -9,7 +9,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::FromRawFd as _;
 
 use common::{
-    GUARD, Kind, Lab, NO_EXPIRY, assert_accepted, element, encode, registrar_config, wait_until,
+    GUARD, Kind, Lab, NO_EXPIRY, assert_accepted, element, encode, registrar_config, scraped,
+    wait_until,
 };
 use rserpool::registrar::access::{Op, Ops, Rule, Rules, Verdict};
 use rserpool::wire::{AsapMessage, CauseCode, EnrpIds, EnrpMessage, IpTransport, UserTransport};
@@ -126,21 +127,6 @@ fn denied(metrics: SocketAddr, rule: &str, op: &str) -> f64 {
         metrics,
         &format!("rserpool_access_denied_total{{shard=\"all\",rule=\"{rule}\",op=\"{op}\"}} "),
     )
-}
-
-/// The value of one series (its name and labels, then a space) in a scrape.
-fn scraped(metrics: SocketAddr, series: &str) -> f64 {
-    let mut s = TcpStream::connect(metrics).unwrap();
-    s.set_read_timeout(Some(GUARD)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .unwrap_or_else(|| panic!("{series}is not in the scrape:\n{text}"))
-        .parse()
-        .unwrap()
 }
 
 #[test]

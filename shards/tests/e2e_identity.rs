@@ -120,18 +120,7 @@ fn lab(keep_alive_timeout: Duration, pes: usize, pools: usize) -> Lab {
 
 /// A counter of the lab's Prometheus scrape (`shard="all"`, with extra labels).
 fn counter(metrics: SocketAddr, name: &str, labels: &str) -> f64 {
-    let mut s = TcpStream::connect(metrics).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let series = format!("{name}{{shard=\"all\"{labels}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .unwrap_or_else(|| panic!("no {series} in the scrape"))
-        .trim()
-        .parse()
-        .unwrap()
+    common::scraped(metrics, &format!("{name}{{shard=\"all\"{labels}}} "))
 }
 
 fn deregister(pe: &Peer, pool: &str, id: u32) -> AsapMessage {

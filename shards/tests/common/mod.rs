@@ -492,6 +492,23 @@ pub fn register_all(lab: &Lab, pool: &str, ids: impl IntoIterator<Item = u32>) -
 
 /// Repeats `check` until it returns true; between tries, waits for the PEs'
 /// keep-alive traffic to move on (a sign of time passing on the registrar's side).
+/// The value of one series (its name and labels, then a space) in a scrape of the
+/// Prometheus endpoint at `metrics`.
+pub fn scraped(metrics: SocketAddr, series: &str) -> f64 {
+    let mut s = TcpStream::connect(metrics).unwrap();
+    s.set_read_timeout(Some(GUARD)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .unwrap_or_else(|| panic!("{series}is not in the scrape:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 pub fn wait_until(lab: &Lab, what: &str, mut check: impl FnMut() -> bool) {
     let end = Instant::now() + GUARD;
     let mut seen = lab.progress.acks();
