@@ -306,6 +306,8 @@ impl Shard {
 
     /// One turn; returns whether input was left over for the next.
     fn turn(&mut self) -> bool {
+        // Connections that ran out of their budget last turn go first.
+        self.tcp.unpark(&mut self.ctx);
         let mut busy = self.complete();
 
         let Self { ctx, mesh, .. } = self;
@@ -335,7 +337,9 @@ impl Shard {
                 req.answer(self.index as u16, &self.ctx.registrar);
             }
         }
-        busy
+        // Parked messages want another turn, but are not input left unread: the
+        // connections' deadlines above were not held up by them.
+        busy || self.tcp.has_parked()
     }
 
     /// Handles the completions that are ready (up to [`MAX_COMPLETIONS`]) and starts

@@ -50,6 +50,11 @@ const SWEEP_MAX: Duration = Duration::from_secs(1);
 /// the kernel, and TCP's flow control slows the client down, instead of the shard
 /// answering requests whose answers nobody reads.
 const HOLD_BACK: usize = 256 << 10;
+/// Messages a connection may have handled in one loop turn. A client that pipelines
+/// more waits for the next turn with the rest parked in its receive buffer (its
+/// receive stopped meanwhile), so that one turn, and with it every other client's
+/// answer, never waits behind thousands of one connection's requests.
+pub(super) const TURN_BUDGET: u32 = 128;
 /// Waiting connections accepted with the spare descriptor and closed, at most, each
 /// time accept runs out of descriptors.
 const REFUSE_BATCH: usize = 64;
@@ -115,6 +120,23 @@ struct Conn {
     receiving: bool,
     /// Its input is held back since then ([`HOLD_BACK`]).
     held: Option<Instant>,
+    /// Whole messages wait in `rx` beyond this turn's [`TURN_BUDGET`]; its receive
+    /// is stopped until they are handled ([`Tcp::unpark`]).
+    parked: bool,
+    /// The turn `budget` belongs to, and the messages still allowed in it.
+    turn: u32,
+    budget: u32,
+}
+
+impl Conn {
+    /// Messages it may still have handled in turn `turn`.
+    fn budget(&mut self, turn: u32) -> u32 {
+        if self.turn != turn {
+            self.turn = turn;
+            self.budget = TURN_BUDGET;
+        }
+        self.budget
+    }
 }
 
 /// An outbound connection whose connect is in flight.
@@ -166,6 +188,10 @@ pub(super) struct Tcp {
     /// A descriptor held in reserve (`/dev/null`): out of descriptors, it is given up
     /// for a moment to accept the waiting connections and close them.
     spare: Option<std::fs::File>,
+    /// The shard's loop turn, for the connections' [`TURN_BUDGET`].
+    turn: u32,
+    /// Connections with messages parked beyond their budget, in the order they ran out.
+    parked: Vec<ConnId>,
 }
 
 impl Tcp {
@@ -192,6 +218,8 @@ impl Tcp {
             next_sweep: None,
             freed: 0,
             spare: std::fs::File::open("/dev/null").ok(),
+            turn: 0,
+            parked: Vec::new(),
         }
     }
 
@@ -462,6 +490,9 @@ impl Tcp {
                 heard: false,
                 receiving: false,
                 held: None,
+                parked: false,
+                turn: 0,
+                budget: 0,
             },
         );
         if self.next_sweep.is_none() {
@@ -658,6 +689,7 @@ impl Tcp {
     /// ended for want of buffers.
     fn on_recv_provided(&mut self, ctx: &mut Ctx, id: ConnId, c: Completion) {
         let ended = !c.more;
+        let turn = self.turn;
         let Some(conn) = self.conns.get_mut(&id) else {
             if let Some(b) = c.provided {
                 ctx.ring.recycle(b);
@@ -671,10 +703,11 @@ impl Tcp {
         if conn.tls.is_some() {
             return self.on_recv_tls(ctx, id, c, ended);
         }
+        let was_parked = conn.parked;
         let outcome = match (c.provided, c.result) {
             (Some(b), n) if n > 0 => {
                 let outcome = if conn.state == State::Open {
-                    Self::deliver(ctx, id, conn, b, n as usize)
+                    Self::deliver(ctx, id, conn, b, n as usize, turn)
                 } else {
                     Ok(())
                 };
@@ -702,23 +735,39 @@ impl Tcp {
             self.close(ctx, id, "broken framing");
             return;
         }
-        if conn.held.is_none()
+        let stop = if conn.parked && !was_parked {
+            // Its receive stops until the parked messages are handled ([`Tcp::unpark`]).
+            self.parked.push(id);
+            conn.held.is_none()
+        } else if conn.held.is_none()
             && conn.state == State::Open
             && conn.tx_pending.len() + conn.tx_inflight > Self::hold_back_at(&self.limits)
         {
             conn.held = Some(ctx.now);
             tracing::trace!(conn = id.0, "input held back");
-            if let Err(e) = ctx.ring.cancel_token(Token::Recv(id).encode()) {
-                tracing::warn!(conn = id.0, error = %e, "cannot hold a connection's input back");
-            }
+            !conn.parked
+        } else {
+            false
+        };
+        if stop
+            && !ended
+            && let Err(e) = ctx.ring.cancel_token(Token::Recv(id).encode())
+        {
+            tracing::warn!(conn = id.0, error = %e, "cannot stop a connection's receive");
         }
         if !ended {
             return;
         }
         match c.result {
-            0 => self.close(ctx, id, "peer closed"),
-            // Held back: [`Tcp::resume_recv`] arms it again.
-            _ if conn.held.is_some() => {}
+            0 => {
+                if conn.parked {
+                    // What arrived before the close is still handled.
+                    let _ = Self::handle_parked(ctx, id, conn, &mut { u32::MAX });
+                }
+                self.close(ctx, id, "peer closed");
+            }
+            // Held back or parked: [`Tcp::resume_recv`] or [`Tcp::unpark`] arms it again.
+            _ if conn.held.is_some() || conn.parked => {}
             r if r == -libc::ENOBUFS || r == -libc::ECANCELED || r > 0 => self.arm_recv(ctx, id, 0),
             r => {
                 let e = io::Error::from_raw_os_error(-r);
@@ -729,9 +778,19 @@ impl Tcp {
     }
 
     /// Hands every whole message of `len` bytes in provided buffer `b` (after what
-    /// `conn` kept of an earlier chunk) to the registrar, and keeps a cut one; an
-    /// `Err` carries the Message Length that breaks the framing.
-    fn deliver(ctx: &mut Ctx, id: ConnId, conn: &mut Conn, b: u16, len: usize) -> Result<(), u16> {
+    /// `conn` kept of an earlier chunk) to the registrar, up to its budget in `turn`,
+    /// and keeps the rest (a cut message, or the messages beyond the budget: the
+    /// connection is then parked). An `Err` carries the Message Length that breaks
+    /// the framing.
+    fn deliver(
+        ctx: &mut Ctx,
+        id: ConnId,
+        conn: &mut Conn,
+        b: u16,
+        len: usize,
+        turn: u32,
+    ) -> Result<(), u16> {
+        let mut budget = conn.budget(turn);
         let Ctx {
             ring,
             registrar,
@@ -740,13 +799,18 @@ impl Tcp {
         } = ctx;
         let chunk = ring.provided(b, len);
         let rx = conn.rx.get_or_insert_with(Vec::new);
+        if conn.parked {
+            // Its budget ran out this turn: the chunk waits behind the parked ones.
+            rx.extend_from_slice(chunk);
+            return Ok(());
+        }
         let kept = !rx.is_empty();
         if kept {
             rx.extend_from_slice(chunk);
         }
         let data: &[u8] = if kept { rx } else { chunk };
         let protocol = conn.protocol;
-        let (rest, _) = frames(data, |message| match protocol {
+        let (rest, need) = frames_within(data, &mut budget, |message| match protocol {
             Protocol::Asap => registrar.handle_asap(*now, id, message),
             Protocol::Enrp => {
                 #[cfg(test)]
@@ -755,6 +819,7 @@ impl Tcp {
                 registrar.handle_enrp(*now, id, message);
             }
         })?;
+        conn.budget = budget;
         conn.heard |= rest > 0;
         if kept {
             rx.drain(..rest);
@@ -767,9 +832,100 @@ impl Tcp {
         } else if rest < chunk.len() {
             rx.extend_from_slice(&chunk[rest..]);
         }
-        let partial = !rx.is_empty();
-        Self::track_partial(conn, partial, *now);
+        if need == 0 {
+            // Whole messages wait for our next turn, not for the peer: no deadline.
+            conn.parked = true;
+            Self::track_partial(conn, false, *now);
+        } else {
+            let partial = !rx.is_empty();
+            Self::track_partial(conn, partial, *now);
+        }
         Ok(())
+    }
+
+    /// Hands up to `*budget` of the messages parked in `conn`'s receive buffer to the
+    /// registrar (counted off the budget); returns what [`frames_within`] does.
+    fn handle_parked(
+        ctx: &mut Ctx,
+        id: ConnId,
+        conn: &mut Conn,
+        budget: &mut u32,
+    ) -> Result<usize, u16> {
+        let rx = conn.rx.get_or_insert_with(Vec::new);
+        let protocol = conn.protocol;
+        let (rest, need) = frames_within(rx, budget, |message| match protocol {
+            Protocol::Asap => ctx.registrar.handle_asap(ctx.now, id, message),
+            Protocol::Enrp => {
+                #[cfg(test)]
+                ctx.told
+                    .push(super::shard::Told::Enrp(id, message.to_vec()));
+                ctx.registrar.handle_enrp(ctx.now, id, message);
+            }
+        })?;
+        rx.drain(..rest);
+        conn.heard |= rest > 0;
+        if need != 0 {
+            conn.parked = false;
+            let partial = !rx.is_empty();
+            Self::track_partial(conn, partial, ctx.now);
+        }
+        Ok(need)
+    }
+
+    /// Whether a connection has messages parked beyond its budget.
+    pub(super) fn has_parked(&self) -> bool {
+        !self.parked.is_empty()
+    }
+
+    /// Starts a loop turn: every connection parked beyond its budget has its waiting
+    /// messages handled, up to a new budget, and receives again once none is left.
+    pub(super) fn unpark(&mut self, ctx: &mut Ctx) {
+        self.turn = self.turn.wrapping_add(1);
+        if self.parked.is_empty() {
+            return;
+        }
+        let turn = self.turn;
+        let mut parked = std::mem::take(&mut self.parked);
+        let mut broken = Vec::new();
+        let mut resumed = Vec::new();
+        parked.retain(|&id| {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                return false;
+            };
+            if !conn.parked || conn.state != State::Open {
+                conn.parked = false;
+                return false;
+            }
+            let mut budget = conn.budget(turn);
+            let outcome = Self::handle_parked(ctx, id, conn, &mut budget);
+            conn.budget = budget;
+            match outcome {
+                Ok(0) => true,
+                Ok(_) => {
+                    if conn.held.is_none() && !conn.receiving {
+                        resumed.push(id);
+                    }
+                    false
+                }
+                Err(len) => {
+                    broken.push((id, len));
+                    false
+                }
+            }
+        });
+        self.parked = parked;
+        for id in resumed {
+            self.arm_recv(ctx, id, 0);
+        }
+        for (id, len) in broken {
+            tracing::debug!(
+                conn = id.0,
+                len,
+                "Message Length below 4 breaks TCP framing"
+            );
+            self.limits.broken_framing(false);
+            self.close(ctx, id, "broken framing");
+        }
     }
 
     /// Unsent bytes beyond which a connection's input is held back.
@@ -796,8 +952,9 @@ impl Tcp {
         if conn.partial {
             conn.since = ctx.now;
         }
-        // A cancelled receive still to complete re-arms itself.
-        if !conn.receiving {
+        // A cancelled receive still to complete re-arms itself; a parked connection
+        // receives again once its parked messages are handled.
+        if !conn.receiving && !conn.parked {
             self.arm_recv(ctx, id, 0);
         }
     }
@@ -1072,11 +1229,23 @@ impl Tcp {
 /// Hands every whole message at the start of `data` to `handle`, in order. Returns the
 /// bytes they took and what the first message not yet whole needs ([`Frame::Need`]),
 /// or the Message Length that breaks the framing.
-fn frames(data: &[u8], mut handle: impl FnMut(&[u8])) -> Result<(usize, usize), u16> {
+fn frames(data: &[u8], handle: impl FnMut(&[u8])) -> Result<(usize, usize), u16> {
+    frames_within(data, &mut { u32::MAX }, handle)
+}
+
+/// [`frames`] for at most `*budget` messages, counted off it: when the budget runs out
+/// before the whole messages do, the need returned is 0.
+fn frames_within(
+    data: &[u8],
+    budget: &mut u32,
+    mut handle: impl FnMut(&[u8]),
+) -> Result<(usize, usize), u16> {
     let mut at = 0;
     loop {
         match framing::next(&data[at..]) {
+            Frame::Whole(_) if *budget == 0 => return Ok((at, 0)),
             Frame::Whole(n) => {
+                *budget -= 1;
                 handle(&data[at..at + n]);
                 at += n;
             }

@@ -17,6 +17,7 @@ use rserpool::wire::{EnrpIds, EnrpMessage, PPID_ASAP, PPID_ENRP};
 use super::*;
 use crate::net;
 use crate::runtime::mesh;
+use crate::runtime::tcp::TURN_BUDGET;
 
 const GUARD: Duration = Duration::from_secs(20);
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -52,6 +53,7 @@ impl Shard {
         let end = Instant::now() + GUARD;
         loop {
             self.ctx.now = Instant::now();
+            self.tcp.unpark(&mut self.ctx);
             self.complete();
             self.tcp.resume(&mut self.ctx, false);
             self.flush();
@@ -357,6 +359,71 @@ fn enrp_listeners_give_enrp_connections_and_broken_framing_closes_them() {
         Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
     };
     assert!(ended);
+}
+
+/// A client that pipelines more than a turn's budget has the rest parked: another
+/// client's message that came in behind them is handled in the same turn, and the
+/// parked ones follow in order in later turns.
+#[test]
+fn a_pipelining_client_cannot_hold_a_turn_beyond_its_budget() {
+    let listener = net::socket::tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut s = shard(Sockets {
+        tcp: vec![(listener, Protocol::Enrp)],
+        ..Sockets::default()
+    });
+    let mut hog = TcpStream::connect(addr).unwrap();
+    s.io_until("the hog's connection comes up", |s| !s.ctx.told.is_empty());
+    let mut polite = TcpStream::connect(addr).unwrap();
+    s.io_until("the polite connection comes up", |s| s.ctx.told.len() >= 2);
+    let (Told::Up(hog_id, _), Told::Up(polite_id, _)) = (&s.ctx.told[0], &s.ctx.told[1]) else {
+        panic!("{:?}", s.ctx.told)
+    };
+    let (hog_id, polite_id) = (*hog_id, *polite_id);
+
+    const PIPELINED: u32 = 10 * TURN_BUDGET;
+    let burst: Vec<u8> = (0..PIPELINED).flat_map(enrp).collect();
+    hog.write_all(&burst).unwrap();
+    polite.write_all(&enrp(PIPELINED)).unwrap();
+    // Both are in the registrar's socket buffers before the shard looks.
+    std::thread::sleep(Duration::from_millis(100));
+    s.io_until("the polite client's message is handled", |s| {
+        s.was_told(&Told::Enrp(polite_id, enrp(PIPELINED)))
+    });
+    let from_hog = |told: &[Told]| {
+        told.iter()
+            .filter(|t| matches!(t, Told::Enrp(c, _) if *c == hog_id))
+            .count()
+    };
+    let at = s
+        .ctx
+        .told
+        .iter()
+        .position(|t| *t == Told::Enrp(polite_id, enrp(PIPELINED)))
+        .unwrap();
+    let before = from_hog(&s.ctx.told[..at]);
+    assert!(
+        before <= TURN_BUDGET as usize,
+        "{before} of the hog's messages were handled before the polite one"
+    );
+    s.io_until("every pipelined message is handled", |s| {
+        from_hog(&s.ctx.told) == PIPELINED as usize
+    });
+    let order: Vec<Vec<u8>> = s
+        .ctx
+        .told
+        .iter()
+        .filter_map(|t| match t {
+            Told::Enrp(c, m) if *c == hog_id => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, (0..PIPELINED).map(enrp).collect::<Vec<_>>());
+    // Once drained it receives again.
+    hog.write_all(&enrp(PIPELINED + 1)).unwrap();
+    s.io_until("the hog is read again", |s| {
+        s.was_told(&Told::Enrp(hog_id, enrp(PIPELINED + 1)))
+    });
 }
 
 /// Multicast with loopback unicast stand-ins (the receiver joins a group only when
