@@ -54,7 +54,7 @@ const HOLD_BACK: usize = 256 << 10;
 /// more waits for the next turn with the rest parked in its receive buffer (its
 /// receive stopped meanwhile), so that one turn, and with it every other client's
 /// answer, never waits behind thousands of one connection's requests.
-pub(super) const TURN_BUDGET: u32 = 128;
+pub(super) const TURN_BUDGET: u32 = 32;
 /// Waiting connections accepted with the spare descriptor and closed, at most, each
 /// time accept runs out of descriptors.
 const REFUSE_BATCH: usize = 64;
