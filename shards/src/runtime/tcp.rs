@@ -49,7 +49,7 @@ const SWEEP_MAX: Duration = Duration::from_secs(1);
 /// held back (no more receives) until its backlog halves: its requests then wait in
 /// the kernel, and TCP's flow control slows the client down, instead of the shard
 /// answering requests whose answers nobody reads.
-const HOLD_BACK: usize = 256 << 10;
+pub(super) const HOLD_BACK: usize = 256 << 10;
 /// Messages a connection may have handled in one loop turn. A client that pipelines
 /// more waits for the next turn with the rest parked in its receive buffer (its
 /// receive stopped meanwhile), so that one turn, and with it every other client's
@@ -221,6 +221,13 @@ impl Tcp {
             turn: 0,
             parked: Vec::new(),
         }
+    }
+
+    /// `id`'s unsent bytes, and whether its input is held back ([`HOLD_BACK`]).
+    #[cfg(test)]
+    pub(super) fn backlog(&self, id: ConnId) -> Option<(usize, bool)> {
+        let c = self.conns.get(&id)?;
+        Some((c.tx_pending.len() + c.tx_inflight, c.held.is_some()))
     }
 
     /// Whether `id` is one of this shard's TCP connections (open, or being opened).
@@ -760,7 +767,7 @@ impl Tcp {
         }
         match c.result {
             0 => {
-                if conn.parked {
+                if conn.parked || conn.held.is_some() {
                     // What arrived before the close is still handled.
                     let _ = Self::handle_parked(ctx, id, conn, &mut { u32::MAX });
                 }
@@ -799,8 +806,9 @@ impl Tcp {
         } = ctx;
         let chunk = ring.provided(b, len);
         let rx = conn.rx.get_or_insert_with(Vec::new);
-        if conn.parked {
-            // Its budget ran out this turn: the chunk waits behind the parked ones.
+        if conn.parked || conn.held.is_some() {
+            // Its budget ran out this turn, or its input is held back (this chunk came
+            // before its receive stopped): the chunk waits with what is parked.
             rx.extend_from_slice(chunk);
             return Ok(());
         }
@@ -951,6 +959,13 @@ impl Tcp {
         // A message cut while held waited for us: its deadline starts now.
         if conn.partial {
             conn.since = ctx.now;
+        }
+        if conn.rx.as_ref().is_some_and(|rx| !rx.is_empty()) && !conn.parked {
+            // What came while it was held waits: the next turn handles it and then
+            // receives again ([`Tcp::unpark`]).
+            conn.parked = true;
+            self.parked.push(id);
+            return;
         }
         // A cancelled receive still to complete re-arms itself; a parked connection
         // receives again once its parked messages are handled.

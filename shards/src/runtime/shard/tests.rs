@@ -17,7 +17,7 @@ use rserpool::wire::{EnrpIds, EnrpMessage, PPID_ASAP, PPID_ENRP};
 use super::*;
 use crate::net;
 use crate::runtime::mesh;
-use crate::runtime::tcp::TURN_BUDGET;
+use crate::runtime::tcp::{HOLD_BACK, TURN_BUDGET};
 
 const GUARD: Duration = Duration::from_secs(20);
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -424,6 +424,70 @@ fn a_pipelining_client_cannot_hold_a_turn_beyond_its_budget() {
     s.io_until("the hog is read again", |s| {
         s.was_told(&Told::Enrp(hog_id, enrp(PIPELINED + 1)))
     });
+}
+
+/// A client that does not read its answers has its input held back once more than
+/// [`HOLD_BACK`] waits unsent: what it sends after the receive that found the
+/// backlog is not read (nor handled) until it has read enough for the backlog to halve.
+#[test]
+fn a_client_that_does_not_read_is_not_read_until_its_backlog_halves() {
+    let listener = net::socket::tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut s = shard(Sockets {
+        tcp: vec![(listener, Protocol::Enrp)],
+        ..Sockets::default()
+    });
+    let mut client = TcpStream::connect(addr).unwrap();
+    s.io_until("the connection comes up", |s| !s.ctx.told.is_empty());
+    let Told::Up(id, _) = s.ctx.told[0] else {
+        panic!("{:?}", s.ctx.told)
+    };
+
+    // Answers nobody reads, until the kernel's buffers are full and more than
+    // HOLD_BACK waits in the shard.
+    let chunk = vec![0u8; 60 << 10];
+    let mut sent = 0;
+    while s.tcp.backlog(id).unwrap().0 <= HOLD_BACK {
+        s.transmit(Transmit::Enrp {
+            conn: id,
+            payload: chunk.clone(),
+        });
+        sent += chunk.len();
+        assert!(sent < 256 << 20, "the kernel took 256 MiB without a reader");
+        s.io_until("the sends are started", |_| true);
+    }
+    // The receive that brings the client's next message is its last one.
+    client.write_all(&enrp(1)).unwrap();
+    s.io_until("its input is held back", |s| s.tcp.backlog(id).unwrap().1);
+    assert!(s.was_told(&Told::Enrp(id, enrp(1))));
+    client.write_all(&enrp(2)).unwrap();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(20));
+        s.io_until("a look", |_| true);
+    }
+    assert!(
+        !s.was_told(&Told::Enrp(id, enrp(2))),
+        "a held-back connection was read"
+    );
+
+    // The client reads everything: the backlog drains, the input is read again.
+    let mut reader = client.try_clone().unwrap();
+    let drained = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < sent {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        got
+    });
+    s.io_until("the held-back message is handled", |s| {
+        s.was_told(&Told::Enrp(id, enrp(2)))
+    });
+    assert!(!s.tcp.backlog(id).unwrap().1);
+    assert_eq!(drained.join().unwrap(), sent);
 }
 
 /// Multicast with loopback unicast stand-ins (the receiver joins a group only when
