@@ -12,7 +12,7 @@ use rserpool_loadgen::report::{Progress, human};
 use rserpool_loadgen::scope::{self, Scope, ScopeConfig, Timers};
 use rserpool_loadgen::takeover::{self, TakeoverConfig};
 
-use super::{Common, Files, Output, Registrars, pool_handle, seconds};
+use super::{Common, Files, Output, Registrars, Run, pool_handle, seconds};
 
 #[derive(Debug, Args)]
 pub(super) struct PropagationArgs {
@@ -44,7 +44,7 @@ pub(super) struct PropagationArgs {
     #[arg(long, default_value_t = 1)]
     observer_connections: u32,
     #[command(flatten)]
-    files: Files,
+    pub(super) files: Files,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -81,10 +81,10 @@ pub(super) struct TakeoverArgs {
     #[arg(long, default_value = "info")]
     registrar_log_level: String,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
 }
 
-pub(super) fn propagation_cmd(a: &PropagationArgs) -> anyhow::Result<()> {
+pub(super) fn propagation_cmd(a: &PropagationArgs, run: Run) -> anyhow::Result<()> {
     let (pe, pu) = (a.registrars.pe()?, a.registrars.pu()?);
     let duration = seconds(a.duration, "--duration")?;
     anyhow::ensure!(
@@ -161,13 +161,10 @@ pub(super) fn propagation_cmd(a: &PropagationArgs) -> anyhow::Result<()> {
         round.quantile(0.99).as_secs_f64().into(),
     );
     out.series = vec![r.registration, r.deregistration, r.round];
-    let mut params = a.registrars.json()?;
-    params["rate"] = a.rate.into();
-    params["duration_s"] = a.duration.into();
-    out.finish("propagation", &a.files, params)
+    out.finish(run, &a.files, a.registrars.json()?)
 }
 
-pub(super) fn takeover_cmd(a: &TakeoverArgs) -> anyhow::Result<()> {
+pub(super) fn takeover_cmd(a: &TakeoverArgs, run: Run) -> anyhow::Result<()> {
     anyhow::ensure!(
         (2..=16).contains(&a.registrars),
         "--registrars must be 2..=16"
@@ -230,7 +227,7 @@ pub(super) fn takeover_cmd(a: &TakeoverArgs) -> anyhow::Result<()> {
         scope.id(0)
     );
     let _p = Progress::start("takeover", bound);
-    let run = takeover::run(
+    let outcome = takeover::run(
         &mut scope,
         &TakeoverConfig {
             pool: pool_handle(&a.common.pool)?,
@@ -240,7 +237,7 @@ pub(super) fn takeover_cmd(a: &TakeoverArgs) -> anyhow::Result<()> {
             settle: enrp.mentor_discovery + Duration::from_secs(30),
         },
     );
-    let r = match run {
+    let r = match outcome {
         Ok(r) => r,
         Err(e) => {
             scope.keep_logs();
@@ -309,17 +306,7 @@ pub(super) fn takeover_cmd(a: &TakeoverArgs) -> anyhow::Result<()> {
         out.lines
             .push(format!("registrar logs kept in {}", scope.logs().display()));
     }
-    out.finish(
-        "takeover",
-        &a.common.files,
-        serde_json::json!({
-            "registrars": a.registrars,
-            "timers": format!("{:?}", a.timers).to_lowercase(),
-            "pes": a.common.pes,
-            "keep_alive_interval_ms": a.keep_alive_interval,
-            "keep_alive_timeout_ms": a.keep_alive_timeout,
-        }),
-    )?;
+    out.finish(run, &a.common.files, serde_json::Value::Null)?;
     anyhow::ensure!(lost == 0, "{lost} PEs lost in the takeover");
     Ok(())
 }

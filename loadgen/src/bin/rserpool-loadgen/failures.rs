@@ -9,7 +9,7 @@ use rserpool_loadgen::conn::Target;
 use rserpool_loadgen::failover::{self, FailoverConfig, Mode};
 use rserpool_loadgen::report::{Progress, human};
 
-use super::{Common, KeepAlive, Output, Registrars, pool_handle, seconds};
+use super::{Common, KeepAlive, Output, Registrars, Run, pool_handle, seconds};
 
 #[derive(Debug, Args)]
 pub(super) struct ChurnArgs {
@@ -20,7 +20,7 @@ pub(super) struct ChurnArgs {
     #[arg(long, value_name = "URI")]
     pe_registrar: Option<Target>,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
     /// Operations per second, all kinds together.
     #[arg(long, default_value_t = 2000.0)]
     rate: f64,
@@ -43,7 +43,7 @@ pub(super) struct FailoverArgs {
     #[command(flatten)]
     registrars: Registrars,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
     #[arg(long, value_enum, default_value_t = FailMode::Crash)]
     mode: FailMode,
     /// Trials.
@@ -127,7 +127,7 @@ pub(super) fn failover_phase(
     Ok(())
 }
 
-pub(super) fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<()> {
+pub(super) fn failover_cmd(a: &FailoverArgs, run: Run) -> anyhow::Result<()> {
     let mode = match a.mode {
         FailMode::Crash => Mode::Crash,
         FailMode::Hang => Mode::Hang,
@@ -160,12 +160,10 @@ pub(super) fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<()> {
             .config(roles, &a.common.pool, a.common.pes, mode)?
     };
     failover_phase(&config, &a.keep_alive, &mut out)?;
-    let mut params = a.registrars.json()?;
-    params["mode"] = format!("{:?}", a.mode).into();
-    out.finish("failover", &a.common.files, params)
+    out.finish(run, &a.common.files, a.registrars.json()?)
 }
 
-pub(super) fn churn_cmd(a: &ChurnArgs) -> anyhow::Result<()> {
+pub(super) fn churn_cmd(a: &ChurnArgs, run: Run) -> anyhow::Result<()> {
     let duration = seconds(a.duration, "--duration")?;
     anyhow::ensure!(a.common.pes >= 1, "--pes must be at least 1");
     anyhow::ensure!(
@@ -204,8 +202,8 @@ pub(super) fn churn_cmd(a: &ChurnArgs) -> anyhow::Result<()> {
     ));
     out.series = vec![r.registration, r.reregistration, r.deregistration];
     out.finish(
-        "churn",
+        run,
         &a.common.files,
-        serde_json::json!({ "registrar": target.to_string(), "rate": a.rate }),
+        serde_json::json!({ "registrar": target.to_string() }),
     )
 }

@@ -16,7 +16,7 @@ use rserpool_loadgen::report::{self, Progress, Series, human};
 use rserpool_loadgen::scenario::{await_pool, closed_loop, open_loop, positive_resolution};
 
 use super::failures::failover_phase;
-use super::{Common, KeepAlive, Output, Registrars, pool_handle, seconds, start_farm};
+use super::{Common, KeepAlive, Output, Registrars, Run, pool_handle, seconds, start_farm};
 
 #[derive(Debug, Args)]
 struct ResolveOpts {
@@ -36,7 +36,7 @@ pub(super) struct ResolveArgs {
     #[command(flatten)]
     registrars: Registrars,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
     #[command(flatten)]
     opts: ResolveOpts,
     /// `max` (closed loop), requests per second (open loop), or P% of the maximum.
@@ -60,7 +60,7 @@ pub(super) struct DemoArgs {
     #[command(flatten)]
     registrars: Registrars,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
     #[command(flatten)]
     opts: ResolveOpts,
     /// Crash trials (one PE each).
@@ -196,7 +196,7 @@ fn resolve(
             opts.pus,
             duration,
             positive_resolution,
-            "resolution (closed loop)",
+            ("resolution.closed", "resolution (closed loop)"),
         )?;
         let s = run.latency;
         answer = run.answer;
@@ -230,13 +230,13 @@ fn resolve(
             r,
             duration,
             positive_resolution,
-            &name,
+            ("resolution.open", &name),
         )?;
         if answer.is_empty() {
             answer = res.answer;
         }
         let mut lag = res.send_lag;
-        lag.name = "  generator send lag".into();
+        lag.label = "  generator send lag".into();
         let resolution = res.latency.clone();
         out.series.push(res.latency);
         out.series.push(lag);
@@ -254,7 +254,7 @@ fn resolve(
                 r,
                 duration,
                 positive_resolution,
-                &format!("echo floor (open, {r:.0}/s)"),
+                ("floor.open", &format!("echo floor (open, {r:.0}/s)")),
             )?;
             ratio_lines(&resolution, &floor.latency, &echo, out);
             out.series.push(floor.latency);
@@ -269,7 +269,7 @@ fn resolve(
             opts.pus,
             duration,
             positive_resolution,
-            "echo floor (closed loop)",
+            ("floor.closed", "echo floor (closed loop)"),
         )?
         .latency;
         ratio_lines(&resolution, &floor, &echo, out);
@@ -348,7 +348,7 @@ fn ratio_lines(res: &Series, floor: &Series, echo: &EchoResponder, out: &mut Out
     ));
 }
 
-pub(super) fn demo(a: DemoArgs) -> anyhow::Result<()> {
+pub(super) fn demo(a: DemoArgs, run: Run) -> anyhow::Result<()> {
     let mut local = None;
     let roles = match a.registrars.any() {
         true => (a.registrars.pe()?, a.registrars.pu()?),
@@ -382,6 +382,10 @@ pub(super) fn demo(a: DemoArgs) -> anyhow::Result<()> {
         );
     }
     let mut out = Output::default();
+    if local.is_some() {
+        out.details
+            .push("our registrar in this process (2 shards)".into());
+    }
     resolve(
         roles,
         &a.common,
@@ -419,19 +423,16 @@ pub(super) fn demo(a: DemoArgs) -> anyhow::Result<()> {
         h.shutdown()?;
     }
     out.finish(
-        "demo",
+        run,
         &a.common.files,
         serde_json::json!({
             "pe_registrar": roles.0.to_string(),
             "pu_registrar": roles.1.to_string(),
-            "pes": a.common.pes,
-            "pus": a.opts.pus,
-            "items": a.opts.items,
         }),
     )
 }
 
-pub(super) fn resolve_cmd(a: &ResolveArgs) -> anyhow::Result<()> {
+pub(super) fn resolve_cmd(a: &ResolveArgs, run: Run) -> anyhow::Result<()> {
     let mut out = Output::default();
     let hold = if a.hold > 0.0 {
         seconds(a.hold, "--hold")?
@@ -447,7 +448,7 @@ pub(super) fn resolve_cmd(a: &ResolveArgs) -> anyhow::Result<()> {
         (hold, !a.no_floor),
         &mut out,
     )?;
-    out.finish("resolve", &a.common.files, a.registrars.json()?)
+    out.finish(run, &a.common.files, a.registrars.json()?)
 }
 
 pub(super) fn echo_cmd(a: &EchoArgs) -> anyhow::Result<()> {
@@ -484,7 +485,7 @@ pub(super) fn echo_cmd(a: &EchoArgs) -> anyhow::Result<()> {
                 r,
                 duration,
                 positive_resolution,
-                "echo (open loop)",
+                ("echo.open", "echo (open loop)"),
             )?
             .latency
         }
@@ -495,7 +496,7 @@ pub(super) fn echo_cmd(a: &EchoArgs) -> anyhow::Result<()> {
                 a.pus,
                 duration,
                 positive_resolution,
-                "echo (transport floor)",
+                ("echo.closed", "echo (transport floor)"),
             )?
             .latency
         }
