@@ -59,7 +59,7 @@ enum Command {
     /// maximum rate, resolution open-loop at half of it against the echo floor, and
     /// crash and hang failover in a 500-PE pool.
     Demo(DemoArgs),
-    /// Resolution latency and throughput: P pools... one pool of --pes PEs registers,
+    /// Resolution latency and throughput: one pool of --pes PEs registers,
     /// then --pus pool users resolve it. --rate max (default) runs closed loop (each
     /// user waits for its answer: maximum throughput); --rate N runs open loop at N
     /// requests/s in total (sent on schedule whatever the answers do; latency from the
@@ -227,15 +227,15 @@ fn writable_dir(flag: &str, path: &std::path::Path, dir: &std::path::Path) -> an
 
 #[derive(Debug, Args)]
 struct Common {
-    /// Pool handle.
-    #[arg(long, default_value = "LoadPool")]
+    /// Pool handle (1 to 32 bytes).
+    #[arg(long, value_name = "NAME", default_value = "LoadPool")]
     pool: String,
     /// Pool elements to register.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=MAX_PES))]
     pes: u32,
     /// Connections the pool elements share, round robin; 0 gives each PE its own (as
     /// RSPLIB's pool elements have).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=MAX_PES))]
     pe_connections: u32,
     /// Do not listen on the local ports of the PEs' TCP connections (then a registrar
     /// taking the PEs over cannot reach them).
@@ -247,12 +247,12 @@ struct Common {
 
 #[derive(Debug, Args)]
 struct KeepAlive {
-    /// The registrar's keep-alive interval in ms (the registrar this process starts
-    /// uses it; for another registrar it only sets the bound hung PEs are held to).
-    #[arg(long, default_value_t = 100)]
+    /// The registrar's keep-alive interval (the registrar this process starts uses it;
+    /// for another registrar it only sets the bound hung PEs are held to).
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     keep_alive_interval: u64,
-    /// The registrar's keep-alive timeout in ms (as --keep-alive-interval).
-    #[arg(long, default_value_t = 100)]
+    /// The registrar's keep-alive timeout (as --keep-alive-interval).
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     keep_alive_timeout: u64,
 }
 
@@ -299,6 +299,49 @@ fn main() -> ExitCode {
             eprintln!("rserpool-loadgen: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Most pool elements one run registers.
+const MAX_PES: i64 = 1_000_000;
+/// Most pool users (connections) one run opens.
+const MAX_PUS: i64 = 10_000;
+/// Longest keep-alive interval or timeout: an hour.
+const MAX_MS: u64 = 3_600_000;
+/// Longest phase: a day.
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// clap's parser for `--duration <SECONDS>` and the like: more than 0, at most a day.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= MAX_SECONDS {
+        Ok(v)
+    } else {
+        Err(format!(
+            "must be more than 0 and at most {MAX_SECONDS} seconds"
+        ))
+    }
+}
+
+/// clap's parser for `--hold <SECONDS>`: 0 (none) up to a day.
+fn seconds_or_zero(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v == 0.0 => Ok(0.0),
+        _ => positive_seconds(s).map_err(|_| format!("must be 0 to {MAX_SECONDS} seconds")),
+    }
+}
+
+/// clap's parser for `--rate <PER_SECOND>`: more than 0, at most ten million.
+fn per_second(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate per second"))?;
+    if v.is_finite() && v > 0.0 && v <= 10_000_000.0 {
+        Ok(v)
+    } else {
+        Err("must be more than 0 and at most 10000000 per second".into())
     }
 }
 
@@ -484,7 +527,6 @@ impl Output {
 }
 
 fn start_farm(target: Target, common: &Common) -> anyhow::Result<(Farm, Series)> {
-    anyhow::ensure!(common.pes >= 1, "--pes must be at least 1");
     let t = std::time::Instant::now();
     let farm = Farm::start(FarmConfig {
         links: common.pe_connections,
@@ -498,4 +540,110 @@ fn start_farm(target: Target, common: &Common) -> anyhow::Result<(Farm, Series)>
     }
     registration.elapsed = t.elapsed();
     Ok((farm, registration))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Value names in `--help`, one style everywhere: units spelt out.
+    const VALUE_NAMES: [&str; 14] = [
+        "URI",
+        "NAME",
+        "N",
+        "SECONDS",
+        "MS",
+        "US",
+        "PER_SECOND",
+        "max|PER_SECOND",
+        "max|PER_SECOND|P%",
+        "FILE",
+        "DIR",
+        "PATH",
+        "LEVEL",
+        "MODE",
+    ];
+    /// Numeric value names: a zero or nonsense value must be refused by flag name.
+    const NUMERIC: [&str; 5] = ["N", "SECONDS", "MS", "US", "PER_SECOND"];
+    /// Numeric flags where 0 means something (none, each its own, back to back).
+    const ZERO_MEANS_SOMETHING: [&str; 5] = [
+        "pe_connections",
+        "crash_trials",
+        "hang_trials",
+        "hold",
+        "observer_interval_us",
+    ];
+
+    fn every_value_arg() -> Vec<(String, clap::Arg)> {
+        let cmd = Cli::command();
+        cmd.get_subcommands()
+            .flat_map(|sub| {
+                sub.get_arguments()
+                    .filter(|a| a.get_action().takes_values() && a.get_long().is_some())
+                    .map(|a| (sub.get_name().to_owned(), a.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_value_has_a_name_in_the_one_style() {
+        Cli::command().debug_assert();
+        for (sub, arg) in every_value_arg() {
+            let names = arg.get_value_names().unwrap_or_default();
+            let name = names.first().map(|n| n.as_str()).unwrap_or("");
+            let ok = VALUE_NAMES.contains(&name) || name == "TIMERS";
+            assert!(
+                ok,
+                "{sub} --{}: value name {name:?}",
+                arg.get_long().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn zero_and_nonsense_numbers_are_refused_by_name() {
+        let mut checked = 0;
+        for (sub, arg) in every_value_arg() {
+            let names = arg.get_value_names().unwrap_or_default();
+            let Some(name) = names.first() else { continue };
+            if !NUMERIC.contains(&name.as_str()) {
+                continue;
+            }
+            let long = format!("--{}", arg.get_long().unwrap());
+            let mut bad = vec!["nan", "abc", "1e99", "99999999999"];
+            if !ZERO_MEANS_SOMETHING.contains(&arg.get_id().as_str()) {
+                bad.push("0");
+            }
+            for value in bad {
+                let err = Cli::try_parse_from(["rserpool-loadgen", &sub, &long, value])
+                    .expect_err(&format!("{sub} {long} {value}"));
+                assert!(
+                    err.to_string().contains(&long),
+                    "{sub} {long} {value}: {err}"
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked >= 30, "{checked}");
+    }
+
+    #[test]
+    fn parameters_hold_every_argument_with_its_default() {
+        let matches = Cli::command()
+            .try_get_matches_from(["rserpool-loadgen", "resolve", "--pus", "7", "--rate", "50%"])
+            .unwrap();
+        let (name, sub) = matches.subcommand().unwrap();
+        let p = parameters(name, sub);
+        assert_eq!(p["pus"], 7);
+        assert_eq!(p["pes"], 500);
+        assert_eq!(p["duration"], 3.0);
+        assert_eq!(p["rate"], "50%");
+        assert_eq!(p["pool"], "LoadPool");
+        assert_eq!(p["no_floor"], false);
+        assert_eq!(p["registrar"], serde_json::Value::Null);
+        assert_eq!(p["json"], serde_json::Value::Null);
+        let d = details(&p);
+        assert!(d.contains(&"rate 50%".to_owned()) && d.contains(&"7 pool users".to_owned()));
+    }
 }

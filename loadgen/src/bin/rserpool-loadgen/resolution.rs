@@ -16,18 +16,26 @@ use rserpool_loadgen::report::{self, Progress, Series, human};
 use rserpool_loadgen::scenario::{await_pool, closed_loop, open_loop, positive_resolution};
 
 use super::failures::failover_phase;
-use super::{Common, KeepAlive, Output, Registrars, Run, pool_handle, seconds, start_farm};
+use super::{
+    Common, KeepAlive, MAX_PES, MAX_PUS, Output, Registrars, Run, pool_handle, positive_seconds,
+    seconds, seconds_or_zero, start_farm,
+};
+
+/// Most PEs one resolution asks for.
+const MAX_ITEMS: i64 = 1024;
+/// Most failover trials of one kind.
+const MAX_TRIALS: i64 = 1_000_000;
 
 #[derive(Debug, Args)]
 struct ResolveOpts {
     /// Pool users, one connection each.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=MAX_PUS))]
     pus: u32,
     /// PEs asked for per resolution (the Handle Resolution Option).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=MAX_ITEMS))]
     items: u32,
-    /// Seconds per measurement.
-    #[arg(long, default_value_t = 3.0)]
+    /// Length of each measurement.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = positive_seconds)]
     duration: f64,
 }
 
@@ -40,11 +48,11 @@ pub(super) struct ResolveArgs {
     #[command(flatten)]
     opts: ResolveOpts,
     /// `max` (closed loop), requests per second (open loop), or P% of the maximum.
-    #[arg(long, default_value = "max")]
+    #[arg(long, value_name = "max|PER_SECOND|P%", default_value = "max")]
     rate: Rate,
-    /// Seconds to keep the PEs registered after the measurements (keep-alives only),
-    /// e.g. to sample the registrar's CPU at rest.
-    #[arg(long, default_value_t = 0.0)]
+    /// Time to keep the PEs registered after the measurements (keep-alives only), e.g.
+    /// to sample the registrar's CPU at rest.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0, value_parser = seconds_or_zero)]
     hold: f64,
     /// Skip the echo floor that follows the resolution (when comparing registrars with
     /// each other, or with a standalone `echo --listen`, rather than with the transport
@@ -63,13 +71,14 @@ pub(super) struct DemoArgs {
     pub(super) common: Common,
     #[command(flatten)]
     opts: ResolveOpts,
-    /// Crash trials (one PE each).
-    #[arg(long, default_value_t = 100)]
+    /// Crash trials (one PE each); 0 skips them.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=MAX_TRIALS))]
     crash_trials: u32,
-    /// Hang trials (--hang-batch PEs each).
-    #[arg(long, default_value_t = 8)]
+    /// Hang trials (--hang-batch PEs each); 0 skips them.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=MAX_TRIALS))]
     hang_trials: u32,
-    #[arg(long, default_value_t = 5)]
+    /// PEs hung at once per hang trial.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=MAX_PES))]
     hang_batch: u32,
     #[command(flatten)]
     keep_alive: KeepAlive,
@@ -85,19 +94,19 @@ pub(super) struct EchoArgs {
     listen: Option<Target>,
     /// PEs in the canned resolution answer (each with one address of the listening
     /// address's family, as the load generator's PEs register).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=MAX_ITEMS))]
     items: u32,
     /// Pool handle the canned answer names (and the timed pool users ask for).
-    #[arg(long, default_value = "LoadPool")]
+    #[arg(long, value_name = "NAME", default_value = "LoadPool")]
     pool: String,
     /// Concurrent clients.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=MAX_PUS))]
     pus: u32,
-    /// Seconds.
-    #[arg(long, default_value_t = 3.0)]
+    /// Length of the measurement.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = positive_seconds)]
     duration: f64,
     /// `max` (closed loop) or requests per second (open loop).
-    #[arg(long, default_value = "max")]
+    #[arg(long, value_name = "max|PER_SECOND", default_value = "max")]
     rate: Rate,
 }
 
@@ -144,7 +153,6 @@ fn resolve(
     out: &mut Output,
 ) -> anyhow::Result<()> {
     let duration = seconds(opts.duration, "--duration")?;
-    anyhow::ensure!((1..=1024).contains(&opts.items), "--items must be 1..=1024");
     let pool = pool_handle(&common.pool)?;
     let registrars = if pe_target == target {
         format!("registrar {target}")
@@ -452,7 +460,6 @@ pub(super) fn resolve_cmd(a: &ResolveArgs, run: Run) -> anyhow::Result<()> {
 }
 
 pub(super) fn echo_cmd(a: &EchoArgs) -> anyhow::Result<()> {
-    anyhow::ensure!((1..=1024).contains(&a.items), "--items must be 1..=1024");
     let pool = pool_handle(&a.pool)?;
     let listen = a.listen.unwrap_or(Target::tcp("127.0.0.1:0".parse()?));
     let ip = match listen.addr.ip() {
