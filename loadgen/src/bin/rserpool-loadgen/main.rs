@@ -327,10 +327,10 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
 
 /// clap's parser for `--hold <SECONDS>`: 0 (none) up to a day.
 fn seconds_or_zero(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v == 0.0 => Ok(0.0),
-        _ => positive_seconds(s).map_err(|_| format!("must be 0 to {MAX_SECONDS} seconds")),
+    if s.parse::<f64>() == Ok(0.0) {
+        return Ok(0.0);
     }
+    positive_seconds(s).map_err(|_| format!("must be 0 to {MAX_SECONDS} seconds"))
 }
 
 /// clap's parser for `--rate <PER_SECOND>`: more than 0, at most ten million.
