@@ -15,17 +15,17 @@ const DASHES: [&str; 4] = ["", "8 4", "2 3", "8 3 2 3"];
 
 const WIDTH: f64 = 900.0;
 const LEFT: f64 = 90.0;
-const RIGHT: f64 = 30.0;
+const RIGHT: f64 = 40.0;
 /// Title, up to three subtitle lines, a gap.
 const TOP: f64 = 100.0;
 const PLOT_H: f64 = 360.0;
 /// Below the plot: tick labels, then the axis title, then the legend.
 const LEGEND_TOP: f64 = TOP + PLOT_H + 60.0;
 const LEGEND_ROW: f64 = 20.0;
-/// Width of a character at 12 px, generously (sans-serif averages about 6.5 px).
-const CHAR_W: f64 = 7.0;
+/// Width of a character at 12 px, generously (sans-serif averages about 6 px).
+const CHAR_W: f64 = 6.5;
 /// Legend labels longer than this are cut with an ellipsis.
-const LABEL_CHARS: usize = 40;
+const LABEL_CHARS: usize = 36;
 /// The x axis reaches at most p99.9999.
 const MAX_NINES: u32 = 6;
 
@@ -204,7 +204,7 @@ fn legend_layout(lines: &[Line<'_>], plot_w: f64) -> (String, f64) {
             format!(
                 "{} (n = {})",
                 truncate(l.series.label.trim(), LABEL_CHARS),
-                l.series.count()
+                grouped(l.series.count())
             )
         })
         .collect();
