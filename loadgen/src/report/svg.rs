@@ -397,6 +397,17 @@ mod tests {
     }
 
     #[test]
+    fn series_without_samples_are_left_out() {
+        let s = [Series::new("a", "a"), series("b", 10, 100)];
+        let svg = svg(&Run::new("x", serde_json::Value::Null), &s);
+        assert_eq!(svg.matches("<polyline").count(), 1);
+        assert!(!svg.contains("NaN") && !svg.contains("inf"));
+        let empty = super::svg(&Run::new("x", serde_json::Value::Null), &s[..1]);
+        assert!(empty.ends_with("</svg>\n") && !empty.contains("<polyline"));
+        assert!(!empty.contains("NaN") && !empty.contains("inf"));
+    }
+
+    #[test]
     fn subtitles_wrap_then_cut() {
         let parts: Vec<String> = ["registrar tcp://127.0.0.1:3863", "rate 50%", "2 pool users"]
             .map(String::from)
