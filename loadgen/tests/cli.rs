@@ -50,6 +50,18 @@ fn an_output_in_a_missing_directory_fails_before_the_run() {
 }
 
 #[test]
+fn an_hgrm_directory_that_is_a_file_is_refused() {
+    let file = std::env::temp_dir().join(format!("rserpool-loadgen-file-{}", std::process::id()));
+    std::fs::write(&file, b"").unwrap();
+    let out = loadgen(&["demo", "--hgrm", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a directory"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn an_output_path_that_is_a_directory_is_refused() {
     let dir = std::env::temp_dir();
     let out = loadgen(&["demo", "--json", dir.to_str().unwrap()]);

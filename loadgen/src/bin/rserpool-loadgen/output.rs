@@ -75,9 +75,14 @@ impl Files {
 fn writable_dir(flag: &str, path: &Path, dir: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(
         dir.is_dir(),
-        "{flag} {}: directory {} does not exist",
+        "{flag} {}: {} {}",
         path.display(),
-        dir.display()
+        dir.display(),
+        if dir.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        }
     );
     let probe = dir.join(format!(".rserpool-loadgen-{}.probe", std::process::id()));
     std::fs::OpenOptions::new()

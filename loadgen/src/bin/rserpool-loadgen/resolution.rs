@@ -394,6 +394,8 @@ pub(super) fn demo(a: DemoArgs, run: Run) -> anyhow::Result<()> {
         out.details
             .push("our registrar in this process (2 shards)".into());
     }
+    out.details
+        .push("open loop at 50% of the closed-loop maximum".into());
     resolve(
         roles,
         &a.common,
