@@ -106,6 +106,11 @@ fn demo_reports_every_series_in_table_json_and_svg() {
             rserpool_loadgen::report::decode_histogram(s["histogram"]["data"].as_str().unwrap())
                 .unwrap();
         assert_eq!(h.len(), s["count"].as_u64().unwrap(), "{}", s["id"]);
+        for (i, q) in [0.5, 0.9, 0.99, 0.999, 0.9999, 1.0].into_iter().enumerate() {
+            let listed = s["latency_s"][i][1].as_f64().unwrap();
+            let decoded = h.value_at_quantile(q) as f64 / 1e9;
+            assert!((listed - decoded).abs() < 1e-12, "{} q {q}", s["id"]);
+        }
     }
     let _ = std::fs::remove_dir_all(dir);
 }
