@@ -60,9 +60,9 @@ pub fn run(config: &ChurnConfig) -> io::Result<ChurnResult> {
     let mut pending = vec![Pending::None; n];
     let mut in_flight = 0usize;
     let mut result = ChurnResult {
-        registration: Series::new("churn: registration"),
-        reregistration: Series::new("churn: re-registration"),
-        deregistration: Series::new("churn: deregistration"),
+        registration: Series::new("churn.registration", "churn: registration"),
+        reregistration: Series::new("churn.reregistration", "churn: re-registration"),
+        deregistration: Series::new("churn.deregistration", "churn: deregistration"),
         skipped: 0,
         unanswered: 0,
     };

@@ -156,11 +156,11 @@ fn trials(
     trial: &Mutex<Trial>,
     connections: usize,
 ) -> io::Result<Series> {
-    let name = match config.mode {
-        Mode::Crash => "failover: crashed PE gone",
-        Mode::Hang => "failover: hung PE gone",
+    let (id, label) = match config.mode {
+        Mode::Crash => ("failover.crash", "failover: crashed PE gone"),
+        Mode::Hang => ("failover.hang", "failover: hung PE gone"),
     };
-    let mut gone = Series::new(name);
+    let mut gone = Series::new(id, label);
     let started = Instant::now();
     let mut rng = Rng::new(config.seed);
     for _ in 0..config.trials {

@@ -146,9 +146,12 @@ pub fn run(config: &PropagationConfig) -> io::Result<PropagationResult> {
         stages: vec![Stage::Waiting; n],
         active: Vec::new(),
         result: PropagationResult {
-            registration: Series::new("propagation: registration"),
-            deregistration: Series::new("propagation: deregistration"),
-            round: Series::new("  observer round"),
+            registration: Series::new("propagation.registration", "propagation: registration"),
+            deregistration: Series::new(
+                "propagation.deregistration",
+                "propagation: deregistration",
+            ),
+            round: Series::new("propagation.observer_round", "  observer round"),
             odd_answers: 0,
             warm_up: Duration::ZERO,
         },
@@ -180,9 +183,11 @@ impl Run<'_> {
         }
         self.timeout = self.config.timeout;
         self.result.warm_up = start.elapsed();
-        self.result.registration = Series::new("propagation: registration");
-        self.result.deregistration = Series::new("propagation: deregistration");
-        self.result.round = Series::new("  observer round");
+        self.result.registration =
+            Series::new("propagation.registration", "propagation: registration");
+        self.result.deregistration =
+            Series::new("propagation.deregistration", "propagation: deregistration");
+        self.result.round = Series::new("propagation.observer_round", "  observer round");
         Ok(())
     }
 

@@ -35,8 +35,9 @@ pub fn closed_loop(
     pus: u32,
     duration: Duration,
     check: Check,
-    name: &str,
+    (id, label): (&str, &str),
 ) -> io::Result<ClosedLoop> {
+    let template = Series::new(id, label);
     let conns = (0..pus.max(1))
         .map(|_| Conn::connect(target))
         .collect::<io::Result<Vec<_>>>()?;
@@ -44,11 +45,11 @@ pub fn closed_loop(
     let threads: Vec<JoinHandle<io::Result<ClosedLoop>>> = conns
         .into_iter()
         .map(|mut conn| {
-            let (request, name) = (request.to_vec(), name.to_owned());
+            let (request, latency) = (request.to_vec(), template.clone());
             std::thread::spawn(move || {
                 conn.set_read_timeout(Some(Duration::from_secs(5)))?;
                 let mut run = ClosedLoop {
-                    latency: Series::new(name),
+                    latency,
                     answer: Vec::new(),
                     items: 0,
                 };
@@ -78,7 +79,7 @@ pub fn closed_loop(
         })
         .collect();
     let mut total = ClosedLoop {
-        latency: Series::new(name),
+        latency: template,
         answer: Vec::new(),
         items: 0,
     };
@@ -136,8 +137,9 @@ pub fn open_loop(
     rate: f64,
     duration: Duration,
     check: Check,
-    name: &str,
+    (id, label): (&str, &str),
 ) -> io::Result<OpenLoop> {
+    let template = Series::new(id, label);
     let pus = pus.max(1);
     let period = Duration::from_secs_f64(f64::from(pus) / rate);
     // Every connection first, so connecting does not eat into the schedule.
@@ -156,12 +158,12 @@ pub fn open_loop(
         .enumerate()
         .map(|(k, conn)| {
             let request = request.to_vec();
-            let name = name.to_owned();
+            let latency = template.clone();
             let finished = finished.clone();
             // Connections interleave their schedules evenly.
             let first = start + period.mul_f64(k as f64 / f64::from(pus));
             std::thread::spawn(move || {
-                let r = pu_open_loop(conn, &request, first, period, duration, check, &name);
+                let r = pu_open_loop(conn, &request, first, period, duration, check, latency);
                 let _ = finished.send(());
                 r
             })
@@ -192,8 +194,8 @@ pub fn open_loop(
         ));
     }
     let mut total = OpenLoop {
-        latency: Series::new(name),
-        send_lag: Series::new("generator send lag"),
+        send_lag: send_lag_series(&template),
+        latency: template,
         lost: 0,
         answer: Vec::new(),
     };
@@ -218,16 +220,17 @@ fn pu_open_loop(
     period: Duration,
     duration: Duration,
     check: Check,
-    name: &str,
+    latency: Series,
 ) -> io::Result<OpenLoop> {
+    let mut send_lag = send_lag_series(&latency);
     let mut reader = conn.try_clone()?;
     reader.set_read_timeout(Some(Duration::from_millis(100)))?;
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let receiver = {
-        let (sent, done, name) = (sent.clone(), done.clone(), name.to_owned());
+        let (sent, done) = (sent.clone(), done.clone());
         std::thread::spawn(move || -> io::Result<(Series, u64, Vec<u8>)> {
-            let mut latency = Series::new(name);
+            let mut latency = latency;
             let mut received = 0u64;
             let mut answer = Vec::new();
             let mut quiet_since: Option<Instant> = None;
@@ -278,7 +281,6 @@ fn pu_open_loop(
     };
     tighten_timer_slack();
     let mut conn = conn;
-    let mut send_lag = Series::new("generator send lag");
     let end = first + duration;
     let mut i = 0u64;
     loop {
@@ -309,6 +311,11 @@ fn pu_open_loop(
         lost: i.saturating_sub(received),
         answer,
     })
+}
+
+/// The open-loop send lag that goes with `latency`: `ID.send_lag`.
+fn send_lag_series(latency: &Series) -> Series {
+    Series::new(format!("{}.send_lag", latency.id), "generator send lag")
 }
 
 /// Resolves `pool` at `target` (asking for `items` PEs) every few milliseconds until

@@ -92,7 +92,7 @@ pub fn run(scope: &mut Scope, config: &TakeoverConfig) -> io::Result<TakeoverRes
              could take them over",
         ));
     }
-    let mut registration = Series::new("registration");
+    let mut registration = Series::new("takeover.registration", "registration");
     for d in &farm.registration {
         registration.record(*d);
     }
@@ -124,7 +124,7 @@ pub fn run(scope: &mut Scope, config: &TakeoverConfig) -> io::Result<TakeoverRes
     let visible_after = registered.elapsed();
 
     let t0 = scope.kill(0)?;
-    let mut adoption = Series::new("takeover: PE adopted");
+    let mut adoption = Series::new("takeover.adoption", "takeover: PE adopted");
     let mut adopted = vec![false; n];
     let mut adopters = BTreeMap::new();
     let mut count = 0;

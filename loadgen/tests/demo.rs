@@ -29,6 +29,8 @@ fn demo_reports_every_series_in_table_json_and_svg() {
         .arg(&json)
         .arg("--svg")
         .arg(&svg)
+        .arg("--hgrm")
+        .arg(&dir)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -76,6 +78,40 @@ fn demo_reports_every_series_in_table_json_and_svg() {
     assert!(doc["summary"]["max_rate_per_s"].as_f64().unwrap() > 0.0);
     assert!(doc["summary"]["p50_over_floor"].as_f64().unwrap() > 0.0);
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
+
+    // Schema 2: the run's parameters with their defaults, stable ids, raw histograms
+    // that decode to the counts, and one .hgrm per series under its id.
+    assert_eq!(doc["schema_version"], 2);
+    assert_eq!(doc["tool"]["name"], "rserpool-loadgen");
+    assert!(doc["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(doc["parameters"]["pes"], 40);
+    assert_eq!(doc["parameters"]["pus"], 2, "a default");
+    assert_eq!(doc["parameters"]["hang_batch"], 3);
+    let ids: Vec<&str> = series.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    for id in [
+        "registration",
+        "resolution.closed",
+        "resolution.open",
+        "resolution.open.send_lag",
+        "floor.open",
+        "failover.crash",
+        "failover.hang",
+    ] {
+        assert!(ids.contains(&id), "{id}: {ids:?}");
+        let hgrm = std::fs::read_to_string(dir.join(format!("{id}.hgrm"))).unwrap();
+        assert!(hgrm.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"));
+    }
+    for s in series {
+        let h =
+            rserpool_loadgen::report::decode_histogram(s["histogram"]["data"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(h.len(), s["count"].as_u64().unwrap(), "{}", s["id"]);
+        for (i, q) in [0.5, 0.9, 0.99, 0.999, 0.9999, 1.0].into_iter().enumerate() {
+            let listed = s["latency_s"][i][1].as_f64().unwrap();
+            let decoded = h.value_at_quantile(q) as f64 / 1e9;
+            assert!((listed - decoded).abs() < 1e-12, "{} q {q}", s["id"]);
+        }
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -95,7 +131,7 @@ fn bad_arguments_are_named() {
         ),
         (
             &["churn", "--registrar", "127.0.0.1:1", "--pes", "0"][..],
-            "--pes must be at least 1",
+            "--pes",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_rserpool-loadgen"))

@@ -12,7 +12,10 @@ use rserpool_loadgen::report::{Progress, human};
 use rserpool_loadgen::scope::{self, Scope, ScopeConfig, Timers};
 use rserpool_loadgen::takeover::{self, TakeoverConfig};
 
-use super::{Common, Files, Output, Registrars, pool_handle, seconds};
+use super::{
+    Common, Files, MAX_MS, Output, Registrars, Run, per_second, pool_handle, positive_seconds,
+    seconds,
+};
 
 #[derive(Debug, Args)]
 pub(super) struct PropagationArgs {
@@ -21,30 +24,30 @@ pub(super) struct PropagationArgs {
     registrars: Registrars,
     /// Pool handle prefix: trial I uses the pool PREFIX, a 4-digit tag of the run, "-"
     /// and I (at most 32 bytes in all).
-    #[arg(long, default_value = "Propagation")]
+    #[arg(long, value_name = "NAME", default_value = "Propagation")]
     pool: String,
-    /// Trials per second (open loop).
-    #[arg(long, default_value_t = 1000.0)]
+    /// Trials per second, open loop (at most 100000).
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 1000.0, value_parser = per_second)]
     rate: f64,
-    /// Seconds of trials.
-    #[arg(long, default_value_t = 3.0)]
+    /// Length of the trials.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = positive_seconds)]
     duration: f64,
-    /// Seconds a trial may take to show at B (or vanish, or be answered at A) before
-    /// it counts as an error.
-    #[arg(long, default_value_t = 5.0)]
+    /// Time a trial may take to show at B (or vanish, or be answered at A) before it
+    /// counts as an error.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = positive_seconds)]
     timeout: f64,
-    /// Seconds the first, untimed trial may take (the scope may still be forming).
-    #[arg(long, default_value_t = 30.0)]
+    /// Time the first, untimed trial may take (the scope may still be forming).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = positive_seconds)]
     warm_up: f64,
     /// Connections the PEs share at A.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pe_connections: u32,
     /// Observer connections to B (each may land on another shard of B); a trial has
     /// shown (or vanished) when it has on every one of them.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     observer_connections: u32,
     #[command(flatten)]
-    files: Files,
+    pub(super) files: Files,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -58,33 +61,33 @@ enum TimersArg {
 
 #[derive(Debug, Args)]
 pub(super) struct TakeoverArgs {
-    /// Registrar processes to start (2..=16); registrar 0 holds the PEs and is killed.
-    #[arg(long, default_value_t = 3)]
-    registrars: usize,
+    /// Registrar processes to start (2 to 16); registrar 0 holds the PEs and is killed.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(2..=16))]
+    registrars: u16,
     /// The registrar binary. Default: rserpool-registrar next to this executable.
     #[arg(long, value_name = "PATH")]
     registrar_binary: Option<PathBuf>,
     /// The registrars' ENRP timers.
     #[arg(long, value_enum, default_value_t = TimersArg::Default)]
     timers: TimersArg,
-    /// The registrars' keep-alive interval in ms.
-    #[arg(long, default_value_t = 1000)]
+    /// The registrars' keep-alive interval.
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     keep_alive_interval: u64,
-    /// The registrars' keep-alive timeout in ms.
-    #[arg(long, default_value_t = 1000)]
+    /// The registrars' keep-alive timeout.
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     keep_alive_timeout: u64,
     /// Shards per registrar.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     shards: u16,
     /// The registrars' log level. Their logs go to a temporary directory, kept (and
     /// named) when something fails.
-    #[arg(long, default_value = "info")]
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
     registrar_log_level: String,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
 }
 
-pub(super) fn propagation_cmd(a: &PropagationArgs) -> anyhow::Result<()> {
+pub(super) fn propagation_cmd(a: &PropagationArgs, run: Run) -> anyhow::Result<()> {
     let (pe, pu) = (a.registrars.pe()?, a.registrars.pu()?);
     let duration = seconds(a.duration, "--duration")?;
     anyhow::ensure!(
@@ -161,13 +164,10 @@ pub(super) fn propagation_cmd(a: &PropagationArgs) -> anyhow::Result<()> {
         round.quantile(0.99).as_secs_f64().into(),
     );
     out.series = vec![r.registration, r.deregistration, r.round];
-    let mut params = a.registrars.json()?;
-    params["rate"] = a.rate.into();
-    params["duration_s"] = a.duration.into();
-    out.finish("propagation", &a.files, params)
+    out.finish(run, &a.files, a.registrars.json()?)
 }
 
-pub(super) fn takeover_cmd(a: &TakeoverArgs) -> anyhow::Result<()> {
+pub(super) fn takeover_cmd(a: &TakeoverArgs, run: Run) -> anyhow::Result<()> {
     anyhow::ensure!(
         (2..=16).contains(&a.registrars),
         "--registrars must be 2..=16"
@@ -202,7 +202,7 @@ pub(super) fn takeover_cmd(a: &TakeoverArgs) -> anyhow::Result<()> {
         log_level: a.registrar_log_level.clone(),
         ..ScopeConfig::new(
             scope::registrar_binary(a.registrar_binary.as_deref())?,
-            a.registrars,
+            usize::from(a.registrars),
         )
     };
     // Ctrl-C or SIGTERM: the registrars go too (see Scope::kill_on_termination).
@@ -230,7 +230,7 @@ pub(super) fn takeover_cmd(a: &TakeoverArgs) -> anyhow::Result<()> {
         scope.id(0)
     );
     let _p = Progress::start("takeover", bound);
-    let run = takeover::run(
+    let outcome = takeover::run(
         &mut scope,
         &TakeoverConfig {
             pool: pool_handle(&a.common.pool)?,
@@ -240,7 +240,7 @@ pub(super) fn takeover_cmd(a: &TakeoverArgs) -> anyhow::Result<()> {
             settle: enrp.mentor_discovery + Duration::from_secs(30),
         },
     );
-    let r = match run {
+    let r = match outcome {
         Ok(r) => r,
         Err(e) => {
             scope.keep_logs();
@@ -309,17 +309,7 @@ pub(super) fn takeover_cmd(a: &TakeoverArgs) -> anyhow::Result<()> {
         out.lines
             .push(format!("registrar logs kept in {}", scope.logs().display()));
     }
-    out.finish(
-        "takeover",
-        &a.common.files,
-        serde_json::json!({
-            "registrars": a.registrars,
-            "timers": format!("{:?}", a.timers).to_lowercase(),
-            "pes": a.common.pes,
-            "keep_alive_interval_ms": a.keep_alive_interval,
-            "keep_alive_timeout_ms": a.keep_alive_timeout,
-        }),
-    )?;
+    out.finish(run, &a.common.files, serde_json::Value::Null)?;
     anyhow::ensure!(lost == 0, "{lost} PEs lost in the takeover");
     Ok(())
 }

@@ -9,7 +9,9 @@ use rserpool_loadgen::conn::Target;
 use rserpool_loadgen::failover::{self, FailoverConfig, Mode};
 use rserpool_loadgen::report::{Progress, human};
 
-use super::{Common, KeepAlive, Output, Registrars, pool_handle, seconds};
+use super::{
+    Common, KeepAlive, Output, Registrars, Run, per_second, pool_handle, positive_seconds, seconds,
+};
 
 #[derive(Debug, Args)]
 pub(super) struct ChurnArgs {
@@ -20,12 +22,12 @@ pub(super) struct ChurnArgs {
     #[arg(long, value_name = "URI")]
     pe_registrar: Option<Target>,
     #[command(flatten)]
-    common: Common,
-    /// Operations per second, all kinds together.
-    #[arg(long, default_value_t = 2000.0)]
+    pub(super) common: Common,
+    /// Operations per second, all kinds together (at most 1000000).
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 2000.0, value_parser = per_second)]
     rate: f64,
-    /// Seconds.
-    #[arg(long, default_value_t = 3.0)]
+    /// Length of the churn.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = positive_seconds)]
     duration: f64,
 }
 
@@ -43,26 +45,26 @@ pub(super) struct FailoverArgs {
     #[command(flatten)]
     registrars: Registrars,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
     #[arg(long, value_enum, default_value_t = FailMode::Crash)]
     mode: FailMode,
     /// Trials.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     trials: u32,
-    /// PEs failed at once per trial.
-    #[arg(long, default_value_t = 1)]
+    /// PEs failed at once per trial (fewer than --pes).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
     /// Observer threads resolving the whole pool.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     observers: u32,
     /// Connections per observer (more make it likelier that every shard is asked: with
     /// 8 over 2 shards, all land on one with probability 1/128).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     observer_connections: u32,
-    /// Microseconds from the start of one observer round (a request on each
-    /// connection, then every answer) to the next; 0 (default) resolves back to back.
-    /// A round bounds the timing error.
-    #[arg(long, default_value_t = 0)]
+    /// Time from the start of one observer round (a request on each connection, then
+    /// every answer) to the next; 0 (default) resolves back to back. A round bounds
+    /// the timing error.
+    #[arg(long, value_name = "US", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
     observer_interval_us: u64,
     #[command(flatten)]
     keep_alive: KeepAlive,
@@ -127,7 +129,7 @@ pub(super) fn failover_phase(
     Ok(())
 }
 
-pub(super) fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<()> {
+pub(super) fn failover_cmd(a: &FailoverArgs, run: Run) -> anyhow::Result<()> {
     let mode = match a.mode {
         FailMode::Crash => Mode::Crash,
         FailMode::Hang => Mode::Hang,
@@ -160,14 +162,11 @@ pub(super) fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<()> {
             .config(roles, &a.common.pool, a.common.pes, mode)?
     };
     failover_phase(&config, &a.keep_alive, &mut out)?;
-    let mut params = a.registrars.json()?;
-    params["mode"] = format!("{:?}", a.mode).into();
-    out.finish("failover", &a.common.files, params)
+    out.finish(run, &a.common.files, a.registrars.json()?)
 }
 
-pub(super) fn churn_cmd(a: &ChurnArgs) -> anyhow::Result<()> {
+pub(super) fn churn_cmd(a: &ChurnArgs, run: Run) -> anyhow::Result<()> {
     let duration = seconds(a.duration, "--duration")?;
-    anyhow::ensure!(a.common.pes >= 1, "--pes must be at least 1");
     anyhow::ensure!(
         a.rate.is_finite() && a.rate > 0.0 && a.rate <= 1_000_000.0,
         "--rate must be in (0, 1000000]"
@@ -204,8 +203,8 @@ pub(super) fn churn_cmd(a: &ChurnArgs) -> anyhow::Result<()> {
     ));
     out.series = vec![r.registration, r.reregistration, r.deregistration];
     out.finish(
-        "churn",
+        run,
         &a.common.files,
-        serde_json::json!({ "registrar": target.to_string(), "rate": a.rate }),
+        serde_json::json!({ "registrar": target.to_string() }),
     )
 }

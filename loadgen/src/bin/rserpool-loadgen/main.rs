@@ -3,23 +3,24 @@
 
 mod enrp;
 mod failures;
+mod output;
 mod resolution;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use mimalloc::MiMalloc;
 use rserpool::PoolHandle;
 use rserpool_loadgen::conn::Target;
 use rserpool_loadgen::failover::{FailoverConfig, Mode};
 use rserpool_loadgen::farm::{Farm, FarmConfig};
-use rserpool_loadgen::report::{self, Series};
+use rserpool_loadgen::report::{Run, Series};
 
 use enrp::{PropagationArgs, TakeoverArgs};
 use failures::{ChurnArgs, FailoverArgs};
+use output::{Files, Output, parameters};
 use resolution::{DemoArgs, EchoArgs, ResolveArgs};
 
 #[global_allocator]
@@ -35,8 +36,10 @@ Simulated pool elements are real registrations on real connections that answer \
 keep-alives (thousands fit in one process: one thread drives them all on io_uring); \
 simulated pool users resolve the pool and time every answer.\n\n\
 Every scenario prints a table (count, rate, p50/p90/p99/p99.9/max, errors) from one \
-HdrHistogram per operation, writes JSON with --json FILE and a latency-by-percentile \
-SVG plot with --svg FILE. Runs of five seconds or more print a progress line to \
+HdrHistogram per operation, writes JSON with --json FILE (the raw histograms \
+included), a latency-by-percentile SVG plot with --svg FILE and HdrHistogram's \
+percentile distribution text, one ID.hgrm per series, with --hgrm DIR. Output \
+directories are checked before any load is generated. Runs of five seconds or more print a progress line to \
 standard error.\n\n\
 Registrars are given as tcp://ADDR:PORT, sctp://ADDR:PORT or ADDR:PORT (TCP). \
 --registrar names the one registrar both pool elements and pool users use; \
@@ -57,7 +60,7 @@ enum Command {
     /// maximum rate, resolution open-loop at half of it against the echo floor, and
     /// crash and hang failover in a 500-PE pool.
     Demo(DemoArgs),
-    /// Resolution latency and throughput: P pools... one pool of --pes PEs registers,
+    /// Resolution latency and throughput: one pool of --pes PEs registers,
     /// then --pus pool users resolve it. --rate max (default) runs closed loop (each
     /// user waits for its answer: maximum throughput); --rate N runs open loop at N
     /// requests/s in total (sent on schedule whatever the answers do; latency from the
@@ -137,28 +140,17 @@ impl Registrars {
     }
 }
 
-/// Where the results go besides the table.
-#[derive(Debug, Args)]
-struct Files {
-    /// Write the results as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Write an SVG latency-by-percentile plot to FILE.
-    #[arg(long, value_name = "FILE")]
-    svg: Option<PathBuf>,
-}
-
 #[derive(Debug, Args)]
 struct Common {
-    /// Pool handle.
-    #[arg(long, default_value = "LoadPool")]
+    /// Pool handle (1 to 32 bytes).
+    #[arg(long, value_name = "NAME", default_value = "LoadPool")]
     pool: String,
     /// Pool elements to register.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=MAX_PES))]
     pes: u32,
     /// Connections the pool elements share, round robin; 0 gives each PE its own (as
     /// RSPLIB's pool elements have).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=MAX_PES))]
     pe_connections: u32,
     /// Do not listen on the local ports of the PEs' TCP connections (then a registrar
     /// taking the PEs over cannot reach them).
@@ -170,12 +162,12 @@ struct Common {
 
 #[derive(Debug, Args)]
 struct KeepAlive {
-    /// The registrar's keep-alive interval in ms (the registrar this process starts
-    /// uses it; for another registrar it only sets the bound hung PEs are held to).
-    #[arg(long, default_value_t = 100)]
+    /// The registrar's keep-alive interval (the registrar this process starts uses it;
+    /// for another registrar it only sets the bound hung PEs are held to).
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     keep_alive_interval: u64,
-    /// The registrar's keep-alive timeout in ms (as --keep-alive-interval).
-    #[arg(long, default_value_t = 100)]
+    /// The registrar's keep-alive timeout (as --keep-alive-interval).
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     keep_alive_timeout: u64,
 }
 
@@ -214,12 +206,57 @@ impl KeepAlive {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rserpool-loadgen: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Most pool elements one run registers.
+const MAX_PES: i64 = 1_000_000;
+/// Most pool users (connections) one run opens.
+const MAX_PUS: i64 = 10_000;
+/// Longest keep-alive interval or timeout: an hour.
+const MAX_MS: u64 = 3_600_000;
+/// Longest phase: a day.
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// clap's parser for `--duration <SECONDS>` and the like: more than 0, at most a day.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= MAX_SECONDS {
+        Ok(v)
+    } else {
+        Err(format!(
+            "must be more than 0 and at most {MAX_SECONDS} seconds"
+        ))
+    }
+}
+
+/// clap's parser for `--hold <SECONDS>`: 0 (none) up to a day.
+fn seconds_or_zero(s: &str) -> Result<f64, String> {
+    if s.parse::<f64>() == Ok(0.0) {
+        return Ok(0.0);
+    }
+    positive_seconds(s).map_err(|_| format!("must be 0 to {MAX_SECONDS} seconds"))
+}
+
+/// clap's parser for `--rate <PER_SECOND>`: more than 0, at most ten million.
+fn per_second(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate per second"))?;
+    if v.is_finite() && v > 0.0 && v <= 10_000_000.0 {
+        Ok(v)
+    } else {
+        Err("must be more than 0 and at most 10000000 per second".into())
     }
 }
 
@@ -240,60 +277,41 @@ fn pool_handle(name: &str) -> anyhow::Result<PoolHandle> {
     Ok(pool)
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
+    let (name, sub) = matches.subcommand().context("a subcommand is required")?;
+    let run = Run::new(name, parameters(name, sub));
+    if let Some(files) = cli.command.files() {
+        files.check()?;
+    }
     // Thousands of PE connections, each with a listener on its port: more descriptors
     // than the usual soft limit of 1024.
     let _ = rserpool_shards::net::socket::raise_fd_limit();
     match cli.command {
-        Command::Demo(a) => resolution::demo(a),
-        Command::Resolve(a) => resolution::resolve_cmd(&a),
-        Command::Churn(a) => failures::churn_cmd(&a),
-        Command::Failover(a) => failures::failover_cmd(&a),
+        Command::Demo(a) => resolution::demo(a, run),
+        Command::Resolve(a) => resolution::resolve_cmd(&a, run),
+        Command::Churn(a) => failures::churn_cmd(&a, run),
+        Command::Failover(a) => failures::failover_cmd(&a, run),
         Command::Echo(a) => resolution::echo_cmd(&a),
-        Command::Propagation(a) => enrp::propagation_cmd(&a),
-        Command::Takeover(a) => enrp::takeover_cmd(&a),
+        Command::Propagation(a) => enrp::propagation_cmd(&a, run),
+        Command::Takeover(a) => enrp::takeover_cmd(&a, run),
     }
 }
 
-/// Series and headline lines collected over a run, printed and written at the end.
-#[derive(Debug, Default)]
-struct Output {
-    series: Vec<Series>,
-    lines: Vec<String>,
-    summary: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Output {
-    fn finish(
-        self,
-        scenario: &str,
-        files: &Files,
-        params: serde_json::Value,
-    ) -> anyhow::Result<()> {
-        println!();
-        print!("{}", report::table(&self.series));
-        if !self.lines.is_empty() {
-            println!();
+impl Command {
+    fn files(&self) -> Option<&Files> {
+        match self {
+            Command::Demo(a) => Some(&a.common.files),
+            Command::Resolve(a) => Some(&a.common.files),
+            Command::Churn(a) => Some(&a.common.files),
+            Command::Failover(a) => Some(&a.common.files),
+            Command::Echo(_) => None,
+            Command::Propagation(a) => Some(&a.files),
+            Command::Takeover(a) => Some(&a.common.files),
         }
-        for l in &self.lines {
-            println!("{l}");
-        }
-        if let Some(path) = &files.json {
-            let mut doc = report::json(scenario, params, &self.series);
-            doc["summary"] = serde_json::Value::Object(self.summary);
-            std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        if let Some(path) = &files.svg {
-            let svg = report::svg("latency by percentile", &self.series);
-            std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
-        }
-        Ok(())
     }
 }
 
 fn start_farm(target: Target, common: &Common) -> anyhow::Result<(Farm, Series)> {
-    anyhow::ensure!(common.pes >= 1, "--pes must be at least 1");
     let t = std::time::Instant::now();
     let farm = Farm::start(FarmConfig {
         links: common.pe_connections,
@@ -301,10 +319,97 @@ fn start_farm(target: Target, common: &Common) -> anyhow::Result<(Farm, Series)>
         ..FarmConfig::new(target, pool_handle(&common.pool)?, common.pes)
     })
     .context("registering the pool elements")?;
-    let mut registration = Series::new("registration");
+    let mut registration = Series::new("registration", "registration");
     for d in &farm.registration {
         registration.record(*d);
     }
     registration.elapsed = t.elapsed();
     Ok((farm, registration))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Value names in `--help`, one style everywhere: units spelt out.
+    const VALUE_NAMES: [&str; 14] = [
+        "URI",
+        "NAME",
+        "N",
+        "SECONDS",
+        "MS",
+        "US",
+        "PER_SECOND",
+        "max|PER_SECOND",
+        "max|PER_SECOND|P%",
+        "FILE",
+        "DIR",
+        "PATH",
+        "LEVEL",
+        "MODE",
+    ];
+    /// Numeric value names: a zero or nonsense value must be refused by flag name.
+    const NUMERIC: [&str; 5] = ["N", "SECONDS", "MS", "US", "PER_SECOND"];
+    /// Numeric flags where 0 means something (none, each its own, back to back).
+    const ZERO_MEANS_SOMETHING: [&str; 5] = [
+        "pe_connections",
+        "crash_trials",
+        "hang_trials",
+        "hold",
+        "observer_interval_us",
+    ];
+
+    fn every_value_arg() -> Vec<(String, clap::Arg)> {
+        let cmd = Cli::command();
+        cmd.get_subcommands()
+            .flat_map(|sub| {
+                sub.get_arguments()
+                    .filter(|a| a.get_action().takes_values() && a.get_long().is_some())
+                    .map(|a| (sub.get_name().to_owned(), a.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_value_has_a_name_in_the_one_style() {
+        Cli::command().debug_assert();
+        for (sub, arg) in every_value_arg() {
+            let names = arg.get_value_names().unwrap_or_default();
+            let name = names.first().map(|n| n.as_str()).unwrap_or("");
+            let ok = VALUE_NAMES.contains(&name) || name == "TIMERS";
+            assert!(
+                ok,
+                "{sub} --{}: value name {name:?}",
+                arg.get_long().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn zero_and_nonsense_numbers_are_refused_by_name() {
+        let mut checked = 0;
+        for (sub, arg) in every_value_arg() {
+            let names = arg.get_value_names().unwrap_or_default();
+            let Some(name) = names.first() else { continue };
+            if !NUMERIC.contains(&name.as_str()) {
+                continue;
+            }
+            let long = format!("--{}", arg.get_long().unwrap());
+            let mut bad = vec!["nan", "abc", "1e99", "99999999999"];
+            if !ZERO_MEANS_SOMETHING.contains(&arg.get_id().as_str()) {
+                bad.push("0");
+            }
+            for value in bad {
+                let err = Cli::try_parse_from(["rserpool-loadgen", &sub, &long, value])
+                    .expect_err(&format!("{sub} {long} {value}"));
+                assert!(
+                    err.to_string().contains(&long),
+                    "{sub} {long} {value}: {err}"
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked >= 30, "{checked}");
+    }
 }

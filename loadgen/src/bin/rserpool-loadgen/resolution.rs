@@ -16,18 +16,26 @@ use rserpool_loadgen::report::{self, Progress, Series, human};
 use rserpool_loadgen::scenario::{await_pool, closed_loop, open_loop, positive_resolution};
 
 use super::failures::failover_phase;
-use super::{Common, KeepAlive, Output, Registrars, pool_handle, seconds, start_farm};
+use super::{
+    Common, KeepAlive, MAX_PES, MAX_PUS, Output, Registrars, Run, pool_handle, positive_seconds,
+    seconds, seconds_or_zero, start_farm,
+};
+
+/// Most PEs one resolution asks for.
+const MAX_ITEMS: i64 = 1024;
+/// Most failover trials of one kind.
+const MAX_TRIALS: i64 = 1_000_000;
 
 #[derive(Debug, Args)]
 struct ResolveOpts {
     /// Pool users, one connection each.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=MAX_PUS))]
     pus: u32,
     /// PEs asked for per resolution (the Handle Resolution Option).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=MAX_ITEMS))]
     items: u32,
-    /// Seconds per measurement.
-    #[arg(long, default_value_t = 3.0)]
+    /// Length of each measurement.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = positive_seconds)]
     duration: f64,
 }
 
@@ -36,15 +44,15 @@ pub(super) struct ResolveArgs {
     #[command(flatten)]
     registrars: Registrars,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
     #[command(flatten)]
     opts: ResolveOpts,
     /// `max` (closed loop), requests per second (open loop), or P% of the maximum.
-    #[arg(long, default_value = "max")]
+    #[arg(long, value_name = "max|PER_SECOND|P%", default_value = "max")]
     rate: Rate,
-    /// Seconds to keep the PEs registered after the measurements (keep-alives only),
-    /// e.g. to sample the registrar's CPU at rest.
-    #[arg(long, default_value_t = 0.0)]
+    /// Time to keep the PEs registered after the measurements (keep-alives only), e.g.
+    /// to sample the registrar's CPU at rest.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0, value_parser = seconds_or_zero)]
     hold: f64,
     /// Skip the echo floor that follows the resolution (when comparing registrars with
     /// each other, or with a standalone `echo --listen`, rather than with the transport
@@ -60,16 +68,17 @@ pub(super) struct DemoArgs {
     #[command(flatten)]
     registrars: Registrars,
     #[command(flatten)]
-    common: Common,
+    pub(super) common: Common,
     #[command(flatten)]
     opts: ResolveOpts,
-    /// Crash trials (one PE each).
-    #[arg(long, default_value_t = 100)]
+    /// Crash trials (one PE each); 0 skips them.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=MAX_TRIALS))]
     crash_trials: u32,
-    /// Hang trials (--hang-batch PEs each).
-    #[arg(long, default_value_t = 8)]
+    /// Hang trials (--hang-batch PEs each); 0 skips them.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=MAX_TRIALS))]
     hang_trials: u32,
-    #[arg(long, default_value_t = 5)]
+    /// PEs hung at once per hang trial.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=MAX_PES))]
     hang_batch: u32,
     #[command(flatten)]
     keep_alive: KeepAlive,
@@ -85,19 +94,19 @@ pub(super) struct EchoArgs {
     listen: Option<Target>,
     /// PEs in the canned resolution answer (each with one address of the listening
     /// address's family, as the load generator's PEs register).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=MAX_ITEMS))]
     items: u32,
     /// Pool handle the canned answer names (and the timed pool users ask for).
-    #[arg(long, default_value = "LoadPool")]
+    #[arg(long, value_name = "NAME", default_value = "LoadPool")]
     pool: String,
     /// Concurrent clients.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=MAX_PUS))]
     pus: u32,
-    /// Seconds.
-    #[arg(long, default_value_t = 3.0)]
+    /// Length of the measurement.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = positive_seconds)]
     duration: f64,
     /// `max` (closed loop) or requests per second (open loop).
-    #[arg(long, default_value = "max")]
+    #[arg(long, value_name = "max|PER_SECOND", default_value = "max")]
     rate: Rate,
 }
 
@@ -144,7 +153,6 @@ fn resolve(
     out: &mut Output,
 ) -> anyhow::Result<()> {
     let duration = seconds(opts.duration, "--duration")?;
-    anyhow::ensure!((1..=1024).contains(&opts.items), "--items must be 1..=1024");
     let pool = pool_handle(&common.pool)?;
     let registrars = if pe_target == target {
         format!("registrar {target}")
@@ -196,7 +204,7 @@ fn resolve(
             opts.pus,
             duration,
             positive_resolution,
-            "resolution (closed loop)",
+            ("resolution.closed", "resolution (closed loop)"),
         )?;
         let s = run.latency;
         answer = run.answer;
@@ -230,13 +238,13 @@ fn resolve(
             r,
             duration,
             positive_resolution,
-            &name,
+            ("resolution.open", &name),
         )?;
         if answer.is_empty() {
             answer = res.answer;
         }
         let mut lag = res.send_lag;
-        lag.name = "  generator send lag".into();
+        lag.label = "  generator send lag".into();
         let resolution = res.latency.clone();
         out.series.push(res.latency);
         out.series.push(lag);
@@ -254,7 +262,7 @@ fn resolve(
                 r,
                 duration,
                 positive_resolution,
-                &format!("echo floor (open, {r:.0}/s)"),
+                ("floor.open", &format!("echo floor (open, {r:.0}/s)")),
             )?;
             ratio_lines(&resolution, &floor.latency, &echo, out);
             out.series.push(floor.latency);
@@ -269,7 +277,7 @@ fn resolve(
             opts.pus,
             duration,
             positive_resolution,
-            "echo floor (closed loop)",
+            ("floor.closed", "echo floor (closed loop)"),
         )?
         .latency;
         ratio_lines(&resolution, &floor, &echo, out);
@@ -348,7 +356,7 @@ fn ratio_lines(res: &Series, floor: &Series, echo: &EchoResponder, out: &mut Out
     ));
 }
 
-pub(super) fn demo(a: DemoArgs) -> anyhow::Result<()> {
+pub(super) fn demo(a: DemoArgs, run: Run) -> anyhow::Result<()> {
     let mut local = None;
     let roles = match a.registrars.any() {
         true => (a.registrars.pe()?, a.registrars.pu()?),
@@ -382,6 +390,12 @@ pub(super) fn demo(a: DemoArgs) -> anyhow::Result<()> {
         );
     }
     let mut out = Output::default();
+    if local.is_some() {
+        out.details
+            .push("our registrar in this process (2 shards)".into());
+    }
+    out.details
+        .push("open loop at 50% of the closed-loop maximum".into());
     resolve(
         roles,
         &a.common,
@@ -419,19 +433,16 @@ pub(super) fn demo(a: DemoArgs) -> anyhow::Result<()> {
         h.shutdown()?;
     }
     out.finish(
-        "demo",
+        run,
         &a.common.files,
         serde_json::json!({
             "pe_registrar": roles.0.to_string(),
             "pu_registrar": roles.1.to_string(),
-            "pes": a.common.pes,
-            "pus": a.opts.pus,
-            "items": a.opts.items,
         }),
     )
 }
 
-pub(super) fn resolve_cmd(a: &ResolveArgs) -> anyhow::Result<()> {
+pub(super) fn resolve_cmd(a: &ResolveArgs, run: Run) -> anyhow::Result<()> {
     let mut out = Output::default();
     let hold = if a.hold > 0.0 {
         seconds(a.hold, "--hold")?
@@ -447,11 +458,10 @@ pub(super) fn resolve_cmd(a: &ResolveArgs) -> anyhow::Result<()> {
         (hold, !a.no_floor),
         &mut out,
     )?;
-    out.finish("resolve", &a.common.files, a.registrars.json()?)
+    out.finish(run, &a.common.files, a.registrars.json()?)
 }
 
 pub(super) fn echo_cmd(a: &EchoArgs) -> anyhow::Result<()> {
-    anyhow::ensure!((1..=1024).contains(&a.items), "--items must be 1..=1024");
     let pool = pool_handle(&a.pool)?;
     let listen = a.listen.unwrap_or(Target::tcp("127.0.0.1:0".parse()?));
     let ip = match listen.addr.ip() {
@@ -484,7 +494,7 @@ pub(super) fn echo_cmd(a: &EchoArgs) -> anyhow::Result<()> {
                 r,
                 duration,
                 positive_resolution,
-                "echo (open loop)",
+                ("echo.open", "echo (open loop)"),
             )?
             .latency
         }
@@ -495,7 +505,7 @@ pub(super) fn echo_cmd(a: &EchoArgs) -> anyhow::Result<()> {
                 a.pus,
                 duration,
                 positive_resolution,
-                "echo (transport floor)",
+                ("echo.closed", "echo (transport floor)"),
             )?
             .latency
         }

@@ -1,16 +1,30 @@
 //! Results: one HdrHistogram per operation, printed as a table a person can read, written
-//! as JSON for machines, and drawn as an SVG percentile plot.
+//! as JSON for machines ([`json`]), as HdrHistogram percentile distributions ([`hgrm`])
+//! and drawn as an SVG percentile plot ([`svg`]).
+
+mod hgrm;
+mod json;
+mod run;
+mod svg;
+
+pub use hgrm::hgrm;
+pub use json::{JSON_SCHEMA_VERSION, decode_histogram, json};
+pub use run::{Run, TOOL, Tool, rfc3339};
+pub use svg::svg;
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
 
 /// Latencies of one operation, in nanoseconds (1 ns to 60 s, 3 significant digits).
 #[derive(Debug, Clone)]
 pub struct Series {
-    pub name: String,
+    /// Stable identifier (`resolution.closed`, `failover.crash`): JSON readers and the
+    /// `.hgrm` file names key on it, so it does not change with the wording of `label`.
+    pub id: String,
+    /// What people read in the table, the legend and the JSON's `label`.
+    pub label: String,
     hist: Histogram<u64>,
     /// Wall time the operations were spread over, for the rate.
     pub elapsed: Duration,
@@ -19,9 +33,10 @@ pub struct Series {
 }
 
 impl Series {
-    pub fn new(name: impl Into<String>) -> Self {
+    pub fn new(id: impl Into<String>, label: impl Into<String>) -> Self {
         Self {
-            name: name.into(),
+            id: id.into(),
+            label: label.into(),
             // 1 ns .. 60 s at 3 significant digits: about 200 KiB, fixed.
             hist: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
             elapsed: Duration::ZERO,
@@ -53,8 +68,18 @@ impl Series {
         Duration::from_nanos(self.hist.value_at_quantile(q))
     }
 
+    /// The smallest latency recorded.
+    pub fn min(&self) -> Duration {
+        Duration::from_nanos(self.hist.min())
+    }
+
     pub fn max(&self) -> Duration {
         Duration::from_nanos(self.hist.max())
+    }
+
+    /// The histogram itself (nanoseconds), for serialization and iteration.
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.hist
     }
 
     pub fn rate(&self) -> f64 {
@@ -111,7 +136,7 @@ pub fn table(series: &[Series]) -> String {
         let _ = writeln!(
             out,
             "{:<30} {:>10} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7}",
-            s.name,
+            s.label,
             s.count(),
             s.rate(),
             q[0],
@@ -125,129 +150,12 @@ pub fn table(series: &[Series]) -> String {
     out
 }
 
-#[derive(Serialize)]
-struct JsonSeries<'a> {
-    name: &'a str,
-    count: u64,
-    errors: u64,
-    elapsed_s: f64,
-    rate_per_s: f64,
-    /// Quantile → latency in seconds.
-    latency_s: Vec<(f64, f64)>,
-}
-
-/// The JSON document for `--json FILE`.
-pub fn json(scenario: &str, params: serde_json::Value, series: &[Series]) -> serde_json::Value {
-    let qs = [0.5, 0.9, 0.99, 0.999, 0.9999, 1.0];
-    let rows: Vec<JsonSeries<'_>> = series
-        .iter()
-        .map(|s| JsonSeries {
-            name: &s.name,
-            count: s.count(),
-            errors: s.errors,
-            elapsed_s: s.elapsed.as_secs_f64(),
-            rate_per_s: s.rate(),
-            latency_s: qs
-                .iter()
-                .map(|&q| (q, s.quantile(q).as_secs_f64()))
-                .collect(),
-        })
-        .collect();
-    serde_json::json!({ "scenario": scenario, "parameters": params, "series": rows })
-}
-
-/// An SVG percentile-distribution plot (latency against 1/(1−quantile), log scales), the
-/// usual way to see tails.
-pub fn svg(title: &str, series: &[Series]) -> String {
-    let (w, h, left, bottom, top, right) = (820.0, 480.0, 80.0, 50.0, 40.0, 170.0);
-    let plot_w = w - left - right;
-    let plot_h = h - top - bottom;
-    let nines = 5.0; // x axis: 0 (p0) .. 5 (p99.999)
-    let max_ns = series
-        .iter()
-        .map(|s| s.max().as_nanos() as f64)
-        .fold(1.0, f64::max);
-    let min_ns = series
-        .iter()
-        .filter(|s| s.count() > 0)
-        .map(|s| s.quantile(0.0).as_nanos() as f64)
-        .fold(max_ns, f64::min)
-        .max(1.0);
-    let (ly0, ly1) = (
-        min_ns.log10().floor(),
-        max_ns.log10().ceil().max(min_ns.log10().floor() + 1.0),
-    );
-    let x = |nines_v: f64| left + plot_w * (nines_v / nines);
-    let y = |ns: f64| top + plot_h * (1.0 - (ns.max(1.0).log10() - ly0) / (ly1 - ly0));
-    let colors = [
-        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
-    ];
-    let mut o = String::new();
-    let _ = write!(
-        o,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\
-<rect width=\"100%\" height=\"100%\" fill=\"white\"/><text x=\"{}\" y=\"24\" font-size=\"15\">{}</text>",
-        left,
-        escape(title)
-    );
-    for d in 0..=(ly1 - ly0) as i32 {
-        let v = 10f64.powf(ly0 + f64::from(d));
-        let yy = y(v);
-        let _ = write!(
-            o,
-            "<line x1=\"{left}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            left + plot_w,
-            left - 6.0,
-            yy + 4.0,
-            human(Duration::from_nanos(v as u64))
-        );
-    }
-    for (i, label) in ["p0", "p90", "p99", "p99.9", "p99.99", "p99.999"]
-        .iter()
-        .enumerate()
-    {
-        let xx = x(i as f64);
-        let _ = write!(
-            o,
-            "<line x1=\"{xx:.1}\" y1=\"{top}\" x2=\"{xx:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{xx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>",
-            top + plot_h,
-            top + plot_h + 18.0
-        );
-    }
-    for (i, s) in series.iter().filter(|s| s.count() > 0).enumerate() {
-        let color = colors[i % colors.len()];
-        let mut pts = String::new();
-        for k in 0..=200 {
-            let nv = nines * f64::from(k) / 200.0;
-            let q = 1.0 - 10f64.powf(-nv);
-            let ns = s.quantile(q.min(1.0)).as_nanos() as f64;
-            let _ = write!(pts, "{:.1},{:.1} ", x(nv), y(ns));
-        }
-        let _ = write!(
-            o,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{pts}\"/>\
-<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\">{}</text>",
-            left + plot_w + 10.0,
-            top + 16.0 * (i as f64 + 1.0),
-            escape(&s.name)
-        );
-    }
-    o.push_str("</svg>\n");
-    o
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn series() -> Series {
-        let mut s = Series::new("resolve");
+        let mut s = Series::new("resolve", "resolve");
         for us in 1..=1000u64 {
             s.record(Duration::from_micros(us));
         }
@@ -275,10 +183,15 @@ mod tests {
             t.contains("resolve") && t.contains("2000") && t.contains("p99.9"),
             "{t}"
         );
-        let j = json("resolve", serde_json::json!({"pool_size": 500}), &s);
+        let run = Run::new("resolve", serde_json::json!({"pool_size": 500}));
+        let j = json(&run, &s, serde_json::Map::new());
         assert_eq!(j["series"][0]["count"], 1000);
         assert_eq!(j["series"][0]["errors"], 2);
-        let svg = svg("resolution <latency>", &s);
+        let run = Run {
+            title: "resolution <latency>".into(),
+            ..run
+        };
+        let svg = svg(&run, &s);
         assert!(
             svg.starts_with("<svg") && svg.contains("&lt;latency&gt;") && svg.contains("polyline")
         );
