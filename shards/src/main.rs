@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use mimalloc::MiMalloc;
 use rserpool_shards::config::{Cli, Command, FileConfig, settings};
-use rserpool_shards::{dump, net, runtime};
+use rserpool_shards::{dump, logging, net, runtime};
 use tracing::{error, info};
 
 #[global_allocator]
@@ -39,12 +39,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let s = settings(cli, &file, cores, os_random())?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&s.log_level)
-        .map_err(|e| anyhow::anyhow!("invalid log level {:?}: {e}", s.log_level))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    let _logging = logging::init(&s.log_level, s.log_format)?;
     if let Some(warning) = rserpool_shards::config::open_warning(&s) {
         tracing::warn!("{warning}");
     }
@@ -83,7 +78,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         endpoints = %list(handle.endpoints()),
         enrp = %list(handle.enrp_endpoints()),
         peers = peers.as_deref().unwrap_or(""),
-        metrics = ?metrics.as_ref().map(|m| m.addr()),
+        metrics = %metrics.as_ref().map(|m| m.addr().to_string()).unwrap_or_default(),
         "registrar started"
     );
     let sig = loop {

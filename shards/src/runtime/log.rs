@@ -74,8 +74,9 @@ pub(super) fn event(shard: usize, e: &Event) {
             suppressed,
         } => {
             // The core logs at most one denial a second per shard.
-            let handle = handle.as_ref().map(ToString::to_string);
-            tracing::warn!(shard, op = op.label(), rule = %rule, conn = conn.map(|c| c.0), ?peer, ?handle, suppressed, "denied by access rule (cause 0x000a)");
+            let handle = handle.as_ref().map(ToString::to_string).unwrap_or_default();
+            let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+            tracing::warn!(shard, op = op.label(), rule = %rule, conn = conn.map(|c| c.0), %peer, %handle, suppressed, "denied by access rule (cause 0x000a)");
         }
     }
 }

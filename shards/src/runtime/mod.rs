@@ -398,7 +398,13 @@ pub fn start_configured(
             Err(_) => return Err(StartError::Other("a shard died while starting".into())),
         }
     }
-    tracing::info!(shards = n, endpoints = ?handle.endpoints, enrp = ?handle.enrp_endpoints, "registrar running");
+    let list = |e: &[Endpoint]| {
+        e.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    tracing::info!(shards = n, endpoints = %list(&handle.endpoints), enrp = %list(&handle.enrp_endpoints), "registrar running");
     Ok(handle)
 }
 
