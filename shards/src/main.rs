@@ -48,7 +48,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let handle = runtime::start_configured(
         s.runtime.clone(),
         s.enrp.clone(),
-        s.conn_limits.clone(),
+        s.conn_limits,
         s.tls.clone(),
     )?;
     let metrics = s
