@@ -9,6 +9,7 @@ use std::time::Duration;
 mod access;
 mod enrp;
 mod log;
+pub mod reload;
 mod tls;
 
 use clap::Parser;
