@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mimalloc::MiMalloc;
-use rserpool_shards::config::{Cli, Command, FileConfig, settings};
-use rserpool_shards::{dump, logging, net, runtime};
-use tracing::{error, info};
+use rserpool_shards::config::reload::{self, Effect};
+use rserpool_shards::config::{Cli, Command, FileConfig, Settings, settings};
+use rserpool_shards::logging::{self, Logging};
+use rserpool_shards::{dump, net, runtime};
+use tracing::{error, info, warn};
 
 #[global_allocator]
 static ALLOC: MiMalloc = MiMalloc;
@@ -38,8 +40,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         None => FileConfig::default(),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let s = settings(cli, &file, cores, os_random())?;
-    let _logging = logging::init(&s.log_level, s.log_format)?;
+    let random = os_random();
+    let s = settings(cli, &file, cores, random)?;
+    let logging = logging::init(&s.log_level, s.log_format)?;
     if let Some(warning) = rserpool_shards::config::open_warning(&s) {
         tracing::warn!("{warning}");
     }
@@ -81,13 +84,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         metrics = %metrics.as_ref().map(|m| m.addr().to_string()).unwrap_or_default(),
         "registrar started"
     );
+    let mut running = Running {
+        settings: s,
+        cores,
+        random,
+    };
     let sig = loop {
         match net::signals::wait()? {
-            // Reload the TLS credentials; an error is logged and the old ones stay.
-            libc::SIGHUP => match handle.reload_tls() {
-                Some(_) => {}
-                None => info!("SIGHUP: no TLS credentials to reload"),
-            },
+            libc::SIGHUP => reload(&handle, &logging, cli, &mut running),
             sig => break sig,
         }
     };
@@ -98,6 +102,63 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The settings in force, and what start-up drew its defaults from (so that a reload
+/// of the file does not see a new random ID as a change).
+struct Running {
+    settings: Settings,
+    cores: usize,
+    random: u64,
+}
+
+/// SIGHUP: rereads the TLS credentials, then the config file, and applies what can
+/// change while running (log level, `[limits]`, `[access]`), one line per change;
+/// what needs a restart is named in a warning. A file that does not parse or check
+/// changes nothing.
+fn reload(handle: &runtime::Handle, logging: &Logging, cli: &Cli, running: &mut Running) {
+    // An error is logged by the TLS layer and the old credentials stay.
+    let _ = handle.reload_tls();
+    let Some(path) = &cli.config else {
+        info!("SIGHUP: no --config file to reread; TLS credentials reread if any");
+        return;
+    };
+    let (new, file) = match reload::reread(cli, path, running.cores, running.random) {
+        Ok(read) => read,
+        Err(e) => {
+            error!("reload failed, the settings in force stay: {e}");
+            return;
+        }
+    };
+    let old = &running.settings;
+    let changes = reload::diff(old, &new);
+    if reload::needs_runtime_reload(&changes) {
+        let r = runtime::Reload {
+            limits: new.conn_limits,
+            registrar: new.runtime.registrar.reloadable(),
+        };
+        if let Err(e) = handle.reload(r) {
+            warn!("reload: {e}");
+        }
+    }
+    for c in &changes {
+        match c.effect {
+            Effect::Applied => info!("reloaded: {c}"),
+            Effect::Restart => warn!("not applied until restart: {c}"),
+        }
+    }
+    for p in reload::pinned(cli, &file) {
+        info!("not reloaded: {p}");
+    }
+    if changes.is_empty() {
+        info!(file = %path.display(), "reloaded: no change");
+    }
+    if old.log_level != new.log_level
+        && let Err(e) = logging.set_level(&new.log_level)
+    {
+        error!("reload: {e}");
+    }
+    running.settings = reload::merge(old, &new);
 }
 
 /// 64 random bits from the OS, for the registrar ID and seed defaults.

@@ -96,8 +96,16 @@ pub fn merge(old: &Settings, new: &Settings) -> Settings {
 pub fn diff(old: &Settings, new: &Settings) -> Vec<Change> {
     let (a, b) = (entries(old), entries(new));
     let mut changes = Vec::new();
+    // The order of the rules is named only when it is all that changed about which
+    // rules there are; a rule added or removed has its own line below.
+    let names = |s: &Settings| {
+        let mut n: Vec<String> = s.runtime.registrar.access.labels();
+        n.sort();
+        n
+    };
+    let same_rules = names(old) == names(new);
     for ((name, effect, x), (_, _, y)) in a.iter().zip(&b) {
-        if x != y {
+        if x != y && (*name != "access.order" || same_rules) {
             let shown = |v: &Value| match v {
                 Value::Shown(s) => s.clone(),
                 Value::Compared(_) => String::new(),
@@ -355,14 +363,15 @@ fn entries(s: &Settings) -> Vec<(&'static str, Effect, Value)> {
         (
             "access.order",
             Applied,
-            Value::Shown(
+            opt(Some(
                 rules
                     .rules()
                     .iter()
                     .map(|r| r.name.as_str())
                     .collect::<Vec<_>>()
                     .join(" "),
-            ),
+            )
+            .filter(|o| !o.is_empty())),
         ),
         ("enrp.listen", Restart, list(&s.enrp.listen)),
         (

@@ -174,7 +174,8 @@ impl Limits {
     /// Connections already open over a lowered cap stay open.
     pub(super) fn set(&self, config: ConnLimits) {
         let max_connections = config.max_connections.min(self.by_fds);
-        if max_connections < config.max_connections {
+        let before = self.live.configured_max_connections.load(Ordering::Relaxed);
+        if max_connections < config.max_connections && config.max_connections != before {
             tracing::info!(
                 configured = config.max_connections,
                 max_connections,

@@ -67,10 +67,22 @@ fn access_rules_are_named_when_added_changed_or_removed() {
         shown(&diff(&old, &new), Effect::Applied),
         [
             "access.default allow -> deny",
-            "access.order pu -> pe",
             "access.rule pu: allow resolve from 10.0.0.0/8 -> none",
             "access.rule pe: none -> allow register pools app-*",
         ]
+    );
+}
+
+#[test]
+fn a_reordering_of_the_rules_is_named() {
+    let cli = Cli::default();
+    let a = "[[access.rule]]\nname = \"a\"\naction = \"deny\"\nops = [\"resolve\"]\n";
+    let b = "[[access.rule]]\nname = \"b\"\naction = \"allow\"\nops = [\"all\"]\n";
+    let old = at(&format!("{a}{b}"), &cli);
+    let new = at(&format!("{b}{a}"), &cli);
+    assert_eq!(
+        shown(&diff(&old, &new), Effect::Applied),
+        ["access.order a b -> b a"]
     );
 }
 
