@@ -50,8 +50,11 @@ shard per core, alone. With --enrp it also serves ENRP, keeping one handlespace 
 peer registrars of its operational scope (given with --peer, or heard on the \
 --enrp-announce-group). Flags override the file given with --config (see \
 deploy/registrar.toml for every option and its default); RSPLIB's equivalent option is \
-named where there is one. SIGTERM or SIGINT shuts down cleanly; SIGHUP rereads the \
-TLS certificate, key and CA files.\n\n\
+named where there is one. SIGTERM or SIGINT shuts down cleanly. SIGHUP rereads the \
+TLS certificate, key and CA files and the --config file, and applies the log level, the \
+[limits] connection and per-association limits and the [access] rules; it logs each \
+change, names those that need a restart, and keeps everything on a bad file. Flags \
+are not reloaded. Logs go to stderr.\n\n\
 `rserpool-registrar dump URI` prints the handlespace of any registrar (ours or RSPLIB's) \
 taken over ENRP from its ENRP endpoint, as RSPLIB's hsdump does: see `dump --help`.",
     args_conflicts_with_subcommands = true
