@@ -1,6 +1,7 @@
 //! SIGHUP end to end: the registrar binary started with a config file takes a new
 //! access rule and a new connection limit from it without a restart, keeps serving,
-//! and keeps the rules in force when the file no longer parses.
+//! keeps a value given as a flag, and keeps the rules in force when the file no longer
+//! parses or checks.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -22,7 +23,7 @@ struct Registrar {
 impl Registrar {
     fn start(config: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rserpool-registrar"))
-            .args(["--no-pin", "--config"])
+            .args(["--no-pin", "--max-connections", "50", "--config"])
             .arg(config)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -148,7 +149,7 @@ fn sighup_applies_new_access_rules_and_limits_and_a_bad_file_changes_nothing() {
         &file,
         config(
             port,
-            &format!("[limits]\nmax_connections_per_source = 2\n{DENY_POOL}"),
+            &format!("[limits]\nmax_connections_per_source = 2\nmax_connections = 60\n{DENY_POOL}"),
         ),
     )
     .unwrap();
@@ -156,6 +157,10 @@ fn sighup_applies_new_access_rules_and_limits_and_a_bad_file_changes_nothing() {
     // One line per change, in the order of the file's sections.
     registrar.wait_line("reloaded: limits.max_connections_per_source 1000 -> 2");
     registrar.wait_line("reloaded: access.rule no-pool: none -> deny resolve pools Pool");
+    // The flag wins over the file, and the log says so.
+    registrar.wait_line(
+        "not reloaded: limits.max_connections stays 50 (given on the command line; the file says 60)",
+    );
     // In force for the connection already up and for new ones.
     assert_eq!(resolve(&mut before), Some(CauseCode::REJECTED_SECURITY));
     let mut second = connect(addr);
