@@ -43,7 +43,7 @@ mod tcp;
 mod udp;
 
 pub use limits::{ConnCounters, ConnLimits};
-pub use reload::Reload;
+pub use reload::{NotTaken, Reload};
 pub use scrape::{MetricsSource, Snapshot};
 
 use std::net::SocketAddr;
@@ -134,7 +134,7 @@ impl Handle {
     /// config file): new connections and every shard's next message see them. Waits
     /// until every shard has taken the registrar's part (at most 2 s); an error says
     /// how many did not in time (they take it when they next run).
-    pub fn reload(&self, r: Reload) -> Result<(), StartError> {
+    pub fn reload(&self, r: Reload) -> Result<(), reload::NotTaken> {
         self.limits.set(r.limits);
         let rx = self.posted.post(r.registrar);
         for s in self.signals.iter() {
@@ -143,10 +143,10 @@ impl Handle {
         let n = self.signals.len();
         match reload::confirmed(&rx, n) {
             done if done == n => Ok(()),
-            done => Err(StartError::Other(format!(
-                "{} of {n} shards have not taken the new settings yet",
-                n - done
-            ))),
+            done => Err(reload::NotTaken {
+                late: n - done,
+                shards: n,
+            }),
         }
     }
 

@@ -17,6 +17,15 @@ pub struct Reload {
     pub registrar: Reloadable,
 }
 
+/// Shards that did not confirm a reload within [`APPLY_TIMEOUT`] (busy or stuck); they
+/// take the settings when they next run.
+#[derive(Debug, thiserror::Error)]
+#[error("{late} of {shards} shards have not taken the new settings within 2 s")]
+pub struct NotTaken {
+    pub late: usize,
+    pub shards: usize,
+}
+
 /// How long [`super::Handle::reload`] waits for the shards to take a change.
 pub(super) const APPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
