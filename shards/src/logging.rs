@@ -1,4 +1,5 @@
-//! The registrar binary's log output: stderr, colours only on a terminal, text or JSON
+//! The registrar binary's log output: stderr, colours only on a terminal (and without
+//! NO_COLOR), text or JSON
 //! lines, and a level filter that SIGHUP can change ([`Logging::set_level`]).
 
 use std::io::IsTerminal;
@@ -32,7 +33,9 @@ pub struct Logging {
 /// (checked by [`check_log_level`]).
 pub fn init(level: &str, format: LogFormat) -> Result<Logging, LogError> {
     let (filter, handle) = reload::Layer::new(filter(level)?);
-    let ansi = std::io::stderr().is_terminal();
+    // https://no-color.org: a non-empty NO_COLOR turns colours off on a terminal too.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
     let (text, json) = match format {
         LogFormat::Text => (
             Some(
