@@ -1,6 +1,6 @@
 //! The registrar binary's log output: stderr, colours only on a terminal (and without
-//! NO_COLOR), text or JSON
-//! lines, and a level filter that SIGHUP can change ([`Logging::set_level`]).
+//! NO_COLOR), text or JSON lines, and a level filter that SIGHUP can change
+//! ([`Logging::set_level`]).
 
 use std::io::IsTerminal;
 
