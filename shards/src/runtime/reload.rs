@@ -17,7 +17,7 @@ pub struct Reload {
     pub registrar: Reloadable,
 }
 
-/// Shards that did not confirm a reload within [`APPLY_TIMEOUT`] (busy or stuck); they
+/// Shards that did not confirm a reload within 2 s (busy or stuck); they
 /// take the settings when they next run.
 #[derive(Debug, thiserror::Error)]
 #[error("{late} of {shards} shards have not taken the new settings within 2 s")]
