@@ -141,6 +141,13 @@ fn reload(handle: &runtime::Handle, logging: &Logging, cli: &Cli, running: &mut 
             warn!("reload: {e}");
         }
     }
+    // The new level governs the lines about the reload too: going from warn to info
+    // shows them.
+    if old.log_level != new.log_level
+        && let Err(e) = logging.set_level(&new.log_level)
+    {
+        error!("reload: {e}");
+    }
     for c in &changes {
         match c.effect {
             Effect::Applied => info!("reloaded: {c}"),
@@ -152,11 +159,6 @@ fn reload(handle: &runtime::Handle, logging: &Logging, cli: &Cli, running: &mut 
     }
     if changes.is_empty() {
         info!(file = %path.display(), "reloaded: no change");
-    }
-    if old.log_level != new.log_level
-        && let Err(e) = logging.set_level(&new.log_level)
-    {
-        error!("reload: {e}");
     }
     running.settings = reload::merge(old, &new);
 }

@@ -70,7 +70,8 @@ impl Registrar {
         assert!(status.success());
     }
 
-    fn terminate(mut self) {
+    /// SIGTERM; returns the log lines not seen yet.
+    fn terminate(mut self) -> Vec<String> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -78,6 +79,8 @@ impl Registrar {
         assert!(status.success());
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{status:?}");
+        // The reader thread ends at the end of the stream, closing the channel.
+        self.log.iter().collect()
     }
 }
 
@@ -188,15 +191,25 @@ fn sighup_applies_new_access_rules_and_limits_and_a_bad_file_changes_nothing() {
         "still running"
     );
 
-    // The rule removed again (and a restart-only change named, not applied).
+    // The rule removed again, the log level raised (and a restart-only change named,
+    // not applied).
     drop((second, third));
-    std::fs::write(&file, config(port, "[metrics]\nlisten = \"127.0.0.1:1\"\n")).unwrap();
+    let text = config(port, "[metrics]\nlisten = \"127.0.0.1:1\"\n")
+        .replace("log_level = \"info\"", "log_level = \"debug\"");
+    std::fs::write(&file, text).unwrap();
     registrar.hangup();
+    registrar.wait_line("reloaded: registrar.log_level info -> debug");
     registrar.wait_line("not applied until restart: metrics.listen none -> 127.0.0.1:1");
     registrar.wait_line("reloaded: access.rule no-pool: deny resolve pools Pool -> none");
     assert_ne!(resolve(&mut before), Some(CauseCode::REJECTED_SECURITY));
 
     drop(before);
-    registrar.terminate();
+    let rest = registrar.terminate();
+    // A debug line: the new level is in force.
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("DEBUG") && l.contains("shard stopped")),
+        "{rest:#?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
