@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod dump;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod runtime;

@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mimalloc::MiMalloc;
-use rserpool_shards::config::{Cli, Command, FileConfig, settings};
+use rserpool_shards::config::reload::{self, Effect};
+use rserpool_shards::config::{Cli, Command, FileConfig, Settings, settings};
+use rserpool_shards::logging::{self, Logging};
 use rserpool_shards::{dump, net, runtime};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[global_allocator]
 static ALLOC: MiMalloc = MiMalloc;
@@ -38,13 +40,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         None => FileConfig::default(),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let s = settings(cli, &file, cores, os_random())?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&s.log_level)
-        .map_err(|e| anyhow::anyhow!("invalid log level {:?}: {e}", s.log_level))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    let random = os_random();
+    let s = settings(cli, &file, cores, random)?;
+    let logging = logging::init(&s.log_level, s.log_format)?;
     if let Some(warning) = rserpool_shards::config::open_warning(&s) {
         tracing::warn!("{warning}");
     }
@@ -53,7 +51,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let handle = runtime::start_configured(
         s.runtime.clone(),
         s.enrp.clone(),
-        s.conn_limits.clone(),
+        s.conn_limits,
         s.tls.clone(),
     )?;
     let metrics = s
@@ -83,16 +81,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         endpoints = %list(handle.endpoints()),
         enrp = %list(handle.enrp_endpoints()),
         peers = peers.as_deref().unwrap_or(""),
-        metrics = ?metrics.as_ref().map(|m| m.addr()),
+        metrics = %metrics.as_ref().map(|m| m.addr().to_string()).unwrap_or_default(),
         "registrar started"
     );
+    let mut running = Running {
+        settings: s,
+        cores,
+        random,
+    };
     let sig = loop {
         match net::signals::wait()? {
-            // Reload the TLS credentials; an error is logged and the old ones stay.
-            libc::SIGHUP => match handle.reload_tls() {
-                Some(_) => {}
-                None => info!("SIGHUP: no TLS credentials to reload"),
-            },
+            libc::SIGHUP => reload(&handle, &logging, cli, &mut running),
             sig => break sig,
         }
     };
@@ -103,6 +102,65 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The settings in force, and what start-up drew its defaults from (so that a reload
+/// of the file does not see a new random ID as a change).
+struct Running {
+    settings: Settings,
+    cores: usize,
+    random: u64,
+}
+
+/// SIGHUP: rereads the TLS credentials, then the config file, and applies what can
+/// change while running (log level, `[limits]`, `[access]`), one line per change;
+/// what needs a restart is named in a warning. A file that does not parse or check
+/// changes nothing.
+fn reload(handle: &runtime::Handle, logging: &Logging, cli: &Cli, running: &mut Running) {
+    // An error is logged by the TLS layer and the old credentials stay.
+    let _ = handle.reload_tls();
+    let Some(path) = &cli.config else {
+        info!("SIGHUP: no --config file to reread; TLS credentials reread if any");
+        return;
+    };
+    let (new, file) = match reload::reread(cli, path, running.cores, running.random) {
+        Ok(read) => read,
+        Err(e) => {
+            error!("reload failed, the settings in force stay: {e}");
+            return;
+        }
+    };
+    let old = &running.settings;
+    let changes = reload::diff(old, &new);
+    if reload::needs_runtime_reload(&changes) {
+        let r = runtime::Reload {
+            limits: new.conn_limits,
+            registrar: new.runtime.registrar.reloadable(),
+        };
+        if let Err(e) = handle.reload(r) {
+            warn!("reload: {e}");
+        }
+    }
+    // The new level governs the lines about the reload too: going from warn to info
+    // shows them.
+    if old.log_level != new.log_level
+        && let Err(e) = logging.set_level(&new.log_level)
+    {
+        error!("reload: {e}");
+    }
+    for c in &changes {
+        match c.effect {
+            Effect::Applied => info!("reloaded: {c}"),
+            Effect::Restart => warn!("not applied until restart: {c}"),
+        }
+    }
+    for p in reload::pinned(cli, &file) {
+        info!("not reloaded: {p}");
+    }
+    if changes.is_empty() {
+        info!(file = %path.display(), "reloaded: no change");
+    }
+    running.settings = reload::merge(old, &new);
 }
 
 /// 64 random bits from the OS, for the registrar ID and seed defaults.

@@ -2,24 +2,23 @@
 //! clean shutdown on SIGTERM.
 
 use std::io::{BufRead, BufReader, Lines};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 
 fn registrar() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rserpool-registrar"))
 }
 
 /// Starts the binary with 2 unpinned shards and `args`; returns it once its log says it
-/// started, with that line and the rest of its standard output.
-fn start(args: &[&str]) -> (Child, String, Lines<BufReader<ChildStdout>>) {
+/// started, with that line and the rest of its standard error (where it logs).
+fn start(args: &[&str]) -> (Child, String, Lines<BufReader<ChildStderr>>) {
     let mut child = registrar()
         .args(["--shards", "2", "--no-pin"])
         .args(args)
-        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let started = lines
         .by_ref()
         .map_while(Result::ok)
@@ -28,15 +27,21 @@ fn start(args: &[&str]) -> (Child, String, Lines<BufReader<ChildStdout>>) {
     (child, started, lines)
 }
 
-/// SIGTERM, as systemd stops it; the exit must be clean.
+/// SIGTERM, as systemd stops it; the exit must be clean, with nothing on standard
+/// output (logs go to standard error).
 fn terminate(mut child: Child) {
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
+    }
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    assert_eq!(stdout, "", "nothing on standard output");
 }
 
 #[test]
@@ -85,6 +90,49 @@ fn sigterm_shuts_down_cleanly() {
     terminate(child);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    // Standard error is not a terminal here: no colour codes.
+    assert!(rest.iter().all(|l| !l.contains("\x1b[")), "{rest:?}");
+}
+
+/// A misspelt level is refused by name, not taken for a target that logs nothing.
+#[test]
+fn a_misspelt_log_level_is_refused_by_name() {
+    for (level, named) in [("inf", "\"inf\""), ("warn,rserpool=dbug", "\"dbug\"")] {
+        let out = registrar().args(["--log-level", level]).output().unwrap();
+        assert!(!out.status.success(), "{level}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("unknown log level {named}"))
+                && err.contains("expected one of error, warn, info, debug, trace, off"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// `--log-format json`: one JSON object per line with timestamp, level, message and
+/// the fields.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let (child, started, lines) = start(&[
+        "--asap",
+        "tcp://127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let line: serde_json::Value = serde_json::from_str(&started).expect("JSON");
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["message"], "registrar started");
+    assert!(line["timestamp"].is_string(), "{line}");
+    assert_eq!(line["shards"], 2);
+    let metrics = line["metrics"].as_str().unwrap();
+    assert!(metrics.parse::<std::net::SocketAddr>().is_ok(), "{metrics}");
+    terminate(child);
+    for l in lines.map_while(Result::ok) {
+        serde_json::from_str::<serde_json::Value>(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
 }
 
 /// `--metrics` serves Prometheus text from the running shards; port 0 picks a free port,
@@ -94,9 +142,9 @@ fn metrics_flag_serves_the_shards_figures() {
     use std::io::{Read as _, Write as _};
     let (child, started, _) = start(&["--asap", "tcp://127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
     let addr: std::net::SocketAddr = started
-        .split_once("metrics=Some(")
-        .and_then(|(_, rest)| rest.split_once(')'))
-        .map(|(addr, _)| addr.parse().expect("an address"))
+        .split_once("metrics=")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .map(|addr| addr.parse().expect("an address"))
         .unwrap_or_else(|| panic!("no metrics address in {started:?}"));
     let mut s = std::net::TcpStream::connect(addr).expect("the metrics endpoint listens");
     s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();

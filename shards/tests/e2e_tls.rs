@@ -515,12 +515,11 @@ fn sighup_reloads_the_certificate_of_the_binary() {
         .arg("--tls-key")
         .arg(&files.key)
         .args(["--log-level", "info"])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut wait_line = |what: &str| {
         lines
             .by_ref()

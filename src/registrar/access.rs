@@ -423,6 +423,18 @@ impl Denials {
         }
     }
 
+    /// These labels with the counts `old` has under the same labels (rules renamed or
+    /// removed by a reload start from zero).
+    #[must_use]
+    pub fn with_counts_of(mut self, old: &Self) -> Self {
+        for (label, counts) in self.labels.iter().zip(self.counts.iter_mut()) {
+            if let Some((_, c)) = old.iter().find(|(l, _)| l == label) {
+                *counts = *c;
+            }
+        }
+        self
+    }
+
     fn count(&mut self, d: Decision, op: Op) {
         let slot = d
             .rule

@@ -33,6 +33,7 @@ mod enrp;
 mod metrics;
 mod out;
 mod rate;
+mod reload;
 mod sessions;
 pub mod shard;
 mod supervision;
@@ -44,6 +45,7 @@ use std::time::{Duration, Instant};
 
 pub use metrics::{AnswerMetrics, DETECTION_BOUNDS, Gauges, Histogram, LATENCY_BOUNDS, Metrics};
 pub use rate::{Limited, RateLimit};
+pub use reload::Reloadable;
 pub use sessions::REMOVAL_SLICE;
 pub use shard::{ConnId, Origin, RemovalReason, Router, ShardId, ShardMsg};
 

@@ -104,6 +104,13 @@ impl Sessions {
         }
     }
 
+    /// Works out every connection's grant again (the access rules changed).
+    pub(super) fn regrant(&mut self, grant: impl Fn(&ConnInfo) -> super::access::Grant) {
+        for (_, c) in &mut self.conns {
+            c.grant = grant(&c.info);
+        }
+    }
+
     /// Whether `conn` registered the PE (confirmed by the pool's writer).
     pub(super) fn has(&self, conn: ConnId, handle: &PoolHandle, id: PoolElementId) -> bool {
         self.get(conn).is_some_and(|c| c.has(handle, id))

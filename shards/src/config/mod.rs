@@ -8,6 +8,8 @@ use std::time::Duration;
 
 mod access;
 mod enrp;
+mod log;
+pub mod reload;
 mod tls;
 
 use clap::Parser;
@@ -19,6 +21,7 @@ use serde::Deserialize;
 
 pub use access::{AccessSection, RuleSection, open_warning};
 pub use enrp::{EnrpSection, parse_dump_target, parse_enrp_endpoint, parse_peer};
+pub use log::{LogFormat, check_log_level};
 pub use tls::TlsSection;
 
 use crate::runtime::ConnLimits;
@@ -47,8 +50,11 @@ shard per core, alone. With --enrp it also serves ENRP, keeping one handlespace 
 peer registrars of its operational scope (given with --peer, or heard on the \
 --enrp-announce-group). Flags override the file given with --config (see \
 deploy/registrar.toml for every option and its default); RSPLIB's equivalent option is \
-named where there is one. SIGTERM or SIGINT shuts down cleanly; SIGHUP rereads the \
-TLS certificate, key and CA files.\n\n\
+named where there is one. SIGTERM or SIGINT shuts down cleanly. SIGHUP rereads the \
+TLS certificate, key and CA files and the --config file, and applies the log level, the \
+[limits] connection and per-association limits and the [access] rules; it logs each \
+change, names those that need a restart, and keeps everything on a bad file. Flags \
+are not reloaded. Logs go to stderr.\n\n\
 `rserpool-registrar dump URI` prints the handlespace of any registrar (ours or RSPLIB's) \
 taken over ENRP from its ENRP endpoint, as RSPLIB's hsdump does: see `dump --help`.",
     args_conflicts_with_subcommands = true
@@ -94,9 +100,15 @@ pub struct Cli {
     /// Default: off; e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
-    /// Log level: error, warn, info, debug or trace (or a tracing filter). Default info.
+    /// Log level: error, warn, info, debug, trace or off, or comma-separated
+    /// target=level directives (e.g. warn,rserpool_shards=debug); a misspelt level is an
+    /// error. Reread from the file on SIGHUP unless given here. Default info.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Log line format on stderr: text (colours only on a terminal) or json (one object
+    /// per line: timestamp, level, message and fields). Default text.
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
     /// This registrar's server ID, in ASAP and ENRP (decimal or 0x-hex, non-zero;
     /// RSPLIB: -identifier). Default: random at each start.
     #[arg(long = "id", visible_alias = "registrar-id", value_name = "ID")]
@@ -268,6 +280,7 @@ pub struct RegistrarSection {
     pub busy_poll: Option<bool>,
     pub seed: Option<u64>,
     pub log_level: Option<String>,
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -321,7 +334,9 @@ pub struct Settings {
     /// Where shard 0 serves ENRP (empty when ENRP is off).
     pub enrp: EnrpEndpoints,
     pub metrics: Option<SocketAddr>,
+    /// The log filter, checked ([`check_log_level`]).
     pub log_level: String,
+    pub log_format: LogFormat,
     /// The credentials of the tls:// endpoints (`None`: there are none).
     pub tls: Option<crate::tls::TlsConfig>,
     /// Connection limits (`[limits]`, the "Connection limits" flags).
@@ -579,6 +594,16 @@ pub fn settings(
     };
     let tls = tls::settings(cli, &file.tls, &asap, &enrp_endpoints.listen, &peers)?;
     let conn_limits = conn_limits(cli, l)?;
+    let log_level = cli
+        .log_level
+        .clone()
+        .or_else(|| r.log_level.clone())
+        .unwrap_or_else(|| "info".into());
+    check_log_level(&log_level)?;
+    let log_format = match cli.log_format.as_deref().or(r.log_format.as_deref()) {
+        Some(f) => f.parse()?,
+        None => LogFormat::Text,
+    };
 
     let registrar = registrar::Config {
         id: RegistrarId(id),
@@ -619,11 +644,8 @@ pub fn settings(
         },
         enrp: enrp_endpoints,
         metrics: cli.metrics.or(file.metrics.listen),
-        log_level: cli
-            .log_level
-            .clone()
-            .or_else(|| r.log_level.clone())
-            .unwrap_or_else(|| "info".into()),
+        log_level,
+        log_format,
         tls,
         conn_limits,
     })

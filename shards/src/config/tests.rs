@@ -218,3 +218,35 @@ fn connection_limits_from_file_and_flags() {
         assert!(err.to_string().contains("limits."), "{err}");
     }
 }
+
+#[test]
+fn log_format_and_level_from_file_and_flags() {
+    let f =
+        file("[registrar]\nlog_format = \"json\"\nlog_level = \"warn,rserpool=debug\"\n").unwrap();
+    let s = settings(&Cli::default(), &f, 1, 1).unwrap();
+    assert_eq!(s.log_format, LogFormat::Json);
+    assert_eq!(s.log_level, "warn,rserpool=debug");
+    let cli = Cli::parse_from(["x", "--log-format", "text"]);
+    assert_eq!(
+        settings(&cli, &f, 1, 1).unwrap().log_format,
+        LogFormat::Text
+    );
+    assert_eq!(
+        settings(&Cli::default(), &FileConfig::default(), 1, 1)
+            .unwrap()
+            .log_format,
+        LogFormat::Text
+    );
+
+    let bad = file("[registrar]\nlog_level = \"inf\"\n").unwrap();
+    let err = settings(&Cli::default(), &bad, 1, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("unknown log level \"inf\""), "{err}");
+    let bad = file("[registrar]\nlog_format = \"yaml\"\n").unwrap();
+    let err = settings(&Cli::default(), &bad, 1, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"yaml\""), "{err}");
+    assert!(Cli::try_parse_from(["x", "--log-format", "yaml"]).is_err());
+}

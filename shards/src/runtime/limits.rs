@@ -19,8 +19,9 @@ pub(super) const RESERVED_FDS: u64 = 256;
 /// A refusal of the same kind is logged at most this often (with the count since).
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// The connection limits an operator configures (`[limits]` in the config file).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The connection limits an operator configures (`[limits]` in the config file); all
+/// can change while running ([`super::Handle::reload`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnLimits {
     /// A TCP message that has started must arrive whole within this, or its
     /// connection is closed (slowloris). SCTP needs none: the kernel hands over whole
@@ -121,10 +122,11 @@ struct Counters {
 /// The limits and their shared state: one per registrar, shared by every shard.
 #[derive(Debug)]
 pub(super) struct Limits {
-    pub(super) config: ConnLimits,
-    /// The total cap in force ([`ConnLimits::max_connections`] or less, see
-    /// [`Limits::new`]).
-    max_connections: usize,
+    /// The limits in force, each its own atomic: read (never written) by every shard
+    /// per message, written only by a reload, so a shard never waits for a lock here.
+    live: Live,
+    /// The total cap's ceiling from the open-file limit (see [`Limits::new`]).
+    by_fds: usize,
     open: AtomicUsize,
     per_source: Mutex<HashMap<IpAddr, u32>>,
     counters: Counters,
@@ -134,6 +136,19 @@ pub(super) struct Limits {
     logged: [(AtomicU64, AtomicU64); 2],
 }
 
+/// [`ConnLimits`] as atomics; the total cap is the one in force (see [`Limits::new`]).
+#[derive(Debug, Default)]
+struct Live {
+    message_timeout_us: AtomicU64,
+    /// 0: none.
+    idle_timeout_us: AtomicU64,
+    configured_max_connections: AtomicUsize,
+    max_connections: AtomicUsize,
+    max_connections_per_source: AtomicUsize,
+    max_unsent_per_connection: AtomicUsize,
+    max_unsent_per_shard: AtomicUsize,
+}
+
 impl Limits {
     /// The limits in force: the total cap is lowered to the open-file limit less
     /// [`RESERVED_FDS`] when that is smaller.
@@ -141,35 +156,82 @@ impl Limits {
         let by_fds = fd_limit.map_or(usize::MAX, |l| {
             usize::try_from(l.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX)
         });
-        let max_connections = config.max_connections.min(by_fds);
-        if max_connections < config.max_connections {
+        let limits = Self {
+            live: Live::default(),
+            by_fds,
+            open: AtomicUsize::new(0),
+            per_source: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            start: Instant::now(),
+            logged: Default::default(),
+        };
+        limits.set(config);
+        limits
+    }
+
+    /// Puts `config` in force: new connections are admitted under the new caps, and
+    /// every shard uses the new timeouts and backlog caps from its next check on.
+    /// Connections already open over a lowered cap stay open.
+    pub(super) fn set(&self, config: ConnLimits) {
+        let max_connections = config.max_connections.min(self.by_fds);
+        let before = self.live.configured_max_connections.load(Ordering::Relaxed);
+        if max_connections < config.max_connections && config.max_connections != before {
             tracing::info!(
                 configured = config.max_connections,
                 max_connections,
                 "connection cap lowered to the open-file limit"
             );
         }
-        Self {
-            config,
-            max_connections,
-            open: AtomicUsize::new(0),
-            per_source: Mutex::new(HashMap::new()),
-            counters: Counters::default(),
-            start: Instant::now(),
-            logged: Default::default(),
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let l = &self.live;
+        let r = Ordering::Relaxed;
+        l.message_timeout_us
+            .store(micros(config.message_timeout), r);
+        l.idle_timeout_us
+            .store(config.idle_timeout.map_or(0, micros), r);
+        l.configured_max_connections
+            .store(config.max_connections, r);
+        l.max_connections.store(max_connections, r);
+        l.max_connections_per_source
+            .store(config.max_connections_per_source, r);
+        l.max_unsent_per_connection
+            .store(config.max_unsent_per_connection, r);
+        l.max_unsent_per_shard.store(config.max_unsent_per_shard, r);
+    }
+
+    /// The limits in force, as configured (the total cap before the open-file limit).
+    pub(super) fn config(&self) -> ConnLimits {
+        let l = &self.live;
+        let r = Ordering::Relaxed;
+        ConnLimits {
+            message_timeout: Duration::from_micros(l.message_timeout_us.load(r)),
+            idle_timeout: match l.idle_timeout_us.load(r) {
+                0 => None,
+                us => Some(Duration::from_micros(us)),
+            },
+            max_connections: l.configured_max_connections.load(r),
+            max_connections_per_source: l.max_connections_per_source.load(r),
+            max_unsent_per_connection: l.max_unsent_per_connection.load(r),
+            max_unsent_per_shard: l.max_unsent_per_shard.load(r),
         }
+    }
+
+    /// The total cap in force.
+    fn max_connections(&self) -> usize {
+        self.live.max_connections.load(Ordering::Relaxed)
     }
 
     /// Admits a connection from `source` (counted until [`Limits::release`]) or says
     /// why not, counting and logging (rate-limited) the refusal.
     pub(super) fn admit(&self, source: IpAddr) -> Result<(), Refusal> {
-        let refusal = if self.open.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
+        let per_source_cap = self.live.max_connections_per_source.load(Ordering::Relaxed);
+        let refusal = if self.open.fetch_add(1, Ordering::Relaxed) >= self.max_connections() {
             self.open.fetch_sub(1, Ordering::Relaxed);
             Refusal::Total
         } else {
             let mut map = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
             let n = map.entry(source).or_insert(0);
-            if (*n as usize) < self.config.max_connections_per_source {
+            if (*n as usize) < per_source_cap {
                 *n += 1;
                 return Ok(());
             }
@@ -182,13 +244,13 @@ impl Limits {
                 &self.counters.refused_total,
                 0,
                 "connection refused: the registrar's connection cap (limits.max_connections) is reached",
-                self.max_connections,
+                self.max_connections(),
             ),
             Refusal::PerSource => (
                 &self.counters.refused_per_source,
                 1,
                 "connection refused: this source's connection cap (limits.max_connections_per_source) is reached",
-                self.config.max_connections_per_source,
+                per_source_cap,
             ),
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -305,6 +367,24 @@ mod tests {
     #[test]
     fn the_total_cap_stays_below_the_open_file_limit() {
         let l = Limits::new(ConnLimits::default(), Some(1024));
-        assert_eq!(l.max_connections, 1024 - RESERVED_FDS as usize);
+        assert_eq!(l.max_connections(), 1024 - RESERVED_FDS as usize);
+    }
+
+    #[test]
+    fn new_caps_apply_to_the_next_admission() {
+        let l = Limits::new(ConnLimits::default(), None);
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(l.admit(a), Ok(()));
+        let lowered = ConnLimits {
+            max_connections_per_source: 1,
+            idle_timeout: None,
+            message_timeout: Duration::from_millis(1500),
+            ..ConnLimits::default()
+        };
+        l.set(lowered);
+        assert_eq!(l.config(), lowered);
+        assert_eq!(l.admit(a), Err(Refusal::PerSource));
+        l.set(ConnLimits::default());
+        assert_eq!(l.admit(a), Ok(()));
     }
 }

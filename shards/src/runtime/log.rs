@@ -74,23 +74,61 @@ pub(super) fn event(shard: usize, e: &Event) {
             suppressed,
         } => {
             // The core logs at most one denial a second per shard.
-            let handle = handle.as_ref().map(ToString::to_string);
-            tracing::warn!(shard, op = op.label(), rule = %rule, conn = conn.map(|c| c.0), ?peer, ?handle, suppressed, "denied by access rule (cause 0x000a)");
+            let handle = handle.as_ref().map(ToString::to_string).unwrap_or_default();
+            let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+            tracing::warn!(shard, op = op.label(), rule = %rule, conn = conn.map(|c| c.0), %peer, %handle, suppressed, "denied by access rule (cause 0x000a)");
         }
     }
 }
 
 fn enrp(shard: usize, e: &EnrpEvent) {
+    // Plain fields at info and warn, where operators read them; the per-message
+    // events at debug keep their whole value.
+    let conn =
+        |c: &Option<rserpool::registrar::ConnId>| c.map(|c| c.0.to_string()).unwrap_or_default();
+    let id = |r: &Option<rserpool::RegistrarId>| r.map(|r| r.to_string()).unwrap_or_default();
     match e {
         EnrpEvent::Refused { .. }
         | EnrpEvent::Malformed { .. }
         | EnrpEvent::AuditStarted { .. }
         | EnrpEvent::AuditDone { .. } => tracing::debug!(shard, event = ?e, "ENRP"),
-        EnrpEvent::ErrorReceived { .. }
-        | EnrpEvent::AuditAbandoned { .. }
-        | EnrpEvent::Oversized { .. } => {
-            tracing::warn!(shard, event = ?e, "ENRP");
+        EnrpEvent::ErrorReceived { sender, causes } => {
+            let causes: Vec<String> = causes.iter().map(ToString::to_string).collect();
+            tracing::warn!(shard, peer = %sender, causes = %causes.join(" "), "ENRP error from a peer");
         }
-        _ => tracing::info!(shard, event = ?e, "ENRP"),
+        EnrpEvent::AuditAbandoned { peer } => {
+            tracing::warn!(shard, %peer, "ENRP audit abandoned");
+        }
+        EnrpEvent::Oversized { conn, kind } => {
+            tracing::warn!(shard, conn = conn.0, %kind, "ENRP message too long for its length field, not sent");
+        }
+        EnrpEvent::PeerLearned { id: peer, conn: c } => {
+            tracing::info!(shard, %peer, conn = %conn(c), "ENRP peer learned");
+        }
+        EnrpEvent::PeerDead { id: peer, pes } => {
+            tracing::info!(shard, %peer, pes, "ENRP peer dead");
+        }
+        EnrpEvent::PeerRemoved { id: peer } => {
+            tracing::info!(shard, %peer, "ENRP peer removed");
+        }
+        EnrpEvent::MentorChosen { id: mentor } => {
+            tracing::info!(shard, %mentor, "ENRP mentor chosen");
+        }
+        EnrpEvent::Synchronised { mentor } => {
+            tracing::info!(shard, mentor = %id(mentor), "ENRP start-up done");
+        }
+        EnrpEvent::TakeoverStarted { target, waiting } => {
+            tracing::info!(shard, %target, waiting, "ENRP takeover started");
+        }
+        EnrpEvent::TakeoverCompleted {
+            target,
+            adopted,
+            unanswered,
+        } => {
+            tracing::info!(shard, %target, adopted, unanswered, "ENRP takeover completed");
+        }
+        EnrpEvent::TakeoverAborted { target, why } => {
+            tracing::info!(shard, %target, why, "ENRP takeover aborted");
+        }
     }
 }

@@ -35,6 +35,7 @@ mod host;
 mod limits;
 mod log;
 mod mesh;
+mod reload;
 mod scrape;
 mod sctp;
 mod shard;
@@ -42,6 +43,7 @@ mod tcp;
 mod udp;
 
 pub use limits::{ConnCounters, ConnLimits};
+pub use reload::{NotTaken, Reload};
 pub use scrape::{MetricsSource, Snapshot};
 
 use std::net::SocketAddr;
@@ -86,6 +88,10 @@ pub struct Handle {
     threads: Vec<JoinHandle<()>>,
     /// The credentials of the `tls://` endpoints, if any.
     tls: Option<Arc<TlsServer>>,
+    /// The connection limits every shard reads.
+    limits: Arc<limits::Limits>,
+    /// The registrar settings posted to the shards by [`Handle::reload`].
+    posted: Arc<reload::Posted>,
 }
 
 impl Handle {
@@ -122,6 +128,31 @@ impl Handle {
     /// `None` without TLS.
     pub fn reload_tls(&self) -> Option<Result<(), crate::tls::TlsError>> {
         self.tls.as_ref().map(|t| t.reload())
+    }
+
+    /// Puts new limits and registrar settings in force (what SIGHUP does with the
+    /// config file): new connections and every shard's next message see them. Waits
+    /// until every shard has taken the registrar's part (at most 2 s); an error says
+    /// how many did not in time (they take it when they next run).
+    pub fn reload(&self, r: Reload) -> Result<(), reload::NotTaken> {
+        self.limits.set(r.limits);
+        let rx = self.posted.post(r.registrar);
+        for s in self.signals.iter() {
+            s.wake();
+        }
+        let n = self.signals.len();
+        match reload::confirmed(&rx, n) {
+            done if done == n => Ok(()),
+            done => Err(reload::NotTaken {
+                late: n - done,
+                shards: n,
+            }),
+        }
+    }
+
+    /// The connection limits in force.
+    pub fn conn_limits(&self) -> ConnLimits {
+        self.limits.config()
     }
 
     /// The TLS handshake and reload counts, without TLS `None`.
@@ -344,6 +375,8 @@ pub fn start_configured(
             .with_tls(tls.clone()),
         threads: Vec::with_capacity(n),
         tls,
+        limits: limits.clone(),
+        posted: Arc::new(reload::Posted::default()),
     };
     for ((i, port), scrape) in mesh::build(signals.clone(), mesh::QUEUE_CAPACITY)
         .into_iter()
@@ -361,6 +394,7 @@ pub fn start_configured(
         let pin = config.pin_cores.then_some(i % cores);
         let io_mode = config.io_mode;
         let limits = limits.clone();
+        let posted = handle.posted.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
@@ -371,7 +405,7 @@ pub fn start_configured(
                     tracing::warn!(core, error = %e, "cannot pin shard to its core");
                 }
                 match Shard::new(
-                    i, registrar, socks, port, scrape, signals, stop, io_mode, limits,
+                    i, registrar, socks, port, scrape, signals, stop, io_mode, limits, posted,
                 ) {
                     Ok(shard) => {
                         let _ = ready.send(Ok(()));
@@ -398,7 +432,13 @@ pub fn start_configured(
             Err(_) => return Err(StartError::Other("a shard died while starting".into())),
         }
     }
-    tracing::info!(shards = n, endpoints = ?handle.endpoints, enrp = ?handle.enrp_endpoints, "registrar running");
+    let list = |e: &[Endpoint]| {
+        e.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    tracing::info!(shards = n, endpoints = %list(&handle.endpoints), enrp = %list(&handle.enrp_endpoints), "registrar running");
     Ok(handle)
 }
 

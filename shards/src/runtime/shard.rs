@@ -17,6 +17,7 @@ use super::dial::{Attempt, Dials, Queued};
 use super::limits::Limits;
 use super::log;
 use super::mesh::{Port, Signal};
+use super::reload::Posted;
 use super::scrape;
 use super::sctp::{self, Sctp};
 use super::tcp::Tcp;
@@ -226,6 +227,9 @@ pub(super) struct Shard {
     turns: u32,
     /// A metrics request was seen waiting when the shard was about to sleep.
     scrape_due: bool,
+    /// Registrar settings posted by a reload, and the generation last taken.
+    posted: Arc<Posted>,
+    reloaded: u64,
 }
 
 impl Shard {
@@ -244,6 +248,7 @@ impl Shard {
         stop: Arc<AtomicBool>,
         io_mode: IoMode,
         limits: Arc<Limits>,
+        posted: Arc<Posted>,
     ) -> std::io::Result<Self> {
         let mut ctx = Ctx {
             ring: Ring::with_mode(io_mode)?,
@@ -285,6 +290,8 @@ impl Shard {
             idle_turns: 0,
             turns: 0,
             scrape_due: false,
+            posted,
+            reloaded: 0,
         })
     }
 
@@ -306,6 +313,11 @@ impl Shard {
 
     /// One turn; returns whether input was left over for the next.
     fn turn(&mut self) -> bool {
+        if let Some((generation, r, done)) = self.posted.since(self.reloaded) {
+            self.reloaded = generation;
+            self.ctx.registrar.reload(&r);
+            let _ = done.send(self.index);
+        }
         // Connections that ran out of their budget last turn go first.
         self.tcp.unpark(&mut self.ctx);
         let mut busy = self.complete();

@@ -264,7 +264,7 @@ impl Tcp {
 
     /// How often the connections' deadlines are checked.
     fn sweep_every(&self) -> Duration {
-        let l = &self.limits.config;
+        let l = self.limits.config();
         let shortest = l
             .idle_timeout
             .map_or(l.message_timeout, |i| i.min(l.message_timeout));
@@ -275,7 +275,7 @@ impl Tcp {
     /// memory to the system after enough was freed.
     fn sweep(&mut self, ctx: &mut Ctx) {
         let limits = self.limits.clone();
-        let l = &limits.config;
+        let l = limits.config();
         let now = ctx.now;
         let mut due = Vec::new();
         for (id, c) in self.conns.iter() {
@@ -938,7 +938,7 @@ impl Tcp {
 
     /// Unsent bytes beyond which a connection's input is held back.
     fn hold_back_at(limits: &Limits) -> usize {
-        HOLD_BACK.min(limits.config.max_unsent_per_connection / 2)
+        HOLD_BACK.min(limits.config().max_unsent_per_connection / 2)
     }
 
     /// Receives again on a connection whose input was held back, once its backlog has
@@ -998,7 +998,7 @@ impl Tcp {
             None => p.extend_from_slice(payload),
             Some(session) => session.send(payload, p),
         });
-        let limits = &self.limits.config;
+        let limits = self.limits.config();
         if conn.tx_pending.len() + conn.tx_inflight > limits.max_unsent_per_connection {
             tracing::info!(
                 conn = id.0,
@@ -1023,7 +1023,7 @@ impl Tcp {
     /// [`super::limits::ConnLimits::max_unsent_per_shard`]: the ones with the largest
     /// backlogs (the slowest consumers) are closed until they fit again.
     fn shed(&mut self, ctx: &mut Ctx) {
-        let cap = self.limits.config.max_unsent_per_shard;
+        let cap = self.limits.config().max_unsent_per_shard;
         while self.unsent > cap {
             let largest = self
                 .conns

@@ -344,6 +344,60 @@ mod registrar {
         error.as_ref().and_then(|e| e.code()) == Some(CauseCode::REJECTED_SECURITY)
     }
 
+    /// A reload puts new rules in force for the connections already up, and keeps
+    /// the denial counts of the rules that stay.
+    #[test]
+    fn reloaded_rules_apply_to_connections_already_up() {
+        let now = Instant::now();
+        let mut r = Registrar::new(Config::default(), ShardId(0), Router::new(1, 1), 1);
+        up(&mut r, now, 1, "127.0.0.2", Protocol::Asap);
+        let resolve = AsapMessage::HandleResolution {
+            subscribe: false,
+            handle: "Pool".into(),
+            items: None,
+        };
+        let denied = |r: &mut Registrar| {
+            send(r, now, 1, &resolve);
+            let got = drain(r);
+            assert_eq!(got.len(), 1, "{got:?}");
+            security(&got[0])
+        };
+        assert!(!denied(&mut r));
+
+        let closed = Rules::new(
+            vec![rule(
+                "no-pu",
+                Verdict::Deny,
+                &[Op::Resolve],
+                &["127.0.0.2"],
+                &[],
+            )],
+            Verdict::Allow,
+        );
+        let mut reload = r.config().reloadable();
+        reload.access = closed.clone();
+        r.reload(&reload);
+        assert!(denied(&mut r));
+        assert_eq!(r.metrics().access_denied.by("no-pu", Op::Resolve), 1);
+
+        // Another rule added before it: the count of "no-pu" stays.
+        reload.access = Rules::new(
+            vec![
+                rule("pe", Verdict::Allow, &[Op::Register], &[], &[]),
+                closed.rules()[0].clone(),
+            ],
+            Verdict::Allow,
+        );
+        r.reload(&reload);
+        assert!(denied(&mut r));
+        assert_eq!(r.metrics().access_denied.by("no-pu", Op::Resolve), 2);
+
+        // Open again.
+        reload.access = Rules::default();
+        r.reload(&reload);
+        assert!(!denied(&mut r));
+    }
+
     #[test]
     fn denied_requests_get_cause_0x000a_and_are_counted_per_rule() {
         let now = Instant::now();

@@ -43,6 +43,7 @@ fn shard(sockets: Sockets) -> Shard {
         stop,
         IoMode::default(),
         Arc::new(super::super::limits::Limits::new(Default::default(), None)),
+        Arc::default(),
     )
     .unwrap()
 }
