@@ -216,6 +216,16 @@ impl Limits {
         }
     }
 
+    /// [`ConnLimits::max_unsent_per_connection`] in force (one load: asked per message).
+    pub(super) fn max_unsent_per_connection(&self) -> usize {
+        self.live.max_unsent_per_connection.load(Ordering::Relaxed)
+    }
+
+    /// [`ConnLimits::max_unsent_per_shard`] in force.
+    pub(super) fn max_unsent_per_shard(&self) -> usize {
+        self.live.max_unsent_per_shard.load(Ordering::Relaxed)
+    }
+
     /// The total cap in force.
     fn max_connections(&self) -> usize {
         self.live.max_connections.load(Ordering::Relaxed)

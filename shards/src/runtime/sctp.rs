@@ -417,7 +417,7 @@ impl Sctp {
             return;
         };
         a.queued += data.len();
-        if a.queued > ctx.limits.config().max_unsent_per_connection {
+        if a.queued > ctx.limits.max_unsent_per_connection() {
             tracing::info!(
                 conn = conn.0,
                 unsent = a.queued,

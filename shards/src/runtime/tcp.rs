@@ -938,7 +938,7 @@ impl Tcp {
 
     /// Unsent bytes beyond which a connection's input is held back.
     fn hold_back_at(limits: &Limits) -> usize {
-        HOLD_BACK.min(limits.config().max_unsent_per_connection / 2)
+        HOLD_BACK.min(limits.max_unsent_per_connection() / 2)
     }
 
     /// Receives again on a connection whose input was held back, once its backlog has
@@ -998,8 +998,7 @@ impl Tcp {
             None => p.extend_from_slice(payload),
             Some(session) => session.send(payload, p),
         });
-        let limits = self.limits.config();
-        if conn.tx_pending.len() + conn.tx_inflight > limits.max_unsent_per_connection {
+        if conn.tx_pending.len() + conn.tx_inflight > self.limits.max_unsent_per_connection() {
             tracing::info!(
                 conn = id.0,
                 unsent = conn.tx_pending.len() + conn.tx_inflight,
@@ -1013,7 +1012,7 @@ impl Tcp {
             conn.dirty = true;
             self.dirty.push(id);
         }
-        if self.unsent > limits.max_unsent_per_shard {
+        if self.unsent > self.limits.max_unsent_per_shard() {
             self.shed(ctx);
         }
         true
@@ -1023,7 +1022,7 @@ impl Tcp {
     /// [`super::limits::ConnLimits::max_unsent_per_shard`]: the ones with the largest
     /// backlogs (the slowest consumers) are closed until they fit again.
     fn shed(&mut self, ctx: &mut Ctx) {
-        let cap = self.limits.config().max_unsent_per_shard;
+        let cap = self.limits.max_unsent_per_shard();
         while self.unsent > cap {
             let largest = self
                 .conns
