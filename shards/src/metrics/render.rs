@@ -356,12 +356,12 @@ pub fn connections(out: &mut String, c: &crate::runtime::ConnCounters) {
     sample(out, name, "transport=\"sctp\"", c.broken_framing_sctp);
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-fn sample(out: &mut String, name: &str, labels: &str, value: impl Display) {
+pub(super) fn sample(out: &mut String, name: &str, labels: &str, value: impl Display) {
     if labels.is_empty() {
         let _ = writeln!(out, "{name} {value}");
     } else {
@@ -470,6 +470,7 @@ mod tests {
             gauges: r.gauges(),
             mesh_spills: 2 + 3 * u64::from(index),
             mesh_waits: u64::from(index),
+            enrp_synchronised: None,
         }
     }
 

@@ -217,6 +217,7 @@ mod tests {
                 gauges: g0,
                 mesh_spills: 0,
                 mesh_waits: 0,
+                enrp_synchronised: None,
             }),
             Some(Snapshot {
                 shard: 1,
@@ -224,6 +225,7 @@ mod tests {
                 gauges: Gauges::default(),
                 mesh_spills: 0,
                 mesh_waits: 0,
+                enrp_synchronised: None,
             }),
         ];
         let text = render(&snapshots, Duration::from_secs(1));
