@@ -200,14 +200,18 @@ async fn answer(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let route = route(req.method(), req.uri().path());
     let (status, body) = match route {
-        Route::Metrics => (StatusCode::OK, collect(source, scrape).await),
+        Route::Metrics => match collect(source, scrape).await {
+            Some(text) => (StatusCode::OK, text),
+            None => (StatusCode::INTERNAL_SERVER_ERROR, FAILED.to_owned()),
+        },
         Route::Healthz => (StatusCode::OK, "ok\n".to_owned()),
         Route::Readyz => match collect(source, health::ready).await {
-            Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-            Err(why) => (
+            Some(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
+            Some(Err(why)) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready: {why}\n"),
             ),
+            None => (StatusCode::SERVICE_UNAVAILABLE, FAILED.to_owned()),
         },
         Route::NotFound => (
             StatusCode::NOT_FOUND,
@@ -241,12 +245,22 @@ async fn answer(
     Ok(response)
 }
 
-/// Runs `f` (which waits for the shards) on the blocking pool.
-async fn collect<T: Send + 'static>(source: MetricsSource, f: fn(&MetricsSource) -> T) -> T {
+/// The answer when collecting failed (a panic while rendering, or the endpoint
+/// stopping).
+const FAILED: &str = "collecting the shards' figures failed\n";
+
+/// Runs `f` (which waits for the shards) on the blocking pool; `None` if it panicked
+/// or the runtime is stopping.
+async fn collect<T: Send + 'static>(
+    source: MetricsSource,
+    f: fn(&MetricsSource) -> T,
+) -> Option<T> {
     match tokio::task::spawn_blocking(move || f(&source)).await {
-        Ok(v) => v,
-        // Only a panic in rendering gets here; let it be seen as one.
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: collecting failed");
+            None
+        }
     }
 }
 
