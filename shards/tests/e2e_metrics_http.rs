@@ -31,6 +31,16 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     (code, body.to_owned())
 }
 
+/// One raw request; the whole response.
+fn raw(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    s.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("a whole response");
+    response
+}
+
 #[test]
 fn scrapes_complete_while_idle_and_slow_clients_hold_connections() {
     let lab = Lab::start(Kind::Tcp);
@@ -77,6 +87,12 @@ fn healthz_answers_and_readyz_follows_the_shards() {
     let addr = server.addr();
     assert_eq!(get(addr, "/healthz"), (200, "ok\n".to_owned()));
     assert_eq!(get(addr, "/readyz"), (200, "ready\n".to_owned()));
+    let head = raw(addr, "HEAD /readyz HTTP/1.1\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: 6\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
+    let post = raw(addr, "POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
     // Stopped shards answer no snapshot request: alive, not ready.
     lab.finish();
     assert_eq!(get(addr, "/healthz"), (200, "ok\n".to_owned()));
