@@ -172,11 +172,12 @@ def scrape(path):
         if line.startswith("#") or not line.strip():
             continue
         name, _, value = line.rpartition(" ")
-        if 'shard="all"' in name or "shard=" not in name:
-            try:
-                m[name.replace('shard="all",', "").replace(',shard="all"', "").replace('{shard="all"}', "")] = float(value)
-            except ValueError:
-                pass
+        # The registrar's figure is the sum over shards (no precomputed total).
+        key = re.sub(r'shard="[0-9]+",?', "", name).replace(",}", "}").replace("{}", "")
+        try:
+            m[key] = m.get(key, 0.0) + float(value)
+        except ValueError:
+            pass
     return m
 a, b = scrape(f"{out}/metrics-start.txt"), scrape(f"{out}/metrics-end.txt")
 loaded = scrape(f"{out}/metrics-loaded.txt") if os.path.exists(f"{out}/metrics-loaded.txt") else {}

@@ -156,7 +156,7 @@ fn metrics_flag_serves_the_shards_figures() {
         "rserpool_shards 2",
         "rserpool_shard_up{shard=\"0\"} 1",
         "rserpool_shard_up{shard=\"1\"} 1",
-        "rserpool_pools{shard=\"all\"} 0",
+        "rserpool_pools{shard=\"0\"} 0",
     ] {
         assert!(response.contains(line), "{line} in {response}");
     }

@@ -9,8 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::FromRawFd as _;
 
 use common::{
-    GUARD, Kind, Lab, NO_EXPIRY, assert_accepted, element, encode, registrar_config, scraped,
-    wait_until,
+    GUARD, Kind, Lab, NO_EXPIRY, assert_accepted, element, encode, registrar_config, wait_until,
 };
 use rserpool::registrar::access::{Op, Ops, Rule, Rules, Verdict};
 use rserpool::wire::{AsapMessage, CauseCode, EnrpIds, EnrpMessage, IpTransport, UserTransport};
@@ -121,11 +120,12 @@ fn rule(name: &str, verdict: Verdict, op: Op, from: Option<&str>, pool: Option<&
     }
 }
 
-/// `rserpool_access_denied_total{shard="all",rule,op}` from the metrics endpoint.
+/// `sum(rserpool_access_denied_total{rule,op})` from the metrics endpoint.
 fn denied(metrics: SocketAddr, rule: &str, op: &str) -> f64 {
-    scraped(
+    common::scraped_total(
         metrics,
-        &format!("rserpool_access_denied_total{{shard=\"all\",rule=\"{rule}\",op=\"{op}\"}} "),
+        "rserpool_access_denied_total",
+        &format!(",rule=\"{rule}\",op=\"{op}\""),
     )
 }
 
@@ -284,10 +284,7 @@ fn unreachable_reports_from_a_denied_source_are_dropped_and_counted() {
     pu.send(&report);
     assert_accepted(&pu.register(Kind::Tcp, "Pool", 3), 3);
     wait_until(&lab, "the allowed report is acted on", || {
-        scraped(
-            server.addr(),
-            "rserpool_unreachable_probes_total{shard=\"all\"} ",
-        ) == 1.0
+        common::scraped_total(server.addr(), "rserpool_unreachable_probes_total", "") == 1.0
     });
     assert_eq!(denied(server.addr(), "no-reports", "unreachable"), 1.0);
     drop(server);

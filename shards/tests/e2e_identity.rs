@@ -118,9 +118,9 @@ fn lab(keep_alive_timeout: Duration, pes: usize, pools: usize) -> Lab {
     Lab::with(Kind::Tcp, config, EnrpEndpoints::default())
 }
 
-/// A counter of the lab's Prometheus scrape (`shard="all"`, with extra labels).
+/// A counter of the lab's Prometheus scrape, summed over shards (with extra labels).
 fn counter(metrics: SocketAddr, name: &str, labels: &str) -> f64 {
-    common::scraped(metrics, &format!("{name}{{shard=\"all\"{labels}}} "))
+    common::scraped_total(metrics, name, labels)
 }
 
 fn deregister(pe: &Peer, pool: &str, id: u32) -> AsapMessage {

@@ -51,8 +51,9 @@ fn get(m: &BTreeMap<String, f64>, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("{series} is not in the scrape"))
 }
 
-/// The value of `name{shard="all",<rest>}` and the sum over shards 0 and 1.
-fn all_and_sum(m: &BTreeMap<String, f64>, name: &str, rest: &str) -> (f64, f64) {
+/// The registrar's figure: `name{shard="N",<rest>}` summed over shards 0 and 1, as a
+/// query's `sum()` would (there is no precomputed total).
+fn total(m: &BTreeMap<String, f64>, name: &str, rest: &str) -> f64 {
     let series = |shard: &str| {
         if rest.is_empty() {
             format!("{name}{{shard=\"{shard}\"}}")
@@ -60,14 +61,16 @@ fn all_and_sum(m: &BTreeMap<String, f64>, name: &str, rest: &str) -> (f64, f64) 
             format!("{name}{{shard=\"{shard}\",{rest}}}")
         }
     };
-    (
-        get(m, &series("all")),
-        get(m, &series("0")) + get(m, &series("1")),
-    )
+    assert!(
+        !m.contains_key(&series("all")),
+        "no precomputed total: {}",
+        series("all")
+    );
+    get(m, &series("0")) + get(m, &series("1"))
 }
 
 #[test]
-fn scrapes_count_what_was_done_per_shard_and_in_total() {
+fn scrapes_count_what_was_done_per_shard_and_add_up() {
     let lab = Lab::start(Kind::Tcp);
     let server = lab
         .handle
@@ -79,7 +82,7 @@ fn scrapes_count_what_was_done_per_shard_and_in_total() {
     let before = scrape(addr);
     assert_eq!(get(&before, "rserpool_up"), 1.0);
     assert_eq!(get(&before, "rserpool_shards"), 2.0);
-    assert_eq!(all_and_sum(&before, "rserpool_pools", ""), (0.0, 0.0));
+    assert_eq!(total(&before, "rserpool_pools", ""), 0.0);
 
     let mut pes = common::register_all(&lab, "p", 1..=6);
     pes.extend(common::register_all(&lab, "q", 7..=8));
@@ -105,82 +108,55 @@ fn scrapes_count_what_was_done_per_shard_and_in_total() {
         );
     }
     // Gauges: each shard reports what it owns; together every pool and PE once.
-    assert_eq!(all_and_sum(&m, "rserpool_pools", ""), (2.0, 2.0));
-    assert_eq!(all_and_sum(&m, "rserpool_pool_elements", ""), (8.0, 8.0));
-    assert_eq!(
-        all_and_sum(&m, "rserpool_supervised_pool_elements", ""),
-        (8.0, 8.0)
-    );
-    assert_eq!(all_and_sum(&m, "rserpool_associations", ""), (9.0, 9.0));
+    assert_eq!(total(&m, "rserpool_pools", ""), 2.0);
+    assert_eq!(total(&m, "rserpool_pool_elements", ""), 8.0);
+    assert_eq!(total(&m, "rserpool_supervised_pool_elements", ""), 8.0);
+    assert_eq!(total(&m, "rserpool_associations", ""), 9.0);
     for shard in ["0", "1"] {
         let replica = format!("rserpool_replica_pool_elements{{shard=\"{shard}\"}}");
         assert_eq!(get(&m, &replica), 8.0, "shard {shard} replicates every PE");
     }
     // Counters.
     let received = "rserpool_asap_messages_received_total";
-    assert_eq!(
-        all_and_sum(&m, received, "type=\"registration\""),
-        (8.0, 8.0)
-    );
-    assert_eq!(
-        all_and_sum(&m, received, "type=\"handle_resolution\""),
-        (11.0, 11.0)
-    );
+    assert_eq!(total(&m, received, "type=\"registration\""), 8.0);
+    assert_eq!(total(&m, received, "type=\"handle_resolution\""), 11.0);
     let sent = "rserpool_asap_messages_sent_total";
-    assert_eq!(
-        all_and_sum(&m, sent, "type=\"registration_response\""),
-        (8.0, 8.0)
-    );
-    assert_eq!(
-        all_and_sum(&m, sent, "type=\"handle_resolution_response\""),
-        (11.0, 11.0)
-    );
+    assert_eq!(total(&m, sent, "type=\"registration_response\""), 8.0);
+    assert_eq!(total(&m, sent, "type=\"handle_resolution_response\""), 11.0);
     let errors = "rserpool_asap_errors_total";
-    assert_eq!(
-        all_and_sum(&m, errors, "cause=\"unknown_pool_handle\""),
-        (1.0, 1.0)
-    );
-    assert_eq!(
-        all_and_sum(&m, errors, "cause=\"invalid_values\""),
-        (0.0, 0.0)
-    );
+    assert_eq!(total(&m, errors, "cause=\"unknown_pool_handle\""), 1.0);
+    assert_eq!(total(&m, errors, "cause=\"invalid_values\""), 0.0);
     // Histograms: one observation per answer.
-    let count = |name: &str| all_and_sum(&m, &format!("{name}_count"), "");
-    assert_eq!(count("rserpool_handle_resolution_seconds"), (11.0, 11.0));
-    assert_eq!(count("rserpool_registration_seconds"), (8.0, 8.0));
+    let count = |name: &str| total(&m, &format!("{name}_count"), "");
+    assert_eq!(count("rserpool_handle_resolution_seconds"), 11.0);
+    assert_eq!(count("rserpool_registration_seconds"), 8.0);
     let inf = "rserpool_registration_seconds_bucket";
-    assert_eq!(all_and_sum(&m, inf, "le=\"+Inf\""), (8.0, 8.0));
+    assert_eq!(total(&m, inf, "le=\"+Inf\""), 8.0);
 
     // A PE whose connection drops is removed; its detection is timed.
     let (_, gone) = pes.pop().expect("PE 8");
     gone.close();
     common::wait_until(&lab, "PE 8 removed", || {
-        get(&scrape(addr), "rserpool_pool_elements{shard=\"all\"}") == 7.0
+        total(&scrape(addr), "rserpool_pool_elements", "") == 7.0
     });
     let m = scrape(addr);
     let lost = "reason=\"connection_lost\"";
+    assert_eq!(total(&m, "rserpool_pe_removals_total", lost), 1.0);
     assert_eq!(
-        all_and_sum(&m, "rserpool_pe_removals_total", lost),
-        (1.0, 1.0)
+        total(&m, "rserpool_failure_detection_seconds_count", lost),
+        1.0
     );
     assert_eq!(
-        all_and_sum(&m, "rserpool_failure_detection_seconds_count", lost),
-        (1.0, 1.0)
-    );
-    assert_eq!(
-        all_and_sum(
+        total(
             &m,
             "rserpool_failure_detection_seconds_count",
             "reason=\"keep_alive_timeout\""
         ),
-        (0.0, 0.0)
+        0.0
     );
     // Keep-alives go out every 100 ms and the test clients acknowledge them.
     common::wait_until(&lab, "a keep-alive round trip measured", || {
-        get(
-            &scrape(addr),
-            "rserpool_keep_alive_rtt_seconds_count{shard=\"all\"}",
-        ) >= 1.0
+        total(&scrape(addr), "rserpool_keep_alive_rtt_seconds_count", "") >= 1.0
     });
     drop((pes, pu, server));
     lab.finish();
@@ -220,7 +196,7 @@ fn other_paths_and_methods_are_refused_and_head_has_no_body() {
 }
 
 /// After the registrar stopped, a scrape still answers: the shards are reported down and
-/// no totals are made up.
+/// none of their figures is made up.
 #[test]
 fn a_scrape_of_stopped_shards_reports_them_down() {
     let lab = Lab::start(Kind::Tcp);
@@ -236,7 +212,9 @@ fn a_scrape_of_stopped_shards_reports_them_down() {
     assert!(text.contains("rserpool_shard_up{shard=\"1\"} 0"), "{text}");
     let samples = text.lines().filter(|l| !l.starts_with('#'));
     assert!(
-        samples.into_iter().all(|l| !l.contains("shard=\"all\"")),
+        samples
+            .into_iter()
+            .all(|l| l.starts_with("rserpool_shard_up") || !l.contains("shard=")),
         "{text}"
     );
 }
@@ -350,7 +328,8 @@ fn enrp_figures_follow_two_peered_registrars() {
     common::assert_accepted(&ticker.register(Kind::Tcp, "ticker", 9), 9);
     let active_alone = |addr| {
         let m = scrape(addr);
-        peers(&m, "all", "active") == 1.0 && peers(&m, "all", "unidentified") == 0.0
+        let all = |state| peers(&m, "0", state) + peers(&m, "1", state);
+        all("active") == 1.0 && all("unidentified") == 0.0
     };
     common::wait_until(&lab, "A and B each see the other active", || {
         active_alone(a_addr) && active_alone(b_addr)
@@ -360,25 +339,22 @@ fn enrp_figures_follow_two_peered_registrars() {
         // Shard 0 runs ENRP; shard 1 knows no peer.
         assert_eq!(peers(&m, "0", "active"), 1.0);
         assert_eq!(peers(&m, "1", "active"), 0.0);
-        assert_eq!(peers(&m, "all", "dead"), 0.0);
+        assert_eq!(peers(&m, "0", "dead") + peers(&m, "1", "dead"), 0.0);
+        assert_eq!(get(&m, "rserpool_enrp_synchronised{shard=\"0\"}"), 1.0);
         let presence = "type=\"presence\"";
         let received = "rserpool_enrp_messages_received_total";
         assert!(get(&m, &format!("{received}{{shard=\"0\",{presence}}}")) >= 1.0);
-        let (all, sum) = all_and_sum(&m, received, presence);
-        assert_eq!(all, sum);
+        assert!(total(&m, received, presence) >= 1.0);
         let sent = "rserpool_enrp_messages_sent_total";
-        assert!(all_and_sum(&m, sent, presence).0 >= 1.0);
-        assert_eq!(
-            get(&m, "rserpool_enrp_malformed_messages_total{shard=\"all\"}"),
-            0.0
-        );
+        assert!(total(&m, sent, presence) >= 1.0);
+        assert_eq!(total(&m, "rserpool_enrp_malformed_messages_total", ""), 0.0);
     }
 
     // A PE at A: A sends B a handle update, B's writer applies it.
-    let updates_sent = "rserpool_enrp_handle_updates_sent_total{shard=\"all\"}";
-    let applied = "rserpool_enrp_peer_updates_applied_total{shard=\"all\"}";
-    let timed = "rserpool_enrp_peer_update_apply_seconds_count{shard=\"all\"}";
-    let sent_before = get(&scrape(a_addr), updates_sent);
+    let updates_sent = "rserpool_enrp_handle_updates_sent_total";
+    let applied = "rserpool_enrp_peer_updates_applied_total";
+    let timed = "rserpool_enrp_peer_update_apply_seconds_count";
+    let sent_before = total(&scrape(a_addr), updates_sent, "");
     let b_before = scrape(b_addr);
     let pe = lab.connect();
     common::assert_accepted(&pe.register(Kind::Tcp, "counted", 1), 1);
@@ -387,28 +363,26 @@ fn enrp_figures_follow_two_peered_registrars() {
         pu_b.members_if_any("counted").len() == 1
     });
     let m = scrape(a_addr);
-    let (sent, sum) = all_and_sum(&m, "rserpool_enrp_handle_updates_sent_total", "");
-    assert_eq!(sent, sum);
+    let sent = total(&m, "rserpool_enrp_handle_updates_sent_total", "");
     assert!(
         sent > sent_before,
         "A told B of its PE ({sent_before} → {sent})"
     );
     assert!(
-        get(
+        total(
             &m,
-            "rserpool_enrp_messages_sent_total{shard=\"all\",type=\"handle_update\"}"
+            "rserpool_enrp_messages_sent_total",
+            "type=\"handle_update\""
         ) >= 1.0
     );
     let m = scrape(b_addr);
-    let (all, sum) = all_and_sum(&m, "rserpool_enrp_peer_updates_applied_total", "");
-    assert_eq!(all, sum);
-    assert!(all > get(&b_before, applied), "B applied A's PE");
-    let (all, sum) = all_and_sum(&m, "rserpool_enrp_peer_update_apply_seconds_count", "");
-    assert_eq!(all, sum);
-    assert!(all > get(&b_before, timed), "B timed it");
+    let all = total(&m, "rserpool_enrp_peer_updates_applied_total", "");
+    assert!(all > total(&b_before, applied, ""), "B applied A's PE");
+    let all = total(&m, "rserpool_enrp_peer_update_apply_seconds_count", "");
+    assert!(all > total(&b_before, timed, ""), "B timed it");
     let refused = "rserpool_enrp_peer_updates_refused_total";
-    assert_eq!(all_and_sum(&m, refused, "reason=\"not_its_home\"").0, 0.0);
-    assert_eq!(all_and_sum(&m, refused, "reason=\"ours\"").0, 0.0);
+    assert_eq!(total(&m, refused, "reason=\"not_its_home\""), 0.0);
+    assert_eq!(total(&m, refused, "reason=\"ours\""), 0.0);
 
     // The PE's connection to A is lost: A removes it, and B removes it on A's word.
     pe.close();
@@ -417,17 +391,14 @@ fn enrp_figures_follow_two_peered_registrars() {
     });
     let m = scrape(b_addr);
     assert_eq!(
-        all_and_sum(&m, "rserpool_pe_removals_total", "reason=\"peer\""),
-        (1.0, 1.0)
+        total(&m, "rserpool_pe_removals_total", "reason=\"peer\""),
+        1.0
     );
     let m = scrape(a_addr);
     let lost = "reason=\"connection_lost\"";
+    assert_eq!(total(&m, "rserpool_pe_removals_total", lost), 1.0);
     assert_eq!(
-        all_and_sum(&m, "rserpool_pe_removals_total", lost),
-        (1.0, 1.0)
-    );
-    assert_eq!(
-        all_and_sum(&m, "rserpool_pe_removals_total", "reason=\"peer\"").0,
+        total(&m, "rserpool_pe_removals_total", "reason=\"peer\""),
         0.0
     );
 

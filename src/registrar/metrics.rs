@@ -13,26 +13,33 @@ use super::{AssociationLimit, RemovalReason};
 use crate::wire::{AsapType, CauseCode, Fit};
 
 /// Upper bounds (inclusive, as Prometheus' `le`) of the service-time and round-trip
-/// histograms: 5 µs to 10 s, 1-2.5-5 steps. Above the last: the `+Inf` bucket.
-pub const LATENCY_BOUNDS: [Duration; 20] = [
+/// histograms: 100 ns to 10 s in 1-2-5 steps. A resolution takes a few hundred
+/// nanoseconds to a few microseconds, so the first nine buckets resolve it; the rest
+/// catch a stalled shard, a slow PE or a cross-shard round trip. Above the last: `+Inf`.
+pub const LATENCY_BOUNDS: [Duration; 25] = [
+    Duration::from_nanos(100),
+    Duration::from_nanos(200),
+    Duration::from_nanos(500),
+    Duration::from_micros(1),
+    Duration::from_micros(2),
     Duration::from_micros(5),
     Duration::from_micros(10),
-    Duration::from_micros(25),
+    Duration::from_micros(20),
     Duration::from_micros(50),
     Duration::from_micros(100),
-    Duration::from_micros(250),
+    Duration::from_micros(200),
     Duration::from_micros(500),
     Duration::from_millis(1),
-    Duration::from_micros(2_500),
+    Duration::from_millis(2),
     Duration::from_millis(5),
     Duration::from_millis(10),
-    Duration::from_millis(25),
+    Duration::from_millis(20),
     Duration::from_millis(50),
     Duration::from_millis(100),
-    Duration::from_millis(250),
+    Duration::from_millis(200),
     Duration::from_millis(500),
     Duration::from_secs(1),
-    Duration::from_millis(2_500),
+    Duration::from_secs(2),
     Duration::from_secs(5),
     Duration::from_secs(10),
 ];
@@ -63,17 +70,35 @@ pub const DETECTION_BOUNDS: [Duration; 20] = [
     Duration::from_secs(300),
 ];
 
-/// Finite buckets of every histogram.
-const BUCKETS: usize = 20;
+/// The most finite buckets of any histogram ([`LATENCY_BOUNDS`]).
+const BUCKETS: usize = LATENCY_BOUNDS.len();
+
+/// The bounds in nanoseconds, what [`Histogram::record`] compares with.
+const fn nanos<const N: usize>(bounds: &[Duration; N]) -> [u64; N] {
+    let mut out = [0; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bounds[i].as_nanos() as u64;
+        i += 1;
+    }
+    out
+}
+
+static LATENCY_NANOS: [u64; LATENCY_BOUNDS.len()] = nanos(&LATENCY_BOUNDS);
+static DETECTION_NANOS: [u64; DETECTION_BOUNDS.len()] = nanos(&DETECTION_BOUNDS);
 
 /// A fixed-bucket histogram of durations: a count per bucket, the `+Inf` overflow and
-/// the sum. Recording is a binary search over 20 bounds and two additions.
+/// the sum. Recording is a binary search over at most 25 integer bounds (five
+/// branch-free steps: std's search selects rather than branches), an increment and an
+/// addition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Histogram {
-    bounds: &'static [Duration; BUCKETS],
-    /// Per bucket, not cumulative: `counts[i]` holds values in `(bounds[i-1], bounds[i]]`.
-    counts: [u64; BUCKETS],
-    overflow: u64,
+    bounds: &'static [Duration],
+    /// `bounds` in nanoseconds.
+    nanos: &'static [u64],
+    /// Per bucket, not cumulative: `counts[i]` holds values in `(bounds[i-1], bounds[i]]`;
+    /// `counts[bounds.len()]` the ones above the last bound (`+Inf` only).
+    counts: [u64; BUCKETS + 1],
     /// Nanoseconds, saturating (u64 nanoseconds last 584 years).
     sum_ns: u64,
 }
@@ -81,30 +106,31 @@ pub struct Histogram {
 impl Histogram {
     /// Service times and round trips ([`LATENCY_BOUNDS`]).
     pub fn latency() -> Self {
-        Self::with_bounds(&LATENCY_BOUNDS)
+        Self::with_bounds(&LATENCY_BOUNDS, &LATENCY_NANOS)
     }
 
     /// Failure detection times ([`DETECTION_BOUNDS`]).
     pub fn detection() -> Self {
-        Self::with_bounds(&DETECTION_BOUNDS)
+        Self::with_bounds(&DETECTION_BOUNDS, &DETECTION_NANOS)
     }
 
-    fn with_bounds(bounds: &'static [Duration; BUCKETS]) -> Self {
+    fn with_bounds(bounds: &'static [Duration], nanos: &'static [u64]) -> Self {
+        debug_assert!(bounds.len() <= BUCKETS);
         Self {
             bounds,
-            counts: [0; BUCKETS],
-            overflow: 0,
+            nanos,
+            counts: [0; BUCKETS + 1],
             sum_ns: 0,
         }
     }
 
     pub fn record(&mut self, d: Duration) {
-        let i = self.bounds.partition_point(|b| *b < d);
-        match self.counts.get_mut(i) {
-            Some(c) => *c += 1,
-            None => self.overflow += 1,
-        }
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        // At most `nanos.len()`, which is at most BUCKETS: always a slot.
+        let i = self.nanos.partition_point(|b| *b < ns);
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
         self.sum_ns = self.sum_ns.saturating_add(ns);
     }
 
@@ -114,13 +140,12 @@ impl Histogram {
         for (a, b) in self.counts.iter_mut().zip(other.counts) {
             *a += b;
         }
-        self.overflow += other.overflow;
         self.sum_ns = self.sum_ns.saturating_add(other.sum_ns);
     }
 
     /// Number of observations.
     pub fn count(&self) -> u64 {
-        self.counts.iter().sum::<u64>() + self.overflow
+        self.counts.iter().sum::<u64>()
     }
 
     /// Sum of all observations.
@@ -444,24 +469,43 @@ mod tests {
     #[test]
     fn values_land_in_the_first_bucket_whose_bound_is_not_below_them() {
         let mut h = Histogram::latency();
+        let ns = Duration::from_nanos;
         // On a bound counts in that bucket (Prometheus' `le`); just above it, the next.
-        for d in [us(5), us(5) + Duration::from_nanos(1), us(1), us(7_000)] {
+        for d in [us(5), us(5) + ns(1), us(1), ns(150), us(7_000)] {
             h.record(d);
         }
         h.record(Duration::from_secs(11));
         let buckets: Vec<(Option<Duration>, u64)> = h.cumulative().collect();
-        assert_eq!(buckets.len(), 21);
-        assert_eq!(buckets[0], (Some(us(5)), 2), "1 µs and 5 µs");
-        assert_eq!(buckets[1], (Some(us(10)), 3), "5.001 µs");
-        assert_eq!(buckets[9], (Some(us(5_000)), 3));
-        assert_eq!(buckets[10], (Some(us(10_000)), 4), "7 ms");
-        assert_eq!(buckets[19], (Some(Duration::from_secs(10)), 4));
-        assert_eq!(buckets[20], (None, 5), "11 s only in +Inf");
-        assert_eq!(h.count(), 5);
+        assert_eq!(buckets.len(), 26);
+        assert_eq!(buckets[0], (Some(ns(100)), 0));
+        assert_eq!(buckets[1], (Some(ns(200)), 1), "150 ns");
+        assert_eq!(buckets[3], (Some(us(1)), 2), "1 µs on its bound");
+        assert_eq!(buckets[5], (Some(us(5)), 3), "5 µs");
+        assert_eq!(buckets[6], (Some(us(10)), 4), "5.001 µs");
+        assert_eq!(buckets[14], (Some(us(5_000)), 4));
+        assert_eq!(buckets[15], (Some(us(10_000)), 5), "7 ms");
+        assert_eq!(buckets[24], (Some(Duration::from_secs(10)), 5));
+        assert_eq!(buckets[25], (None, 6), "11 s only in +Inf");
+        assert_eq!(h.count(), 6);
         assert_eq!(
             h.sum(),
-            us(5) + us(5) + Duration::from_nanos(1) + us(1) + us(7_000) + Duration::from_secs(11)
+            us(5) + us(5) + ns(1) + us(1) + ns(150) + us(7_000) + Duration::from_secs(11)
         );
+    }
+
+    #[test]
+    fn latency_bounds_are_a_1_2_5_series_from_100_ns_to_10_s() {
+        let mut expected = Vec::new();
+        let mut decade = 100u64;
+        while expected.len() < LATENCY_BOUNDS.len() {
+            for m in [1, 2, 5] {
+                expected.push(Duration::from_nanos(decade * m));
+            }
+            decade *= 10;
+        }
+        expected.truncate(LATENCY_BOUNDS.len());
+        assert_eq!(LATENCY_BOUNDS.to_vec(), expected);
+        assert_eq!(LATENCY_BOUNDS.last(), Some(&Duration::from_secs(10)));
     }
 
     #[test]
@@ -487,7 +531,7 @@ mod tests {
 
     #[test]
     fn bounds_ascend_strictly() {
-        for bounds in [LATENCY_BOUNDS, DETECTION_BOUNDS] {
+        for bounds in [&LATENCY_BOUNDS[..], &DETECTION_BOUNDS[..]] {
             assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{bounds:?}");
         }
     }

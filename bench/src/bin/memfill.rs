@@ -113,18 +113,20 @@ fn main() -> anyhow::Result<()> {
         (after.saturating_sub(before) * 1024) as f64 / total.max(1) as f64
     );
     for name in ["rserpool_mesh_spills_total", "rserpool_mesh_waits_total"] {
-        let series = format!("{name}{{shard=\"all\"}} ");
-        if let Some(v) = text.lines().find_map(|l| l.strip_prefix(series.as_str())) {
-            println!("{name} {v}");
-        }
+        // The registrar's figure: the sum over shards.
+        let prefix = format!("{name}{{shard=\"");
+        let sum: f64 = text
+            .lines()
+            .filter(|l| l.starts_with(prefix.as_str()))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        println!("{name} {sum}");
     }
     // How the kernel spread the connections over the shards (each shard supervises
     // the PEs of its connections, in tables whose size doubles at 7/8 full).
     let supervised: Vec<&str> = text
         .lines()
-        .filter(|l| {
-            l.starts_with("rserpool_supervised_pool_elements{shard=\"") && !l.contains("all")
-        })
+        .filter(|l| l.starts_with("rserpool_supervised_pool_elements{shard=\""))
         .filter_map(|l| l.rsplit(' ').next())
         .collect();
     println!("supervised_per_shard {}", supervised.join(","));

@@ -96,7 +96,7 @@ pub struct Cli {
     /// keep-alive round trips, failure detection times by reason, ASAP messages by type
     /// and error causes sent, removals by reason, pools, pool elements and associations;
     /// with ENRP, peers by state, ENRP messages by type, peer updates applied and
-    /// refused, audits and takeovers. Each figure per shard (shard="N") and for the whole registrar (shard="all").
+    /// refused, audits and takeovers. Each figure per shard (shard="N"); the registrar's is their sum().
     /// Default: off; e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,

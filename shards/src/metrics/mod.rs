@@ -1,33 +1,57 @@
-//! The Prometheus endpoint: `GET /metrics` over plain HTTP/1.1, from one background
-//! thread that no shard ever waits for.
+//! The Prometheus and health endpoint: `GET /metrics`, `/healthz` and `/readyz` over
+//! plain HTTP/1.1, from one background thread that no shard ever waits for.
 //!
-//! Each scrape asks every shard for a snapshot ([`MetricsSource::collect`]), waits at
-//! most [`SCRAPE_TIMEOUT`] for the answers, and renders them ([`render::render`]). One
-//! client is served at a time, each with read and write timeouts, so a slow or hostile
-//! scraper delays only other scrapes, never the registrar. Other paths get 404, other
-//! methods 405; HEAD gets GET's headers.
+//! The thread runs hyper's HTTP/1 server on a current-thread tokio runtime, so clients
+//! are served concurrently: an idle or slow one holds a task, not the thread. Each
+//! connection carries one request ([`REQUEST_DEADLINE`] for the whole of it: head read
+//! and answer written; the head alone within [`HEAD_TIMEOUT`]), and at most
+//! [`MAX_CONNECTIONS`] are open at once (beyond that a new one is closed at accept), so
+//! the endpoint cannot be used to exhaust descriptors.
+//!
+//! A scrape asks every shard for a snapshot ([`MetricsSource::collect`]), waits at most
+//! [`SCRAPE_TIMEOUT`] for the answers, and renders them ([`render::render`]); that wait
+//! runs on the runtime's small blocking pool, never on the thread that serves the other
+//! clients. Other paths get 404, other methods 405; HEAD gets GET's headers.
 //!
 //! [`MetricsSource::collect`]: crate::runtime::MetricsSource::collect
 
+pub mod health;
+pub mod process;
 pub mod render;
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::runtime::MetricsSource;
 
 /// How long a scrape waits for the shards' snapshots; a shard that has not answered by
 /// then is reported missing.
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a client may take to send its request, and to take the answer.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longest request head read; a longer one is refused.
+/// How long `/readyz` waits for every shard's snapshot before answering 503.
+pub const READY_TIMEOUT: Duration = Duration::from_millis(500);
+/// The whole of one request: from accept to the answer written. A client still sending
+/// its head or not taking its answer by then is cut off.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a client may take to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections served at once; one more is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Longest request head read (hyper's minimum buffer); a longer one is refused.
 const MAX_REQUEST: usize = 8 << 10;
+/// Threads that may wait for the shards' snapshots at once.
+const COLLECTORS: usize = 2;
 
-/// The metrics endpoint. Dropping it stops the thread (after the scrape in progress).
+/// The metrics endpoint. Dropping it stops the thread (cancelling requests in flight).
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
@@ -44,144 +68,212 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wakes the blocking accept; if this fails the thread ends at the next scrape.
+        // Wakes the accept; if this fails the thread ends at the next connection.
         let ip = match self.addr.ip() {
             IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, self.addr.port()), CLIENT_TIMEOUT);
+        let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, self.addr.port()), HEAD_TIMEOUT);
     }
 }
 
-/// Serves `GET /metrics` on `addr` from a background thread, with figures from
-/// `source`.
+/// Serves `GET /metrics`, `/healthz` and `/readyz` on `addr` from a background thread,
+/// with figures from `source`.
 pub fn serve(addr: SocketAddr, source: MetricsSource) -> io::Result<Server> {
-    let listener = TcpListener::bind(addr)?;
+    let listener = std::net::TcpListener::bind(addr)?;
     let addr = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .max_blocking_threads(COLLECTORS)
+        .thread_name("metrics-collect")
+        .build()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
-            for stream in listener.incoming() {
-                if stopped.load(Ordering::SeqCst) {
-                    break;
-                }
-                match stream {
-                    Ok(s) => {
-                        if let Err(e) = answer(s, &source) {
-                            tracing::debug!(error = %e, "metrics client");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "metrics accept failed");
-                        // Out of descriptors: do not spin.
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
+            runtime.block_on(accept(listener, source, stopped));
+            // A collector still waiting for a stopped shard ends by itself.
+            runtime.shutdown_background();
         })?;
     Ok(Server { addr, stop })
 }
 
-/// What a request asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Request {
-    Metrics { head_only: bool },
-    NotFound { head_only: bool },
-    MethodNotAllowed,
-    Bad,
+async fn accept(listener: std::net::TcpListener, source: MetricsSource, stop: Arc<AtomicBool>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "metrics listener");
+            return;
+        }
+    };
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let accepted = listener.accept().await;
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "metrics accept failed");
+                // Out of descriptors: do not spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(slot) = Slot::take(&open) else {
+            tracing::debug!("metrics: {MAX_CONNECTIONS} clients already, one closed");
+            continue;
+        };
+        let source = source.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .keep_alive(false)
+                .title_case_headers(true)
+                .max_buf_size(MAX_REQUEST)
+                .serve_connection(
+                    TokioIo::new(stream),
+                    hyper::service::service_fn(move |req| answer(req, source.clone())),
+                );
+            match tokio::time::timeout(REQUEST_DEADLINE, conn).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "metrics client"),
+                Err(_) => tracing::debug!("metrics client cut off at the deadline"),
+            }
+        });
+    }
 }
 
-fn answer(mut stream: TcpStream, source: &MetricsSource) -> io::Result<()> {
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let head = read_head(&mut stream)?;
-    let (status, body, head_only) = match parse(&head) {
-        Request::Metrics { head_only } => {
-            let snapshots = source.collect(SCRAPE_TIMEOUT);
-            let mut body = render::render(&snapshots, SCRAPE_TIMEOUT);
-            render::connections(&mut body, &source.connections());
-            if let Some(tls) = source.tls_figures() {
-                render::render_tls(&mut body, tls);
-            }
-            ("200 OK", body, head_only)
+/// One of the [`MAX_CONNECTIONS`] places, given back when dropped.
+#[derive(Debug)]
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>) -> Option<Self> {
+        // Only the accepting task takes places, so load-then-add cannot overshoot.
+        if open.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+            return None;
         }
-        Request::NotFound { head_only } => (
-            "404 Not Found",
-            "Not found: metrics are at /metrics\n".to_owned(),
-            head_only,
+        open.fetch_add(1, Ordering::AcqRel);
+        Some(Self(open.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Metrics,
+    Healthz,
+    Readyz,
+    NotFound,
+    MethodNotAllowed,
+}
+
+fn route(method: &Method, path: &str) -> Route {
+    if method != Method::GET && method != Method::HEAD {
+        return Route::MethodNotAllowed;
+    }
+    match path {
+        "/metrics" => Route::Metrics,
+        "/healthz" => Route::Healthz,
+        "/readyz" => Route::Readyz,
+        _ => Route::NotFound,
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    source: MetricsSource,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let route = route(req.method(), req.uri().path());
+    let (status, body) = match route {
+        Route::Metrics => match collect(source, scrape).await {
+            Some(text) => (StatusCode::OK, text),
+            None => (StatusCode::INTERNAL_SERVER_ERROR, FAILED.to_owned()),
+        },
+        Route::Healthz => (StatusCode::OK, "ok\n".to_owned()),
+        Route::Readyz => match collect(source, health::ready).await {
+            Some(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
+            Some(Err(why)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+            None => (StatusCode::SERVICE_UNAVAILABLE, FAILED.to_owned()),
+        },
+        Route::NotFound => (
+            StatusCode::NOT_FOUND,
+            "Not found: metrics are at /metrics, health at /healthz and /readyz\n".to_owned(),
         ),
-        Request::MethodNotAllowed => (
-            "405 Method Not Allowed",
+        Route::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
             "Only GET and HEAD\n".to_owned(),
-            false,
         ),
-        Request::Bad => ("400 Bad Request", "Bad request\n".to_owned(), false),
     };
-    let content_type = if status.starts_with("200") {
+    let content_type = if route == Route::Metrics {
         "text/plain; version=0.0.4; charset=utf-8"
     } else {
         "text/plain; charset=utf-8"
     };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if status.starts_with("405") {
-        response.push_str("Allow: GET, HEAD\r\n");
-    }
-    response.push_str("Connection: close\r\n\r\n");
-    if !head_only {
-        response.push_str(&body);
-    }
-    stream.write_all(response.as_bytes())?;
-    stream.flush()
-}
-
-/// Reads up to the blank line that ends the request head (or [`MAX_REQUEST`] bytes,
-/// or what came before the peer stopped sending).
-fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    Ok(head)
-}
-
-fn parse(head: &[u8]) -> Request {
-    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    // Lenient about a bare LF, as most servers are.
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let Ok(line) = std::str::from_utf8(line) else {
-        return Request::Bad;
-    };
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Request::Bad;
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Request::Bad;
-    }
-    let head_only = match method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => return Request::MethodNotAllowed,
-    };
-    let path = target.split('?').next().unwrap_or_default();
-    if path == "/metrics" {
-        Request::Metrics { head_only }
+    let length = HeaderValue::from(body.len());
+    // HEAD: GET's headers, no body.
+    let body = if req.method() == Method::HEAD {
+        Bytes::new()
     } else {
-        Request::NotFound { head_only }
+        Bytes::from(body)
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CONTENT_LENGTH, length);
+    if route == Route::MethodNotAllowed {
+        headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
+    Ok(response)
+}
+
+/// The answer when collecting failed (a panic while rendering, or the endpoint
+/// stopping).
+const FAILED: &str = "collecting the shards' figures failed\n";
+
+/// Runs `f` (which waits for the shards) on the blocking pool; `None` if it panicked
+/// or the runtime is stopping.
+async fn collect<T: Send + 'static>(
+    source: MetricsSource,
+    f: fn(&MetricsSource) -> T,
+) -> Option<T> {
+    match tokio::task::spawn_blocking(move || f(&source)).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: collecting failed");
+            None
+        }
+    }
+}
+
+/// The whole scrape's text.
+fn scrape(source: &MetricsSource) -> String {
+    let snapshots = source.collect(SCRAPE_TIMEOUT);
+    let mut body = render::render(&snapshots, SCRAPE_TIMEOUT);
+    render::connections(&mut body, &source.connections());
+    if let Some(tls) = source.tls_figures() {
+        render::render_tls(&mut body, tls);
+    }
+    process::render(&mut body);
+    body
 }
 
 #[cfg(test)]
@@ -190,40 +282,13 @@ mod tests {
 
     #[test]
     fn requests_are_routed_by_method_and_path() {
-        let m = |s: &str| parse(s.as_bytes());
-        assert_eq!(
-            m("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Request::Metrics { head_only: false }
-        );
-        assert_eq!(
-            m("HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"),
-            Request::Metrics { head_only: true }
-        );
-        assert_eq!(
-            m("GET / HTTP/1.1\r\n\r\n"),
-            Request::NotFound { head_only: false }
-        );
-        assert_eq!(
-            m("GET /metricsx HTTP/1.1\r\n\r\n"),
-            Request::NotFound { head_only: false }
-        );
-        assert_eq!(
-            m("POST /metrics HTTP/1.1\r\n\r\n"),
-            Request::MethodNotAllowed
-        );
-        assert_eq!(
-            m("GET /metrics HTTP/1.1\n\n"),
-            Request::Metrics { head_only: false }
-        );
-        for bad in [
-            "",
-            "GET /metrics\r\n\r\n",
-            "GET  /metrics HTTP/1.1\r\n",
-            "GET /metrics SPDY/3\r\n",
-            "\u{0}\u{1}\r\n",
-        ] {
-            assert_eq!(m(bad), Request::Bad, "{bad:?}");
-        }
-        assert_eq!(parse(b"GET /\xff HTTP/1.1\r\n\r\n"), Request::Bad);
+        assert_eq!(route(&Method::GET, "/metrics"), Route::Metrics);
+        assert_eq!(route(&Method::HEAD, "/metrics"), Route::Metrics);
+        assert_eq!(route(&Method::GET, "/healthz"), Route::Healthz);
+        assert_eq!(route(&Method::HEAD, "/readyz"), Route::Readyz);
+        assert_eq!(route(&Method::GET, "/"), Route::NotFound);
+        assert_eq!(route(&Method::GET, "/metricsx"), Route::NotFound);
+        assert_eq!(route(&Method::POST, "/metrics"), Route::MethodNotAllowed);
+        assert_eq!(route(&Method::DELETE, "/nowhere"), Route::MethodNotAllowed);
     }
 }

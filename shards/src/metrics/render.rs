@@ -1,11 +1,13 @@
 //! The Prometheus text exposition format (version 0.0.4) of the shards' snapshots.
 //!
-//! Label convention: every series of a per-shard figure carries `shard="N"`; the figure
-//! for the whole registrar is the same metric with `shard="all"` (the merge of every
-//! shard's histograms and counters, the sum of their owned gauges). `shard="all"` is
-//! left out of a scrape in which a shard did not answer, so a total never appears to
-//! go backwards. Process-wide gauges (`rserpool_up`, `rserpool_shards`) carry no label.
-//! The ENRP families are in the `enrp` submodule.
+//! Label convention: every series of a per-shard figure carries `shard="N"`, and there
+//! is no precomputed total: the registrar's figure is the sum over shards, done by the
+//! query (`sum(rate(x[1m]))`, `histogram_quantile(0.99, sum by (le)
+//! (rate(x_bucket[1m])))`), which stays right when a shard misses a scrape (its series
+//! only has a gap). The exceptions do not add up and say so in their HELP: the replica
+//! gauges (every shard holds every pool: take `max`). Registrar-wide figures that are
+//! not per shard (connections, TLS, `process_*`, `rserpool_up`, `rserpool_shards`)
+//! carry no `shard` label. The ENRP families are in the `enrp` submodule.
 
 mod access;
 mod answers;
@@ -23,53 +25,72 @@ use rserpool::wire::{AsapType, CauseCode};
 
 use crate::runtime::Snapshot;
 
-/// One set of figures and the `shard` label it is shown under.
+/// ASAP messages a registrar is sent (RFC 5352 §2.2, by PEs and PUs): their series are
+/// always shown. Another type (a well-formed message meant for a PE or PU) appears
+/// only once one arrived.
+const RECEIVED: [AsapType; 6] = [
+    AsapType::REGISTRATION,
+    AsapType::DEREGISTRATION,
+    AsapType::HANDLE_RESOLUTION,
+    AsapType::ENDPOINT_KEEP_ALIVE_ACK,
+    AsapType::ENDPOINT_UNREACHABLE,
+    AsapType::ERROR,
+];
+
+/// ASAP messages a registrar sends; it encodes no other type.
+const SENT: [AsapType; 6] = [
+    AsapType::REGISTRATION_RESPONSE,
+    AsapType::DEREGISTRATION_RESPONSE,
+    AsapType::HANDLE_RESOLUTION_RESPONSE,
+    AsapType::ENDPOINT_KEEP_ALIVE,
+    AsapType::SERVER_ANNOUNCE,
+    AsapType::ERROR,
+];
+
+/// RFC 5354 causes the registrar sends; `unspecified`, `non_unique_pe_identifier` and
+/// `other` (a non-RFC code) are shown only if ever counted.
+const CAUSES_SENT: [CauseCode; 9] = [
+    CauseCode::UNRECOGNIZED_PARAMETER,
+    CauseCode::UNRECOGNIZED_MESSAGE,
+    CauseCode::INVALID_VALUES,
+    CauseCode::INCONSISTENT_POOLING_POLICY,
+    CauseCode::LACK_OF_RESOURCES,
+    CauseCode::INCONSISTENT_TRANSPORT_TYPE,
+    CauseCode::INCONSISTENT_DATA_CONTROL,
+    CauseCode::UNKNOWN_POOL_HANDLE,
+    CauseCode::REJECTED_SECURITY,
+];
+
+/// One shard's figures and the `shard` label they are shown under.
 struct View<'a> {
     shard: String,
     metrics: &'a Metrics,
     gauges: &'a Gauges,
     mesh_spills: u64,
     mesh_waits: u64,
+    enrp_synchronised: Option<bool>,
 }
 
 /// Renders a scrape: `snapshots[i]` is shard `i`'s, `None` if it did not answer within
 /// `timeout` (said in a comment and by `rserpool_shard_up`).
 pub fn render(snapshots: &[Option<Snapshot>], timeout: Duration) -> String {
     let mut out = String::with_capacity(64 << 10);
-    let answered: Vec<&Snapshot> = snapshots.iter().flatten().collect();
-    let missing: Vec<usize> = (0..snapshots.len())
-        .filter(|i| snapshots[*i].is_none())
+    let views: Vec<View<'_>> = snapshots
+        .iter()
+        .flatten()
+        .map(|s| View {
+            shard: s.shard.to_string(),
+            metrics: &s.metrics,
+            gauges: &s.gauges,
+            mesh_spills: s.mesh_spills,
+            mesh_waits: s.mesh_waits,
+            enrp_synchronised: s.enrp_synchronised,
+        })
         .collect();
-    let mut all_metrics = Metrics::default();
-    let mut all_gauges = Gauges::default();
-    let (mut all_spills, mut all_waits) = (0, 0);
-    for s in &answered {
-        all_metrics.merge(&s.metrics);
-        add_gauges(&mut all_gauges, &s.gauges);
-        all_spills += s.mesh_spills;
-        all_waits += s.mesh_waits;
-    }
-    let mut views = Vec::with_capacity(answered.len() + 1);
-    if missing.is_empty() && !answered.is_empty() {
-        views.push(View {
-            shard: "all".into(),
-            metrics: &all_metrics,
-            gauges: &all_gauges,
-            mesh_spills: all_spills,
-            mesh_waits: all_waits,
-        });
-    }
-    views.extend(answered.iter().map(|s| View {
-        shard: s.shard.to_string(),
-        metrics: &s.metrics,
-        gauges: &s.gauges,
-        mesh_spills: s.mesh_spills,
-        mesh_waits: s.mesh_waits,
-    }));
-    for i in &missing {
+    for (i, _) in snapshots.iter().enumerate().filter(|(_, s)| s.is_none()) {
         let _ = writeln!(
             out,
-            "# shard {i} did not answer within {timeout:?}: its series and the totals (the \"all\" shard) are left out of this scrape"
+            "# shard {i} did not answer within {timeout:?}: its series are left out of this scrape"
         );
     }
 
@@ -116,12 +137,12 @@ fn gauges(out: &mut String, views: &[View<'_>]) {
     let summed: [(&str, &str, Pick); 4] = [
         (
             "rserpool_pools",
-            "Pools the shard writes (is the single writer of); shard=\"all\": every pool.",
+            "Pools the shard writes (is the single writer of); the sum over shards counts every pool once.",
             |g| g.written_pools,
         ),
         (
             "rserpool_pool_elements",
-            "Pool elements in the pools the shard writes, each PE counted once; shard=\"all\": every PE.",
+            "Pool elements in the pools the shard writes; the sum over shards counts every PE once.",
             |g| g.written_elements,
         ),
         (
@@ -141,49 +162,51 @@ fn gauges(out: &mut String, views: &[View<'_>]) {
             sample(out, name, &shard(v), pick(v.gauges));
         }
     }
-    // Every shard holds a full replica: these do not add up, so no shard="all".
+    // Every shard holds a full replica: these do not add up (take max).
     let replica: [(&str, &str, Pick); 2] = [
         (
             "rserpool_replica_pools",
-            "Pools in the shard's replica of the handlespace (every shard holds all of them; no shard=\"all\").",
+            "Pools in the shard's replica of the handlespace (every shard holds all of them: take max, not sum).",
             |g| g.replica_pools,
         ),
         (
             "rserpool_replica_pool_elements",
-            "Pool elements in the shard's replica of the handlespace (no shard=\"all\").",
+            "Pool elements in the shard's replica of the handlespace (every shard holds all of them: take max, not sum).",
             |g| g.replica_elements,
         ),
     ];
     for (name, help, pick) in replica {
         family(out, name, "gauge", help);
-        for v in views.iter().filter(|v| v.shard != "all") {
+        for v in views {
             sample(out, name, &shard(v), pick(v.gauges));
         }
     }
 }
 
 fn counters(out: &mut String, views: &[View<'_>]) {
-    for (name, help, sent) in [
+    type Count = fn(&Metrics, AsapType) -> u64;
+    let families: [(&str, &str, &[AsapType], Count); 2] = [
         (
             "rserpool_asap_messages_received_total",
-            "Well-formed ASAP messages received, by type (malformed ones: rserpool_asap_malformed_messages_total).",
-            false,
+            "Well-formed ASAP messages received, by type (malformed ones: rserpool_asap_malformed_messages_total). Types a registrar is not sent appear once one arrived.",
+            &RECEIVED,
+            Metrics::received,
         ),
         (
             "rserpool_asap_messages_sent_total",
             "ASAP messages queued for sending, by type (server announces included).",
-            true,
+            &SENT,
+            Metrics::sent,
         ),
-    ] {
+    ];
+    for (name, help, always, count) in families {
         family(out, name, "counter", help);
         for v in views {
             for &t in AsapType::ALL {
-                let n = if sent {
-                    v.metrics.sent(t)
-                } else {
-                    v.metrics.received(t)
-                };
-                sample(out, name, &format!("{},type=\"{}\"", shard(v), lower(t)), n);
+                let n = count(v.metrics, t);
+                if n > 0 || always.contains(&t) {
+                    sample(out, name, &format!("{},type=\"{}\"", shard(v), lower(t)), n);
+                }
             }
         }
     }
@@ -197,11 +220,16 @@ fn counters(out: &mut String, views: &[View<'_>]) {
     );
     for v in views {
         for &c in CauseCode::ALL.iter().filter(|c| c.is_standard()) {
-            let labels = format!("{},cause=\"{}\"", shard(v), lower(c));
-            sample(out, name, &labels, v.metrics.errors(c));
+            let n = v.metrics.errors(c);
+            if n > 0 || CAUSES_SENT.contains(&c) {
+                let labels = format!("{},cause=\"{}\"", shard(v), lower(c));
+                sample(out, name, &labels, n);
+            }
         }
-        let labels = format!("{},cause=\"other\"", shard(v));
-        sample(out, name, &labels, v.metrics.other_errors());
+        if v.metrics.other_errors() > 0 {
+            let labels = format!("{},cause=\"other\"", shard(v));
+            sample(out, name, &labels, v.metrics.other_errors());
+        }
     }
 
     let name = "rserpool_asap_malformed_messages_total";
@@ -356,12 +384,12 @@ pub fn connections(out: &mut String, c: &crate::runtime::ConnCounters) {
     sample(out, name, "transport=\"sctp\"", c.broken_framing_sctp);
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-fn sample(out: &mut String, name: &str, labels: &str, value: impl Display) {
+pub(super) fn sample(out: &mut String, name: &str, labels: &str, value: impl Display) {
     if labels.is_empty() {
         let _ = writeln!(out, "{name} {value}");
     } else {
@@ -391,19 +419,6 @@ fn seconds(d: Duration) -> String {
     }
     let digits = format!("{frac:09}");
     format!("{}.{}", d.as_secs(), digits.trim_end_matches('0'))
-}
-
-fn add_gauges(a: &mut Gauges, b: &Gauges) {
-    a.written_pools += b.written_pools;
-    a.written_elements += b.written_elements;
-    a.replica_pools = a.replica_pools.max(b.replica_pools);
-    a.replica_elements = a.replica_elements.max(b.replica_elements);
-    a.connections += b.connections;
-    a.supervised += b.supervised;
-    // Only the ENRP shard has peers: the sum is its figure.
-    for (x, y) in a.enrp_peers.iter_mut().zip(b.enrp_peers) {
-        *x += y;
-    }
 }
 
 #[cfg(test)]
@@ -470,11 +485,28 @@ mod tests {
             gauges: r.gauges(),
             mesh_spills: 2 + 3 * u64::from(index),
             mesh_waits: u64::from(index),
+            enrp_synchronised: None,
         }
     }
 
+    /// The sum of `name{shard="N",rest}` over every shard in the scrape (what a
+    /// query's `sum()` gives).
+    fn total(m: &BTreeMap<String, f64>, name: &str, rest: &str) -> f64 {
+        m.iter()
+            .filter(|(k, _)| {
+                k.strip_prefix(name)
+                    .and_then(|k| k.strip_prefix("{shard=\""))
+                    .and_then(|k| k.split_once('"'))
+                    .is_some_and(|(_, tail)| {
+                        tail == format!(",{rest}}}") || (rest.is_empty() && tail == "}")
+                    })
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     #[test]
-    fn every_figure_is_shown_per_shard_and_merged_as_shard_all() {
+    fn every_figure_is_shown_per_shard_and_no_total_is_precomputed() {
         let text = render(
             &[
                 Some(shard(0, 2, Duration::from_micros(20))),
@@ -482,43 +514,49 @@ mod tests {
             ],
             Duration::from_secs(1),
         );
+        assert!(!text.contains("shard=\"all\""), "{text}");
         let m = parse(&text);
         let v = |k: &str| m.get(k).copied().unwrap_or_else(|| panic!("no {k}"));
         let name = "rserpool_handle_resolution_seconds";
-        for (shard, count, sum) in [
-            ("0", 2.0, 0.00004),
-            ("1", 3.0, 0.0009),
-            ("all", 5.0, 0.00094),
-        ] {
+        for (shard, count, sum) in [("0", 2.0, 0.00004), ("1", 3.0, 0.0009)] {
             assert_eq!(v(&format!("{name}_count{{shard=\"{shard}\"}}")), count);
             let got = v(&format!("{name}_sum{{shard=\"{shard}\"}}"));
             assert!((got - sum).abs() < 1e-12, "{shard}: {got}");
         }
-        for le in ["0.000025", "0.00025", "0.0005", "+Inf"] {
-            let b = |shard: &str| v(&format!("{name}_bucket{{shard=\"{shard}\",le=\"{le}\"}}"));
-            assert_eq!(b("all"), b("0") + b("1"), "le={le}");
-        }
-        let bucket = |le: &str| v(&format!("{name}_bucket{{shard=\"all\",le=\"{le}\"}}"));
+        assert_eq!(total(&m, &format!("{name}_count"), ""), 5.0);
+        // sum by (le): the registrar's distribution, bucket by bucket.
+        let bucket = |le: &str| total(&m, &format!("{name}_bucket"), &format!("le=\"{le}\""));
         assert_eq!(
-            (bucket("0.00001"), bucket("0.000025"), bucket("0.0005")),
-            (0.0, 2.0, 5.0)
+            (
+                bucket("0.00001"),
+                bucket("0.00002"),
+                bucket("0.0005"),
+                bucket("+Inf")
+            ),
+            (0.0, 2.0, 5.0, 5.0)
         );
-        let errors = |shard: &str| {
-            v(&format!(
-                "rserpool_asap_errors_total{{shard=\"{shard}\",cause=\"unknown_pool_handle\"}}"
-            ))
-        };
-        assert_eq!((errors("0"), errors("1"), errors("all")), (2.0, 3.0, 5.0));
-        let received =
-            "rserpool_asap_messages_received_total{shard=\"all\",type=\"handle_resolution\"}";
-        assert_eq!(v(received), 5.0);
-        let spills = |shard: &str| v(&format!("rserpool_mesh_spills_total{{shard=\"{shard}\"}}"));
-        assert_eq!((spills("0"), spills("1"), spills("all")), (2.0, 5.0, 7.0));
-        assert_eq!(v("rserpool_mesh_waits_total{shard=\"all\"}"), 1.0);
-        assert_eq!(v("rserpool_associations{shard=\"all\"}"), 2.0);
+        assert_eq!(
+            total(
+                &m,
+                "rserpool_asap_errors_total",
+                "cause=\"unknown_pool_handle\""
+            ),
+            5.0
+        );
+        assert_eq!(
+            total(
+                &m,
+                "rserpool_asap_messages_received_total",
+                "type=\"handle_resolution\""
+            ),
+            5.0
+        );
+        assert_eq!(total(&m, "rserpool_mesh_spills_total", ""), 7.0);
+        assert_eq!(total(&m, "rserpool_mesh_waits_total", ""), 1.0);
+        assert_eq!(total(&m, "rserpool_associations", ""), 2.0);
         assert_eq!(v("rserpool_up"), 1.0);
         assert_eq!(v("rserpool_shards"), 2.0);
-        assert!(!text.contains("rserpool_replica_pools{shard=\"all\"}"));
+        v("rserpool_replica_pools{shard=\"1\"}");
         // HELP and TYPE once per family, before its samples.
         for family in ["rserpool_pools", name, "rserpool_asap_errors_total"] {
             assert_eq!(text.matches(&format!("# TYPE {family} ")).count(), 1);
@@ -526,7 +564,30 @@ mod tests {
     }
 
     #[test]
-    fn a_shard_that_did_not_answer_is_named_and_no_total_is_shown() {
+    fn message_types_and_causes_the_registrar_never_meets_are_left_out_until_counted() {
+        let text = render(&[Some(shard(0, 1, Duration::ZERO))], Duration::from_secs(1));
+        for never in [
+            "type=\"cookie\"",
+            "type=\"business_card\"",
+            "cause=\"unspecified\"",
+            "cause=\"other\"",
+        ] {
+            assert!(!text.contains(never), "{never}");
+        }
+        let received = "rserpool_asap_messages_received_total{shard=\"0\",type=";
+        assert!(!text.contains(&format!("{received}\"registration_response\"")));
+        let m = parse(&text);
+        for series in [
+            "rserpool_asap_messages_received_total{shard=\"0\",type=\"endpoint_keep_alive_ack\"}",
+            "rserpool_asap_messages_sent_total{shard=\"0\",type=\"server_announce\"}",
+            "rserpool_asap_errors_total{shard=\"0\",cause=\"rejected_security\"}",
+        ] {
+            assert_eq!(m.get(series), Some(&0.0), "{series}");
+        }
+    }
+
+    #[test]
+    fn a_shard_that_did_not_answer_is_named_and_left_out() {
         let text = render(
             &[Some(shard(0, 1, Duration::ZERO)), None],
             Duration::from_secs(1),
@@ -540,9 +601,7 @@ mod tests {
         assert_eq!(m.get("rserpool_shard_up{shard=\"1\"}"), Some(&0.0));
         let others = m.keys().filter(|k| !k.starts_with("rserpool_shard_up{"));
         assert!(
-            others
-                .into_iter()
-                .all(|k| !k.contains("shard=\"all\"") && !k.contains("shard=\"1\"")),
+            others.into_iter().all(|k| !k.contains("shard=\"1\"")),
             "only shard 0's series"
         );
         assert_eq!(

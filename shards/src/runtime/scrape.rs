@@ -33,6 +33,10 @@ pub struct Snapshot {
     pub mesh_spills: u64,
     /// Times its overflow list was full, so that it waited for other shards to read.
     pub mesh_waits: u64,
+    /// Whether its ENRP start-up is over (RFC 5353 §3.2: the mentor's handle table
+    /// downloaded, or no mentor heard within the discovery time, or no peers to ask);
+    /// `None` on a shard that runs no ENRP server.
+    pub enrp_synchronised: Option<bool>,
 }
 
 /// A request for one [`Snapshot`], answered into `reply`.
@@ -52,6 +56,7 @@ impl Request {
             // Read by the scraper from the shard's signal ([`MetricsSource::collect`]).
             mesh_spills: 0,
             mesh_waits: 0,
+            enrp_synchronised: registrar.enrp().map(|e| e.is_synchronised()),
         });
     }
 }

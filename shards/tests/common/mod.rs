@@ -495,18 +495,49 @@ pub fn register_all(lab: &Lab, pool: &str, ids: impl IntoIterator<Item = u32>) -
 /// The value of one series (its name and labels, then a space) in a scrape of the
 /// Prometheus endpoint at `metrics`.
 pub fn scraped(metrics: SocketAddr, series: &str) -> f64 {
-    let mut s = TcpStream::connect(metrics).unwrap();
-    s.set_read_timeout(Some(GUARD)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    let text = scrape_text(metrics);
     text.lines()
         .find_map(|l| l.strip_prefix(series))
         .unwrap_or_else(|| panic!("{series}is not in the scrape:\n{text}"))
         .trim()
         .parse()
         .unwrap()
+}
+
+/// The registrar's figure: `name{shard="N"<labels>}` summed over the shards, as a
+/// query's `sum()` would (`labels` is empty or starts with a comma).
+pub fn scraped_total(metrics: SocketAddr, name: &str, labels: &str) -> f64 {
+    sum_over_shards(&scrape_text(metrics), name, labels)
+}
+
+/// [`scraped_total`] of a scrape's text; panics if no shard has the series.
+pub fn sum_over_shards(text: &str, name: &str, labels: &str) -> f64 {
+    let prefix = format!("{name}{{shard=\"");
+    let tail = format!("\"{labels}}} ");
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|l| {
+            let (shard, rest) = l.split_once(&tail)?;
+            shard.parse::<u16>().ok()?;
+            rest.trim().parse().ok()
+        })
+        .collect();
+    assert!(
+        !values.is_empty(),
+        "{name}{{shard=\"N\"{labels}}} is not in the scrape:\n{text}"
+    );
+    values.iter().sum()
+}
+
+fn scrape_text(metrics: SocketAddr) -> String {
+    let mut s = TcpStream::connect(metrics).unwrap();
+    s.set_read_timeout(Some(GUARD)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
 }
 
 pub fn wait_until(lab: &Lab, what: &str, mut check: impl FnMut() -> bool) {

@@ -133,7 +133,7 @@ fn service_time_runs_from_the_input_to_the_answer_being_queued() {
     let h = &shard.metrics().handle_resolution;
     assert_eq!(h.sum(), Duration::from_micros(3_000));
     let le = |bound: Duration| h.cumulative().find(|b| b.0 == Some(bound)).unwrap().1;
-    assert_eq!(le(Duration::from_micros(2_500)), 0);
+    assert_eq!(le(Duration::from_micros(2_000)), 0);
     assert_eq!(le(Duration::from_micros(5_000)), 1);
 }
 

@@ -1,7 +1,7 @@
 //! The ENRP families (RFC 5353): peers by state, messages by type, peer updates
 //! applied and refused, audits, takeovers, and the time a peer's update takes to reach
-//! its pool's writer. Same conventions as the rest of the scrape: `shard="N"` per
-//! shard, `shard="all"` merged.
+//! its pool's writer, and whether the start-up synchronisation is over. Same
+//! conventions as the rest of the scrape: `shard="N"` per shard, totals by `sum()`.
 //!
 //! Shard 0 runs the ENRP server, so it alone counts messages, audits, takeovers and
 //! peers; every writer shard counts the peer updates it applied or refused, and the
@@ -36,12 +36,24 @@ fn peers(out: &mut String, views: &[View<'_>]) {
         out,
         name,
         "gauge",
-        "Peer registrars the ENRP server knows, by state (active, probing: asked for a presence, dead: being taken over, unidentified: configured and not heard from yet). The ENRP server runs on shard 0; the other shards report 0, so shard=\"all\" equals shard 0.",
+        "Peer registrars the ENRP server knows, by state (active, probing: asked for a presence, dead: being taken over, unidentified: configured and not heard from yet). The ENRP server runs on shard 0; the other shards report 0, so the sum over shards is shard 0's figure.",
     );
     for v in views {
         for s in PeerState::ALL {
             let labels = format!("{},state=\"{}\"", shard(v), s.label());
             sample(out, name, &labels, v.gauges.enrp_peers[s as usize]);
+        }
+    }
+    let name = "rserpool_enrp_synchronised";
+    family(
+        out,
+        name,
+        "gauge",
+        "1 once the ENRP start-up is over (RFC 5353 section 3.2: the mentor's handle table downloaded, or no mentor heard within the discovery time), 0 before; shown by the shard running the ENRP server.",
+    );
+    for v in views {
+        if let Some(synced) = v.enrp_synchronised {
+            sample(out, name, &shard(v), u8::from(synced));
         }
     }
 }
@@ -191,7 +203,7 @@ mod tests {
     }
 
     #[test]
-    fn enrp_figures_are_shown_per_shard_and_merged_as_shard_all() {
+    fn enrp_figures_are_shown_per_shard() {
         // Shard 0 runs ENRP: peers, updates sent, an audit, a takeover; both shards
         // write pools and apply peers' updates.
         let mut m0 = Metrics::default();
@@ -217,6 +229,7 @@ mod tests {
                 gauges: g0,
                 mesh_spills: 0,
                 mesh_waits: 0,
+                enrp_synchronised: Some(true),
             }),
             Some(Snapshot {
                 shard: 1,
@@ -224,6 +237,7 @@ mod tests {
                 gauges: Gauges::default(),
                 mesh_spills: 0,
                 mesh_waits: 0,
+                enrp_synchronised: None,
             }),
         ];
         let text = render(&snapshots, Duration::from_secs(1));
@@ -236,33 +250,28 @@ mod tests {
             ))
         };
         assert_eq!(
-            (
-                peers("0", "active"),
-                peers("1", "active"),
-                peers("all", "active")
-            ),
-            (2.0, 0.0, 2.0),
-            "shard=\"all\" is the ENRP shard's figure"
+            (peers("0", "active"), peers("1", "active")),
+            (2.0, 0.0),
+            "the ENRP shard's figure; the others 0, so sum() is right"
         );
-        assert_eq!(peers("all", "probing"), 1.0);
-        assert_eq!(peers("all", "dead"), 0.0);
-        assert_eq!(peers("all", "unidentified"), 1.0);
+        assert_eq!(peers("0", "probing"), 1.0);
+        assert_eq!(peers("0", "dead"), 0.0);
+        assert_eq!(peers("0", "unidentified"), 1.0);
+        assert_eq!(v("rserpool_enrp_synchronised{shard=\"0\"}"), 1.0);
+        assert!(!m.contains_key("rserpool_enrp_synchronised{shard=\"1\"}"));
 
         let applied = |shard: &str| {
             v(&format!(
                 "rserpool_enrp_peer_updates_applied_total{{shard=\"{shard}\"}}"
             ))
         };
+        assert_eq!((applied("0"), applied("1")), (1.0, 2.0));
         assert_eq!(
-            (applied("0"), applied("1"), applied("all")),
-            (1.0, 2.0, 3.0)
-        );
-        assert_eq!(
-            v("rserpool_enrp_handle_updates_sent_total{shard=\"all\"}"),
+            v("rserpool_enrp_handle_updates_sent_total{shard=\"0\"}"),
             3.0
         );
         assert_eq!(
-            v("rserpool_enrp_audits_total{shard=\"all\",stage=\"started\"}"),
+            v("rserpool_enrp_audits_total{shard=\"0\",stage=\"started\"}"),
             2.0
         );
         assert_eq!(
@@ -270,18 +279,19 @@ mod tests {
             0.0
         );
         assert_eq!(
-            v("rserpool_enrp_adopted_pool_elements_total{shard=\"all\"}"),
+            v("rserpool_enrp_adopted_pool_elements_total{shard=\"0\"}"),
             4.0
         );
         let h = "rserpool_enrp_peer_update_apply_seconds";
-        assert_eq!(v(&format!("{h}_count{{shard=\"all\"}}")), 3.0);
+        let count = |shard: &str| v(&format!("{h}_count{{shard=\"{shard}\"}}"));
+        assert_eq!(count("0") + count("1"), 3.0);
+        let bucket = |le: &str| {
+            v(&format!("{h}_bucket{{shard=\"0\",le=\"{le}\"}}"))
+                + v(&format!("{h}_bucket{{shard=\"1\",le=\"{le}\"}}"))
+        };
         assert_eq!(
-            v(&format!("{h}_bucket{{shard=\"all\",le=\"0.00005\"}}")),
-            1.0
-        );
-        assert_eq!(
-            v(&format!("{h}_bucket{{shard=\"all\",le=\"0.00025\"}}")),
-            2.0
+            (bucket("0.00005"), bucket("0.0002"), bucket("0.0005")),
+            (1.0, 2.0, 3.0)
         );
 
         // Every RFC 5353 message type and every refusal, by name; removals by a peer.
@@ -299,7 +309,7 @@ mod tests {
         ] {
             for dir in ["received", "sent"] {
                 v(&format!(
-                    "rserpool_enrp_messages_{dir}_total{{shard=\"all\",type=\"{t}\"}}"
+                    "rserpool_enrp_messages_{dir}_total{{shard=\"1\",type=\"{t}\"}}"
                 ));
             }
         }
@@ -314,7 +324,7 @@ mod tests {
                 "rserpool_enrp_peer_updates_refused_total{{shard=\"1\",reason=\"{r}\"}}"
             ));
         }
-        v("rserpool_pe_removals_total{shard=\"all\",reason=\"peer\"}");
+        v("rserpool_pe_removals_total{shard=\"1\",reason=\"peer\"}");
         v("rserpool_enrp_malformed_messages_total{shard=\"0\"}");
         v("rserpool_enrp_audit_purged_total{shard=\"0\"}");
 
