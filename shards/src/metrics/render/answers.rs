@@ -1,6 +1,6 @@
 //! Well-formed answers and rate limits: answers that had to be made to fit their 16-bit
 //! length field, and requests refused by a per-association rate limit. Same conventions
-//! as the rest of the scrape: `shard="N"` per shard, `shard="all"` merged.
+//! as the rest of the scrape: `shard="N"` on every series, totals by `sum()`.
 
 use rserpool::registrar::Limited;
 

@@ -1,7 +1,7 @@
 //! PE identity, unreachable reports and per-association limits: registrations refused
 //! because another live association owns the PE, reports ignored as repeats, probes
 //! sent and answered, and refusals per limit. Same conventions as the rest of the
-//! scrape: `shard="N"` per shard, `shard="all"` merged.
+//! scrape: `shard="N"` on every series, totals by `sum()`.
 //!
 //! Takeover refusals and probes are counted by the pool's writer shard; answered
 //! probes and limit refusals by the shard serving the association.
