@@ -12,6 +12,7 @@ pub mod dump;
 pub mod metrics;
 pub mod net;
 pub mod runtime;
+pub mod service;
 pub mod tls;
 
 use std::net::SocketAddr;

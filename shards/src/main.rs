@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use mimalloc::MiMalloc;
 use rserpool_shards::config::{Cli, Command, FileConfig, settings};
-use rserpool_shards::{dump, net, runtime};
+use rserpool_shards::{dump, net, runtime, service};
 use tracing::{error, info};
 
 #[global_allocator]
@@ -86,17 +86,24 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         metrics = ?metrics.as_ref().map(|m| m.addr()),
         "registrar started"
     );
+    // Under systemd (Type=notify): READY=1 once every shard answers, and the watchdog.
+    let service = service::Service::start(&handle.metrics_source());
     let sig = loop {
         match net::signals::wait()? {
             // Reload the TLS credentials; an error is logged and the old ones stay.
-            libc::SIGHUP => match handle.reload_tls() {
-                Some(_) => {}
-                None => info!("SIGHUP: no TLS credentials to reload"),
-            },
+            libc::SIGHUP => {
+                service.reloading();
+                match handle.reload_tls() {
+                    Some(_) => {}
+                    None => info!("SIGHUP: no TLS credentials to reload"),
+                }
+                service.reloaded();
+            }
             sig => break sig,
         }
     };
     info!(signal = sig, "shutting down");
+    service.stopping();
     if let Err(e) = handle.shutdown() {
         error!(error = %e, "shutdown");
         return Err(e.into());
