@@ -4,9 +4,10 @@
 // A `RSERPOOL_COMMIT` in the build's environment wins (packagers building from a
 // tarball can name the commit it came from).
 //
-// The script reruns only when HEAD, the branch it points to, or the index change, not
-// on every build. Edits not yet staged do not rerun it, so "+dirty" can lag until the
-// next `git add` or commit.
+// The script reruns only when HEAD or the branch it points to moves (a commit, a
+// checkout), not on every build: the commit is compiled into the library, so each
+// rerun rebuilds it. "+dirty" therefore says whether the tree was dirty when HEAD last
+// moved; edits made since do not show until the next commit.
 //
 // `loadgen/build.rs` includes this file, so both binaries say the same.
 
@@ -45,15 +46,14 @@ fn from_git() -> Option<String> {
     Some(if dirty { format!("{hash}+dirty") } else { hash })
 }
 
-/// Reruns the script when HEAD moves: the HEAD file (a worktree has its own), the
-/// branch's ref (loose, or in packed-refs) and the index (staging, commits). Only files
-/// that exist are named: cargo reruns every time for a missing one.
+/// Reruns the script when HEAD moves: the HEAD file (a worktree has its own) and the
+/// branch's ref (loose, or in packed-refs). Only files that exist are named: cargo
+/// reruns every time for a missing one.
 fn watch(root: &Path) {
     let path = |arg: &str| git(root, &["rev-parse", "--path-format=absolute", arg]);
     let mut files = Vec::new();
     if let Some(dir) = path("--git-dir") {
         files.push(Path::new(&dir).join("HEAD"));
-        files.push(Path::new(&dir).join("index"));
     }
     if let Some(common) = path("--git-common-dir") {
         files.push(Path::new(&common).join("packed-refs"));
