@@ -86,10 +86,10 @@ impl Notifier {
 /// this process (`WATCHDOG_PID` (`pid`) unset or `our_pid`); `None` when off or
 /// unreadable. systemd expects a ping at least once per period.
 pub fn watchdog_period(usec: Option<&str>, pid: Option<&str>, our_pid: u32) -> Option<Duration> {
-    if let Some(pid) = pid {
-        if pid.trim().parse::<u32>().ok()? != our_pid {
-            return None;
-        }
+    if let Some(pid) = pid
+        && pid.trim().parse::<u32>().ok()? != our_pid
+    {
+        return None;
     }
     let usec = usec?.trim().parse::<u64>().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec))
