@@ -105,6 +105,13 @@ pub fn silent_shards<T>(answers: &[Option<T>]) -> Vec<usize> {
         .collect()
 }
 
+/// One watchdog round: asks every shard of `source` for a snapshot, waits at most
+/// `timeout`, and returns the shards that did not answer (a stopped shard at once).
+/// Empty: feed the watchdog.
+pub fn silent(source: &MetricsSource, timeout: Duration) -> Vec<usize> {
+    silent_shards(&source.collect(timeout))
+}
+
 /// The registrar's side of the service manager: readiness, watchdog, reload, stop.
 /// Inert when not started by systemd with `Type=notify`.
 #[derive(Debug)]
@@ -191,11 +198,11 @@ fn send(notifier: &Notifier, state: &str) {
 /// that never does.
 fn wait_until_serving(source: &MetricsSource) {
     loop {
-        let silent = silent_shards(&source.collect(READY_POLL));
-        if silent.is_empty() {
+        let missing = silent(source, READY_POLL);
+        if missing.is_empty() {
             return;
         }
-        warn!(shards = ?silent, "not ready: shards did not answer within {READY_POLL:?}");
+        warn!(shards = ?missing, "not ready: shards did not answer within {READY_POLL:?}");
     }
 }
 
@@ -215,12 +222,12 @@ fn spawn_watchdog(
             info!(period = ?period, "watchdog: pinging every shard every {interval:?}");
             loop {
                 let round = Instant::now();
-                let silent = silent_shards(&source.collect(interval / 2));
-                if silent.is_empty() {
+                let missing = silent(&source, interval / 2);
+                if missing.is_empty() {
                     send(&notifier, "WATCHDOG=1");
                 } else {
                     warn!(
-                        shards = ?silent,
+                        shards = ?missing,
                         "watchdog: shards did not answer within {:?}; not feeding the watchdog",
                         interval / 2
                     );

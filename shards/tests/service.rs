@@ -5,6 +5,10 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use rserpool::RegistrarId;
+use rserpool::registrar::Config;
+use rserpool_shards::{Endpoint, RuntimeConfig, runtime, service};
+
 /// Plays the service manager: a datagram socket in a fresh directory.
 struct Manager {
     socket: UnixDatagram,
@@ -113,4 +117,28 @@ fn a_watchdog_meant_for_another_process_is_not_fed() {
     signal(child.id(), "-TERM");
     assert_eq!(manager.recv(), "STOPPING=1");
     assert!(child.wait().unwrap().success());
+}
+
+/// The watchdog's round against the real scrape queues: every running shard answers
+/// (the timeout only bounds a broken runtime; the round returns once all answered), and
+/// a stopped shard counts as silent, so the watchdog is not fed.
+#[test]
+fn a_watchdog_round_feeds_only_while_every_shard_answers() {
+    let config = RuntimeConfig {
+        shards: 2,
+        pin_cores: false,
+        io_mode: Default::default(),
+        asap: vec![Endpoint::Tcp("127.0.0.1:0".parse().unwrap())],
+        registrar: Config {
+            id: RegistrarId(0x5e41),
+            ..Config::default()
+        },
+        seed: 7,
+        announce_group: None,
+    };
+    let handle = runtime::start(config).expect("the runtime starts");
+    let source = handle.metrics_source();
+    assert!(service::silent(&source, Duration::from_secs(60)).is_empty());
+    handle.shutdown().unwrap();
+    assert_eq!(service::silent(&source, Duration::from_secs(60)), [0, 1]);
 }
