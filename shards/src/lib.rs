@@ -13,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod runtime;
+pub mod service;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -7,7 +7,7 @@ use mimalloc::MiMalloc;
 use rserpool_shards::config::reload::{self, Effect};
 use rserpool_shards::config::{Cli, Command, FileConfig, Settings, settings};
 use rserpool_shards::logging::{self, Logging};
-use rserpool_shards::{dump, net, runtime};
+use rserpool_shards::{dump, net, runtime, service};
 use tracing::{error, info, warn};
 
 #[global_allocator]
@@ -89,13 +89,20 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         cores,
         random,
     };
+    // Under systemd (Type=notify): READY=1 once every shard answers, and the watchdog.
+    let service = service::Service::start(&handle.metrics_source());
     let sig = loop {
         match net::signals::wait()? {
-            libc::SIGHUP => reload(&handle, &logging, cli, &mut running),
+            libc::SIGHUP => {
+                service.reloading();
+                reload(&handle, &logging, cli, &mut running);
+                service.reloaded();
+            }
             sig => break sig,
         }
     };
     info!(signal = sig, "shutting down");
+    service.stopping();
     if let Err(e) = handle.shutdown() {
         error!(error = %e, "shutdown");
         return Err(e.into());

@@ -40,7 +40,8 @@ const HELP_LIMITS: &str = "Connection limits";
 #[derive(Debug, Default, Parser)]
 #[command(
     name = "rserpool-registrar",
-    version,
+    // The commit comes from build.rs ("unknown" outside a git checkout).
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("RSERPOOL_COMMIT"), ")"),
     about = "RSerPool pool registrar (ENRP server): ASAP over kernel SCTP and TCP, thread-per-core on io_uring",
     long_about = "RSerPool pool registrar (ENRP server). Pool elements register under a pool \
 handle; pool users resolve the handle and get live elements chosen by the pool's selection \

@@ -29,7 +29,8 @@ static ALLOC: MiMalloc = MiMalloc;
 #[derive(Debug, Parser)]
 #[command(
     name = "rserpool-loadgen",
-    version,
+    // The commit comes from build.rs ("unknown" outside a git checkout).
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("RSERPOOL_COMMIT"), ")"),
     about = "Load generator for RSerPool registrars: simulated pool elements and pool users over ASAP (TCP or SCTP)",
     long_about = "Load generator for RSerPool registrars (ours or RSPLIB's rspregistrar). \
 Simulated pool elements are real registrations on real connections that answer \
