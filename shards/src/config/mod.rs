@@ -121,7 +121,8 @@ pub struct Cli {
     /// 239.0.0.50:3863; the IANA one 224.0.1.185:3863). Default: off.
     #[arg(long, value_name = "ADDR:PORT")]
     pub announce_group: Option<SocketAddr>,
-    /// Do not pin shard threads to cores.
+    /// Do not pin shard threads to cores (by default shard i runs on the i-th core of
+    /// the set the registrar was started with: its affinity mask).
     #[arg(long)]
     pub no_pin: bool,
     /// Busy-poll: each shard spins on its io_uring instead of sleeping, and a kernel

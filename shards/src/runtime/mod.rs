@@ -362,7 +362,7 @@ pub fn start_configured(
         .map_err(|e| StartError::Other(format!("eventfd: {e}")))?;
     let stop = Arc::new(AtomicBool::new(false));
     let router = Router::new(config.shards, routing_key(config.seed));
-    let cores = affinity::get_core_num().max(1);
+    let cores = allowed_cores();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (scrape_tx, scrape_rx) = scrape::queues(n);
 
@@ -391,7 +391,7 @@ pub fn start_configured(
         );
         let socks = std::mem::take(&mut sockets[i]);
         let (signals, stop, ready) = (signals.clone(), stop.clone(), ready_tx.clone());
-        let pin = config.pin_cores.then_some(i % cores);
+        let pin = config.pin_cores.then(|| cores[i % cores.len()]);
         let io_mode = config.io_mode;
         let limits = limits.clone();
         let posted = handle.posted.clone();
@@ -467,6 +467,17 @@ fn announced(endpoints: &[Endpoint]) -> Vec<rserpool::wire::ServerTransport> {
             _ => None,
         })
         .collect()
+}
+
+/// The cores the calling thread (and so the process, at start) may run on, in
+/// increasing order: its affinity mask, as `taskset`, systemd's `CPUAffinity=` or a
+/// cpuset leave it. Shard *i* is pinned to the *i*-th of them (modulo their number),
+/// so pinning stays inside the set the operator gave. All cores if it cannot be read.
+fn allowed_cores() -> Vec<usize> {
+    match affinity::get_thread_affinity() {
+        Ok(cores) if !cores.is_empty() => cores,
+        _ => (0..affinity::get_core_num().max(1)).collect(),
+    }
 }
 
 /// The pool-ownership routing key: derived from the seed, but not equal to any shard's
