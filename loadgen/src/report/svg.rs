@@ -24,6 +24,8 @@ const LEGEND_TOP: f64 = TOP + PLOT_H + 60.0;
 const LEGEND_ROW: f64 = 20.0;
 /// Width of a character at 12 px, generously (sans-serif averages about 6 px).
 const CHAR_W: f64 = 6.5;
+/// Width of a character of a 12 px tick label (digits and commas), a little generous.
+const TICK_CHAR_W: f64 = 7.0;
 /// Legend labels longer than this are cut with an ellipsis.
 const LABEL_CHARS: usize = 36;
 /// The x axis reaches at most p99.9999.
@@ -46,16 +48,12 @@ pub fn svg(run: &Run, series: &[Series]) -> String {
             nines: (s.count() as f64).log10(),
         })
         .collect();
-    let plot_w = WIDTH - LEFT - RIGHT;
     let x_nines = lines
         .iter()
         .map(|l| l.nines.ceil() as u32)
         .max()
         .unwrap_or(1)
         .clamp(1, MAX_NINES);
-    let (entries, legend_h) = legend_layout(&lines, plot_w);
-    let height = LEGEND_TOP + legend_h + 10.0;
-    let x = |nines: f64| LEFT + plot_w * (nines.min(f64::from(x_nines)) / f64::from(x_nines));
 
     // The y range: from the smallest value to the largest value any line reaches.
     let lo = lines
@@ -69,10 +67,18 @@ pub fn svg(run: &Run, series: &[Series]) -> String {
     let lo = if lo.is_finite() { lo.max(1.0) } else { 1.0 };
     let ly0 = lo.log10().floor();
     let ly1 = hi.log10().ceil().max(ly0 + 1.0);
-    let y = |ns: f64| TOP + PLOT_H * (1.0 - (ns.max(1.0).log10() - ly0) / (ly1 - ly0));
     // One unit for every tick, the one that makes the smallest tick at least 1, so
     // every label is a whole number.
     let (unit, per_unit) = unit_for(10f64.powf(ly0));
+    // Room on the left for the longest tick label (the top one) and the axis title.
+    let widest = grouped((10f64.powf(ly1) / per_unit).round() as u64).len();
+    let left = LEFT.max(40.0 + TICK_CHAR_W * widest as f64);
+
+    let plot_w = WIDTH - left - RIGHT;
+    let (entries, legend_h) = legend_layout(&lines, left, plot_w);
+    let height = LEGEND_TOP + legend_h + 10.0;
+    let x = |nines: f64| left + plot_w * (nines.min(f64::from(x_nines)) / f64::from(x_nines));
+    let y = |ns: f64| TOP + PLOT_H * (1.0 - (ns.max(1.0).log10() - ly0) / (ly1 - ly0));
 
     let mut o = String::new();
     let _ = write!(
@@ -80,11 +86,11 @@ pub fn svg(run: &Run, series: &[Series]) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
 viewBox=\"0 0 {WIDTH} {height}\" font-family=\"sans-serif\" font-size=\"12\">\
 <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
-<text x=\"{LEFT}\" y=\"26\" font-size=\"16\" font-weight=\"bold\">{}</text>",
+<text x=\"{left}\" y=\"26\" font-size=\"16\" font-weight=\"bold\">{}</text>",
         escape(&truncate(&run.title, 90))
     );
     // 11 px text averages under 6 px a character.
-    let subtitle_chars = ((WIDTH - LEFT - RIGHT) / 6.0) as usize;
+    let subtitle_chars = ((WIDTH - left - RIGHT) / 6.0) as usize;
     let started = rfc3339(run.started)
         .replacen('T', " ", 1)
         .replace('Z', " UTC");
@@ -98,7 +104,7 @@ viewBox=\"0 0 {WIDTH} {height}\" font-family=\"sans-serif\" font-size=\"12\">\
     for (i, line) in subtitle.iter().enumerate() {
         let _ = write!(
             o,
-            "<text x=\"{LEFT}\" y=\"{}\" font-size=\"11\" fill=\"#444\">{}</text>",
+            "<text x=\"{left}\" y=\"{}\" font-size=\"11\" fill=\"#444\">{}</text>",
             46.0 + 16.0 * i as f64,
             escape(&truncate(line, subtitle_chars))
         );
@@ -121,10 +127,10 @@ viewBox=\"0 0 {WIDTH} {height}\" font-family=\"sans-serif\" font-size=\"12\">\
             let grid = if m == 1.0 { "#ccc" } else { "#eee" };
             let _ = write!(
                 o,
-                "<line x1=\"{LEFT}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"{grid}\"/>\
+                "<line x1=\"{left}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"{grid}\"/>\
 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-                LEFT + plot_w,
-                LEFT - 6.0,
+                left + plot_w,
+                left - 6.0,
                 yy + 4.0,
                 grouped((v / per_unit).round() as u64)
             );
@@ -148,10 +154,10 @@ viewBox=\"0 0 {WIDTH} {height}\" font-family=\"sans-serif\" font-size=\"12\">\
     // The frame and the axis titles.
     let _ = write!(
         o,
-        "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{plot_w}\" height=\"{PLOT_H}\" fill=\"none\" stroke=\"#888\"/>\
+        "<rect x=\"{left}\" y=\"{TOP}\" width=\"{plot_w}\" height=\"{PLOT_H}\" fill=\"none\" stroke=\"#888\"/>\
 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"13\">percentile</text>\
 <text transform=\"translate(22 {:.1}) rotate(-90)\" text-anchor=\"middle\" font-size=\"13\">latency ({unit})</text>",
-        LEFT + plot_w / 2.0,
+        left + plot_w / 2.0,
         TOP + PLOT_H + 38.0,
         TOP + PLOT_H / 2.0
     );
@@ -197,7 +203,7 @@ fn style(i: usize) -> (&'static str, String) {
 
 /// The legend below the plot, in as many columns as fit the plot's width, row after
 /// row: its SVG and its height.
-fn legend_layout(lines: &[Line<'_>], plot_w: f64) -> (String, f64) {
+fn legend_layout(lines: &[Line<'_>], left: f64, plot_w: f64) -> (String, f64) {
     let texts: Vec<String> = lines
         .iter()
         .map(|l| {
@@ -216,7 +222,7 @@ fn legend_layout(lines: &[Line<'_>], plot_w: f64) -> (String, f64) {
     for (i, text) in texts.iter().enumerate() {
         let (color, dash) = style(i);
         let (cx, cy) = (
-            LEFT + col_w * (i % cols) as f64,
+            left + col_w * (i % cols) as f64,
             LEGEND_TOP + LEGEND_ROW * (i / cols) as f64,
         );
         let _ = write!(
@@ -394,6 +400,24 @@ mod tests {
             }
         }
         assert!(height > LEGEND_TOP + 2.0 * LEGEND_ROW);
+    }
+
+    #[test]
+    fn tick_labels_have_room_left_of_the_plot() {
+        // 100 ns to 1 s: nine decades of nanoseconds, the top label 13 characters.
+        let mut wide = Series::new("wide", "wide");
+        for _ in 0..500 {
+            wide.record(Duration::from_nanos(150));
+            wide.record(Duration::from_millis(900));
+        }
+        let svg = svg(&Run::new("x", serde_json::Value::Null), &[wide]);
+        let frame = svg.split("<rect x=\"").nth(1).unwrap();
+        let left: f64 = frame.split('"').next().unwrap().parse().unwrap();
+        // The rotated axis title ends near x = 29; the labels end 6 px left of the plot.
+        assert!(
+            left - 6.0 - TICK_CHAR_W * 13.0 >= 30.0,
+            "plot starts at {left}"
+        );
     }
 
     #[test]
