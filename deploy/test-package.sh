@@ -80,6 +80,15 @@ host=${host:-127.0.0.1}
 t0=$(date +%s.%N)
 chroot "$root" dpkg -i /tmp/pkg.deb
 chroot "$root" /usr/bin/rserpool-registrar --version
+for f in /etc/rserpool/registrar.toml /lib/systemd/system/rserpool-registrar.service \
+  /usr/bin/rserpool-loadgen /usr/share/doc/rserpool/copyright; do
+  [ -e "$root$f" ] || { echo "test-package: $f is not installed" >&2; exit 1; }
+done
+if command -v help2man >/dev/null; then
+  for b in rserpool-registrar rserpool-loadgen; do
+    [ -e "$root/usr/share/man/man1/$b.1.gz" ] || { echo "test-package: no man page for $b" >&2; exit 1; }
+  done
+fi
 chroot "$root" /usr/bin/rserpool-registrar --config /etc/rserpool/registrar.toml \
   >"$work/registrar.log" 2>&1 &
 pid=$!
