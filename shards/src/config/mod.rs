@@ -596,6 +596,14 @@ pub fn settings(
     };
     let tls = tls::settings(cli, &file.tls, &asap, &enrp_endpoints.listen, &peers)?;
     let conn_limits = conn_limits(cli, l)?;
+    // The file's own values are checked even where a flag overrides them: a mistake in
+    // the file would otherwise surface only once the flag is dropped.
+    if let Some(level) = &r.log_level {
+        check_log_level(level)?;
+    }
+    if let Some(format) = &r.log_format {
+        format.parse::<LogFormat>()?;
+    }
     let log_level = cli
         .log_level
         .clone()

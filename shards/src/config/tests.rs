@@ -248,5 +248,20 @@ fn log_format_and_level_from_file_and_flags() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("\"yaml\""), "{err}");
+    // A flag overriding the file does not hide the file's mistake.
+    let bad = file("[registrar]\nlog_level = \"inf\"\nlog_format = \"text\"\n").unwrap();
+    let cli = Cli {
+        log_level: Some("debug".into()),
+        ..Cli::default()
+    };
+    let err = settings(&cli, &bad, 1, 1).unwrap_err().to_string();
+    assert!(err.starts_with("unknown log level \"inf\""), "{err}");
+    let bad = file("[registrar]\nlog_format = \"yaml\"\n").unwrap();
+    let cli = Cli {
+        log_format: Some("json".into()),
+        ..Cli::default()
+    };
+    let err = settings(&cli, &bad, 1, 1).unwrap_err().to_string();
+    assert!(err.contains("\"yaml\""), "{err}");
     assert!(Cli::try_parse_from(["x", "--log-format", "yaml"]).is_err());
 }
