@@ -69,6 +69,27 @@ fn scrapes_complete_while_idle_and_slow_clients_hold_connections() {
     assert!(body.contains("rserpool_up 1"), "{body}");
     let (code, body) = get(addr, "/healthz");
     assert_eq!((code, body.as_str()), (200, "ok\n"));
+    // The idle ones are closed at the head timeout, and counted.
+    let end = Instant::now() + GUARD;
+    loop {
+        let (_, body) = get(addr, "/metrics");
+        let cut: u64 = body
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("rserpool_metrics_http_closed_total{reason=\"head_timeout\"} ")
+            })
+            .unwrap_or_else(|| panic!("no head_timeout series: {body}"))
+            .parse()
+            .unwrap();
+        if cut >= idle.len() as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "{cut} idle clients counted as cut off"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(idle);
     drop(server);
     dribble.join().unwrap();

@@ -23,7 +23,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -103,6 +103,7 @@ pub fn serve(addr: SocketAddr, source: MetricsSource) -> io::Result<Server> {
 }
 
 async fn accept(listener: std::net::TcpListener, source: MetricsSource, stop: Arc<AtomicBool>) {
+    let closed = Arc::new(Closed::default());
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -127,9 +128,11 @@ async fn accept(listener: std::net::TcpListener, source: MetricsSource, stop: Ar
         };
         let Some(slot) = Slot::take(&open) else {
             tracing::debug!("metrics: {MAX_CONNECTIONS} clients already, one closed");
+            Closed::count(&closed.max_connections);
             continue;
         };
         let source = source.clone();
+        let closed = closed.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let conn = hyper::server::conn::http1::Builder::new()
@@ -140,14 +143,66 @@ async fn accept(listener: std::net::TcpListener, source: MetricsSource, stop: Ar
                 .max_buf_size(MAX_REQUEST)
                 .serve_connection(
                     TokioIo::new(stream),
-                    hyper::service::service_fn(move |req| answer(req, source.clone())),
+                    hyper::service::service_fn({
+                        let closed = closed.clone();
+                        move |req| answer(req, source.clone(), closed.clone())
+                    }),
                 );
             match tokio::time::timeout(REQUEST_DEADLINE, conn).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(error = %e, "metrics client"),
-                Err(_) => tracing::debug!("metrics client cut off at the deadline"),
+                Ok(Err(e)) => {
+                    if e.is_timeout() {
+                        Closed::count(&closed.head_timeout);
+                    }
+                    tracing::debug!(error = %e, "metrics client");
+                }
+                Err(_) => {
+                    Closed::count(&closed.deadline);
+                    tracing::debug!("metrics client cut off at the deadline");
+                }
             }
         });
+    }
+}
+
+/// Connections of the metrics listener that it closed itself, by reason (shown as
+/// `rserpool_metrics_http_closed_total`).
+#[derive(Debug, Default)]
+struct Closed {
+    /// [`MAX_CONNECTIONS`] were open: closed right after accept.
+    max_connections: AtomicU64,
+    /// The request head did not arrive within [`HEAD_TIMEOUT`].
+    head_timeout: AtomicU64,
+    /// The request was not done within [`REQUEST_DEADLINE`].
+    deadline: AtomicU64,
+}
+
+impl Closed {
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Appends the family to a scrape.
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let name = "rserpool_metrics_http_closed_total";
+        let _ = write!(
+            out,
+            "# HELP {name} Connections to the metrics and health listener that it closed itself, by reason: max_connections ({MAX_CONNECTIONS} already open, closed at accept), head_timeout (no whole request head within {}s), deadline (the request not done within {}s).\n# TYPE {name} counter\n",
+            HEAD_TIMEOUT.as_secs(),
+            REQUEST_DEADLINE.as_secs()
+        );
+        for (reason, c) in [
+            ("max_connections", &self.max_connections),
+            ("head_timeout", &self.head_timeout),
+            ("deadline", &self.deadline),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{reason=\"{reason}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 
@@ -197,11 +252,15 @@ fn route(method: &Method, path: &str) -> Route {
 async fn answer(
     req: Request<Incoming>,
     source: MetricsSource,
+    closed: Arc<Closed>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let route = route(req.method(), req.uri().path());
     let (status, body) = match route {
         Route::Metrics => match collect(source, scrape).await {
-            Some(text) => (StatusCode::OK, text),
+            Some(mut text) => {
+                closed.render(&mut text);
+                (StatusCode::OK, text)
+            }
             None => (StatusCode::INTERNAL_SERVER_ERROR, FAILED.to_owned()),
         },
         Route::Healthz => (StatusCode::OK, "ok\n".to_owned()),
