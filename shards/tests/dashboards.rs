@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{GUARD, Kind, Lab};
+use common::{GUARD, Kind, Lab, promtool};
 
 const RULES: &str = "deploy/prometheus/rserpool-alerts.yml";
 const RULE_TESTS: &str = "deploy/prometheus/rserpool-alerts.test.yml";
@@ -234,12 +234,7 @@ fn every_rule_and_panel_names_an_exported_metric() {
     // code the scrape uses when TLS is configured.
     let (config, enrp) = enrp_registrar(0x10, Kind::Tcp, Vec::new());
     let lab = Lab::with(Kind::Tcp, config, enrp);
-    let server = lab
-        .handle
-        .as_ref()
-        .unwrap()
-        .serve_metrics("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let server = lab.serve_metrics();
     let mut text = scrape(server.addr());
     rserpool_shards::metrics::render::render_tls(&mut text, Default::default());
     let exported = sample_names(&text);
@@ -286,30 +281,4 @@ fn every_rule_and_panel_names_an_exported_metric() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-/// promtool from `PROMTOOL` or the PATH; `None` with a SKIP note if it does not run
-/// (in CI, where `.ci/test-all` installs it, a missing promtool fails).
-fn promtool() -> Option<PathBuf> {
-    let path =
-        std::env::var_os("PROMTOOL").map_or_else(|| PathBuf::from("promtool"), PathBuf::from);
-    let runs = Command::new(&path)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if runs {
-        return Some(path);
-    }
-    let why = format!(
-        "{} does not run (Debian package prometheus)",
-        path.display()
-    );
-    assert!(std::env::var_os("CI").is_none(), "CI needs promtool: {why}");
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIP: promtool checks of the rules: {why}"
-    );
-    None
 }

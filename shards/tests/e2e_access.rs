@@ -157,12 +157,7 @@ fn only_allowed_sources_register_and_resolve_and_denials_are_counted_per_rule() 
         ..registrar_config(0x0a0b_0c0d, NO_EXPIRY)
     };
     let lab = Lab::with(Kind::Tcp, config, EnrpEndpoints::default());
-    let server = lab
-        .handle
-        .as_ref()
-        .unwrap()
-        .serve_metrics("127.0.0.1:0".parse().unwrap())
-        .expect("the metrics endpoint starts");
+    let server = lab.serve_metrics();
     let metrics = server.addr();
     assert_eq!(denied(metrics, "strangers", "register"), 0.0);
     assert_eq!(denied(metrics, "no-resolve", "resolve"), 0.0);
@@ -238,12 +233,7 @@ fn unreachable_reports_from_a_denied_source_are_dropped_and_counted() {
         ..registrar_config(0x0a0b_0c0d, NO_EXPIRY)
     };
     let lab = Lab::with(Kind::Tcp, config, EnrpEndpoints::default());
-    let server = lab
-        .handle
-        .as_ref()
-        .unwrap()
-        .serve_metrics("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let server = lab.serve_metrics();
     let pe = lab.connect();
     assert_accepted(&pe.register(Kind::Tcp, "Pool", 1), 1);
     let report = AsapMessage::EndpointUnreachable {

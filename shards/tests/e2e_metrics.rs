@@ -6,10 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{GUARD, Kind, Lab};
+use common::{GUARD, Kind, Lab, promtool};
 use rserpool::wire::AsapMessage;
 
 /// Sends one raw HTTP request; returns the status line, the headers and the body.
@@ -72,12 +72,7 @@ fn total(m: &BTreeMap<String, f64>, name: &str, rest: &str) -> f64 {
 #[test]
 fn scrapes_count_what_was_done_per_shard_and_add_up() {
     let lab = Lab::start(Kind::Tcp);
-    let server = lab
-        .handle
-        .as_ref()
-        .unwrap()
-        .serve_metrics("127.0.0.1:0".parse().unwrap())
-        .expect("the metrics endpoint starts");
+    let server = lab.serve_metrics();
     let addr = server.addr();
     let before = scrape(addr);
     assert_eq!(get(&before, "rserpool_up"), 1.0);
@@ -165,12 +160,7 @@ fn scrapes_count_what_was_done_per_shard_and_add_up() {
 #[test]
 fn other_paths_and_methods_are_refused_and_head_has_no_body() {
     let lab = Lab::start(Kind::Tcp);
-    let server = lab
-        .handle
-        .as_ref()
-        .unwrap()
-        .serve_metrics("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let server = lab.serve_metrics();
     let addr = server.addr();
     let (status, _, _) = http(addr, "GET / HTTP/1.1\r\n\r\n");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
@@ -200,12 +190,7 @@ fn other_paths_and_methods_are_refused_and_head_has_no_body() {
 #[test]
 fn a_scrape_of_stopped_shards_reports_them_down() {
     let lab = Lab::start(Kind::Tcp);
-    let server = lab
-        .handle
-        .as_ref()
-        .unwrap()
-        .serve_metrics("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let server = lab.serve_metrics();
     lab.finish();
     let text = scrape_text(server.addr());
     assert!(text.contains("# shard 0 did not answer"), "{text}");
@@ -217,31 +202,6 @@ fn a_scrape_of_stopped_shards_reports_them_down() {
             .all(|l| l.starts_with("rserpool_shard_up") || !l.contains("shard=")),
         "{text}"
     );
-}
-
-/// Where promtool is: `PROMTOOL`, else `promtool` on the PATH. `None` (with a SKIP line)
-/// if it is missing outside CI; in CI (`CI` set) a missing promtool fails the test.
-/// `.ci/test-all` installs it (Debian package `prometheus`).
-fn promtool() -> Option<PathBuf> {
-    let path =
-        std::env::var_os("PROMTOOL").map_or_else(|| PathBuf::from("promtool"), PathBuf::from);
-    let runs = Command::new(&path)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if runs {
-        return Some(path);
-    }
-    let why = format!(
-        "{} does not run (install the Debian package prometheus, or set PROMTOOL=/path)",
-        path.display()
-    );
-    assert!(std::env::var_os("CI").is_none(), "CI needs promtool: {why}");
-    // Written to stderr directly: libtest would swallow `println!`.
-    let _ = writeln!(std::io::stderr(), "SKIP: {why}");
-    None
 }
 
 /// Runs `promtool check metrics` on a scrape; it must print nothing and succeed.
@@ -273,12 +233,7 @@ fn promtool_accepts(promtool: &Path, text: &str) {
 fn scrape_passes_promtool_check_metrics() {
     let Some(promtool) = promtool() else { return };
     let lab = Lab::start(Kind::Tcp);
-    let server = lab
-        .handle
-        .as_ref()
-        .unwrap()
-        .serve_metrics("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let server = lab.serve_metrics();
     // Some of everything: registrations, answers, an error, a removal.
     let mut pes = common::register_all(&lab, "p", 1..=3);
     let pu = lab.connect();

@@ -44,12 +44,7 @@ fn raw(addr: SocketAddr, request: &str) -> String {
 #[test]
 fn scrapes_complete_while_idle_and_slow_clients_hold_connections() {
     let lab = Lab::start(Kind::Tcp);
-    let server = lab
-        .handle
-        .as_ref()
-        .unwrap()
-        .serve_metrics("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let server = lab.serve_metrics();
     let addr = server.addr();
     // Twenty clients that connect and send nothing.
     let idle: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect();
@@ -99,12 +94,7 @@ fn scrapes_complete_while_idle_and_slow_clients_hold_connections() {
 #[test]
 fn healthz_answers_and_readyz_follows_the_shards() {
     let lab = Lab::start(Kind::Tcp);
-    let server = lab
-        .handle
-        .as_ref()
-        .unwrap()
-        .serve_metrics("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let server = lab.serve_metrics();
     let addr = server.addr();
     assert_eq!(get(addr, "/healthz"), (200, "ok\n".to_owned()));
     assert_eq!(get(addr, "/readyz"), (200, "ready\n".to_owned()));

@@ -121,12 +121,7 @@ fn resolutions_over_the_rate_limit_get_0x000a_per_association() {
         ..registrar_config(0x0a0b_0c0d, common::NO_EXPIRY)
     };
     let lab = Lab::with(Kind::Tcp, config, EnrpEndpoints::default());
-    let server = lab
-        .handle
-        .as_ref()
-        .unwrap()
-        .serve_metrics("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let server = lab.serve_metrics();
     let _pes = register_all(&lab, "pool", 1..=2);
     let flood = lab.connect();
     let ask = AsapMessage::HandleResolution {

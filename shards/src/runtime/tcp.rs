@@ -665,14 +665,8 @@ impl Tcp {
         let (at, need) = match taken {
             Ok(t) => t,
             Err(len) => {
-                tracing::debug!(
-                    conn = id.0,
-                    len,
-                    "Message Length below 4 breaks TCP framing"
-                );
                 conn.rx = Some(rx);
-                self.limits.broken_framing(false);
-                self.close(ctx, id, "broken framing");
+                self.broken_framing(ctx, id, len);
                 return;
             }
         };
@@ -733,13 +727,7 @@ impl Tcp {
             return;
         }
         if let Err(len) = outcome {
-            tracing::debug!(
-                conn = id.0,
-                len,
-                "Message Length below 4 breaks TCP framing"
-            );
-            self.limits.broken_framing(false);
-            self.close(ctx, id, "broken framing");
+            self.broken_framing(ctx, id, len);
             return;
         }
         let stop = if conn.parked && !was_parked {
@@ -926,14 +914,20 @@ impl Tcp {
             self.arm_recv(ctx, id, 0);
         }
         for (id, len) in broken {
-            tracing::debug!(
-                conn = id.0,
-                len,
-                "Message Length below 4 breaks TCP framing"
-            );
-            self.limits.broken_framing(false);
-            self.close(ctx, id, "broken framing");
+            self.broken_framing(ctx, id, len);
         }
+    }
+
+    /// Closes `id`, whose framing broke (a Message Length of `len`, below 4), and
+    /// counts it.
+    fn broken_framing(&mut self, ctx: &mut Ctx, id: ConnId, len: u16) {
+        tracing::debug!(
+            conn = id.0,
+            len,
+            "Message Length below 4 breaks TCP framing"
+        );
+        self.limits.broken_framing(false);
+        self.close(ctx, id, "broken framing");
     }
 
     /// Unsent bytes beyond which a connection's input is held back.

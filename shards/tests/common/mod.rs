@@ -212,6 +212,15 @@ impl Lab {
         Peer::new(reader, writer, self.progress.clone())
     }
 
+    /// Serves the registrar's metrics and health endpoints on a free loopback port.
+    pub fn serve_metrics(&self) -> rserpool_shards::metrics::Server {
+        self.handle
+            .as_ref()
+            .unwrap()
+            .serve_metrics("127.0.0.1:0".parse().unwrap())
+            .expect("the metrics endpoint starts")
+    }
+
     /// Stops the registrar and checks it stopped cleanly.
     pub fn finish(mut self) {
         self.handle
@@ -547,4 +556,31 @@ pub fn wait_until(lab: &Lab, what: &str, mut check: impl FnMut() -> bool) {
         assert!(Instant::now() < end, "gave up waiting: {what}");
         seen = lab.progress.wait_beyond(seen);
     }
+}
+
+/// Where promtool is: `PROMTOOL`, else `promtool` on the PATH. `None` (with a SKIP line)
+/// if it is missing outside CI; in CI (`CI` set) a missing promtool fails the test.
+/// `.ci/test-all` installs it (Debian package `prometheus`).
+pub fn promtool() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    let path =
+        std::env::var_os("PROMTOOL").map_or_else(|| PathBuf::from("promtool"), PathBuf::from);
+    let runs = Command::new(&path)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if runs {
+        return Some(path);
+    }
+    let why = format!(
+        "{} does not run (install the Debian package prometheus, or set PROMTOOL=/path)",
+        path.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "CI needs promtool: {why}");
+    // Written to stderr directly: libtest would swallow `println!`.
+    let _ = writeln!(io::stderr(), "SKIP: {why}");
+    None
 }
