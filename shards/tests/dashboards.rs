@@ -20,20 +20,19 @@ const DASHBOARD: &str = "deploy/grafana/rserpool-registrar.json";
 /// Series Prometheus makes itself for every target, not the registrar.
 const SYNTHETIC: [&str; 1] = ["up"];
 
-/// PromQL words that are not metric names when not followed by `(`.
-const KEYWORDS: [&str; 11] = [
+/// PromQL words that take a label list: `by (…)` and the like.
+const GROUPING: [&str; 6] = [
     "by",
     "without",
     "on",
     "ignoring",
     "group_left",
     "group_right",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "offset",
 ];
+
+/// PromQL words that are not metric names when not followed by `(`: the grouping
+/// words and these.
+const KEYWORDS: [&str; 5] = ["bool", "and", "or", "unless", "offset"];
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -98,18 +97,13 @@ fn metric_names(expr: &str) -> Vec<String> {
                     rest.strip_prefix(k)
                         .is_some_and(|r| r.starts_with([' ', '(']))
                 });
-            let grouping = [
-                "by",
-                "without",
-                "on",
-                "ignoring",
-                "group_left",
-                "group_right",
-            ];
-            if call && grouping.contains(&word.as_str()) {
+            if call && GROUPING.contains(&word.as_str()) {
                 i = j;
                 skip(&mut i, '(', ')');
-            } else if !call && !KEYWORDS.contains(&word.as_str()) {
+            } else if !call
+                && !GROUPING.contains(&word.as_str())
+                && !KEYWORDS.contains(&word.as_str())
+            {
                 names.push(word);
             }
         } else {
