@@ -339,12 +339,7 @@ impl Tcp {
                     }
                 }
                 Err(len) => {
-                    tracing::debug!(
-                        conn = id.0,
-                        len,
-                        "Message Length below 4 breaks TCP framing"
-                    );
-                    self.close(ctx, id, "broken framing");
+                    self.broken_framing(ctx, id, len);
                     return false;
                 }
             }
