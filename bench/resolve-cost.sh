@@ -8,8 +8,10 @@
 # The registrar runs under valgrind's callgrind twice, once for A and once for B
 # resolutions (default 1000 and 6000); the figure is the difference of the two
 # instruction totals divided by B - A, so start-up and registration cancel out
-# (instrumentation is off before the registrar is stopped: no shutdown in either). Callgrind counts user space only (all threads; the kernel's side of each
-# syscall is not in it). Keep-alives are set to 10 minutes so that none falls inside
+# (instrumentation is on only while the client resolves: neither the registrations,
+# whose cost depends on how the PEs' messages happen to arrive, nor the shutdown is in
+# either total). Callgrind counts user space only (all threads; the kernel's side of
+# each syscall is not in it). Keep-alives are set to 10 minutes so that none falls inside
 # the measurement. Instruction counts are repeatable on a shared machine, unlike
 # timings. --keep DIR keeps the callgrind files (callgrind_annotate DIR/cg.B) to see
 # where the instructions go.
@@ -43,7 +45,7 @@ measure() { # resolutions -> instruction total of one registrar run
   shift
   p=$(port)
   f="$out/cg.$n"
-  valgrind --tool=callgrind --callgrind-out-file="$f" \
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$f" \
     target/release/rserpool-registrar --shards 1 --no-pin --allow-loopback \
       --asap "tcp://127.0.0.1:$p" --keep-alive-interval 600000 --keep-alive-timeout 600000 \
       --log-level error "$@" >"$out/registrar.$n.log" 2>&1 &
@@ -53,9 +55,15 @@ measure() { # resolutions -> instruction total of one registrar run
     kill -0 "$pid" 2>/dev/null || { cat "$out/registrar.$n.log" >&2; exit 1; }
     sleep 0.1
   done
-  rm -f "$out/done.$n"
+  rm -f "$out/done.$n" "$out/done.$n.ready" "$out/done.$n.go"
   target/release/resolvecost "127.0.0.1:$p" "$pes" "$n" "$items" "$out/done.$n" &
   client=$!
+  while [ ! -e "$out/done.$n.ready" ]; do
+    kill -0 "$client" 2>/dev/null || { echo "resolve-cost: the client failed" >&2; kill "$pid"; exit 1; }
+    sleep 0.1
+  done
+  callgrind_control --instr=on "$pid" >/dev/null
+  touch "$out/done.$n.go"
   while [ ! -e "$out/done.$n" ]; do
     kill -0 "$client" 2>/dev/null || { echo "resolve-cost: the client failed" >&2; kill "$pid"; exit 1; }
     sleep 0.1

@@ -29,6 +29,49 @@ fn answer_room(handle: &[u8], cap: usize) -> usize {
         .min(cap)
 }
 
+/// Appends a positive HANDLE_RESOLUTION_RESPONSE for up to `n` PEs of `handle`'s pool
+/// (selected by its policy, which advances) in at most `room` bytes of PE parameters;
+/// returns how many PEs it holds. With none (no pool, none selectable, or the room too
+/// small for one), `out` is left as it was.
+fn encode_resolution(
+    replica: &mut crate::handlespace::Handlespace,
+    handle: &[u8],
+    n: usize,
+    room: usize,
+    out: &mut Vec<u8>,
+) -> usize {
+    let start = out.len();
+    let mut written = 0;
+    let Some(r) = replica.resolve(handle, n) else {
+        return 0;
+    };
+    let policy = r.overall_policy();
+    let encoded = wire::try_message(out, AsapType::HANDLE_RESOLUTION_RESPONSE.0, 0, |w| {
+        wire::encode_handle_bytes(handle, w);
+        // RSPLIB clients need the overall policy even for round robin.
+        if let Some(p) = policy {
+            p.encode(w);
+        }
+        // The message length is 16 bits, and answers are capped at
+        // `resolution_answer_bytes`: stop before the PEs would pass either
+        // (`answer_room` counts the header, handle and policy).
+        let mut room = room;
+        for e in r.elements() {
+            let Some(left) = room.checked_sub(e.encoded().len()) else {
+                break;
+            };
+            room = left;
+            written += 1;
+            w.put_bytes(e.encoded());
+        }
+    });
+    debug_assert!(encoded.is_ok(), "answer_room keeps the answer in bounds");
+    if written == 0 {
+        out.truncate(start);
+    }
+    written
+}
+
 impl Registrar {
     pub(super) fn on_asap(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         if !self.sessions.is_up(conn) {
@@ -38,7 +81,7 @@ impl Registrar {
         // build a message with an owned handle first).
         if let Some((handle, items)) = wire::plain_resolution(bytes) {
             self.out.metrics.on_received(AsapType::HANDLE_RESOLUTION);
-            return self.on_resolution(now, conn, handle, items);
+            return self.on_resolution(now, conn, handle, items, None);
         }
         let decoded = match AsapMessage::decode(bytes) {
             Ok(d) => d,
@@ -70,7 +113,7 @@ impl Registrar {
                 self.on_deregistration(conn, handle, id)
             }
             AsapMessage::HandleResolution { handle, items, .. } => {
-                self.on_resolution(now, conn, handle.as_bytes(), items)
+                self.on_resolution(now, conn, handle.as_bytes(), items, None)
             }
             AsapMessage::EndpointKeepAliveAck { handle, id } => {
                 let next = now + self.config.keep_alive_interval;
@@ -294,7 +337,17 @@ impl Registrar {
     }
 
     /// RFC 5352 §3.3: answered from this shard's replica, never waiting for another.
-    fn on_resolution(&mut self, now: Instant, conn: ConnId, handle: &[u8], items: Option<u32>) {
+    /// A positive answer goes into `direct` if given (the runtime's send buffer of
+    /// `conn`, see [`Registrar::handle_asap_into`]), else into the transmit queue;
+    /// negative answers always go to the queue.
+    pub(super) fn on_resolution(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        handle: &[u8],
+        items: Option<u32>,
+        direct: Option<&mut Vec<u8>>,
+    ) {
         if self.refuse_resolution(now, conn, handle) {
             return;
         }
@@ -316,44 +369,26 @@ impl Registrar {
         }
         .min(self.config.resolution_items_limit) as usize;
         let room = answer_room(handle, self.config.resolution_answer_bytes);
-        let mut payload = self.out.buffer();
-        let mut written = 0;
-        if let Some(r) = self.replica.resolve(handle, n) {
-            let policy = r.overall_policy();
-            let encoded = wire::try_message(
-                &mut payload,
-                AsapType::HANDLE_RESOLUTION_RESPONSE.0,
-                0,
-                |w| {
-                    wire::encode_handle_bytes(handle, w);
-                    // RSPLIB clients need the overall policy even for round robin.
-                    if let Some(p) = policy {
-                        p.encode(w);
-                    }
-                    // The message length is 16 bits, and answers are capped at
-                    // `resolution_answer_bytes`: stop before the PEs would pass either
-                    // (`answer_room` counts the header, handle and policy).
-                    let mut room = room;
-                    for e in r.elements() {
-                        let Some(left) = room.checked_sub(e.encoded().len()) else {
-                            break;
-                        };
-                        room = left;
-                        written += 1;
-                        w.put_bytes(e.encoded());
-                    }
-                },
-            );
-            debug_assert!(encoded.is_ok(), "answer_room keeps the answer in bounds");
+        match direct {
+            Some(tx) => {
+                let start = tx.len();
+                if encode_resolution(&mut self.replica, handle, n, room, tx) > 0 {
+                    self.out.metrics.on_sent(&tx[start..]);
+                    self.unclocked.add(now);
+                    return;
+                }
+            }
+            None => {
+                let mut payload = self.out.buffer();
+                if encode_resolution(&mut self.replica, handle, n, room, &mut payload) > 0 {
+                    return self.out.push_asap(conn, payload, served);
+                }
+                self.out.recycle(payload);
+            }
         }
-        if written > 0 {
-            self.out.push_asap(conn, payload, served);
-        } else {
-            // No pool, or no PE of it selectable (all of weight 0): a negative answer.
-            // (A cap so low that not even one PE fits answers the same.)
-            self.out.recycle(payload);
-            self.negative_resolution(conn, handle, CauseCode::UNKNOWN_POOL_HANDLE, served);
-        }
+        // No pool, or no PE of it selectable (all of weight 0): a negative answer. (A
+        // cap so low that not even one PE fits answers the same.)
+        self.negative_resolution(conn, handle, CauseCode::UNKNOWN_POOL_HANDLE, served);
     }
 
     /// A negative HANDLE_RESOLUTION_RESPONSE: the handle echoed, one cause, no PE.

@@ -125,13 +125,18 @@ impl Histogram {
     }
 
     pub fn record(&mut self, d: Duration) {
+        self.record_n(d, 1);
+    }
+
+    /// `n` observations of `d`.
+    pub fn record_n(&mut self, d: Duration, n: u64) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         // At most `nanos.len()`, which is at most BUCKETS: always a slot.
         let i = self.nanos.partition_point(|b| *b < ns);
         if let Some(c) = self.counts.get_mut(i) {
-            *c += 1;
+            *c += n;
         }
-        self.sum_ns = self.sum_ns.saturating_add(ns);
+        self.sum_ns = self.sum_ns.saturating_add(ns.saturating_mul(n));
     }
 
     /// Adds `other`'s observations (another shard's, with the same bounds).

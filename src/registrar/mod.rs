@@ -51,7 +51,7 @@ pub use shard::{ConnId, Origin, RemovalReason, Router, ShardId, ShardMsg};
 
 use crate::handlespace::{self, Handlespace};
 use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
-use crate::wire::{CauseCode, DecodeError, LifeUnit};
+use crate::wire::{self, AsapType, CauseCode, DecodeError, LifeUnit};
 use announce::Announcer;
 use out::Outputs;
 use sessions::Sessions;
@@ -434,6 +434,28 @@ pub struct Registrar {
     rates: rate::RateLimiter,
     /// Access control's refused ENRP connections and log limiter.
     gate: access::Gate,
+    /// Answers written into the runtime's send buffers, not yet timed.
+    unclocked: Unclocked,
+    /// [`Registrar::poll_timeout`]'s last answer, while no input since could have
+    /// changed it.
+    next_timer: Option<Option<Instant>>,
+}
+
+/// Resolutions answered straight into a send buffer ([`Registrar::handle_asap_into`])
+/// whose service time is recorded when the runtime hands them to the socket
+/// ([`Registrar::handle_written`]).
+#[derive(Debug, Default)]
+struct Unclocked {
+    /// When their requests were read (the `now` of the input).
+    received: Option<Instant>,
+    count: u64,
+}
+
+impl Unclocked {
+    fn add(&mut self, received: Instant) {
+        self.received.get_or_insert(received);
+        self.count += 1;
+    }
 }
 
 impl Registrar {
@@ -471,6 +493,8 @@ impl Registrar {
             out,
             rates: rate::RateLimiter::default(),
             gate: access::Gate::default(),
+            unclocked: Unclocked::default(),
+            next_timer: None,
         }
     }
 
@@ -536,6 +560,7 @@ impl Registrar {
     }
 
     pub fn handle_conn_up(&mut self, now: Instant, conn: ConnId, info: ConnInfo) {
+        self.next_timer = None;
         if info.protocol == Protocol::Enrp && self.refuse_enrp_conn(now, conn, &info) {
             return self.drain_local(now);
         }
@@ -555,6 +580,7 @@ impl Registrar {
     /// The connection closed or the association is lost: every PE registered through it
     /// is removed (RFC 5352 §3.5; RSPLIB does the same).
     pub fn handle_conn_down(&mut self, now: Instant, conn: ConnId) {
+        self.next_timer = None;
         self.gate.forget(conn);
         match &mut self.enrp {
             Some(enrp) if enrp.owns(conn) => enrp.on_conn_down(now, conn),
@@ -569,13 +595,55 @@ impl Registrar {
 
     /// One ASAP message received on `conn`.
     pub fn handle_asap(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        self.next_timer = None;
         self.on_asap(now, conn, bytes);
         self.drain_local(now);
+    }
+
+    /// [`Registrar::handle_asap`] for a runtime that lends `conn`'s send buffer: a
+    /// positive answer to a plain HANDLE_RESOLUTION (the request that matters most) is
+    /// appended to `tx`, framed and ready to send, instead of being queued for
+    /// [`Registrar::poll_transmit`]; everything else is queued as usual. Only while
+    /// nothing is queued, so that `conn`'s answers keep their order. Its service time
+    /// is recorded by [`Registrar::handle_written`], which the runtime calls once it
+    /// has handed `tx` to the socket.
+    pub fn handle_asap_into(&mut self, now: Instant, conn: ConnId, bytes: &[u8], tx: &mut Vec<u8>) {
+        if self.out.transmits.is_empty()
+            && let Some((handle, items)) = wire::plain_resolution(bytes)
+        {
+            if !self.sessions.is_up(conn) {
+                return;
+            }
+            self.out.metrics.on_received(AsapType::HANDLE_RESOLUTION);
+            self.on_resolution(now, conn, handle, items, Some(tx));
+            // A resolution changes no timer and sends nothing to other shards or to ENRP
+            // (a refused or negative one queues its answer and event as usual): nothing
+            // to drain.
+            return;
+        }
+        self.handle_asap(now, conn, bytes);
+    }
+
+    /// Whether answers written by [`Registrar::handle_asap_into`] wait for
+    /// [`Registrar::handle_written`].
+    pub fn has_unclocked(&self) -> bool {
+        self.unclocked.count > 0
+    }
+
+    /// The answers [`Registrar::handle_asap_into`] wrote since the last call were handed
+    /// to their sockets at `now`: records their service times.
+    pub fn handle_written(&mut self, now: Instant) {
+        let Unclocked { received, count } = std::mem::take(&mut self.unclocked);
+        if let Some(received) = received {
+            let took = now.saturating_duration_since(received);
+            self.out.metrics.handle_resolution.record_n(took, count);
+        }
     }
 
     /// One ENRP message received on `conn` (a connection whose [`ConnInfo::protocol`] is
     /// [`Protocol::Enrp`]).
     pub fn handle_enrp(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        self.next_timer = None;
         if let Some(enrp) = &mut self.enrp
             && !self.gate.refused(conn)
         {
@@ -592,6 +660,7 @@ impl Registrar {
         from: std::net::SocketAddr,
         bytes: &[u8],
     ) {
+        self.next_timer = None;
         if self.enrp.is_some() && self.refuse_presence(now, from.ip()) {
             return;
         }
@@ -603,6 +672,7 @@ impl Registrar {
 
     /// A message from another shard.
     pub fn handle_shard(&mut self, now: Instant, msg: ShardMsg) {
+        self.next_timer = None;
         self.on_shard(now, msg);
         self.drain_local(now);
     }
@@ -611,6 +681,7 @@ impl Registrar {
     /// announces; and the next slice of a lost connection's PEs to remove. The runtime calls it once when the shard starts, then whenever
     /// [`Registrar::poll_timeout`] is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.next_timer = None;
         self.on_drain(now);
         self.on_keep_alive_timers(now);
         self.writer.expire(&mut self.replica, &mut self.out, now);
@@ -645,9 +716,19 @@ impl Registrar {
         self.out.events.pop_front()
     }
 
-    /// When [`Registrar::handle_timeout`] wants to run next.
+    /// When [`Registrar::handle_timeout`] wants to run next. Computed again only after
+    /// an input that may have changed it (a resolution changes none).
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        if let Some(t) = self.next_timer {
+            return t;
+        }
+        let t = self.next_timeout();
+        self.next_timer = Some(t);
+        t
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
         fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
             match (a, b) {
                 (Some(a), Some(b)) => Some(a.min(b)),

@@ -37,6 +37,7 @@ impl Registrar {
     /// association's bucket afresh. A lowered per-association cap refuses the next
     /// registration over it and removes nothing.
     pub fn reload(&mut self, r: &Reloadable) {
+        self.next_timer = None;
         let c = &mut self.config;
         if c.resolution_rate != r.resolution_rate || c.unreachable_rate != r.unreachable_rate {
             self.rates = super::rate::RateLimiter::default();

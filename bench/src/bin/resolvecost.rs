@@ -6,10 +6,12 @@
 //! resolvecost ADDR:PORT PES RESOLUTIONS [ITEMS [DONE-FILE]]
 //! ```
 //!
-//! With DONE-FILE, it creates that file once the resolutions are done and then holds
-//! its connections open until killed, so that the registrar is stopped before it sees
-//! them close (the teardown would otherwise fall inside one run's total but not the
-//! other's).
+//! With DONE-FILE, it creates `DONE-FILE.ready` once the PEs are registered and its
+//! connection is open, waits for `DONE-FILE.go` (the script switches callgrind's
+//! instrumentation on in between, so that registration, whose cost depends on timing,
+//! is in no total), resolves, creates DONE-FILE, and then holds its connections open
+//! until killed, so that the registrar is stopped before it sees them close (the
+//! teardown would otherwise fall inside one run's total but not the other's).
 //!
 //! Prints nothing on success; any failure (a rejected registration, an answer with
 //! fewer PEs than asked for) is an error, so a broken registrar cannot pass for a
@@ -70,6 +72,13 @@ fn main() -> anyhow::Result<()> {
 
     let mut conn = Conn::connect(target).context("connecting the pool user")?;
     conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+    if let Some(path) = done {
+        std::fs::write(format!("{path}.ready"), b"ready\n").context("writing DONE-FILE.ready")?;
+        let go = format!("{path}.go");
+        while !std::path::Path::new(&go).exists() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     for i in 0..n {
         match conn.resolve(&pool, Some(items))? {
             Resolved::Elements { elements, .. } if elements.len() == items as usize => {}

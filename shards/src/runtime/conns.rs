@@ -25,6 +25,7 @@ impl<T> Default for ConnTable<T> {
 }
 
 impl<T> ConnTable<T> {
+    #[inline]
     pub(super) fn get(&self, id: &ConnId) -> Option<&T> {
         if id.is_outbound() {
             return self.outbound.get(id);
@@ -35,6 +36,7 @@ impl<T> ConnTable<T> {
         }
     }
 
+    #[inline]
     pub(super) fn get_mut(&mut self, id: &ConnId) -> Option<&mut T> {
         if id.is_outbound() {
             return self.outbound.get_mut(id);

@@ -338,6 +338,11 @@ impl Shard {
         self.tcp.resume(&mut self.ctx, busy);
         self.drain_outputs();
         self.flush();
+        if self.ctx.registrar.has_unclocked() {
+            // Service time of the answers written straight into send buffers ends
+            // now, with their sends started.
+            self.ctx.registrar.handle_written(Instant::now());
+        }
         self.release_closed();
         // Every 64th turn (and before the shard sleeps, see `wait`): metrics can wait
         // a few turns, and looking costs a few atomic loads.

@@ -710,7 +710,7 @@ impl Tcp {
                 let outcome = if conn.state == State::Open {
                     Self::deliver(ctx, id, conn, b, n as usize, turn)
                 } else {
-                    Ok(())
+                    Ok(0)
                 };
                 ctx.ring.recycle(b);
                 outcome
@@ -719,17 +719,37 @@ impl Tcp {
                 if let Some(b) = b {
                     ctx.ring.recycle(b);
                 }
-                Ok(())
+                Ok(0)
             }
         };
         if conn.state == State::Closed {
             self.release_if_idle(id);
             return;
         }
-        if let Err(len) = outcome {
-            self.broken_framing(ctx, id, len);
-            return;
-        }
+        let answered = match outcome {
+            Ok(answered) => answered,
+            Err(len) => {
+                self.broken_framing(ctx, id, len);
+                return;
+            }
+        };
+        let conn = if answered > 0 {
+            // Answers the registrar wrote straight into `tx_pending`.
+            self.unsent += answered;
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(id);
+            }
+            if self.over_limits(ctx, id) {
+                return;
+            }
+            let Some(conn) = self.conns.get_mut(&id) else {
+                return;
+            };
+            conn
+        } else {
+            conn
+        };
         let stop = if conn.parked && !was_parked {
             // Its receive stops until the parked messages are handled ([`Tcp::unpark`]).
             self.parked.push(id);
@@ -775,8 +795,10 @@ impl Tcp {
     /// Hands every whole message of `len` bytes in provided buffer `b` (after what
     /// `conn` kept of an earlier chunk) to the registrar, up to its budget in `turn`,
     /// and keeps the rest (a cut message, or the messages beyond the budget: the
-    /// connection is then parked). An `Err` carries the Message Length that breaks
-    /// the framing.
+    /// connection is then parked). The registrar writes its answers to resolutions
+    /// straight into the connection's pending send buffer
+    /// ([`rserpool::registrar::Registrar::handle_asap_into`]); returns how many bytes
+    /// it wrote there. An `Err` carries the Message Length that breaks the framing.
     fn deliver(
         ctx: &mut Ctx,
         id: ConnId,
@@ -784,7 +806,7 @@ impl Tcp {
         b: u16,
         len: usize,
         turn: u32,
-    ) -> Result<(), u16> {
+    ) -> Result<usize, u16> {
         let mut budget = conn.budget(turn);
         let Ctx {
             ring,
@@ -798,7 +820,7 @@ impl Tcp {
             // Its budget ran out this turn, or its input is held back (this chunk came
             // before its receive stopped): the chunk waits with what is parked.
             rx.extend_from_slice(chunk);
-            return Ok(());
+            return Ok(0);
         }
         let kept = !rx.is_empty();
         if kept {
@@ -806,8 +828,10 @@ impl Tcp {
         }
         let data: &[u8] = if kept { rx } else { chunk };
         let protocol = conn.protocol;
+        let tx = &mut conn.tx_pending;
+        let before = tx.len();
         let (rest, need) = frames_within(data, &mut budget, |message| match protocol {
-            Protocol::Asap => registrar.handle_asap(*now, id, message),
+            Protocol::Asap => registrar.handle_asap_into(*now, id, message, tx),
             Protocol::Enrp => {
                 #[cfg(test)]
                 ctx.told
@@ -836,7 +860,7 @@ impl Tcp {
             let partial = !rx.is_empty();
             Self::track_partial(conn, partial, *now);
         }
-        Ok(())
+        Ok(conn.tx_pending.len() - before)
     }
 
     /// Hands up to `*budget` of the messages parked in `conn`'s receive buffer to the
@@ -992,24 +1016,40 @@ impl Tcp {
             None => p.extend_from_slice(payload),
             Some(session) => session.send(payload, p),
         });
-        if conn.tx_pending.len() + conn.tx_inflight > self.limits.max_unsent_per_connection() {
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(id);
+        }
+        self.over_limits(ctx, id);
+        true
+    }
+
+    /// After bytes were queued on `id`: closes it if it is a slow consumer, and the
+    /// largest backlogs if the shard's unsent bytes passed their cap. Returns whether
+    /// `id` was closed.
+    fn over_limits(&mut self, ctx: &mut Ctx, id: ConnId) -> bool {
+        let Some(conn) = self.conns.get(&id) else {
+            return true;
+        };
+        let unsent = conn.tx_pending.len() + conn.tx_inflight;
+        if unsent > self.limits.max_unsent_per_connection() {
             tracing::info!(
                 conn = id.0,
-                unsent = conn.tx_pending.len() + conn.tx_inflight,
+                unsent,
                 "closing a slow consumer (limits.max_unsent_per_connection)"
             );
             self.limits.closed(Closure::SlowConsumer);
             self.close(ctx, id, "slow consumer");
             return true;
         }
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(id);
-        }
         if self.unsent > self.limits.max_unsent_per_shard() {
             self.shed(ctx);
+            return self
+                .conns
+                .get(&id)
+                .is_none_or(|c| c.state != State::Open);
         }
-        true
+        false
     }
 
     /// The shard's connections together have more unsent than

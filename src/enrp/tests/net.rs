@@ -612,9 +612,9 @@ impl Scope {
         loop {
             let node_next = self
                 .nodes
-                .iter()
+                .iter_mut()
                 .filter(|n| n.alive)
-                .flat_map(|n| n.shards.iter().filter_map(Registrar::poll_timeout))
+                .flat_map(|n| n.shards.iter_mut().filter_map(Registrar::poll_timeout))
                 .min();
             let pe_next = self
                 .pes

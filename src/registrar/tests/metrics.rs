@@ -137,6 +137,44 @@ fn service_time_runs_from_the_input_to_the_answer_being_queued() {
     assert_eq!(le(Duration::from_micros(5_000)), 1);
 }
 
+#[test]
+fn an_answer_written_into_the_send_buffer_is_timed_when_handed_to_the_socket() {
+    let mut net = Net::new(1, config());
+    let pe = net.connect(0, 1, addr(1));
+    assert!(accepted(&register(
+        &mut net,
+        pe,
+        "p",
+        1,
+        PolicyParam::round_robin()
+    )));
+    let t0 = net.now;
+    let mut req = Vec::new();
+    AsapMessage::HandleResolution {
+        subscribe: false,
+        handle: "p".into(),
+        items: None,
+    }
+    .encode(&mut req);
+    let shard = &mut net.shards[0];
+    let before = shard.metrics().handle_resolution.count();
+    let mut tx = vec![0xaa; 3];
+    shard.handle_asap_into(t0, pe.conn, &req, &mut tx);
+    shard.handle_asap_into(t0, pe.conn, &req, &mut tx);
+    assert!(shard.poll_transmit().is_none(), "answered in the buffer");
+    assert_eq!(&tx[..3], [0xaa; 3], "appended after what was there");
+    assert!(shard.has_unclocked());
+    assert_eq!(shard.metrics().handle_resolution.count(), before);
+    shard.handle_written(t0 + Duration::from_micros(3_000));
+    assert!(!shard.has_unclocked());
+    let h = &shard.metrics().handle_resolution;
+    assert_eq!(h.count(), before + 2);
+    let le = |bound: Duration| h.cumulative().find(|b| b.0 == Some(bound)).unwrap().1;
+    assert_eq!(le(Duration::from_micros(5_000)) - le(Duration::from_micros(2_000)), 2);
+    let sent = shard.metrics().sent(AsapType::HANDLE_RESOLUTION_RESPONSE);
+    assert_eq!(sent, 2, "counted as sent");
+}
+
 /// A registration on shard A for a pool owned by shard B is answered after B's reply:
 /// its service time covers the round trip.
 #[test]

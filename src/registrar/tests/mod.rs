@@ -77,8 +77,28 @@ impl Net {
         self.send_raw(c, &bytes);
     }
 
+    /// Delivers `bytes` as the runtime does, lending the connection's send buffer
+    /// ([`Registrar::handle_asap_into`]): what the registrar writes into it reaches
+    /// the client first (the runtime appends queued transmits after it).
     fn send_raw(&mut self, c: Client, bytes: &[u8]) {
-        self.shards[c.shard].handle_asap(self.now, c.conn, bytes);
+        let mut tx = Vec::new();
+        let shard = &mut self.shards[c.shard];
+        shard.handle_asap_into(self.now, c.conn, bytes, &mut tx);
+        if shard.has_unclocked() {
+            shard.handle_written(self.now);
+        }
+        let mut at = 0;
+        while at < tx.len() {
+            let crate::wire::framing::Frame::Whole(n) = crate::wire::framing::next(&tx[at..])
+            else {
+                panic!("the registrar wrote a cut or broken message: {tx:?}");
+            };
+            let m = AsapMessage::decode(&tx[at..at + n])
+                .expect("the registrar writes valid ASAP")
+                .message;
+            self.inbox.entry(c.conn).or_default().push(m);
+            at += n;
+        }
         self.pump();
     }
 
@@ -125,7 +145,7 @@ impl Net {
     fn advance(&mut self, d: Duration) {
         let end = self.now + d;
         loop {
-            let next = self.shards.iter().filter_map(Registrar::poll_timeout).min();
+            let next = self.shards.iter_mut().filter_map(Registrar::poll_timeout).min();
             match next {
                 Some(t) if t <= end => {
                     self.now = self.now.max(t);
@@ -881,4 +901,87 @@ fn client_pool_elements_live_through_keep_alives_and_reregistrations() {
     let events = run(&mut net, &mut pes);
     assert!(events.contains(&PeEvent::Deregistered));
     assert_eq!(net.shards[0].handlespace().pool(b"pool").unwrap().len(), 18);
+}
+
+fn resolution_request(pool: &str) -> Vec<u8> {
+    let mut req = Vec::new();
+    AsapMessage::HandleResolution {
+        subscribe: false,
+        handle: pool.into(),
+        items: None,
+    }
+    .encode(&mut req);
+    req
+}
+
+#[test]
+fn answers_written_into_the_send_buffer_encode_like_queued_ones() {
+    // Two registrars with the same seed and pool: one answers through the queue, the
+    // other into the runtime's buffer; the bytes must be the same, answer after answer
+    // (the round robin advancing alike).
+    let mut queued = Net::new(1, config());
+    let mut direct = Net::new(1, config());
+    for net in [&mut queued, &mut direct] {
+        for i in 1..=5 {
+            let c = net.connect(0, u64::from(i), addr(i));
+            assert!(accepted(&register(net, c, "p", i, PolicyParam::round_robin())));
+        }
+    }
+    let pu = ConnId(100);
+    for net in [&mut queued, &mut direct] {
+        net.connect(0, pu.0, addr(100));
+    }
+    let req = resolution_request("p");
+    let now = queued.now;
+    for _ in 0..7 {
+        queued.shards[0].handle_asap(now, pu, &req);
+        let Some(Transmit::Asap { payload, .. }) = queued.shards[0].poll_transmit() else {
+            panic!("a queued answer");
+        };
+        let mut tx = Vec::new();
+        direct.shards[0].handle_asap_into(now, pu, &req, &mut tx);
+        assert!(direct.shards[0].poll_transmit().is_none());
+        assert_eq!(tx, payload);
+    }
+}
+
+#[test]
+fn an_answer_is_not_written_ahead_of_one_still_queued() {
+    let mut net = Net::new(1, config());
+    let pe = net.connect(0, 1, addr(1));
+    assert!(accepted(&register(
+        &mut net,
+        pe,
+        "p",
+        1,
+        PolicyParam::round_robin()
+    )));
+    let pu = net.connect(0, 2, addr(2));
+    let now = net.now;
+    let shard = &mut net.shards[0];
+    // A negative answer (no such pool) waits in the queue...
+    shard.handle_asap(now, pu.conn, &resolution_request("none"));
+    // ... so the positive one after it is queued behind it, not written ahead.
+    let mut tx = Vec::new();
+    shard.handle_asap_into(now, pu.conn, &resolution_request("p"), &mut tx);
+    assert!(tx.is_empty(), "written ahead of a queued answer");
+    let mut order = Vec::new();
+    while let Some(t) = shard.poll_transmit() {
+        let Transmit::Asap { payload, .. } = t else {
+            panic!("{t:?}")
+        };
+        match AsapMessage::decode(&payload).unwrap().message {
+            AsapMessage::HandleResolutionResponse { error, .. } => order.push(error.is_none()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(order, [false, true]);
+    // With the queue drained, the next answer goes into the buffer; a negative one
+    // (no such pool) still goes to the queue and leaves the buffer as it was.
+    shard.handle_asap_into(now, pu.conn, &resolution_request("p"), &mut tx);
+    let written = tx.len();
+    assert!(written > 0);
+    shard.handle_asap_into(now, pu.conn, &resolution_request("none"), &mut tx);
+    assert_eq!(tx.len(), written);
+    assert!(shard.poll_transmit().is_some());
 }
