@@ -32,6 +32,9 @@ pub struct Record {
     policy: Policy,
     transport: TransportKind,
     transport_use: TransportUse,
+    /// Where in `bytes` the Policy parameter lies (padded), for answers to copy as the
+    /// overall policy; `(0, 0)` if it is not byte for byte what `policy` encodes to.
+    policy_at: (u16, u16),
     bytes: Box<[u8]>,
 }
 
@@ -48,12 +51,56 @@ impl Record {
             asap.encode(&mut w);
             w.finish();
         }
+        let policy_at = Self::find_policy(&bytes, policy);
         Self {
             policy,
             transport: TransportKind::of(&param.user_transport),
             transport_use: pool::transport_use(&param.user_transport),
+            policy_at,
             bytes: bytes.into_boxed_slice(),
         }
+    }
+
+    /// The span of the Policy parameter among the children of the Pool Element
+    /// parameter in `bytes`, if it is exactly what `policy` encodes to (padded).
+    fn find_policy(bytes: &[u8], policy: Policy) -> (u16, u16) {
+        let mut want = Vec::with_capacity(16);
+        let mut w = Writer::new(&mut want);
+        policy.to_param().encode(&mut w);
+        w.finish();
+        let Some(&[hi, lo]) = bytes.get(2..4) else {
+            return (0, 0);
+        };
+        let end = usize::from(u16::from_be_bytes([hi, lo])).min(bytes.len());
+        let mut at = LIFE_AT + 4;
+        while let Some(head) = bytes.get(at..at + 4).filter(|_| at < end) {
+            let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+            if len < 4 {
+                break;
+            }
+            let padded = len.next_multiple_of(4);
+            if u16::from_be_bytes([head[0], head[1]]) == ParamType::POLICY.0 {
+                let found = bytes.get(at..at + padded);
+                return match (found, u16::try_from(at), u16::try_from(padded)) {
+                    (Some(b), Ok(at), Ok(len)) if b == want => (at, len),
+                    _ => (0, 0),
+                };
+            }
+            at += padded;
+        }
+        (0, 0)
+    }
+
+    /// The Policy parameter as registered, padded: what a resolution answer carries as
+    /// its overall policy when this PE comes first. `None` if it differs from what the
+    /// parsed policy encodes to.
+    pub fn policy_tlv(&self) -> Option<&[u8]> {
+        let (at, len) = self.policy_at;
+        if len == 0 {
+            return None;
+        }
+        self.bytes
+            .get(usize::from(at)..usize::from(at) + usize::from(len))
     }
 
     pub fn id(&self) -> PoolElementId {
@@ -197,6 +244,11 @@ impl Element {
 
     pub fn policy(&self) -> Policy {
         self.record.policy()
+    }
+
+    /// The Policy parameter to copy into answers ([`Record::policy_tlv`]).
+    pub fn policy_tlv(&self) -> Option<&[u8]> {
+        self.record.policy_tlv()
     }
 
     /// Pool Element parameter without the ASAP transport, as RSPLIB puts it in a handle

@@ -33,6 +33,12 @@ fn answer_room(handle: &[u8], cap: usize) -> usize {
 /// (selected by its policy, which advances) in at most `room` bytes of PE parameters;
 /// returns how many PEs it holds. With none (no pool, none selectable, or the room too
 /// small for one), `out` is left as it was.
+///
+/// Every part is copied from bytes encoded earlier: the PEs' parameters and the
+/// overall policy (the first PE's Policy parameter) from their records, the handle
+/// from the request. Only a record whose Policy parameter is not the one its policy
+/// encodes to (never, for registrations this registrar checked) takes the general
+/// encoder ([`encode_resolution_generic`], which writes the same bytes).
 fn encode_resolution(
     replica: &mut crate::handlespace::Handlespace,
     handle: &[u8],
@@ -40,21 +46,69 @@ fn encode_resolution(
     room: usize,
     out: &mut Vec<u8>,
 ) -> usize {
-    let start = out.len();
-    let mut written = 0;
     let Some(r) = replica.resolve(handle, n) else {
         return 0;
     };
+    let mut elements = r.elements();
+    let Some(first) = elements.next() else {
+        return 0;
+    };
+    let Some(policy) = first.policy_tlv() else {
+        return encode_resolution_generic(&r, handle, room, out);
+    };
+    let (Some(first_room), Ok(handle_len)) = (
+        room.checked_sub(first.encoded().len()),
+        u16::try_from(4 + handle.len()),
+    ) else {
+        return 0;
+    };
+    let start = out.len();
+    out.extend_from_slice(&[AsapType::HANDLE_RESOLUTION_RESPONSE.0, 0, 0, 0]);
+    out.extend_from_slice(&wire::ParamType::POOL_HANDLE.0.to_be_bytes());
+    out.extend_from_slice(&handle_len.to_be_bytes());
+    out.extend_from_slice(handle);
+    out.resize(start + (out.len() - start).next_multiple_of(4), 0);
+    // RSPLIB clients need the overall policy even for round robin.
+    out.extend_from_slice(policy);
+    out.extend_from_slice(first.encoded());
+    // The message length is 16 bits, and answers are capped at
+    // `resolution_answer_bytes`: stop before the PEs would pass either (`answer_room`
+    // counts the header, handle and policy).
+    let mut room = first_room;
+    let mut written = 1;
+    for e in elements {
+        let Some(left) = room.checked_sub(e.encoded().len()) else {
+            break;
+        };
+        room = left;
+        written += 1;
+        out.extend_from_slice(e.encoded());
+    }
+    // The PEs' parameters are padded, so the message has no final padding to leave out.
+    let Ok(len) = u16::try_from(out.len() - start) else {
+        debug_assert!(false, "answer_room keeps the answer in bounds");
+        out.truncate(start);
+        return 0;
+    };
+    out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
+    written
+}
+
+/// [`encode_resolution`] with the general message encoder, from the selection `r`.
+fn encode_resolution_generic(
+    r: &crate::handlespace::Resolution<'_>,
+    handle: &[u8],
+    room: usize,
+    out: &mut Vec<u8>,
+) -> usize {
+    let start = out.len();
+    let mut written = 0;
     let policy = r.overall_policy();
     let encoded = wire::try_message(out, AsapType::HANDLE_RESOLUTION_RESPONSE.0, 0, |w| {
         wire::encode_handle_bytes(handle, w);
-        // RSPLIB clients need the overall policy even for round robin.
         if let Some(p) = policy {
             p.encode(w);
         }
-        // The message length is 16 bits, and answers are capped at
-        // `resolution_answer_bytes`: stop before the PEs would pass either
-        // (`answer_room` counts the header, handle and policy).
         let mut room = room;
         for e in r.elements() {
             let Some(left) = room.checked_sub(e.encoded().len()) else {
@@ -642,5 +696,95 @@ impl Registrar {
             reason,
         };
         self.out.send_writer(&handle, msg);
+    }
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::handlespace::{Config, Handlespace};
+    use crate::ids::RegistrarId;
+    use crate::wire::{PolicyParam, PolicyType, RegistrationLife, SctpTransport, TransportUse};
+
+    fn element(id: u32, policy: PolicyParam) -> PoolElement {
+        PoolElement {
+            id: PoolElementId(id),
+            home: RegistrarId(7),
+            registration_life: RegistrationLife(90_000),
+            user_transport: UserTransport::Sctp(SctpTransport {
+                port: 9000,
+                transport_use: TransportUse::DATA_ONLY,
+                addresses: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))],
+            }),
+            policy,
+            asap_transport: None,
+        }
+    }
+
+    proptest! {
+        /// The copying encoder writes what the general one does, byte for byte, for
+        /// every policy, handle length, pool size, item count and answer cap, answer
+        /// after answer (both replicas select alike from the same seed).
+        #[test]
+        fn the_copying_encoder_writes_what_the_general_one_does(
+            kind in prop::sample::select(PolicyType::ALL.to_vec()),
+            values in prop::collection::vec(0u32..2_000_000, 4),
+            handle in prop::collection::vec(any::<u8>(), 1..40),
+            pes in 1u32..12,
+            items in 1usize..10,
+            cap in prop::sample::select(vec![0usize, 40, 100, 65_535]),
+        ) {
+            let mut fast = Handlespace::new(Config::default(), 5);
+            let mut general = Handlespace::new(Config::default(), 5);
+            let pool = PoolHandle::new(&handle);
+            // As many values as the policy takes: the first count it registers with.
+            let policy = (0..=values.len())
+                .filter_map(|n| PolicyParam::new(kind, &values[..n]))
+                .find(|&p| Handlespace::new(Config::default(), 5)
+                    .register(&pool, element(1, p), None)
+                    .is_ok());
+            prop_assume!(policy.is_some());
+            let policy = policy.unwrap();
+            for id in 1..=pes {
+                prop_assert!(fast.register(&pool, element(id, policy), None).is_ok());
+                prop_assert!(general.register(&pool, element(id, policy), None).is_ok());
+            }
+            let room = answer_room(&handle, cap);
+            for _ in 0..3 {
+                let mut a = vec![1, 2, 3];
+                let mut b = vec![1, 2, 3];
+                let na = encode_resolution(&mut fast, &handle, items, room, &mut a);
+                let r = general.resolve(&handle, items).unwrap();
+                let nb = encode_resolution_generic(&r, &handle, room, &mut b);
+                prop_assert_eq!(na, nb);
+                prop_assert_eq!(&a, &b);
+            }
+        }
+    }
+
+    #[test]
+    fn every_policy_is_copied_from_the_record() {
+        for &kind in PolicyType::ALL {
+            for n in 0..=4 {
+                let values = [3, 1_000, 50, 7][..n].to_vec();
+                let mut hs = Handlespace::new(Config::default(), 1);
+                let policy = PolicyParam::new(kind, &values).unwrap();
+                let pool = PoolHandle::new(b"p");
+                if hs.register(&pool, element(1, policy), None).is_err() {
+                    continue;
+                }
+                let e = hs.element(b"p", PoolElementId(1)).unwrap();
+                let tlv = e.policy_tlv().expect("a checked registration's policy");
+                let mut want = Vec::new();
+                let mut w = wire::Writer::new(&mut want);
+                e.policy().to_param().encode(&mut w);
+                w.finish();
+                assert_eq!(tlv, want, "{kind} {values:?}");
+            }
+        }
     }
 }
