@@ -694,6 +694,14 @@ impl Registrar {
         self.drain_local(now);
     }
 
+    /// Whether anything waits for [`Registrar::poll_transmit`],
+    /// [`Registrar::poll_shard`] or [`Registrar::poll_event`].
+    pub fn has_output(&self) -> bool {
+        !(self.out.transmits.is_empty()
+            && self.out.to_shards.is_empty()
+            && self.out.events.is_empty())
+    }
+
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.transmits.pop_front()

@@ -379,6 +379,9 @@ impl Shard {
 
     /// Gives back the slots (and registered files) of connections that closed.
     fn release_closed(&mut self) {
+        if !self.tcp.has_released() {
+            return;
+        }
         for (id, fixed) in self.tcp.take_released() {
             if let Some(f) = fixed {
                 self.ctx.ring.unregister_fixed(f);
@@ -395,11 +398,10 @@ impl Shard {
 
     fn dispatch(&mut self, c: Completion) {
         let ctx = &mut self.ctx;
-        self.input |= !matches!(
-            Token::decode(c.token),
-            Some(Token::Send(_) | Token::SctpSend(_))
-        ) || c.result < 0;
-        match Token::decode(c.token) {
+        let token = Token::decode(c.token);
+        self.input |=
+            !matches!(token, Some(Token::Send(_) | Token::SctpSend(_))) || c.result < 0;
+        match token {
             Some(Token::Wake) => {
                 // Another shard queued messages (or shutdown); they are read this turn.
                 if let OpBuf::Bytes(mut buf) = c.buf {
@@ -427,6 +429,9 @@ impl Shard {
 
     /// Moves everything the registrar produced to sockets, the mesh and the log.
     fn drain_outputs(&mut self) {
+        if !self.ctx.registrar.has_output() {
+            return;
+        }
         loop {
             let mut progressed = false;
             while let Some(t) = self.ctx.registrar.poll_transmit() {

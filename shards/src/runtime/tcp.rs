@@ -733,13 +733,18 @@ impl Tcp {
                 return;
             }
         };
-        let conn = if answered > 0 {
+        if answered > 0 {
             // Answers the registrar wrote straight into `tx_pending`.
             self.unsent += answered;
             if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(id);
             }
+        }
+        let conn = if answered > 0
+            && (conn.tx_pending.len() + conn.tx_inflight > self.limits.max_unsent_per_connection()
+                || self.unsent > self.limits.max_unsent_per_shard())
+        {
             if self.over_limits(ctx, id) {
                 return;
             }
@@ -1077,6 +1082,9 @@ impl Tcp {
 
     /// Starts a send on every connection with queued bytes and none in flight.
     pub(super) fn flush(&mut self, ctx: &mut Ctx) {
+        if self.dirty.is_empty() {
+            return;
+        }
         // The list keeps its allocation from turn to turn.
         let mut dirty = std::mem::take(&mut self.dirty);
         for id in dirty.drain(..) {
@@ -1255,6 +1263,10 @@ impl Tcp {
 
     /// Connections forgotten since the last call, whose ids may be reused
     /// ([`Ctx::release_conn`]), with their registered files to empty.
+    pub(super) fn has_released(&self) -> bool {
+        !self.released.is_empty()
+    }
+
     pub(super) fn take_released(&mut self) -> impl Iterator<Item = (ConnId, Option<u32>)> + '_ {
         self.released.drain(..)
     }
