@@ -167,6 +167,10 @@ impl Dials {
     }
 
     /// Takes the connections whose attempt failed.
+    pub(super) fn has_failed(&self) -> bool {
+        !self.failed.is_empty()
+    }
+
     pub(super) fn take_failed(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.failed)
     }

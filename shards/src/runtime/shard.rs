@@ -378,10 +378,14 @@ impl Shard {
     }
 
     /// Gives back the slots (and registered files) of connections that closed.
+    #[inline]
     fn release_closed(&mut self) {
-        if !self.tcp.has_released() {
-            return;
+        if self.tcp.has_released() {
+            self.release_closed_now();
         }
+    }
+
+    fn release_closed_now(&mut self) {
         for (id, fixed) in self.tcp.take_released() {
             if let Some(f) = fixed {
                 self.ctx.ring.unregister_fixed(f);
@@ -399,8 +403,7 @@ impl Shard {
     fn dispatch(&mut self, c: Completion) {
         let ctx = &mut self.ctx;
         let token = Token::decode(c.token);
-        self.input |=
-            !matches!(token, Some(Token::Send(_) | Token::SctpSend(_))) || c.result < 0;
+        self.input |= !matches!(token, Some(Token::Send(_) | Token::SctpSend(_))) || c.result < 0;
         match token {
             Some(Token::Wake) => {
                 // Another shard queued messages (or shutdown); they are read this turn.
@@ -428,10 +431,14 @@ impl Shard {
     }
 
     /// Moves everything the registrar produced to sockets, the mesh and the log.
+    #[inline]
     fn drain_outputs(&mut self) {
-        if !self.ctx.registrar.has_output() {
-            return;
+        if self.ctx.registrar.has_output() {
+            self.drain_outputs_now();
         }
+    }
+
+    fn drain_outputs_now(&mut self) {
         loop {
             let mut progressed = false;
             while let Some(t) = self.ctx.registrar.poll_transmit() {
@@ -538,6 +545,9 @@ impl Shard {
 
     /// Starts the next attempt of every dial whose attempt failed.
     fn redial(&mut self) {
+        if !self.ctx.dials.has_failed() {
+            return;
+        }
         for conn in self.ctx.dials.take_failed() {
             self.next_attempt(conn);
         }

@@ -1081,10 +1081,14 @@ impl Tcp {
     }
 
     /// Starts a send on every connection with queued bytes and none in flight.
+    #[inline]
     pub(super) fn flush(&mut self, ctx: &mut Ctx) {
-        if self.dirty.is_empty() {
-            return;
+        if !self.dirty.is_empty() {
+            self.flush_now(ctx);
         }
+    }
+
+    fn flush_now(&mut self, ctx: &mut Ctx) {
         // The list keeps its allocation from turn to turn.
         let mut dirty = std::mem::take(&mut self.dirty);
         for id in dirty.drain(..) {
