@@ -297,12 +297,14 @@ impl Ring {
     /// (with [`Completion::provided`]) until it ends (`more` false: EOF, an error, or
     /// no free buffer, `-ENOBUFS`, after which it must be armed again). `fixed` names
     /// a registered file ([`Ring::register_fixed`]) instead of `fd`.
-    pub fn recv_multi(&mut self, fd: RawFd, fixed: Option<u32>, token: u64) -> io::Result<()> {
+    ///
+    /// Returns the operation's number, for [`Ring::cancel_op`] while it is pending.
+    pub fn recv_multi(&mut self, fd: RawFd, fixed: Option<u32>, token: u64) -> io::Result<u32> {
         let entry = match fixed {
             Some(i) => opcode::RecvMulti::new(types::Fixed(i), GROUP).build(),
             None => opcode::RecvMulti::new(types::Fd(fd), GROUP).build(),
         };
-        self.push(entry, token, Kind::Plain, OpBuf::None)
+        self.push_op(entry, token, Kind::Plain, OpBuf::None)
     }
 
     /// Sends all of `buf` on registered file `fixed`, or on `fd` (see [`Ring::send`]).
@@ -385,10 +387,13 @@ impl Ring {
         self.push_entry(&entry)
     }
 
-    /// Asks the kernel to cancel the pending operation(s) submitted under `token` (each
-    /// then completes, usually with `-ECANCELED`).
-    pub fn cancel_token(&mut self, token: u64) -> io::Result<()> {
-        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(token).all())
+    /// Asks the kernel to cancel operation `op` (a number [`Ring::recv_multi`] returned),
+    /// which then completes, usually with `-ECANCELED`. Only while `op` is pending (its
+    /// final completion not yet taken): its number is reused after. A number freed while
+    /// the cancel waits to be submitted is safe: the cancel runs before anything pushed
+    /// after it, so it finds nothing rather than a newer operation.
+    pub fn cancel_op(&mut self, op: u32) -> io::Result<()> {
+        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(u64::from(op)))
             .build()
             .user_data(CANCEL);
         self.push_entry(&entry)
@@ -517,6 +522,17 @@ impl Ring {
     }
 
     fn push(&mut self, entry: squeue::Entry, token: u64, kind: Kind, buf: OpBuf) -> io::Result<()> {
+        self.push_op(entry, token, kind, buf).map(drop)
+    }
+
+    /// [`Ring::push`], returning the operation's number (its `user_data`).
+    fn push_op(
+        &mut self,
+        entry: squeue::Entry,
+        token: u64,
+        kind: Kind,
+        buf: OpBuf,
+    ) -> io::Result<u32> {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -533,7 +549,7 @@ impl Ring {
         // Moving a Vec or Box does not move the heap memory the entry points into.
         self.ops[slot as usize] = Some(Pending { token, kind, buf });
         self.live += 1;
-        Ok(())
+        Ok(slot)
     }
 
     fn push_entry(&mut self, entry: &squeue::Entry) -> io::Result<()> {

@@ -118,6 +118,8 @@ struct Conn {
     heard: bool,
     /// A receive is armed (until its final completion).
     receiving: bool,
+    /// The ring's number of the armed multishot receive ([`crate::net::ring::Ring::cancel_op`]).
+    recv_op: u32,
     /// Its input is held back since then ([`HOLD_BACK`]).
     held: Option<Instant>,
     /// Whole messages wait in `rx` beyond this turn's [`TURN_BUDGET`]; its receive
@@ -221,6 +223,12 @@ impl Tcp {
             turn: 0,
             parked: Vec::new(),
         }
+    }
+
+    /// Unsent bytes of every connection together.
+    #[cfg(test)]
+    pub(super) fn unsent(&self) -> usize {
+        self.unsent
     }
 
     /// `id`'s unsent bytes, and whether its input is held back ([`HOLD_BACK`]).
@@ -496,6 +504,7 @@ impl Tcp {
                 partial: false,
                 heard: false,
                 receiving: false,
+                recv_op: 0,
                 held: None,
                 parked: false,
                 turn: 0,
@@ -576,9 +585,10 @@ impl Tcp {
                 .ring
                 .recv_multi(conn.stream.as_raw_fd(), conn.fixed, token)
             {
-                Ok(()) => {
+                Ok(op) => {
                     conn.ops += 1;
                     conn.receiving = true;
+                    conn.recv_op = op;
                 }
                 Err(e) => {
                     tracing::warn!(conn = id.0, error = %e, "cannot arm recv");
@@ -755,23 +765,25 @@ impl Tcp {
         } else {
             conn
         };
-        let stop = if conn.parked && !was_parked {
-            // Its receive stops until the parked messages are handled ([`Tcp::unpark`]).
-            self.parked.push(id);
-            conn.held.is_none()
-        } else if conn.held.is_none()
+        // Its receive stops while messages are parked ([`Tcp::unpark`] handles them)
+        // or while its input is held back; it is stopped already if either was so
+        // before this chunk.
+        let held_before = conn.held.is_some();
+        let newly_held = !held_before
             && conn.state == State::Open
-            && conn.tx_pending.len() + conn.tx_inflight > Self::hold_back_at(&self.limits)
-        {
+            && conn.tx_pending.len() + conn.tx_inflight > Self::hold_back_at(&self.limits);
+        if newly_held {
             conn.held = Some(ctx.now);
             tracing::trace!(conn = id.0, "input held back");
-            !conn.parked
-        } else {
-            false
-        };
+        }
+        let newly_parked = conn.parked && !was_parked;
+        if newly_parked {
+            self.parked.push(id);
+        }
+        let stop = (newly_parked || newly_held) && !held_before && !was_parked;
         if stop
             && !ended
-            && let Err(e) = ctx.ring.cancel_token(Token::Recv(id).encode())
+            && let Err(e) = ctx.ring.cancel_op(conn.recv_op)
         {
             tracing::warn!(conn = id.0, error = %e, "cannot stop a connection's receive");
         }
@@ -782,7 +794,8 @@ impl Tcp {
             0 => {
                 if conn.parked || conn.held.is_some() {
                     // What arrived before the close is still handled.
-                    let _ = Self::handle_parked(ctx, id, conn, &mut { u32::MAX });
+                    let queued = (&mut self.unsent, &mut self.dirty);
+                    let _ = Self::handle_parked(ctx, id, conn, &mut { u32::MAX }, queued);
                 }
                 self.close(ctx, id, "peer closed");
             }
@@ -869,17 +882,26 @@ impl Tcp {
     }
 
     /// Hands up to `*budget` of the messages parked in `conn`'s receive buffer to the
-    /// registrar (counted off the budget); returns what [`frames_within`] does.
+    /// registrar (counted off the budget); returns what [`frames_within`] does. The
+    /// answers the registrar writes straight into `conn`'s send buffer are counted in
+    /// `unsent` and `conn` is put on the `dirty` list; the caller checks the limits.
     fn handle_parked(
         ctx: &mut Ctx,
         id: ConnId,
         conn: &mut Conn,
         budget: &mut u32,
+        (unsent, dirty): (&mut usize, &mut Vec<ConnId>),
     ) -> Result<usize, u16> {
+        let before = conn.tx_pending.len();
         let rx = conn.rx.get_or_insert_with(Vec::new);
         let protocol = conn.protocol;
+        let tls = conn.tls.is_some();
+        let tx = &mut conn.tx_pending;
         let (rest, need) = frames_within(rx, budget, |message| match protocol {
-            Protocol::Asap => ctx.registrar.handle_asap(ctx.now, id, message),
+            // A TLS connection's answers are encrypted on their way into `tx_pending`:
+            // they go through the queue.
+            Protocol::Asap if tls => ctx.registrar.handle_asap(ctx.now, id, message),
+            Protocol::Asap => ctx.registrar.handle_asap_into(ctx.now, id, message, tx),
             Protocol::Enrp => {
                 #[cfg(test)]
                 ctx.told
@@ -893,6 +915,14 @@ impl Tcp {
             conn.parked = false;
             let partial = !rx.is_empty();
             Self::track_partial(conn, partial, ctx.now);
+        }
+        let answered = conn.tx_pending.len() - before;
+        if answered > 0 {
+            *unsent += answered;
+            if !conn.dirty {
+                conn.dirty = true;
+                dirty.push(id);
+            }
         }
         Ok(need)
     }
@@ -913,6 +943,8 @@ impl Tcp {
         let mut parked = std::mem::take(&mut self.parked);
         let mut broken = Vec::new();
         let mut resumed = Vec::new();
+        let mut answered = false;
+        let hold_back_at = Self::hold_back_at(&self.limits);
         parked.retain(|&id| {
             let Some(conn) = self.conns.get_mut(&id) else {
                 return false;
@@ -922,12 +954,25 @@ impl Tcp {
                 return false;
             }
             let mut budget = conn.budget(turn);
-            let outcome = Self::handle_parked(ctx, id, conn, &mut budget);
+            let backlog = conn.tx_pending.len();
+            let queued = (&mut self.unsent, &mut self.dirty);
+            let outcome = Self::handle_parked(ctx, id, conn, &mut budget, queued);
             conn.budget = budget;
+            answered |= conn.tx_pending.len() > backlog;
+            if outcome.is_ok()
+                && conn.held.is_none()
+                && conn.tx_pending.len() + conn.tx_inflight > hold_back_at
+            {
+                // Its answers wait unread: once its parked messages are handled, no
+                // receive until they drain ([`Tcp::resume_recv`]).
+                conn.held = Some(ctx.now);
+                tracing::trace!(conn = id.0, "input held back");
+            }
             match outcome {
                 Ok(0) => true,
+                Ok(_) if conn.held.is_some() => false,
                 Ok(_) => {
-                    if conn.held.is_none() && !conn.receiving {
+                    if !conn.receiving {
                         resumed.push(id);
                     }
                     false
@@ -938,9 +983,31 @@ impl Tcp {
                 }
             }
         });
+        if answered {
+            // Answers written this pass may have passed a connection's or the shard's
+            // cap on unsent bytes.
+            let over: Vec<ConnId> = self
+                .dirty
+                .iter()
+                .copied()
+                .filter(|id| {
+                    self.conns.get(id).is_some_and(|c| {
+                        c.tx_pending.len() + c.tx_inflight > self.limits.max_unsent_per_connection()
+                    })
+                })
+                .collect();
+            for id in over {
+                self.over_limits(ctx, id);
+            }
+            if self.unsent > self.limits.max_unsent_per_shard() {
+                self.shed(ctx);
+            }
+        }
         self.parked = parked;
         for id in resumed {
-            self.arm_recv(ctx, id, 0);
+            if self.conns.get(&id).is_some_and(|c| c.state == State::Open) {
+                self.arm_recv(ctx, id, 0);
+            }
         }
         for (id, len) in broken {
             self.broken_framing(ctx, id, len);

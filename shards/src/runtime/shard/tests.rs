@@ -28,10 +28,14 @@ fn conn(n: u64) -> ConnId {
 }
 
 fn shard(sockets: Sockets) -> Shard {
+    shard_with(Config::default(), sockets)
+}
+
+fn shard_with(config: Config, sockets: Sockets) -> Shard {
     let signals: Arc<[Signal]> = vec![Signal::new().unwrap()].into();
     let port = mesh::build(signals.clone(), 16).pop().unwrap();
     let (_requests, mut scrape) = scrape::queues(1);
-    let registrar = Registrar::new(Config::default(), ShardId(0), Router::new(1, 1), 1);
+    let registrar = Registrar::new(config, ShardId(0), Router::new(1, 1), 1);
     let stop = Arc::new(AtomicBool::new(false));
     Shard::new(
         0,
@@ -493,6 +497,129 @@ fn a_client_that_does_not_read_is_not_read_until_its_backlog_halves() {
 
 /// Multicast with loopback unicast stand-ins (the receiver joins a group only when
 /// given one; the sending path is the same).
+/// Resolutions are answered straight into the connection's send buffer: those answers
+/// go out in order, and count towards its backlog, so that a client that does not read
+/// is held back like one whose answers were queued.
+#[test]
+fn answers_written_into_the_send_buffer_are_sent_in_order_and_count_towards_the_backlog() {
+    use rserpool::wire::{
+        AsapMessage, IpTransport, PolicyParam, PoolElement, RegistrationLife, UserTransport,
+    };
+    const REQUESTS: usize = 200_000;
+    let listener = net::socket::tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = Config {
+        allow_loopback: true,
+        ..Config::default()
+    };
+    let mut s = shard_with(
+        config,
+        Sockets {
+            tcp: vec![(listener, Protocol::Asap)],
+            ..Sockets::default()
+        },
+    );
+    let mut pe = TcpStream::connect(addr).unwrap();
+    let mut registration = Vec::new();
+    AsapMessage::Registration {
+        handle: "p".into(),
+        element: PoolElement {
+            id: rserpool::PoolElementId(1),
+            home: RegistrarId(0),
+            registration_life: RegistrationLife(600_000),
+            user_transport: UserTransport::Tcp(IpTransport {
+                port: 9000,
+                reserved: 0,
+                address: LOCALHOST,
+            }),
+            policy: PolicyParam::round_robin(),
+            asap_transport: None,
+        },
+    }
+    .encode(&mut registration);
+    pe.write_all(&registration).unwrap();
+    s.io_until("the PE is registered", |s| {
+        s.ctx.registrar.handlespace().pool(b"p").is_some()
+    });
+
+    let mut pu = TcpStream::connect(addr).unwrap();
+    pu.set_read_timeout(Some(GUARD)).unwrap();
+    let mut request = Vec::new();
+    AsapMessage::HandleResolution {
+        subscribe: false,
+        handle: "p".into(),
+        items: Some(1),
+    }
+    .encode(&mut request);
+    let mut writer = pu.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..REQUESTS {
+            if writer.write_all(&request).is_err() {
+                return;
+            }
+        }
+    });
+    // The pool user reads nothing yet: its answers fill the kernel's buffers, then
+    // the connection's backlog, until its input is held back.
+    let mut id = None;
+    s.io_until("the pool user is held back", |s| {
+        s.drain_outputs();
+        s.flush();
+        // The second connection up: the PE's was the first.
+        id = id.or_else(|| {
+            s.ctx
+                .told
+                .iter()
+                .filter_map(|t| match t {
+                    Told::Up(c, _) => Some(*c),
+                    _ => None,
+                })
+                .nth(1)
+        });
+        let b = id.and_then(|id| s.tcp.backlog(id));
+        eprintln!(
+            "DBG {b:?} unsent {} parked {}",
+            s.tcp.unsent(),
+            s.tcp.has_parked()
+        );
+        b.is_some_and(|(_, held)| held)
+    });
+    assert!(
+        s.tcp.unsent() >= HOLD_BACK,
+        "the shard counted {} unsent bytes",
+        s.tcp.unsent()
+    );
+    // Now it reads: every answer arrives, positive and whole, and the input resumes.
+    let (done_tx, done) = channel();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        while n < REQUESTS {
+            let Ok(Some(frame)) = read_frame(&mut pu) else {
+                break;
+            };
+            match AsapMessage::decode(&frame).map(|d| d.message) {
+                Ok(AsapMessage::HandleResolutionResponse {
+                    error: None,
+                    elements,
+                    ..
+                }) if elements.len() == 1 => n += 1,
+                other => panic!("answer {n}: {other:?}"),
+            }
+        }
+        done_tx.send(n).unwrap();
+    });
+    let mut answered = None;
+    s.io_until("every answer is read", |s| {
+        s.drain_outputs();
+        s.flush();
+        answered = done.try_recv().ok();
+        answered.is_some()
+    });
+    assert_eq!(answered, Some(REQUESTS));
+    assert_eq!(s.tcp.unsent(), 0);
+    drop(pe);
+}
+
 #[test]
 fn enrp_multicast_datagrams_reach_the_registrar_and_presences_go_to_the_group() {
     let group = UdpSocket::bind("127.0.0.1:0").unwrap();
