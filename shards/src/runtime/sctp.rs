@@ -145,6 +145,9 @@ impl Sctp {
     /// them (set up here, so that a shard without SCTP sockets has none).
     pub(super) fn arm(&mut self, ctx: &mut Ctx) -> io::Result<()> {
         let multi = !self.sockets.is_empty() && ctx.ring.enable_msg_bufs();
+        if !self.sockets.is_empty() {
+            tracing::debug!(multishot = multi, "SCTP recvmsg armed");
+        }
         for i in 0..self.sockets.len() {
             let s = &mut self.sockets[i];
             s.multi = multi;
