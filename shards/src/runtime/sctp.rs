@@ -8,9 +8,11 @@
 //! for SCTP ([`crate::net::ring::Ring::recvmsg_multi`]) and posts a completion, with
 //! no submission per message. Where the kernel refuses that (before 6.0, or no
 //! provided buffers), one plain recvmsg is pending instead, armed again after every
-//! message. At most one sendmsg is in flight; a one-to-many socket carries every
-//! association, so sends wait in one FIFO. An association whose queued bytes pass the
-//! slow-consumer limit is aborted.
+//! message. A one-to-many socket carries every association, so sends wait in one
+//! FIFO; up to [`MAX_SENDS`] sendmsgs are in flight, each to a different association,
+//! so that one submission carries the answers of a whole turn while each
+//! association's messages still go out in order. An association whose queued bytes
+//! pass the slow-consumer limit is aborted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -35,6 +37,14 @@ const RX_CAPACITY: usize = 65_536;
 /// this many the set is cleared (their notifications normally come within seconds, so
 /// only a kernel that never sends them would fill it).
 const MAX_CLOSING: usize = 65_536;
+/// Sendmsgs in flight per socket, at most one per association: io_uring may complete
+/// two sends on one socket out of order (one that had to wait for room is retried
+/// later), which must not reorder an association's messages.
+const MAX_SENDS: usize = 32;
+/// How far into its queue a socket looks for a message to an association with no
+/// send in flight: a long backlog for one association costs this much per send, not
+/// its length.
+const SEND_SCAN: usize = 64;
 
 /// The SCTP payload protocol identifier of a protocol's messages.
 pub(super) fn ppid(protocol: Protocol) -> u32 {
@@ -80,10 +90,13 @@ struct Socket {
     /// A notification delivered in pieces (no MSG_EOR yet); with provided buffers
     /// longer ones (an ASSOC_CHANGE with the ABORT's cause) can be cut.
     notice: Vec<u8>,
-    /// `None` while a sendmsg owns it.
-    tx: Option<Box<SendBuf>>,
-    /// What the send in flight carries (association, bytes).
-    inflight: Option<(AssocId, usize)>,
+    /// Send buffers no sendmsg owns; boxed as the ring takes them, so that handing one
+    /// over moves a pointer, not the buffer the kernel is given the address of.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<SendBuf>>,
+    /// The associations a send is in flight to, and its bytes (at most [`MAX_SENDS`],
+    /// one per association).
+    inflight: Vec<(AssocId, usize)>,
     queue: VecDeque<Queued>,
     assocs: HashMap<AssocId, Assoc>,
     /// Associations we shut down or aborted, already reported down: what still arrives
@@ -118,8 +131,8 @@ impl Sctp {
                         rx: Some(RecvBuf::new(0)),
                         multi: false,
                         notice: Vec::new(),
-                        tx: Some(SendBuf::new()),
-                        inflight: None,
+                        spare: Vec::new(),
+                        inflight: Vec::new(),
                         queue: VecDeque::new(),
                         assocs: HashMap::new(),
                         closing: HashSet::new(),
@@ -557,30 +570,42 @@ impl Sctp {
         });
     }
 
-    /// Starts a sendmsg on every socket with something queued and none in flight.
+    /// Starts the sendmsgs that every socket's queue allows.
     pub(super) fn flush(&mut self, ctx: &mut Ctx) {
         for i in 0..self.sockets.len() {
             self.start_send(ctx, i);
         }
     }
 
+    /// Starts a sendmsg for each queued message (oldest first, within the first
+    /// [`SEND_SCAN`]) to an association with none in flight, up to [`MAX_SENDS`].
     fn start_send(&mut self, ctx: &mut Ctx, i: usize) {
         let s = &mut self.sockets[i];
-        if s.tx.is_none() {
-            return;
-        }
-        let Some(q) = s.queue.pop_front() else { return };
-        let Some(mut tx) = s.tx.take() else { return };
-        let len = q.data.len();
-        tx.set(q.assoc, q.ppid, q.flags, q.data);
-        s.inflight = Some((q.assoc, len));
-        if let Err(e) = ctx
-            .ring
-            .sendmsg(s.fd.as_raw_fd(), tx, Token::SctpSend(i).encode())
-        {
-            tracing::error!(error = %e, "cannot start SCTP sendmsg");
-            s.tx = Some(SendBuf::new());
-            s.inflight = None;
+        let mut at = 0;
+        while s.inflight.len() < MAX_SENDS && at < s.queue.len().min(SEND_SCAN) {
+            let assoc = s.queue[at].assoc;
+            if s.inflight.iter().any(|&(a, _)| a == assoc) {
+                at += 1;
+                continue;
+            }
+            let Some(q) = s.queue.remove(at) else { break };
+            let mut tx = s.spare.pop().unwrap_or_else(SendBuf::new);
+            let len = q.data.len();
+            tx.set(q.assoc, q.ppid, q.flags, q.data);
+            match ctx
+                .ring
+                .sendmsg(s.fd.as_raw_fd(), tx, Token::SctpSend(i).encode())
+            {
+                Ok(()) => s.inflight.push((assoc, len)),
+                Err(e) => {
+                    // The message is lost; the association's count forgets it.
+                    tracing::error!(error = %e, "cannot start SCTP sendmsg");
+                    if let Some(a) = s.assocs.get_mut(&assoc) {
+                        a.queued = a.queued.saturating_sub(len);
+                    }
+                    break;
+                }
+            }
         }
     }
 
@@ -589,9 +614,13 @@ impl Sctp {
             unreachable!("a sendmsg owns a SendBuf")
         };
         drop(tx.take_data());
+        let assoc = tx.assoc();
         let s = &mut self.sockets[i];
-        s.tx = Some(tx);
-        if let Some((assoc, len)) = s.inflight.take() {
+        if s.spare.len() < MAX_SENDS {
+            s.spare.push(tx);
+        }
+        if let Some(at) = s.inflight.iter().position(|&(a, _)| a == assoc) {
+            let (_, len) = s.inflight.swap_remove(at);
             if let Some(a) = s.assocs.get_mut(&assoc) {
                 a.queued = a.queued.saturating_sub(len);
             }

@@ -251,6 +251,7 @@ pub struct SendBuf {
     control: [u64; 8],
     control_len: usize,
     data: Vec<u8>,
+    assoc: AssocId,
 }
 
 impl std::fmt::Debug for SendBuf {
@@ -271,6 +272,7 @@ impl SendBuf {
             control: [0; 8],
             control_len: 0,
             data: Vec::new(),
+            assoc: 0,
         })
     }
 
@@ -278,6 +280,12 @@ impl SendBuf {
     pub fn set(&mut self, assoc: AssocId, ppid: u32, flags: u16, data: Vec<u8>) {
         self.control_len = put_sndinfo(&mut self.control, assoc, ppid, flags);
         self.data = data;
+        self.assoc = assoc;
+    }
+
+    /// The association of the message last set.
+    pub fn assoc(&self) -> AssocId {
+        self.assoc
     }
 
     /// Takes the message bytes back (to reuse the allocation).
