@@ -45,6 +45,9 @@ const MAX_SENDS: usize = 32;
 /// send in flight: a long backlog for one association costs this much per send, not
 /// its length.
 const SEND_SCAN: usize = 64;
+/// Sent messages' buffers up to this size are kept for answers (a resolution answer
+/// with a few PEs is a few hundred bytes).
+const FREE_CAPACITY: usize = 4096;
 
 /// The SCTP payload protocol identifier of a protocol's messages.
 pub(super) fn ppid(protocol: Protocol) -> u32 {
@@ -113,6 +116,8 @@ pub(super) struct Sctp {
     /// A provided buffer's bytes, copied out so that the buffer goes back to the
     /// kernel at once and the message is handled with the ring free to use.
     scratch: Vec<u8>,
+    /// Sent messages' buffers, for the next answers.
+    free: Vec<Vec<u8>>,
 }
 
 impl Sctp {
@@ -141,6 +146,7 @@ impl Sctp {
                 .collect(),
             conns: ConnTable::default(),
             scratch: Vec::new(),
+            free: Vec::new(),
         }
     }
 
@@ -353,7 +359,18 @@ impl Sctp {
             &whole
         };
         match protocol {
-            Protocol::Asap => ctx.registrar.handle_asap(ctx.now, conn, message),
+            Protocol::Asap => {
+                // A resolution's answer is written straight into a message of its own
+                // and queued, not through the registrar's output queue.
+                let mut tx = self.free.pop().unwrap_or_default();
+                ctx.registrar
+                    .handle_asap_into(ctx.now, conn, message, &mut tx);
+                if tx.is_empty() {
+                    self.free.push(tx);
+                } else {
+                    self.queue(ctx, conn, PPID_ASAP, tx);
+                }
+            }
             Protocol::Enrp => ctx.enrp(conn, message),
         }
     }
@@ -613,7 +630,11 @@ impl Sctp {
         let OpBuf::Send(mut tx) = c.buf else {
             unreachable!("a sendmsg owns a SendBuf")
         };
-        drop(tx.take_data());
+        let mut data = tx.take_data();
+        if self.free.len() < MAX_SENDS && data.capacity() <= FREE_CAPACITY {
+            data.clear();
+            self.free.push(data);
+        }
         let assoc = tx.assoc();
         let s = &mut self.sockets[i];
         if s.spare.len() < MAX_SENDS {
