@@ -1044,7 +1044,10 @@ impl Tcp {
         }
         if self.unsent > self.limits.max_unsent_per_shard() {
             self.shed(ctx);
-            return self.conns.get(&id).is_none_or(|c| c.state != State::Open);
+            return self
+                .conns
+                .get(&id)
+                .is_none_or(|c| c.state != State::Open);
         }
         false
     }

@@ -170,10 +170,7 @@ fn an_answer_written_into_the_send_buffer_is_timed_when_handed_to_the_socket() {
     let h = &shard.metrics().handle_resolution;
     assert_eq!(h.count(), before + 2);
     let le = |bound: Duration| h.cumulative().find(|b| b.0 == Some(bound)).unwrap().1;
-    assert_eq!(
-        le(Duration::from_micros(5_000)) - le(Duration::from_micros(2_000)),
-        2
-    );
+    assert_eq!(le(Duration::from_micros(5_000)) - le(Duration::from_micros(2_000)), 2);
     let sent = shard.metrics().sent(AsapType::HANDLE_RESOLUTION_RESPONSE);
     assert_eq!(sent, 2, "counted as sent");
 }

@@ -145,11 +145,7 @@ impl Net {
     fn advance(&mut self, d: Duration) {
         let end = self.now + d;
         loop {
-            let next = self
-                .shards
-                .iter_mut()
-                .filter_map(Registrar::poll_timeout)
-                .min();
+            let next = self.shards.iter_mut().filter_map(Registrar::poll_timeout).min();
             match next {
                 Some(t) if t <= end => {
                     self.now = self.now.max(t);
@@ -928,13 +924,7 @@ fn answers_written_into_the_send_buffer_encode_like_queued_ones() {
     for net in [&mut queued, &mut direct] {
         for i in 1..=5 {
             let c = net.connect(0, u64::from(i), addr(i));
-            assert!(accepted(&register(
-                net,
-                c,
-                "p",
-                i,
-                PolicyParam::round_robin()
-            )));
+            assert!(accepted(&register(net, c, "p", i, PolicyParam::round_robin())));
         }
     }
     let pu = ConnId(100);
