@@ -116,3 +116,60 @@ fn sctp_dump_lists_every_pe_with_its_home() {
     drop(pes);
     lab.finish();
 }
+
+/// The registrar's socket receives with a multishot recvmsg into provided buffers of
+/// 2 KiB (shards/src/net/ring.rs, `MSG_BUFFERS` of them): requests sent back to back
+/// on one association, more than there are buffers, are each answered, in order; and
+/// a request longer than a buffer (it arrives in pieces) is put together and answered
+/// like a short one.
+#[test]
+fn sctp_back_to_back_and_long_requests_are_answered_in_order() {
+    use rserpool::wire::{AsapMessage, PPID_ASAP};
+    if !sctp() {
+        return;
+    }
+    let lab = common::Lab::start(Kind::Sctp);
+    let pes = common::register_all(&lab, "burst", 1..=4);
+    let raw = rserpool_shards::net::sctp::Client::connect(lab.addr).unwrap();
+    raw.set_read_timeout(common::GUARD).unwrap();
+    let ask = |items: u32| {
+        common::encode(&AsapMessage::HandleResolution {
+            subscribe: false,
+            handle: "burst".into(),
+            items: Some(items),
+        })
+    };
+    // A request of 5,000 bytes: the resolution and an unknown parameter whose type
+    // says "skip" (RFC 5354 §3, action bits 10), so the answer is an ordinary one.
+    let mut long = ask(3);
+    let pad = 5000 - long.len();
+    long.extend_from_slice(&0x8fffu16.to_be_bytes());
+    long.extend_from_slice(&(pad as u16).to_be_bytes());
+    long.resize(5000, 0xa5);
+    long[2..4].copy_from_slice(&5000u16.to_be_bytes());
+    // More requests than provided buffers, each asking for a different count, so
+    // that the answers' order shows; the long one in the middle and at the end.
+    let mut wants: Vec<usize> = (0..300).map(|i| i % 4 + 1).collect();
+    wants[150] = 3;
+    wants.push(3);
+    for (i, &n) in wants.iter().enumerate() {
+        if i == 150 || i == wants.len() - 1 {
+            raw.send(PPID_ASAP, &long).unwrap();
+        } else {
+            raw.send(PPID_ASAP, &ask(n as u32)).unwrap();
+        }
+    }
+    let mut buf = Vec::new();
+    for (i, &n) in wants.iter().enumerate() {
+        assert_eq!(raw.recv(&mut buf).unwrap(), Some(PPID_ASAP), "answer {i}");
+        match AsapMessage::decode(&buf).unwrap().message {
+            AsapMessage::HandleResolutionResponse { elements, .. } => {
+                assert_eq!(elements.len(), n, "answer {i}")
+            }
+            other => panic!("answer {i}: {other:?}"),
+        }
+    }
+    drop(raw);
+    drop(pes);
+    lab.finish();
+}

@@ -3,9 +3,16 @@
 //! ASAP ones (PPID 11) on every shard, the ENRP ones (PPID 12) on shard 0; the
 //! registrar's outbound associations start from the socket of their protocol.
 //!
-//! Per socket one recvmsg is always pending and at most one sendmsg is in flight; a
-//! one-to-many socket carries every association, so sends wait in one FIFO. An
-//! association whose queued bytes pass the slow-consumer limit is aborted.
+//! Per socket one multishot recvmsg is always armed: the kernel writes each message (or
+//! piece of a longer one, or notification) into one of the ring's provided buffers
+//! for SCTP ([`crate::net::ring::Ring::recvmsg_multi`]) and posts a completion, with
+//! no submission per message. Where the kernel refuses that (before 6.0, or no
+//! provided buffers), one plain recvmsg is pending instead, armed again after every
+//! message. A one-to-many socket carries every association, so sends wait in one
+//! FIFO; up to [`MAX_SENDS`] sendmsgs are in flight, each to a different association,
+//! so that one submission carries the answers of a whole turn while each
+//! association's messages still go out in order. An association whose queued bytes
+//! pass the slow-consumer limit is aborted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -20,7 +27,7 @@ use rserpool::wire::{PPID_ASAP, PPID_ENRP};
 use super::shard::{Ctx, Token};
 use crate::net::ring::{Completion, OpBuf};
 use crate::net::sctp::{
-    self, AssocId, AssocState, Notification, RecvBuf, SCTP_ABORT, SCTP_EOF, SendBuf,
+    self, AssocId, AssocState, Notification, Received, RecvBuf, SCTP_ABORT, SCTP_EOF, SendBuf,
 };
 
 /// Receive buffer: one whole ASAP or ENRP message (16-bit length) fits; longer SCTP
@@ -30,6 +37,17 @@ const RX_CAPACITY: usize = 65_536;
 /// this many the set is cleared (their notifications normally come within seconds, so
 /// only a kernel that never sends them would fill it).
 const MAX_CLOSING: usize = 65_536;
+/// Sendmsgs in flight per socket, at most one per association: io_uring may complete
+/// two sends on one socket out of order (one that had to wait for room is retried
+/// later), which must not reorder an association's messages.
+const MAX_SENDS: usize = 32;
+/// How far into its queue a socket looks for a message to an association with no
+/// send in flight: a long backlog for one association costs this much per send, not
+/// its length.
+const SEND_SCAN: usize = 64;
+/// Sent messages' buffers up to this size are kept for answers (a resolution answer
+/// with a few PEs is a few hundred bytes).
+const FREE_CAPACITY: usize = 4096;
 
 /// The SCTP payload protocol identifier of a protocol's messages.
 pub(super) fn ppid(protocol: Protocol) -> u32 {
@@ -67,12 +85,21 @@ struct Socket {
     /// Dual-stack (an IPv6 socket also reaches IPv4 peers); an IPv4 one reaches only
     /// IPv4 addresses.
     ipv6: bool,
-    /// `None` while the recvmsg owns it.
+    /// `None` while the recvmsg owns it (a multishot one only uses its header).
     rx: Option<Box<RecvBuf>>,
-    /// `None` while a sendmsg owns it.
-    tx: Option<Box<SendBuf>>,
-    /// What the send in flight carries (association, bytes).
-    inflight: Option<(AssocId, usize)>,
+    /// The recvmsg is multishot, into provided buffers; false after the kernel refused
+    /// that (then single recvmsgs into `rx`).
+    multi: bool,
+    /// A notification delivered in pieces (no MSG_EOR yet); with provided buffers
+    /// longer ones (an ASSOC_CHANGE with the ABORT's cause) can be cut.
+    notice: Vec<u8>,
+    /// Send buffers no sendmsg owns; boxed as the ring takes them, so that handing one
+    /// over moves a pointer, not the buffer the kernel is given the address of.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<SendBuf>>,
+    /// The associations a send is in flight to, and its bytes (at most [`MAX_SENDS`],
+    /// one per association).
+    inflight: Vec<(AssocId, usize)>,
     queue: VecDeque<Queued>,
     assocs: HashMap<AssocId, Assoc>,
     /// Associations we shut down or aborted, already reported down: what still arrives
@@ -86,6 +113,11 @@ pub(super) struct Sctp {
     sockets: Vec<Socket>,
     /// Which socket and association a connection is.
     conns: ConnTable<(usize, AssocId)>,
+    /// A provided buffer's bytes, copied out so that the buffer goes back to the
+    /// kernel at once and the message is handled with the ring free to use.
+    scratch: Vec<u8>,
+    /// Sent messages' buffers, for the next answers.
+    free: Vec<Vec<u8>>,
 }
 
 impl Sctp {
@@ -100,9 +132,12 @@ impl Sctp {
                         protocol,
                         port: bound.map_or(0, |a| a.port()),
                         ipv6: bound.is_some_and(|a| a.is_ipv6()),
-                        rx: Some(RecvBuf::new(RX_CAPACITY)),
-                        tx: Some(SendBuf::new()),
-                        inflight: None,
+                        // Room for messages once `arm` knows it needs it.
+                        rx: Some(RecvBuf::new(0)),
+                        multi: false,
+                        notice: Vec::new(),
+                        spare: Vec::new(),
+                        inflight: Vec::new(),
                         queue: VecDeque::new(),
                         assocs: HashMap::new(),
                         closing: HashSet::new(),
@@ -110,6 +145,8 @@ impl Sctp {
                 })
                 .collect(),
             conns: ConnTable::default(),
+            scratch: Vec::new(),
+            free: Vec::new(),
         }
     }
 
@@ -123,8 +160,19 @@ impl Sctp {
         self.conns.contains_key(&conn)
     }
 
+    /// Arms every socket's recvmsg: multishot into provided buffers if the ring has
+    /// them (set up here, so that a shard without SCTP sockets has none).
     pub(super) fn arm(&mut self, ctx: &mut Ctx) -> io::Result<()> {
+        let multi = !self.sockets.is_empty() && ctx.ring.enable_msg_bufs();
+        if !self.sockets.is_empty() {
+            tracing::debug!(multishot = multi, "SCTP recvmsg armed");
+        }
         for i in 0..self.sockets.len() {
+            let s = &mut self.sockets[i];
+            s.multi = multi;
+            if !multi {
+                s.rx = Some(RecvBuf::new(RX_CAPACITY));
+            }
             self.arm_recv(ctx, i)?;
         }
         Ok(())
@@ -132,14 +180,27 @@ impl Sctp {
 
     fn arm_recv(&mut self, ctx: &mut Ctx, i: usize) -> io::Result<()> {
         let s = &mut self.sockets[i];
-        if let Some(rx) = s.rx.take() {
-            ctx.ring
-                .recvmsg(s.fd.as_raw_fd(), rx, Token::SctpRecv(i).encode())?;
+        let Some(rx) = s.rx.take() else {
+            return Ok(());
+        };
+        let fd = s.fd.as_raw_fd();
+        let token = Token::SctpRecv(i).encode();
+        let armed = if s.multi {
+            ctx.ring.recvmsg_multi(fd, rx, token)
+        } else {
+            ctx.ring.recvmsg(fd, rx, token)
+        };
+        if armed.is_err() {
+            // Never submitted: the buffer went with it.
+            s.rx = Some(RecvBuf::new(if s.multi { 0 } else { RX_CAPACITY }));
         }
-        Ok(())
+        armed
     }
 
     pub(super) fn on_recv(&mut self, ctx: &mut Ctx, i: usize, c: Completion) {
+        if self.sockets[i].multi {
+            return self.on_recv_multi(ctx, i, c);
+        }
         let OpBuf::Recv(rx) = c.buf else {
             unreachable!("a recvmsg owns a RecvBuf")
         };
@@ -150,13 +211,8 @@ impl Sctp {
         if c.result < 0 {
             let e = io::Error::from_raw_os_error(-c.result);
             tracing::warn!(error = %e, "SCTP recvmsg failed");
-        } else if rx.is_notification() {
-            match sctp::parse_notification(rx.data()) {
-                Some(n) => self.on_notification(ctx, i, n),
-                None => tracing::debug!("short SCTP notification"),
-            }
         } else {
-            self.on_data(ctx, i, &rx);
+            self.on_message(ctx, i, rx.received());
         }
         self.sockets[i].rx = Some(rx);
         if let Err(e) = self.arm_recv(ctx, i) {
@@ -164,7 +220,87 @@ impl Sctp {
         }
     }
 
-    fn on_data(&mut self, ctx: &mut Ctx, i: usize, rx: &RecvBuf) {
+    /// One completion of a multishot recvmsg: the message is copied out of its
+    /// provided buffer, which goes straight back to the kernel, and handled; when the
+    /// recvmsg ended it is armed again, or, if the kernel refused it, replaced by
+    /// single recvmsgs for good.
+    fn on_recv_multi(&mut self, ctx: &mut Ctx, i: usize, c: Completion) {
+        if let Some(b) = c.provided {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            if let Ok(n) = usize::try_from(c.result) {
+                scratch.extend_from_slice(ctx.ring.msg_provided(b, n));
+            }
+            ctx.ring.msg_recycle(b);
+            match Received::parse_provided(&scratch) {
+                Some(m) => self.on_message(ctx, i, m),
+                None if c.result >= 0 => {
+                    tracing::debug!(len = c.result, "short multishot SCTP recvmsg result")
+                }
+                None => {}
+            }
+            self.scratch = scratch;
+        }
+        if c.more {
+            return;
+        }
+        let s = &mut self.sockets[i];
+        if let OpBuf::Recv(rx) = c.buf {
+            s.rx = Some(rx);
+        }
+        match c.result {
+            r if r == -libc::ECANCELED => return,
+            r if r == -libc::EINVAL || r == -libc::EOPNOTSUPP => {
+                tracing::info!(
+                    error = %io::Error::from_raw_os_error(-r),
+                    "multishot SCTP recvmsg refused; one recvmsg per message"
+                );
+                s.multi = false;
+                s.rx = Some(RecvBuf::new(RX_CAPACITY));
+            }
+            // Out of provided buffers: those read meanwhile are back.
+            r if r == -libc::ENOBUFS || r >= 0 => {}
+            r => {
+                let e = io::Error::from_raw_os_error(-r);
+                tracing::warn!(error = %e, "SCTP recvmsg failed");
+            }
+        }
+        if let Err(e) = self.arm_recv(ctx, i) {
+            tracing::error!(error = %e, "cannot re-arm SCTP recvmsg");
+        }
+    }
+
+    /// A received message, piece of one, or notification.
+    fn on_message(&mut self, ctx: &mut Ctx, i: usize, m: Received<'_>) {
+        if !m.is_notification() {
+            return self.on_data(ctx, i, m);
+        }
+        let notice = &mut self.sockets[i].notice;
+        let n = if notice.is_empty() && m.is_end_of_record() {
+            sctp::parse_notification(m.data())
+        } else {
+            // Pieces of one notification come one after the other (the kernel puts
+            // the rest back at the head of the socket's queue).
+            if notice.len() + m.data().len() > RX_CAPACITY {
+                tracing::debug!("SCTP notification too long; dropped");
+                notice.clear();
+                return;
+            }
+            notice.extend_from_slice(m.data());
+            if !m.is_end_of_record() {
+                return;
+            }
+            let n = sctp::parse_notification(notice);
+            notice.clear();
+            n
+        };
+        match n {
+            Some(n) => self.on_notification(ctx, i, n),
+            None => tracing::debug!("short SCTP notification"),
+        }
+    }
+
+    fn on_data(&mut self, ctx: &mut Ctx, i: usize, rx: Received<'_>) {
         let Some(info) = rx.rcvinfo() else {
             tracing::debug!("SCTP message without SCTP_RCVINFO dropped");
             return;
@@ -185,6 +321,11 @@ impl Sctp {
         let Some(a) = self.sockets[i].assocs.get_mut(&info.assoc) else {
             return;
         };
+        if rx.is_truncated() {
+            tracing::debug!(conn = conn.0, "truncated SCTP message dropped");
+            a.partial.clear();
+            return;
+        }
         if !rx.is_end_of_record() {
             if a.partial.len() + rx.data().len() > RX_CAPACITY {
                 tracing::debug!(
@@ -218,7 +359,18 @@ impl Sctp {
             &whole
         };
         match protocol {
-            Protocol::Asap => ctx.registrar.handle_asap(ctx.now, conn, message),
+            Protocol::Asap => {
+                // A resolution's answer is written straight into a message of its own
+                // and queued, not through the registrar's output queue.
+                let mut tx = self.free.pop().unwrap_or_default();
+                ctx.registrar
+                    .handle_asap_into(ctx.now, conn, message, &mut tx);
+                if tx.is_empty() {
+                    self.free.push(tx);
+                } else {
+                    self.queue(ctx, conn, PPID_ASAP, tx);
+                }
+            }
             Protocol::Enrp => ctx.enrp(conn, message),
         }
     }
@@ -435,30 +587,42 @@ impl Sctp {
         });
     }
 
-    /// Starts a sendmsg on every socket with something queued and none in flight.
+    /// Starts the sendmsgs that every socket's queue allows.
     pub(super) fn flush(&mut self, ctx: &mut Ctx) {
         for i in 0..self.sockets.len() {
             self.start_send(ctx, i);
         }
     }
 
+    /// Starts a sendmsg for each queued message (oldest first, within the first
+    /// [`SEND_SCAN`]) to an association with none in flight, up to [`MAX_SENDS`].
     fn start_send(&mut self, ctx: &mut Ctx, i: usize) {
         let s = &mut self.sockets[i];
-        if s.tx.is_none() {
-            return;
-        }
-        let Some(q) = s.queue.pop_front() else { return };
-        let Some(mut tx) = s.tx.take() else { return };
-        let len = q.data.len();
-        tx.set(q.assoc, q.ppid, q.flags, q.data);
-        s.inflight = Some((q.assoc, len));
-        if let Err(e) = ctx
-            .ring
-            .sendmsg(s.fd.as_raw_fd(), tx, Token::SctpSend(i).encode())
-        {
-            tracing::error!(error = %e, "cannot start SCTP sendmsg");
-            s.tx = Some(SendBuf::new());
-            s.inflight = None;
+        let mut at = 0;
+        while s.inflight.len() < MAX_SENDS && at < s.queue.len().min(SEND_SCAN) {
+            let assoc = s.queue[at].assoc;
+            if s.inflight.iter().any(|&(a, _)| a == assoc) {
+                at += 1;
+                continue;
+            }
+            let Some(q) = s.queue.remove(at) else { break };
+            let mut tx = s.spare.pop().unwrap_or_else(SendBuf::new);
+            let len = q.data.len();
+            tx.set(q.assoc, q.ppid, q.flags, q.data);
+            match ctx
+                .ring
+                .sendmsg(s.fd.as_raw_fd(), tx, Token::SctpSend(i).encode())
+            {
+                Ok(()) => s.inflight.push((assoc, len)),
+                Err(e) => {
+                    // The message is lost; the association's count forgets it.
+                    tracing::error!(error = %e, "cannot start SCTP sendmsg");
+                    if let Some(a) = s.assocs.get_mut(&assoc) {
+                        a.queued = a.queued.saturating_sub(len);
+                    }
+                    break;
+                }
+            }
         }
     }
 
@@ -466,10 +630,18 @@ impl Sctp {
         let OpBuf::Send(mut tx) = c.buf else {
             unreachable!("a sendmsg owns a SendBuf")
         };
-        drop(tx.take_data());
+        let mut data = tx.take_data();
+        if self.free.len() < MAX_SENDS && data.capacity() <= FREE_CAPACITY {
+            data.clear();
+            self.free.push(data);
+        }
+        let assoc = tx.assoc();
         let s = &mut self.sockets[i];
-        s.tx = Some(tx);
-        if let Some((assoc, len)) = s.inflight.take() {
+        if s.spare.len() < MAX_SENDS {
+            s.spare.push(tx);
+        }
+        if let Some(at) = s.inflight.iter().position(|&(a, _)| a == assoc) {
+            let (_, len) = s.inflight.swap_remove(at);
             if let Some(a) = s.assocs.get_mut(&assoc) {
                 a.queued = a.queued.saturating_sub(len);
             }

@@ -17,7 +17,7 @@ use super::addr;
 use super::socket::{bind, domain, listen, setsockopt, socket};
 
 pub use client::{Client, Listener};
-pub use msg::{RcvInfo, RecvBuf, SendBuf};
+pub use msg::{MULTI_CONTROL, RcvInfo, Received, RecvBuf, SendBuf};
 
 // linux/socket.h: SOL_SCTP == IPPROTO_SCTP.
 const SOL_SCTP: libc::c_int = 132;
