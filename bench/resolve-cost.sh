@@ -3,7 +3,7 @@
 # through the real binary: one shard, loopback TCP, a pool of 500 PEs (round robin,
 # 8 connections), one pool user with one request in flight asking for 3 PEs.
 #
-#   bench/resolve-cost.sh [--pes N] [--items K] [--runs A,B] [--keep DIR] [-- REGISTRAR-FLAGS...]
+#   bench/resolve-cost.sh [--pes N] [--items K] [--runs A,B] [--keep DIR] [--bin PATH] [-- REGISTRAR-FLAGS...]
 #
 # The registrar runs under valgrind's callgrind twice, once for A and once for B
 # resolutions (default 1000 and 6000); the figure is the difference of the two
@@ -14,19 +14,21 @@
 # each syscall is not in it). Keep-alives are set to 10 minutes so that none falls inside
 # the measurement. Instruction counts are repeatable on a shared machine, unlike
 # timings. --keep DIR keeps the callgrind files (callgrind_annotate DIR/cg.B) to see
-# where the instructions go.
+# where the instructions go. --bin measures another build of the registrar (e.g. an
+# older commit's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "resolve-cost: needs valgrind (apt-get install valgrind)" >&2; exit 2; }
-pes=500 items=3 runs=1000,6000 keep=""
+pes=500 items=3 runs=1000,6000 keep="" bin=target/release/rserpool-registrar
 while [ $# -gt 0 ]; do
   case "$1" in
     --pes) pes=$2; shift 2 ;;
     --items) items=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
+    --bin) bin=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "resolve-cost: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -46,7 +48,7 @@ measure() { # resolutions -> instruction total of one registrar run
   p=$(port)
   f="$out/cg.$n"
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$f" \
-    target/release/rserpool-registrar --shards 1 --no-pin --allow-loopback \
+    "$bin" --shards 1 --no-pin --allow-loopback \
       --asap "tcp://127.0.0.1:$p" --keep-alive-interval 600000 --keep-alive-timeout 600000 \
       --log-level error "$@" >"$out/registrar.$n.log" 2>&1 &
   pid=$!

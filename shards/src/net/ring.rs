@@ -281,7 +281,7 @@ impl Ring {
         }
     }
 
-    /// Sets up the provided buffers of multishot recvmsgs (group [`MSG_GROUP`]) unless
+    /// Sets up the provided buffers of multishot recvmsgs (group `MSG_GROUP`) unless
     /// done already; false if the kernel refused them (then only [`Ring::recvmsg`]).
     pub fn enable_msg_bufs(&mut self) -> bool {
         if self.msg_bufs.is_none() {

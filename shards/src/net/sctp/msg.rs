@@ -79,7 +79,7 @@ pub struct Received<'a> {
 }
 
 impl<'a> Received<'a> {
-    /// Parses what a multishot recvmsg (armed with [`RecvBuf::prepare_multi`]) wrote
+    /// Parses what a multishot recvmsg (armed with `RecvBuf::prepare_multi`) wrote
     /// into a provided buffer: `buf` is the buffer's first `result` bytes (the
     /// completion's result counts the header, the reserved name and control space and
     /// the payload). `None` if it is shorter than the header and the reserved space.
