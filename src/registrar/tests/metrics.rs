@@ -29,15 +29,7 @@ fn ack(net: &mut Net, c: Client, pool: &str, id: u32) {
 
 #[test]
 fn messages_are_counted_by_type_and_error_causes_by_code() {
-    let mut net = Net::new(2, config());
-    let pe = net.connect(0, 1, addr(1));
-    assert!(accepted(&register(
-        &mut net,
-        pe,
-        "p",
-        1,
-        PolicyParam::round_robin()
-    )));
+    let (mut net, pe) = one_pe_pool(2);
     let pu = net.connect(1, 2, addr(2));
     for _ in 0..5 {
         net.resolved_ids(pu, "p", None);
@@ -96,23 +88,9 @@ fn a_rejected_registration_counts_its_cause_and_service_time() {
 
 #[test]
 fn service_time_runs_from_the_input_to_the_answer_being_queued() {
-    let mut net = Net::new(2, config());
-    let pe = net.connect(0, 1, addr(1));
-    assert!(accepted(&register(
-        &mut net,
-        pe,
-        "p",
-        1,
-        PolicyParam::round_robin()
-    )));
+    let (mut net, pe) = one_pe_pool(2);
     let t0 = net.now;
-    let mut req = Vec::new();
-    AsapMessage::HandleResolution {
-        subscribe: false,
-        handle: "p".into(),
-        items: None,
-    }
-    .encode(&mut req);
+    let req = resolution_request("p");
     let shard = &mut net.shards[0];
     shard.handle_asap(t0, pe.conn, &req);
     let Some(Transmit::Asap {
@@ -139,23 +117,9 @@ fn service_time_runs_from_the_input_to_the_answer_being_queued() {
 
 #[test]
 fn an_answer_written_into_the_send_buffer_is_timed_when_handed_to_the_socket() {
-    let mut net = Net::new(1, config());
-    let pe = net.connect(0, 1, addr(1));
-    assert!(accepted(&register(
-        &mut net,
-        pe,
-        "p",
-        1,
-        PolicyParam::round_robin()
-    )));
+    let (mut net, pe) = one_pe_pool(1);
     let t0 = net.now;
-    let mut req = Vec::new();
-    AsapMessage::HandleResolution {
-        subscribe: false,
-        handle: "p".into(),
-        items: None,
-    }
-    .encode(&mut req);
+    let req = resolution_request("p");
     let shard = &mut net.shards[0];
     let before = shard.metrics().handle_resolution.count();
     let mut tx = vec![0xaa; 3];

@@ -907,6 +907,21 @@ fn client_pool_elements_live_through_keep_alives_and_reregistrations() {
     assert_eq!(net.shards[0].handlespace().pool(b"pool").unwrap().len(), 18);
 }
 
+/// A network of `shards` with pool "p" of one round-robin PE, registered through
+/// connection 1 on shard 0.
+fn one_pe_pool(shards: u16) -> (Net, Client) {
+    let mut net = Net::new(shards, config());
+    let pe = net.connect(0, 1, addr(1));
+    assert!(accepted(&register(
+        &mut net,
+        pe,
+        "p",
+        1,
+        PolicyParam::round_robin()
+    )));
+    (net, pe)
+}
+
 fn resolution_request(pool: &str) -> Vec<u8> {
     let mut req = Vec::new();
     AsapMessage::HandleResolution {
@@ -957,15 +972,7 @@ fn answers_written_into_the_send_buffer_encode_like_queued_ones() {
 
 #[test]
 fn an_answer_is_not_written_ahead_of_one_still_queued() {
-    let mut net = Net::new(1, config());
-    let pe = net.connect(0, 1, addr(1));
-    assert!(accepted(&register(
-        &mut net,
-        pe,
-        "p",
-        1,
-        PolicyParam::round_robin()
-    )));
+    let (mut net, _) = one_pe_pool(1);
     let pu = net.connect(0, 2, addr(2));
     let now = net.now;
     let shard = &mut net.shards[0];
