@@ -29,7 +29,7 @@ fn ack(net: &mut Net, c: Client, pool: &str, id: u32) {
 
 #[test]
 fn messages_are_counted_by_type_and_error_causes_by_code() {
-    let (mut net, pe) = one_pe_pool(2);
+    let (mut net, _) = one_pe_pool(2);
     let pu = net.connect(1, 2, addr(2));
     for _ in 0..5 {
         net.resolved_ids(pu, "p", None);
