@@ -206,11 +206,27 @@ fn an_attacker_cannot_remove_a_healthy_pe_by_reports() {
     let pes = common::register_all(&lab, "p", 1..=2);
     let pu = lab.connect();
     let mut attackers: Vec<Attacker> = (0..3).map(|_| Attacker::connect(lab.addr)).collect();
-    for a in &mut attackers {
+    let repeated = || {
+        counter(
+            metrics.addr(),
+            "rserpool_unreachable_reports_repeated_total",
+            "",
+        )
+    };
+    for (i, a) in attackers.iter_mut().enumerate() {
         for _ in 0..5 {
             a.send(&AsapMessage::EndpointUnreachable {
                 handle: "p".into(),
                 id: PoolElementId(1),
+            });
+        }
+        if i == 1 {
+            // Each association's repeats count once; the third reporter's first report
+            // starts the probe, during which reports wait for its outcome, so it waits
+            // until the first two have been seen (their connections may be on other
+            // shards than the third's, whose report could otherwise overtake them).
+            wait_until(&lab, "the first two attackers' repeats are counted", || {
+                repeated() >= 8.0
             });
         }
     }
@@ -226,11 +242,7 @@ fn an_attacker_cannot_remove_a_healthy_pe_by_reports() {
     assert_eq!(pu.members("p"), [1, 2].into());
     // The first two attackers' repeats at least (the third's may land while the probe
     // is out, when reports wait for its outcome).
-    let repeated = counter(
-        metrics.addr(),
-        "rserpool_unreachable_reports_repeated_total",
-        "",
-    );
+    let repeated = repeated();
     assert!(repeated >= 8.0, "{repeated}");
     // A PE that really hangs is removed when reported, at most a keep-alive timeout
     // later.

@@ -189,7 +189,8 @@ pub struct Metrics {
     errors: [u64; CAUSES],
     malformed: u64,
     removals: [u64; RemovalReason::ALL.len()],
-    /// Handle resolution request taken off the socket → answer queued for sending.
+    /// Handle resolution request taken off the socket → answer queued for sending (or,
+    /// written straight into the send buffer, the turn's sends started).
     pub handle_resolution: Histogram,
     /// Registration request taken off the socket → response queued for sending,
     /// including the round trip to the pool's writer shard.

@@ -287,7 +287,7 @@ fn histograms(out: &mut String, views: &[View<'_>]) {
     let plain: [(&str, &str, Pick); 3] = [
         (
             "rserpool_handle_resolution_seconds",
-            "Registrar-side service time of a handle resolution: from the moment the shard took the request off the socket (the time its registrar was given for that input) to the answer being queued for sending.",
+            "Registrar-side service time of a handle resolution: from the moment the shard took the request off the socket (the time its registrar was given for that input) to the answer being queued for sending (for an answer written straight into the connection's send buffer, to the start of the loop turn's sends).",
             |m| &m.handle_resolution,
         ),
         (
