@@ -127,16 +127,33 @@ fn encode_resolution_generic(
 }
 
 impl Registrar {
-    pub(super) fn on_asap(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+    /// One ASAP message from `conn`; a positive answer to a plain resolution goes into
+    /// `direct` if given (see [`Registrar::handle_asap_into`]). Returns whether it was
+    /// a plain resolution, which changes no timer and sends nothing to other shards or
+    /// to ENRP (a refused or negative one queues its answer and event as usual).
+    pub(super) fn on_asap(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        bytes: &[u8],
+        direct: Option<&mut Vec<u8>>,
+    ) -> bool {
         if !self.sessions.is_up(conn) {
-            return;
+            return false;
         }
         // The request that matters most, read in place (the general path below would
         // build a message with an owned handle first).
         if let Some((handle, items)) = wire::plain_resolution(bytes) {
             self.out.metrics.on_received(AsapType::HANDLE_RESOLUTION);
-            return self.on_resolution(now, conn, handle, items, None);
+            self.on_resolution(now, conn, handle, items, direct);
+            return true;
         }
+        self.on_message(now, conn, bytes);
+        false
+    }
+
+    /// Every ASAP message but a plain resolution.
+    fn on_message(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         let decoded = match AsapMessage::decode(bytes) {
             Ok(d) => d,
             Err(error) => return self.malformed(conn, bytes, error),

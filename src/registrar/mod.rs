@@ -51,7 +51,7 @@ pub use shard::{ConnId, Origin, RemovalReason, Router, ShardId, ShardMsg};
 
 use crate::handlespace::{self, Handlespace};
 use crate::ids::{PoolElementId, PoolHandle, RegistrarId};
-use crate::wire::{self, AsapType, CauseCode, DecodeError, LifeUnit};
+use crate::wire::{CauseCode, DecodeError, LifeUnit};
 use announce::Announcer;
 use out::Outputs;
 use sessions::Sessions;
@@ -596,7 +596,7 @@ impl Registrar {
     /// One ASAP message received on `conn`.
     pub fn handle_asap(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         self.next_timer = None;
-        self.on_asap(now, conn, bytes);
+        self.on_asap(now, conn, bytes, None);
         self.drain_local(now);
     }
 
@@ -608,20 +608,11 @@ impl Registrar {
     /// is recorded by [`Registrar::handle_written`], which the runtime calls once it
     /// has handed `tx` to the socket.
     pub fn handle_asap_into(&mut self, now: Instant, conn: ConnId, bytes: &[u8], tx: &mut Vec<u8>) {
-        if self.out.transmits.is_empty()
-            && let Some((handle, items)) = wire::plain_resolution(bytes)
-        {
-            if !self.sessions.is_up(conn) {
-                return;
-            }
-            self.out.metrics.on_received(AsapType::HANDLE_RESOLUTION);
-            self.on_resolution(now, conn, handle, items, Some(tx));
-            // A resolution changes no timer and sends nothing to other shards or to ENRP
-            // (a refused or negative one queues its answer and event as usual): nothing
-            // to drain.
-            return;
+        let direct = self.out.transmits.is_empty().then_some(tx);
+        if !self.on_asap(now, conn, bytes, direct) {
+            self.next_timer = None;
+            self.drain_local(now);
         }
-        self.handle_asap(now, conn, bytes);
     }
 
     /// Whether answers written by [`Registrar::handle_asap_into`] wait for

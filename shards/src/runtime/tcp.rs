@@ -131,6 +131,27 @@ struct Conn {
 }
 
 impl Conn {
+    /// Bytes queued or in flight on it.
+    fn unsent(&self) -> usize {
+        self.tx_pending.len() + self.tx_inflight
+    }
+
+    /// `n` bytes were appended to its send buffer: they count in the shard's `unsent`,
+    /// and it goes on the `dirty` list of connections with a send to start.
+    fn queued(&mut self, id: ConnId, n: usize, unsent: &mut usize, dirty: &mut Vec<ConnId>) {
+        *unsent += n;
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(id);
+        }
+    }
+
+    /// Whether it, or the shard (`shard_unsent`), holds more unsent bytes than allowed.
+    fn over_caps(&self, limits: &Limits, shard_unsent: usize) -> bool {
+        self.unsent() > limits.max_unsent_per_connection()
+            || shard_unsent > limits.max_unsent_per_shard()
+    }
+
     /// Messages it may still have handled in turn `turn`.
     fn budget(&mut self, turn: u32) -> u32 {
         if self.turn != turn {
@@ -235,7 +256,7 @@ impl Tcp {
     #[cfg(test)]
     pub(super) fn backlog(&self, id: ConnId) -> Option<(usize, bool)> {
         let c = self.conns.get(&id)?;
-        Some((c.tx_pending.len() + c.tx_inflight, c.held.is_some()))
+        Some((c.unsent(), c.held.is_some()))
     }
 
     /// Whether `id` is one of this shard's TCP connections (open, or being opened).
@@ -687,7 +708,7 @@ impl Tcp {
         }
         Self::track_partial(conn, !rx.is_empty(), ctx.now);
         conn.rx = Some(rx);
-        if conn.tx_pending.len() + conn.tx_inflight > Self::hold_back_at(&self.limits) {
+        if conn.unsent() > Self::hold_back_at(&self.limits) {
             // Not re-armed until the backlog halves ([`Tcp::resume_recv`]).
             conn.held = Some(ctx.now);
             return;
@@ -745,16 +766,9 @@ impl Tcp {
         };
         if answered > 0 {
             // Answers the registrar wrote straight into `tx_pending`.
-            self.unsent += answered;
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(id);
-            }
+            conn.queued(id, answered, &mut self.unsent, &mut self.dirty);
         }
-        let conn = if answered > 0
-            && (conn.tx_pending.len() + conn.tx_inflight > self.limits.max_unsent_per_connection()
-                || self.unsent > self.limits.max_unsent_per_shard())
-        {
+        let conn = if answered > 0 && conn.over_caps(&self.limits, self.unsent) {
             if self.over_limits(ctx, id) {
                 return;
             }
@@ -771,7 +785,7 @@ impl Tcp {
         let held_before = conn.held.is_some();
         let newly_held = !held_before
             && conn.state == State::Open
-            && conn.tx_pending.len() + conn.tx_inflight > Self::hold_back_at(&self.limits);
+            && conn.unsent() > Self::hold_back_at(&self.limits);
         if newly_held {
             conn.held = Some(ctx.now);
             tracing::trace!(conn = id.0, "input held back");
@@ -918,11 +932,7 @@ impl Tcp {
         }
         let answered = conn.tx_pending.len() - before;
         if answered > 0 {
-            *unsent += answered;
-            if !conn.dirty {
-                conn.dirty = true;
-                dirty.push(id);
-            }
+            conn.queued(id, answered, unsent, dirty);
         }
         Ok(need)
     }
@@ -943,7 +953,7 @@ impl Tcp {
         let mut parked = std::mem::take(&mut self.parked);
         let mut broken = Vec::new();
         let mut resumed = Vec::new();
-        let mut answered = false;
+        let unsent_before = self.unsent;
         let hold_back_at = Self::hold_back_at(&self.limits);
         parked.retain(|&id| {
             let Some(conn) = self.conns.get_mut(&id) else {
@@ -954,15 +964,10 @@ impl Tcp {
                 return false;
             }
             let mut budget = conn.budget(turn);
-            let backlog = conn.tx_pending.len();
             let queued = (&mut self.unsent, &mut self.dirty);
             let outcome = Self::handle_parked(ctx, id, conn, &mut budget, queued);
             conn.budget = budget;
-            answered |= conn.tx_pending.len() > backlog;
-            if outcome.is_ok()
-                && conn.held.is_none()
-                && conn.tx_pending.len() + conn.tx_inflight > hold_back_at
-            {
+            if outcome.is_ok() && conn.held.is_none() && conn.unsent() > hold_back_at {
                 // Its answers wait unread: once its parked messages are handled, no
                 // receive until they drain ([`Tcp::resume_recv`]).
                 conn.held = Some(ctx.now);
@@ -983,24 +988,21 @@ impl Tcp {
                 }
             }
         });
-        if answered {
+        if self.unsent > unsent_before {
             // Answers written this pass may have passed a connection's or the shard's
-            // cap on unsent bytes.
+            // cap on unsent bytes (every connection that got some is on the dirty list).
             let over: Vec<ConnId> = self
                 .dirty
                 .iter()
                 .copied()
                 .filter(|id| {
-                    self.conns.get(id).is_some_and(|c| {
-                        c.tx_pending.len() + c.tx_inflight > self.limits.max_unsent_per_connection()
-                    })
+                    self.conns
+                        .get(id)
+                        .is_some_and(|c| c.over_caps(&self.limits, self.unsent))
                 })
                 .collect();
             for id in over {
                 self.over_limits(ctx, id);
-            }
-            if self.unsent > self.limits.max_unsent_per_shard() {
-                self.shed(ctx);
             }
         }
         self.parked = parked;
@@ -1038,10 +1040,7 @@ impl Tcp {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        if conn.state != State::Open
-            || conn.held.is_none()
-            || conn.tx_pending.len() + conn.tx_inflight > at
-        {
+        if conn.state != State::Open || conn.held.is_none() || conn.unsent() > at {
             return;
         }
         conn.held = None;
@@ -1084,14 +1083,11 @@ impl Tcp {
         if conn.state != State::Open {
             return true;
         }
-        self.unsent += appended(&mut conn.tx_pending, |p| match conn.tls.as_deref_mut() {
+        let n = appended(&mut conn.tx_pending, |p| match conn.tls.as_deref_mut() {
             None => p.extend_from_slice(payload),
             Some(session) => session.send(payload, p),
         });
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(id);
-        }
+        conn.queued(id, n, &mut self.unsent, &mut self.dirty);
         self.over_limits(ctx, id);
         true
     }
@@ -1103,7 +1099,7 @@ impl Tcp {
         let Some(conn) = self.conns.get(&id) else {
             return true;
         };
-        let unsent = conn.tx_pending.len() + conn.tx_inflight;
+        let unsent = conn.unsent();
         if unsent > self.limits.max_unsent_per_connection() {
             tracing::info!(
                 conn = id.0,
@@ -1131,7 +1127,7 @@ impl Tcp {
                 .conns
                 .iter()
                 .filter(|(_, c)| c.state == State::Open)
-                .map(|(id, c)| (c.tx_pending.len() + c.tx_inflight, id))
+                .map(|(id, c)| (c.unsent(), id))
                 .max();
             let Some((unsent, id)) = largest.filter(|&(n, _)| n > 0) else {
                 break;
@@ -1276,11 +1272,8 @@ impl Tcp {
         }
         ctx.conn_down(id);
         if let Some(session) = conn.tls.as_deref_mut() {
-            self.unsent += appended(&mut conn.tx_pending, |p| session.close_notify(p));
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(id);
-            }
+            let n = appended(&mut conn.tx_pending, |p| session.close_notify(p));
+            conn.queued(id, n, &mut self.unsent, &mut self.dirty);
         }
         if conn.tx_inflight == 0 && conn.tx_pending.is_empty() {
             tracing::debug!(conn = id.0, "TCP connection closed by the registrar");
@@ -1300,9 +1293,7 @@ impl Tcp {
             let _ = conn.stream.shutdown(Shutdown::Both);
             // Nothing more is sent: what was queued is freed now, and what is in
             // flight leaves the count (its buffer comes back with its completion).
-            self.unsent = self
-                .unsent
-                .saturating_sub(conn.tx_pending.len() + conn.tx_inflight);
+            self.unsent = self.unsent.saturating_sub(conn.unsent());
             conn.tx_inflight = 0;
             self.freed += conn.tx_pending.capacity();
             conn.tx_pending = Vec::new();

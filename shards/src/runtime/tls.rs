@@ -194,12 +194,9 @@ impl Tcp {
         };
         match Session::client(server, config, peer) {
             Ok(mut session) => {
-                self.unsent += appended(&mut conn.tx_pending, |p| session.write(p));
+                let n = appended(&mut conn.tx_pending, |p| session.write(p));
                 conn.tls = Some(session);
-                if !conn.dirty {
-                    conn.dirty = true;
-                    self.dirty.push(id);
-                }
+                conn.queued(id, n, &mut self.unsent, &mut self.dirty);
             }
             Err(e) => {
                 tracing::warn!(conn = id.0, %peer, error = %e, "cannot start TLS to a peer");
@@ -344,10 +341,9 @@ impl Tcp {
                 }
             }
         }
-        self.unsent += appended(&mut conn.tx_pending, |p| session.write(p));
-        if !conn.tx_pending.is_empty() && !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(id);
+        let n = appended(&mut conn.tx_pending, |p| session.write(p));
+        if !conn.tx_pending.is_empty() {
+            conn.queued(id, n, &mut self.unsent, &mut self.dirty);
         }
         if closed {
             self.close(ctx, id, "peer closed");
