@@ -132,12 +132,14 @@ struct Conn {
 
 impl Conn {
     /// Bytes queued or in flight on it.
+    #[inline]
     fn unsent(&self) -> usize {
         self.tx_pending.len() + self.tx_inflight
     }
 
     /// `n` bytes were appended to its send buffer: they count in the shard's `unsent`,
     /// and it goes on the `dirty` list of connections with a send to start.
+    #[inline]
     fn queued(&mut self, id: ConnId, n: usize, unsent: &mut usize, dirty: &mut Vec<ConnId>) {
         *unsent += n;
         if !self.dirty {
@@ -147,6 +149,7 @@ impl Conn {
     }
 
     /// Whether it, or the shard (`shard_unsent`), holds more unsent bytes than allowed.
+    #[inline]
     fn over_caps(&self, limits: &Limits, shard_unsent: usize) -> bool {
         self.unsent() > limits.max_unsent_per_connection()
             || shard_unsent > limits.max_unsent_per_shard()
