@@ -3,7 +3,7 @@
 # through the real binary: one shard, loopback TCP, a pool of 500 PEs (round robin,
 # 8 connections), one pool user with one request in flight asking for 3 PEs.
 #
-#   bench/resolve-cost.sh [--pes N] [--items K] [--runs A,B] [--keep DIR] [--bin PATH] [-- REGISTRAR-FLAGS...]
+#   bench/resolve-cost.sh [--pes N] [--items K] [--runs A,B] [--pause US] [--keep DIR] [--bin PATH] [-- REGISTRAR-FLAGS...]
 #
 # The registrar runs under valgrind's callgrind twice, once for A and once for B
 # resolutions (default 1000 and 6000); the figure is the difference of the two
@@ -15,20 +15,25 @@
 # the measurement. Instruction counts are repeatable on a shared machine, unlike
 # timings. --keep DIR keeps the callgrind files (callgrind_annotate DIR/cg.B) to see
 # where the instructions go. --bin measures another build of the registrar (e.g. an
-# older commit's).
+# older commit's). --pause US (default 1000) is the client's pause between an answer
+# and its next request, so that every request finds the registrar asleep and takes
+# the same path: back to back (--pause 0), whether the next request is already there
+# when the registrar has sent an answer depends on the two sides' speeds under
+# callgrind, and moves the figure by about 150 from run to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "resolve-cost: needs valgrind (apt-get install valgrind)" >&2; exit 2; }
-pes=500 items=3 runs=1000,6000 keep="" bin=target/release/rserpool-registrar
+pes=500 items=3 runs=1000,6000 pause=1000 keep="" bin=target/release/rserpool-registrar
 while [ $# -gt 0 ]; do
   case "$1" in
     --pes) pes=$2; shift 2 ;;
     --items) items=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
+    --pause) pause=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "resolve-cost: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -58,7 +63,7 @@ measure() { # resolutions -> instruction total of one registrar run
     sleep 0.1
   done
   rm -f "$out/done.$n" "$out/done.$n.ready" "$out/done.$n.go"
-  target/release/resolvecost "127.0.0.1:$p" "$pes" "$n" "$items" "$out/done.$n" &
+  target/release/resolvecost "127.0.0.1:$p" "$pes" "$n" "$items" "$out/done.$n" "$pause" &
   client=$!
   while [ ! -e "$out/done.$n.ready" ]; do
     kill -0 "$client" 2>/dev/null || { echo "resolve-cost: the client failed" >&2; kill "$pid"; exit 1; }

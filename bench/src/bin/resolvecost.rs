@@ -3,8 +3,13 @@
 //! registrar's instruction count (run under callgrind) can be divided by N.
 //!
 //! ```text
-//! resolvecost ADDR:PORT PES RESOLUTIONS [ITEMS [DONE-FILE]]
+//! resolvecost ADDR:PORT PES RESOLUTIONS [ITEMS [DONE-FILE [PAUSE-US]]]
 //! ```
+//!
+//! PAUSE-US (default 0) is a pause after each answer before the next request: with
+//! one, every request finds the registrar asleep in the kernel, the same path each
+//! time (back to back, whether the next request is already there when the registrar
+//! has sent an answer depends on how fast each side runs, under callgrind as well).
 //!
 //! With DONE-FILE, it creates `DONE-FILE.ready` once the PEs are registered and its
 //! connection is open, waits for `DONE-FILE.go` (the script switches callgrind's
@@ -32,13 +37,18 @@ const LINKS: u32 = 8;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [addr, pes, n, rest @ ..] = args.as_slice() else {
-        bail!("usage: resolvecost ADDR:PORT PES RESOLUTIONS [ITEMS [DONE-FILE]]");
+        bail!("usage: resolvecost ADDR:PORT PES RESOLUTIONS [ITEMS [DONE-FILE [PAUSE-US]]]");
     };
     let target = Target::tcp(addr.parse().context("ADDR:PORT")?);
     let pes: u32 = pes.parse().context("PES")?;
     let n: u64 = n.parse().context("RESOLUTIONS")?;
     let items: u32 = rest.first().map_or(Ok(3), |s| s.parse()).context("ITEMS")?;
     let done = rest.get(1);
+    let pause: u64 = rest
+        .get(2)
+        .map_or(Ok(0), |s| s.parse())
+        .context("PAUSE-US")?;
+    let pause = Duration::from_micros(pause);
     let pool = PoolHandle::new(b"CostPool");
 
     // The PEs register once and stay (no re-registration, no keep-alive answers: the
@@ -83,6 +93,9 @@ fn main() -> anyhow::Result<()> {
         match conn.resolve(&pool, Some(items))? {
             Resolved::Elements { elements, .. } if elements.len() == items as usize => {}
             other => bail!("resolution {i}: expected {items} PEs, got {other:?}"),
+        }
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
         }
     }
     if let Some(path) = done {

@@ -354,6 +354,7 @@ impl Ring {
     }
 
     /// Sends all of `buf` on registered file `fixed`, or on `fd` (see [`Ring::send`]).
+    #[inline(always)]
     pub fn send_on(
         &mut self,
         fd: RawFd,
@@ -525,71 +526,78 @@ impl Ring {
     /// Moves up to `max` completions into `out`; returns how many.
     pub fn complete(&mut self, max: usize, out: &mut Vec<Completion>) -> usize {
         let mut n = 0;
-        let Self {
-            uring,
-            ops,
-            free,
-            live,
-            ..
-        } = self;
-        for cqe in uring.completion().take(max) {
+        while n < max
+            && let Some(c) = self.next_completion()
+        {
             n += 1;
-            let slot = cqe.user_data();
-            if slot == CANCEL {
-                continue;
-            }
-            let result = cqe.result();
-            let more = cqueue::more(cqe.flags());
-            let Some(entry) = ops.get_mut(slot as usize) else {
-                continue;
-            };
-            if more {
-                if let Some(p) = entry {
-                    out.push(Completion {
-                        token: p.token,
-                        result,
-                        more,
-                        buf: OpBuf::None,
-                        provided: cqueue::buffer_select(cqe.flags()),
-                    });
-                }
-                continue;
-            }
-            let Some(mut p) = entry.take() else {
-                continue;
-            };
-            free.push(slot as u32);
-            *live -= 1;
-            if result > 0 {
-                match (&p.kind, &mut p.buf) {
-                    (Kind::Fill, OpBuf::Bytes(v)) => {
-                        let filled = (result as usize).min(v.capacity() - v.len());
-                        // SAFETY: the kernel wrote `result` bytes into the spare capacity
-                        // this operation was given (never more than it was told), so
-                        // those bytes are initialised.
-                        unsafe { v.set_len(v.len() + filled) };
-                    }
-                    (Kind::RecvMsg, OpBuf::Recv(r)) => r.complete(result as usize),
-                    (Kind::RecvFrom, OpBuf::Datagram(d)) => d.complete(result as usize),
-                    _ => {}
-                }
-            }
-            out.push(Completion {
-                token: p.token,
-                result,
-                more: false,
-                buf: p.buf,
-                provided: cqueue::buffer_select(cqe.flags()),
-            });
+            out.extend(c);
         }
         n
     }
 
+    /// Takes the completion at the head of the queue, if any: `Some(None)` for one
+    /// that carries nothing for the caller (a cancel request's, or a stale slot's).
+    /// One at a time, so that the caller can handle it (and push new operations)
+    /// before taking the next, without a list in between.
+    #[inline(always)]
+    pub fn next_completion(&mut self) -> Option<Option<Completion>> {
+        let cqe = self.uring.completion().next()?;
+        Some(self.finish(&cqe))
+    }
+
+    /// The [`Completion`] of `cqe`, with its operation's buffer if it was the final one.
+    #[inline(always)]
+    fn finish(&mut self, cqe: &cqueue::Entry) -> Option<Completion> {
+        let slot = cqe.user_data();
+        if slot == CANCEL {
+            return None;
+        }
+        let result = cqe.result();
+        let flags = cqe.flags();
+        let entry = self.ops.get_mut(slot as usize)?;
+        if cqueue::more(flags) {
+            let p = entry.as_ref()?;
+            return Some(Completion {
+                token: p.token,
+                result,
+                more: true,
+                buf: OpBuf::None,
+                provided: cqueue::buffer_select(flags),
+            });
+        }
+        let mut p = entry.take()?;
+        self.free.push(slot as u32);
+        self.live -= 1;
+        if result > 0 {
+            match (&p.kind, &mut p.buf) {
+                (Kind::Fill, OpBuf::Bytes(v)) => {
+                    let filled = (result as usize).min(v.capacity() - v.len());
+                    // SAFETY: the kernel wrote `result` bytes into the spare capacity
+                    // this operation was given (never more than it was told), so
+                    // those bytes are initialised.
+                    unsafe { v.set_len(v.len() + filled) };
+                }
+                (Kind::RecvMsg, OpBuf::Recv(r)) => r.complete(result as usize),
+                (Kind::RecvFrom, OpBuf::Datagram(d)) => d.complete(result as usize),
+                _ => {}
+            }
+        }
+        Some(Completion {
+            token: p.token,
+            result,
+            more: false,
+            buf: p.buf,
+            provided: cqueue::buffer_select(flags),
+        })
+    }
+
+    #[inline]
     fn push(&mut self, entry: squeue::Entry, token: u64, kind: Kind, buf: OpBuf) -> io::Result<()> {
         self.push_op(entry, token, kind, buf).map(drop)
     }
 
     /// [`Ring::push`], returning the operation's number (its `user_data`).
+    #[inline(always)]
     fn push_op(
         &mut self,
         entry: squeue::Entry,
@@ -616,6 +624,7 @@ impl Ring {
         Ok(slot)
     }
 
+    #[inline(always)]
     fn push_entry(&mut self, entry: &squeue::Entry) -> io::Result<()> {
         // SAFETY: every buffer an entry points to is owned by `self.ops` from the push
         // until its final completion is reaped (or leaked by `Drop`), so it outlives the

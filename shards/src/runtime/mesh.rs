@@ -57,6 +57,10 @@ pub(crate) struct Signal {
     /// Messages put in the shard's queue so far (by every sender); the shard compares
     /// it with what it took to know, in one load, whether anything waits.
     delivered: AtomicU64,
+    /// Metrics requests put in the shard's scrape queue so far: like `delivered`, one
+    /// load tells the shard whether one waits (a channel's own emptiness test costs
+    /// several).
+    scrapes: AtomicU64,
 }
 
 /// What one shard's end of the mesh has counted since the start.
@@ -79,6 +83,7 @@ impl Signal {
             spills: AtomicU64::new(0),
             waits: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            scrapes: AtomicU64::new(0),
         })
     }
 
@@ -105,6 +110,18 @@ impl Signal {
         if self.parked.swap(false, Ordering::SeqCst) {
             self.eventfd.notify();
         }
+    }
+
+    /// A metrics request was queued for the shard; called before
+    /// [`Signal::wake_if_parked`], whose fence orders the two.
+    pub(crate) fn scrape_queued(&self) {
+        self.scrapes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Metrics requests queued for the shard so far ([`Signal::scrape_queued`]).
+    #[inline]
+    pub(crate) fn scrapes(&self) -> u64 {
+        self.scrapes.load(Ordering::Relaxed)
     }
 
     /// Wakes the shard whatever it is doing (shutdown).

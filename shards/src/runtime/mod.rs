@@ -28,6 +28,7 @@
 //! [`Registrar`]: rserpool::registrar::Registrar
 //! [`ShardMsg`]: rserpool::registrar::ShardMsg
 
+mod clock;
 mod conns;
 mod dial;
 pub(crate) mod framing;

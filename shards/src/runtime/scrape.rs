@@ -127,6 +127,7 @@ impl MetricsSource {
             }) {
                 Ok(()) => {
                     asked += 1;
+                    signal.scrape_queued();
                     signal.wake_if_parked();
                 }
                 // Stopped, or earlier scrapes still unanswered: it counts as missing.

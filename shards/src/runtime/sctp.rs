@@ -588,7 +588,14 @@ impl Sctp {
     }
 
     /// Starts the sendmsgs that every socket's queue allows.
+    #[inline]
     pub(super) fn flush(&mut self, ctx: &mut Ctx) {
+        if !self.sockets.is_empty() {
+            self.flush_now(ctx);
+        }
+    }
+
+    fn flush_now(&mut self, ctx: &mut Ctx) {
         for i in 0..self.sockets.len() {
             self.start_send(ctx, i);
         }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use rserpool::registrar::{ConnId, ConnInfo, Protocol, Registrar, Transmit, Transport};
 
+use super::clock::ServiceClock;
 use super::dial::{Attempt, Dials, Queued};
 use super::limits::Limits;
 use super::log;
@@ -30,6 +31,8 @@ const MAX_COMPLETIONS: usize = 1024;
 /// the clock again.
 const CLOCK_SLACK: Duration = Duration::from_millis(20);
 
+/// Turns between two calibrations of the service-time clock ([`ServiceClock`]).
+const CALIBRATE_EVERY: u32 = 4096;
 /// Busy polling: turns without input after which the shard yields its core once.
 const BUSY_POLL_YIELD_AFTER: u32 = 1024;
 /// Mesh messages handled per turn.
@@ -103,6 +106,8 @@ pub(super) struct Ctx {
     pub(super) ring: Ring,
     pub(super) registrar: Registrar,
     pub(super) now: Instant,
+    /// The service-time clock read together with `now` ([`ServiceClock::ticks`]).
+    pub(super) ticks: u64,
     pub(super) dials: Dials,
     /// The connection limits, shared by every shard.
     pub(super) limits: Arc<Limits>,
@@ -214,7 +219,6 @@ pub(super) struct Shard {
     udp: Udp,
     signals: Arc<[Signal]>,
     stop: Arc<AtomicBool>,
-    completions: Vec<Completion>,
     /// Whether this turn had no input at all (no completion, no mesh message).
     idle: bool,
     /// Whether a completion other than a finished send was handled since this was
@@ -227,6 +231,14 @@ pub(super) struct Shard {
     turns: u32,
     /// A metrics request was seen waiting when the shard was about to sleep.
     scrape_due: bool,
+    /// [`Signal::scrapes`] as of the last time the scrape queue was emptied.
+    scrapes_seen: u64,
+    /// Service times of direct answers ([`ServiceClock`]).
+    clock: ServiceClock,
+    /// The turn start (`ctx.now`, `ctx.ticks`) of the first direct answer not yet
+    /// timed, if it was written outside the turn that times it (see
+    /// [`Shard::settle_sends`]).
+    unclocked_since: Option<(Instant, u64)>,
     /// Registrar settings posted by a reload, and the generation last taken.
     posted: Arc<Posted>,
     reloaded: u64,
@@ -254,6 +266,7 @@ impl Shard {
             ring: Ring::with_mode(io_mode)?,
             registrar,
             now: Instant::now(),
+            ticks: 0,
             dials: Dials::default(),
             limits: limits.clone(),
             generations: Vec::new(),
@@ -283,13 +296,15 @@ impl Shard {
             udp,
             signals,
             stop,
-            completions: Vec::with_capacity(MAX_COMPLETIONS),
             idle: false,
             input: false,
             next_timer: None,
             idle_turns: 0,
             turns: 0,
             scrape_due: false,
+            scrapes_seen: 0,
+            clock: ServiceClock::new(Instant::now()),
+            unclocked_since: None,
             posted,
             reloaded: 0,
         })
@@ -301,6 +316,10 @@ impl Shard {
         self.ctx.registrar.handle_timeout(self.ctx.now);
         loop {
             self.ctx.now = Instant::now();
+            self.ctx.ticks = self.clock.ticks();
+            if self.turns.is_multiple_of(CALIBRATE_EVERY) || !self.clock.is_calibrated() {
+                self.clock.calibrate(self.ctx.now, self.ctx.ticks);
+            }
             if self.stop.load(Ordering::Acquire) {
                 break;
             }
@@ -340,16 +359,25 @@ impl Shard {
         self.flush();
         if self.ctx.registrar.has_unclocked() {
             // Service time of the answers written straight into send buffers ends
-            // now, with their sends started.
-            self.ctx.registrar.handle_written(Instant::now());
+            // now, with their sends started; it began with the turn that read the
+            // first of them.
+            let (at, ticks) = self
+                .unclocked_since
+                .take()
+                .unwrap_or((self.ctx.now, self.ctx.ticks));
+            let took = self.clock.since(ticks, at);
+            self.ctx.registrar.handle_written_after(took);
         }
         self.release_closed();
         // Every 64th turn (and before the shard sleeps, see `wait`): metrics can wait
         // a few turns, and looking costs a few atomic loads.
         self.turns = self.turns.wrapping_add(1);
         if (self.turns.is_multiple_of(64) || std::mem::take(&mut self.scrape_due))
-            && !self.scrape.is_empty()
+            && self.scrape_waiting()
         {
+            // Requests queued after this load are seen (at worst as a spurious turn)
+            // by the next look.
+            self.scrapes_seen = self.signals[self.index].scrapes();
             while let Ok(req) = self.scrape.try_recv() {
                 req.answer(self.index as u16, &self.ctx.registrar);
             }
@@ -362,19 +390,18 @@ impl Shard {
     /// Handles the completions that are ready (up to [`MAX_COMPLETIONS`]) and starts
     /// the next attempt of the connects that failed; returns whether more are ready.
     fn complete(&mut self) -> bool {
-        let n = self
-            .ctx
-            .ring
-            .complete(MAX_COMPLETIONS, &mut self.completions);
-        self.idle = n == 0;
-        let busy = n == MAX_COMPLETIONS;
-        let mut completions = std::mem::take(&mut self.completions);
-        for c in completions.drain(..) {
-            self.dispatch(c);
+        let mut n = 0;
+        while n < MAX_COMPLETIONS
+            && let Some(c) = self.ctx.ring.next_completion()
+        {
+            n += 1;
+            if let Some(c) = c {
+                self.dispatch(c);
+            }
         }
-        self.completions = completions;
+        self.idle = n == 0;
         self.redial();
-        busy
+        n == MAX_COMPLETIONS
     }
 
     /// Gives back the slots (and registered files) of connections that closed.
@@ -395,6 +422,7 @@ impl Shard {
     }
 
     /// Starts the sends that queued messages wait for.
+    #[inline]
     fn flush(&mut self) {
         self.tcp.flush(&mut self.ctx);
         self.sctp.flush(&mut self.ctx);
@@ -651,7 +679,7 @@ impl Shard {
         let signal = &self.signals[self.index];
         if sleeping {
             signal.park();
-            self.scrape_due = !self.scrape.is_empty();
+            self.scrape_due = self.scrape_waiting();
             if self.mesh.has_incoming() || self.scrape_due || self.stop.load(Ordering::SeqCst) {
                 timeout = Some(Duration::ZERO);
             }
@@ -662,6 +690,12 @@ impl Shard {
         if sleeping {
             signal.unpark();
         }
+    }
+
+    /// Whether a metrics request may wait in the scrape queue.
+    #[inline]
+    fn scrape_waiting(&self) -> bool {
+        self.signals[self.index].scrapes() != self.scrapes_seen
     }
 
     /// Before sleeping: submits what this turn pushed and handles the sends that
@@ -681,7 +715,12 @@ impl Shard {
             return false;
         }
         self.input = false;
+        let unclocked = self.ctx.registrar.has_unclocked();
         self.complete();
+        if !unclocked && self.ctx.registrar.has_unclocked() {
+            // Answered before the turn that times them: from this turn's start.
+            self.unclocked_since = Some((self.ctx.now, self.ctx.ticks));
+        }
         if self.input {
             return true;
         }
@@ -706,8 +745,7 @@ impl Shard {
                 .ctx
                 .ring
                 .submit_and_wait(Some(Duration::from_millis(10)));
-            self.ctx.ring.complete(usize::MAX, &mut self.completions);
-            self.completions.clear();
+            while self.ctx.ring.next_completion().is_some() {}
         }
         if self.ctx.ring.live() > 0 {
             tracing::warn!(

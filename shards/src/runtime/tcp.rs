@@ -1154,6 +1154,7 @@ impl Tcp {
         }
     }
 
+    #[inline(always)]
     fn flush_now(&mut self, ctx: &mut Ctx) {
         // The list keeps its allocation from turn to turn.
         let mut dirty = std::mem::take(&mut self.dirty);
@@ -1170,6 +1171,7 @@ impl Tcp {
         }
     }
 
+    #[inline(always)]
     fn start_send(&mut self, ctx: &mut Ctx, id: ConnId) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;

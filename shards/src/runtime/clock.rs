@@ -1,0 +1,175 @@
+//! The clock of resolution service times: the CPU's time-stamp counter where it is a
+//! clock, the monotonic clock otherwise.
+//!
+//! A direct answer's service time ends when its send is started, which is the one
+//! clock reading of a loop turn the registrar needs for nothing else. On x86-64 with
+//! an invariant counter (`constant_tsc` and `nonstop_tsc`: it ticks at one rate in
+//! every power state, on every core), reading the counter costs a few instructions
+//! where `Instant::now` costs about fifty and the subtraction of two `Instant`s as
+//! many again. The counter's rate is learnt from the shard's own turn-start readings of
+//! the monotonic clock, over at least [`CALIBRATE_OVER`]; until then (and wherever the
+//! counter is no clock) service times are measured with `Instant` as before.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Shortest span the counter's rate is measured over: 100 ms of a 1 GHz counter is
+/// 10^8 ticks, a rate right to about 10^-8 (plus the clock's own jitter, microseconds).
+const CALIBRATE_OVER: Duration = Duration::from_millis(100);
+
+/// Fixed-point shift of [`ServiceClock`]'s nanoseconds per tick.
+const SHIFT: u32 = 32;
+
+/// One shard's service-time clock.
+#[derive(Debug)]
+pub(super) struct ServiceClock {
+    /// The monotonic clock and the counter, read together when the shard started.
+    origin: Option<(Instant, u64)>,
+    /// Nanoseconds per tick × 2^[`SHIFT`], once calibrated.
+    scale: Option<u64>,
+}
+
+impl ServiceClock {
+    /// A clock whose counter is read together with `now`, the shard's first turn start.
+    pub(super) fn new(now: Instant) -> Self {
+        Self {
+            origin: counter().map(|read| (now, read())),
+            scale: None,
+        }
+    }
+
+    /// The counter now (0 without one); read with the turn's start and with each
+    /// service time's end.
+    #[inline]
+    pub(super) fn ticks(&self) -> u64 {
+        match (self.origin, counter()) {
+            (Some(_), Some(read)) => read(),
+            _ => 0,
+        }
+    }
+
+    /// Whether the counter's rate is known (or there is no counter to learn it of).
+    #[inline]
+    pub(super) fn is_calibrated(&self) -> bool {
+        self.scale.is_some() || self.origin.is_none()
+    }
+
+    /// Learns (again) the counter's rate from a turn start's readings of both clocks:
+    /// the span since the origin over the ticks since.
+    pub(super) fn calibrate(&mut self, now: Instant, ticks: u64) {
+        let Some((t0, c0)) = self.origin else {
+            return;
+        };
+        let span = now.saturating_duration_since(t0);
+        let elapsed = ticks.wrapping_sub(c0);
+        if span < CALIBRATE_OVER || elapsed == 0 {
+            return;
+        }
+        let scale = (span.as_nanos() << SHIFT) / u128::from(elapsed);
+        self.scale = u64::try_from(scale).ok();
+    }
+
+    /// Time from `start` (a [`ServiceClock::ticks`] reading, or `start_at` without a
+    /// calibrated counter) to now.
+    #[inline]
+    pub(super) fn since(&self, start: u64, start_at: Instant) -> Duration {
+        match self.scale {
+            Some(scale) => {
+                let ticks = self.ticks().wrapping_sub(start);
+                // Ticks beyond 2^32 (seconds) would overflow the product: they take
+                // the wide multiplication.
+                let nanos = match ticks.checked_mul(scale) {
+                    Some(p) => p >> SHIFT,
+                    None => ((u128::from(ticks) * u128::from(scale)) >> SHIFT) as u64,
+                };
+                Duration::from_nanos(nanos)
+            }
+            None => start_at.elapsed(),
+        }
+    }
+}
+
+/// The counter's reader, if this CPU's counter is a clock.
+#[inline]
+fn counter() -> Option<fn() -> u64> {
+    static INVARIANT: OnceLock<bool> = OnceLock::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        fn rdtsc() -> u64 {
+            // SAFETY: RDTSC reads a counter; it has no memory effects, and every
+            // x86-64 CPU has it.
+            #[allow(unused_unsafe)]
+            unsafe {
+                core::arch::x86_64::_rdtsc()
+            }
+        }
+        if *INVARIANT.get_or_init(invariant_tsc) {
+            return Some(rdtsc);
+        }
+    }
+    let _ = &INVARIANT;
+    None
+}
+
+/// Whether the kernel reports an invariant time-stamp counter (`constant_tsc` and
+/// `nonstop_tsc` among the CPU flags).
+#[cfg(target_arch = "x86_64")]
+fn invariant_tsc() -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return false;
+    };
+    let Some(flags) = info.lines().find(|l| l.starts_with("flags")) else {
+        return false;
+    };
+    let has = |f: &str| flags.split_whitespace().any(|w| w == f);
+    has("constant_tsc") && has("nonstop_tsc")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_uncalibrated_clock_measures_with_the_monotonic_clock() {
+        let start = Instant::now();
+        let clock = ServiceClock::new(start);
+        std::thread::sleep(Duration::from_millis(2));
+        let took = clock.since(clock.ticks(), start);
+        assert!(took >= Duration::from_millis(2), "{took:?}");
+    }
+
+    #[test]
+    fn a_calibrated_clock_agrees_with_the_monotonic_clock() {
+        let t0 = Instant::now();
+        let mut clock = ServiceClock::new(t0);
+        if clock.origin.is_none() {
+            // No invariant counter here: every time is the monotonic clock's.
+            return;
+        }
+        std::thread::sleep(CALIBRATE_OVER + Duration::from_millis(20));
+        clock.calibrate(Instant::now(), clock.ticks());
+        assert!(clock.scale.is_some());
+        // A span measured both ways: the counter's lies between the monotonic clock's
+        // spans inside and around it.
+        let (outer_start, start) = (Instant::now(), clock.ticks());
+        std::thread::sleep(Duration::from_millis(30));
+        let inner_end = Instant::now();
+        let took = clock.since(start, outer_start);
+        let outer = outer_start.elapsed();
+        let inner = inner_end.saturating_duration_since(outer_start);
+        // The rate was learnt from readings of the two clocks taken one after the
+        // other; a thread descheduled between two such readings skews it by the pause
+        // over the 100 ms: a tenth is a 10 ms pause.
+        let slack = |d: Duration| d / 10 + Duration::from_micros(50);
+        assert!(took <= outer + slack(outer), "{took:?} > {outer:?}");
+        assert!(took + slack(inner) >= inner, "{took:?} < {inner:?}");
+    }
+
+    #[test]
+    fn a_clock_is_not_calibrated_over_a_short_span() {
+        let t0 = Instant::now();
+        let mut clock = ServiceClock::new(t0);
+        clock.calibrate(t0 + Duration::from_millis(1), clock.ticks());
+        assert!(clock.scale.is_none());
+    }
+}
