@@ -17,6 +17,21 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::conns::ConnTable;
+
+/// The hasher of association ids, looked up several times per message: std's SipHash
+/// costs tens of instructions per lookup, and its resistance to chosen keys buys
+/// nothing here, since the kernel numbers associations (a peer cannot choose its id).
+/// The keys are fixed for the same reason.
+type AssocHasher = ahash::RandomState;
+
+fn assoc_hasher() -> AssocHasher {
+    ahash::RandomState::with_seeds(
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    )
+}
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -101,10 +116,10 @@ struct Socket {
     /// one per association).
     inflight: Vec<(AssocId, usize)>,
     queue: VecDeque<Queued>,
-    assocs: HashMap<AssocId, Assoc>,
+    assocs: HashMap<AssocId, Assoc, AssocHasher>,
     /// Associations we shut down or aborted, already reported down: what still arrives
     /// for them is dropped instead of starting a new connection.
-    closing: HashSet<AssocId>,
+    closing: HashSet<AssocId, AssocHasher>,
 }
 
 /// The shard's SCTP sockets.
@@ -139,8 +154,8 @@ impl Sctp {
                         spare: Vec::new(),
                         inflight: Vec::new(),
                         queue: VecDeque::new(),
-                        assocs: HashMap::new(),
-                        closing: HashSet::new(),
+                        assocs: HashMap::with_hasher(assoc_hasher()),
+                        closing: HashSet::with_hasher(assoc_hasher()),
                     }
                 })
                 .collect(),
