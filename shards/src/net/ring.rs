@@ -21,7 +21,7 @@
 //! no system calls at all while busy, at the price of two whole cores.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
@@ -475,15 +475,10 @@ impl Ring {
         {
             return Ok(());
         }
-        let submitter = self.uring.submitter();
-        let r = match timeout {
-            Some(d) if d.is_zero() => submitter.submit(),
-            Some(d) => {
-                let ts = types::Timespec::from(d);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                submitter.submit_with_args(1, &args)
-            }
-            None => submitter.submit_and_wait(1),
+        let r = if self.mode == IoMode::Interrupt {
+            self.enter(timeout)
+        } else {
+            self.submit_general(timeout)
         };
         match r {
             Ok(_) => Ok(()),
@@ -499,6 +494,93 @@ impl Ring {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// `io_uring_enter` (submit, and wait unless `timeout` is zero) through the io-uring
+    /// crate's submitter, which also wakes a sleeping SQPOLL thread.
+    fn submit_general(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        let submitter = self.uring.submitter();
+        match timeout {
+            Some(d) if d.is_zero() => submitter.submit(),
+            Some(d) => {
+                let ts = types::Timespec::from(d);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                submitter.submit_with_args(1, &args)
+            }
+            None => submitter.submit_and_wait(1),
+        }
+    }
+
+    /// `io_uring_enter` for a ring without SQPOLL, called directly: the submitter's
+    /// general checks (SQPOLL wake-ups, polled I/O, the registered ring index) cost
+    /// about as much again as the system call's own user-space part, once or twice per
+    /// loop turn. Submits what was pushed; unless `timeout` is zero, waits for one
+    /// completion at most that long (`None`: no limit).
+    fn enter(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        const GETEVENTS: u32 = 1 << 0;
+        const EXT_ARG: u32 = 1 << 3;
+        let sq = self.uring.submission();
+        let to_submit = sq.len() as u32;
+        // Overflowed completions are moved back into the queue by a GETEVENTS enter.
+        let overflow = sq.cq_overflow();
+        drop(sq);
+        let (min_complete, mut flags) = match timeout {
+            Some(d) if d.is_zero() => (0, if overflow { GETEVENTS } else { 0 }),
+            _ => (1, GETEVENTS),
+        };
+        // struct __kernel_timespec and struct io_uring_getevents_arg (linux/io_uring.h).
+        #[repr(C)]
+        struct KernelTimespec {
+            sec: i64,
+            nsec: i64,
+        }
+        #[repr(C)]
+        struct GeteventsArg {
+            sigmask: u64,
+            sigmask_sz: u32,
+            pad: u32,
+            ts: u64,
+        }
+        let ts;
+        let arg;
+        let (argp, argsz): (*const libc::c_void, usize) = match timeout {
+            Some(d) if !d.is_zero() => {
+                ts = KernelTimespec {
+                    sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                    nsec: i64::from(d.subsec_nanos()),
+                };
+                arg = GeteventsArg {
+                    sigmask: 0,
+                    sigmask_sz: 8,
+                    pad: 0,
+                    ts: std::ptr::from_ref(&ts) as u64,
+                };
+                flags |= EXT_ARG;
+                (
+                    std::ptr::from_ref(&arg).cast(),
+                    std::mem::size_of::<GeteventsArg>(),
+                )
+            }
+            _ => (std::ptr::null(), 0),
+        };
+        // SAFETY: the ring's own descriptor; `arg` and the timespec it points to live
+        // until the call returns, and the kernel only reads them. What is submitted
+        // was pushed under `push_entry`'s guarantees.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                self.uring.as_raw_fd(),
+                to_submit,
+                min_complete,
+                flags,
+                argp,
+                argsz,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(r as usize)
     }
 
     /// Whether the kernel has completions to run that only an enter collects
