@@ -389,6 +389,7 @@ impl Shard {
 
     /// Handles the completions that are ready (up to [`MAX_COMPLETIONS`]) and starts
     /// the next attempt of the connects that failed; returns whether more are ready.
+    #[inline(always)]
     fn complete(&mut self) -> bool {
         let mut n = 0;
         while n < MAX_COMPLETIONS
