@@ -103,6 +103,10 @@ fn encode_resolution(
 }
 
 /// [`encode_resolution`] with the general message encoder, from the selection `r`.
+/// Kept out of line: it never runs for registrations this registrar checked, and
+/// inlined it would cost the copying encoder registers and stack.
+#[cold]
+#[inline(never)]
 fn encode_resolution_generic(
     r: &crate::handlespace::Resolution<'_>,
     handle: &[u8],
@@ -450,9 +454,9 @@ impl Registrar {
         let room = answer_room(handle, self.config.resolution_answer_bytes);
         match direct {
             Some(tx) => {
-                let start = tx.len();
                 if encode_resolution(&mut self.replica, handle, n, room, tx) > 0 {
-                    self.out.metrics.on_sent(&tx[start..]);
+                    let kind = AsapType::HANDLE_RESOLUTION_RESPONSE;
+                    self.out.metrics.on_sent_kind(kind);
                     self.unclocked.add(now);
                     return;
                 }

@@ -393,6 +393,14 @@ impl Metrics {
         }
     }
 
+    /// Counts a message of a type known without reading it back (a resolution answer
+    /// just written): what [`Metrics::on_sent`] counts for it.
+    pub(super) fn on_sent_kind(&mut self, kind: AsapType) {
+        if let Some(c) = self.sent.get_mut(usize::from(kind.0)) {
+            *c += 1;
+        }
+    }
+
     /// Counts an encoded message by its type byte.
     pub(super) fn on_sent(&mut self, payload: &[u8]) {
         if let Some(c) = payload

@@ -429,6 +429,7 @@ pub enum Fit {
 /// that order and nothing else. `None` for anything else (another type, other or more
 /// parameters, any irregularity), which [`AsapMessage::decode`] then reads and judges;
 /// what this accepts, `decode` decodes to the same `HandleResolution`.
+#[inline]
 pub fn plain_resolution(buf: &[u8]) -> Option<(&[u8], Option<u32>)> {
     let [kind, _flags, l0, l1, ref params @ ..] = *buf else {
         return None;
