@@ -182,6 +182,9 @@ impl Ordered {
     }
 
     /// A handed-out PE whose order key is now `new_key` becomes the newest of it.
+    /// Out of line: with its map lookups and relinking it would cost
+    /// [`Ordered::select`]'s fast path registers and stack.
+    #[inline(never)]
     fn rekey(&mut self, slot: Slot, policy: Policy, new_key: u64) {
         let old_key = self.nodes[slot as usize].key;
         if new_key == old_key
@@ -250,6 +253,8 @@ impl Ordered {
 
     /// Subtracts the smallest pass from every WRR pass, keeping the order. O(n), once per
     /// ~2^30 selections.
+    #[cold]
+    #[inline(never)]
     fn rebase(&mut self, policy_of: impl Fn(Slot) -> Option<Policy>) {
         let base = self
             .rings
