@@ -35,6 +35,9 @@ pub struct Record {
     /// Where in `bytes` the Policy parameter lies (padded), for answers to copy as the
     /// overall policy; `(0, 0)` if it is not byte for byte what `policy` encodes to.
     policy_at: (u16, u16),
+    /// Where the resolution form ends in `bytes` ([`Record::split`]): worked out once,
+    /// since every answer that carries the PE asks for it ([`Record::encoded`]).
+    split: u16,
     bytes: Box<[u8]>,
 }
 
@@ -52,11 +55,14 @@ impl Record {
             w.finish();
         }
         let policy_at = Self::find_policy(&bytes, policy);
+        // A Pool Element parameter is at most a message long (16-bit lengths).
+        let split = u16::try_from(Self::split_of(&bytes)).unwrap_or(u16::MAX);
         Self {
             policy,
             transport: TransportKind::of(&param.user_transport),
             transport_use: pool::transport_use(&param.user_transport),
             policy_at,
+            split,
             bytes: bytes.into_boxed_slice(),
         }
     }
@@ -126,8 +132,11 @@ impl Record {
 
     /// Pool Element parameter without the ASAP transport, padded, as RSPLIB puts it in
     /// a handle resolution response (reference §4.7).
+    #[inline]
     pub fn encoded(&self) -> &[u8] {
-        self.bytes.get(..self.split()).unwrap_or(&self.bytes)
+        self.bytes
+            .get(..usize::from(self.split))
+            .unwrap_or(&self.bytes)
     }
 
     /// Appends the whole Pool Element parameter, ASAP transport included, as ENRP
@@ -186,14 +195,22 @@ impl Record {
 
     /// The length field of the resolution form (its bytes without the final padding).
     fn declared_len(&self) -> usize {
-        self.bytes
+        Self::declared_len_of(&self.bytes)
+    }
+
+    fn declared_len_of(bytes: &[u8]) -> usize {
+        bytes
             .get(2..4)
             .map_or(0, |l| usize::from(u16::from_be_bytes([l[0], l[1]])))
     }
 
     /// Where the resolution form ends (padded) and the ASAP transport TLV begins.
     fn split(&self) -> usize {
-        (self.declared_len().saturating_add(3) & !3).min(self.bytes.len())
+        usize::from(self.split)
+    }
+
+    fn split_of(bytes: &[u8]) -> usize {
+        (Self::declared_len_of(bytes).saturating_add(3) & !3).min(bytes.len())
     }
 
     fn word(&self, at: usize) -> u32 {

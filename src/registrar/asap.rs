@@ -39,6 +39,12 @@ fn answer_room(handle: &[u8], cap: usize) -> usize {
 /// from the request. Only a record whose Policy parameter is not the one its policy
 /// encodes to (never, for registrations this registrar checked) takes the general
 /// encoder ([`encode_resolution_generic`], which writes the same bytes).
+///
+/// Each append tests `out`'s capacity and moves its length, so the fixed parts go in
+/// as few appends as they can: the common header and the Pool Handle parameter's
+/// header in one, the handle's padding as a slice rather than a resize. (Working out
+/// the length first and copying into one reserved slice costs more: the PEs are then
+/// looked up twice.)
 fn encode_resolution(
     replica: &mut crate::handlespace::Handlespace,
     handle: &[u8],
@@ -63,11 +69,13 @@ fn encode_resolution(
         return 0;
     };
     let start = out.len();
-    out.extend_from_slice(&[AsapType::HANDLE_RESOLUTION_RESPONSE.0, 0, 0, 0]);
-    out.extend_from_slice(&wire::ParamType::POOL_HANDLE.0.to_be_bytes());
-    out.extend_from_slice(&handle_len.to_be_bytes());
+    let [p0, p1] = wire::ParamType::POOL_HANDLE.0.to_be_bytes();
+    let [h0, h1] = handle_len.to_be_bytes();
+    let kind = AsapType::HANDLE_RESOLUTION_RESPONSE.0;
+    // The length is filled in at the end.
+    out.extend_from_slice(&[kind, 0, 0, 0, p0, p1, h0, h1]);
     out.extend_from_slice(handle);
-    out.resize(start + (out.len() - start).next_multiple_of(4), 0);
+    out.extend_from_slice(&[0; 3][..handle.len().next_multiple_of(4) - handle.len()]);
     // RSPLIB clients need the overall policy even for round robin.
     out.extend_from_slice(policy);
     out.extend_from_slice(first.encoded());
@@ -95,6 +103,10 @@ fn encode_resolution(
 }
 
 /// [`encode_resolution`] with the general message encoder, from the selection `r`.
+/// Kept out of line: it never runs for registrations this registrar checked, and
+/// inlined it would cost the copying encoder registers and stack.
+#[cold]
+#[inline(never)]
 fn encode_resolution_generic(
     r: &crate::handlespace::Resolution<'_>,
     handle: &[u8],
@@ -442,9 +454,9 @@ impl Registrar {
         let room = answer_room(handle, self.config.resolution_answer_bytes);
         match direct {
             Some(tx) => {
-                let start = tx.len();
                 if encode_resolution(&mut self.replica, handle, n, room, tx) > 0 {
-                    self.out.metrics.on_sent(&tx[start..]);
+                    let kind = AsapType::HANDLE_RESOLUTION_RESPONSE;
+                    self.out.metrics.on_sent_kind(kind);
                     self.unclocked.add(now);
                     return;
                 }

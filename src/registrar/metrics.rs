@@ -84,18 +84,41 @@ const fn nanos<const N: usize>(bounds: &[Duration; N]) -> [u64; N] {
     out
 }
 
+/// Per bit length of a value in nanoseconds (0 to 64): the first bucket whose bound is
+/// at least the smallest value of that length. Every bucket before it holds only
+/// smaller values, so [`Histogram::record`] starts its search there.
+const fn starts<const N: usize>(nanos: &[u64; N]) -> [u8; 65] {
+    let mut out = [0; 65];
+    let mut bits = 0;
+    while bits <= 64 {
+        let low = if bits == 0 { 0 } else { 1 << (bits - 1) };
+        let mut i = 0;
+        while i < N && nanos[i] < low {
+            i += 1;
+        }
+        out[bits] = i as u8;
+        bits += 1;
+    }
+    out
+}
+
 static LATENCY_NANOS: [u64; LATENCY_BOUNDS.len()] = nanos(&LATENCY_BOUNDS);
 static DETECTION_NANOS: [u64; DETECTION_BOUNDS.len()] = nanos(&DETECTION_BOUNDS);
+static LATENCY_STARTS: [u8; 65] = starts(&LATENCY_NANOS);
+static DETECTION_STARTS: [u8; 65] = starts(&DETECTION_NANOS);
 
 /// A fixed-bucket histogram of durations: a count per bucket, the `+Inf` overflow and
-/// the sum. Recording is a binary search over at most 25 integer bounds (five
-/// branch-free steps: std's search selects rather than branches), an increment and an
-/// addition.
+/// the sum. Recording finds the bucket from the value's bit length (a table gives the
+/// first bucket that can hold it; with the 1-2-5 latency bounds, at most one bound lies
+/// within a power of two, so one or two comparisons follow), an increment and an
+/// addition: cheaper than a binary search over 25 bounds, with the same buckets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Histogram {
     bounds: &'static [Duration],
     /// `bounds` in nanoseconds.
     nanos: &'static [u64],
+    /// Where to start looking in `nanos`, by bit length ([`starts`]).
+    starts: &'static [u8; 65],
     /// Per bucket, not cumulative: `counts[i]` holds values in `(bounds[i-1], bounds[i]]`;
     /// `counts[bounds.len()]` the ones above the last bound (`+Inf` only).
     counts: [u64; BUCKETS + 1],
@@ -106,19 +129,24 @@ pub struct Histogram {
 impl Histogram {
     /// Service times and round trips ([`LATENCY_BOUNDS`]).
     pub fn latency() -> Self {
-        Self::with_bounds(&LATENCY_BOUNDS, &LATENCY_NANOS)
+        Self::with_bounds(&LATENCY_BOUNDS, &LATENCY_NANOS, &LATENCY_STARTS)
     }
 
     /// Failure detection times ([`DETECTION_BOUNDS`]).
     pub fn detection() -> Self {
-        Self::with_bounds(&DETECTION_BOUNDS, &DETECTION_NANOS)
+        Self::with_bounds(&DETECTION_BOUNDS, &DETECTION_NANOS, &DETECTION_STARTS)
     }
 
-    fn with_bounds(bounds: &'static [Duration], nanos: &'static [u64]) -> Self {
+    fn with_bounds(
+        bounds: &'static [Duration],
+        nanos: &'static [u64],
+        starts: &'static [u8; 65],
+    ) -> Self {
         debug_assert!(bounds.len() <= BUCKETS);
         Self {
             bounds,
             nanos,
+            starts,
             counts: [0; BUCKETS + 1],
             sum_ns: 0,
         }
@@ -131,8 +159,13 @@ impl Histogram {
     /// `n` observations of `d`.
     pub fn record_n(&mut self, d: Duration, n: u64) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        // At most `nanos.len()`, which is at most BUCKETS: always a slot.
-        let i = self.nanos.partition_point(|b| *b < ns);
+        // The first bound at or above `ns` (`nanos.len()` if none; at most BUCKETS:
+        // always a slot).
+        let bits = (u64::BITS - ns.leading_zeros()) as usize;
+        let mut i = usize::from(self.starts[bits]);
+        while self.nanos.get(i).is_some_and(|b| *b < ns) {
+            i += 1;
+        }
         if let Some(c) = self.counts.get_mut(i) {
             *c += n;
         }
@@ -360,6 +393,14 @@ impl Metrics {
         }
     }
 
+    /// Counts a message of a type known without reading it back (a resolution answer
+    /// just written): what [`Metrics::on_sent`] counts for it.
+    pub(super) fn on_sent_kind(&mut self, kind: AsapType) {
+        if let Some(c) = self.sent.get_mut(usize::from(kind.0)) {
+            *c += 1;
+        }
+    }
+
     /// Counts an encoded message by its type byte.
     pub(super) fn on_sent(&mut self, payload: &[u8]) {
         if let Some(c) = payload
@@ -497,6 +538,29 @@ mod tests {
             h.sum(),
             us(5) + us(5) + ns(1) + us(1) + ns(150) + us(7_000) + Duration::from_secs(11)
         );
+    }
+
+    /// The bit-length start finds the bucket a binary search over the bounds does, for
+    /// every bound, its neighbours and every power of two and its neighbours.
+    #[test]
+    fn the_bucket_is_the_one_a_search_of_the_bounds_finds() {
+        for h in [Histogram::latency(), Histogram::detection()] {
+            let mut values = vec![0, u64::MAX];
+            for &b in h.nanos {
+                values.extend([b - 1, b, b + 1]);
+            }
+            for bits in 0..64 {
+                let p = 1u64 << bits;
+                values.extend([p - 1, p, p + 1]);
+            }
+            for ns in values {
+                let mut one = h.clone();
+                one.record(Duration::from_nanos(ns));
+                let want = h.nanos.partition_point(|b| *b < ns);
+                let got = one.counts.iter().position(|&c| c == 1);
+                assert_eq!(got, Some(want), "{ns} ns");
+            }
+        }
     }
 
     #[test]

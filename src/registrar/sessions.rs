@@ -84,6 +84,7 @@ impl Sessions {
         self.take(conn).map(|c| c.into_pes().collect())
     }
 
+    #[inline]
     pub(super) fn is_up(&self, conn: ConnId) -> bool {
         self.position(conn).is_some()
     }
@@ -186,7 +187,9 @@ impl Sessions {
         self.conns.get_mut(i).map(|(_, c)| c)
     }
 
-    /// Where `conn` is in `conns`.
+    /// Where `conn` is in `conns`. Inlined: every message asks, through
+    /// [`Sessions::is_up`].
+    #[inline]
     fn position(&self, conn: ConnId) -> Option<usize> {
         if let Some(&i) = dense(conn).and_then(|s| self.by_slot.get(s))
             && self

@@ -429,8 +429,9 @@ pub enum Fit {
 /// that order and nothing else. `None` for anything else (another type, other or more
 /// parameters, any irregularity), which [`AsapMessage::decode`] then reads and judges;
 /// what this accepts, `decode` decodes to the same `HandleResolution`.
+#[inline]
 pub fn plain_resolution(buf: &[u8]) -> Option<(&[u8], Option<u32>)> {
-    let [kind, _flags, l0, l1, ..] = *buf else {
+    let [kind, _flags, l0, l1, ref params @ ..] = *buf else {
         return None;
     };
     let len = usize::from(u16::from_be_bytes([l0, l1]));
@@ -440,28 +441,30 @@ pub fn plain_resolution(buf: &[u8]) -> Option<(&[u8], Option<u32>)> {
     {
         return None;
     }
-    let msg = &buf[..len];
-    // One parameter at `at`: its type and value.
-    let param = |at: usize| -> Option<(u16, &[u8], usize)> {
-        let head = msg.get(at..at + 4)?;
-        let kind = u16::from_be_bytes([head[0], head[1]]);
-        let plen = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        let value = msg.get(at + 4..at.checked_add(plen)?)?;
-        (plen >= 4).then_some((kind, value, at + plen.next_multiple_of(4)))
+    // The parameters, padding after the message left out.
+    let params = params.get(..len - 4)?;
+    let [t0, t1, p0, p1, ref after @ ..] = *params else {
+        return None;
     };
-    let (k, handle, next) = param(4)?;
-    if k != ParamType::POOL_HANDLE.0 || handle.is_empty() {
+    // A Pool Handle of at least one byte, whole within the message.
+    let plen = usize::from(u16::from_be_bytes([p0, p1]));
+    if u16::from_be_bytes([t0, t1]) != ParamType::POOL_HANDLE.0 || plen <= 4 {
         return None;
     }
-    if next >= len {
+    let handle = after.get(..plen - 4)?;
+    // Nothing after its padding: no option.
+    let Some(option) = after
+        .get((plen - 4).next_multiple_of(4)..)
+        .filter(|o| !o.is_empty())
+    else {
         return Some((handle, None));
-    }
-    let (k, items, end) = param(next)?;
-    if k != ParamType::HANDLE_RESOLUTION_OPTION.0 || end < len {
+    };
+    // Else the option, exactly: its 4-byte value ends the message.
+    let [o0, o1, 0, 8, a, b, c, d] = *option else {
         return None;
-    }
-    let items: [u8; 4] = items.try_into().ok()?;
-    Some((handle, Some(u32::from_be_bytes(items))))
+    };
+    (u16::from_be_bytes([o0, o1]) == ParamType::HANDLE_RESOLUTION_OPTION.0)
+        .then_some((handle, Some(u32::from_be_bytes([a, b, c, d]))))
 }
 
 #[cfg(test)]
@@ -479,6 +482,86 @@ mod plain_resolution_tests {
         }
         .encode(&mut b);
         b
+    }
+
+    /// The first form of [`plain_resolution`], parameter by parameter: the one that
+    /// reads the bytes in fixed patterns must answer alike for every input.
+    fn reference(buf: &[u8]) -> Option<(&[u8], Option<u32>)> {
+        let [kind, _flags, l0, l1, ..] = *buf else {
+            return None;
+        };
+        let len = usize::from(u16::from_be_bytes([l0, l1]));
+        if kind != AsapType::HANDLE_RESOLUTION.0
+            || len < 4
+            || (buf.len() != len && buf.len() != len.next_multiple_of(4))
+        {
+            return None;
+        }
+        let msg = &buf[..len];
+        let param = |at: usize| -> Option<(u16, &[u8], usize)> {
+            let head = msg.get(at..at + 4)?;
+            let kind = u16::from_be_bytes([head[0], head[1]]);
+            let plen = usize::from(u16::from_be_bytes([head[2], head[3]]));
+            let value = msg.get(at + 4..at.checked_add(plen)?)?;
+            (plen >= 4).then_some((kind, value, at + plen.next_multiple_of(4)))
+        };
+        let (k, handle, next) = param(4)?;
+        if k != ParamType::POOL_HANDLE.0 || handle.is_empty() {
+            return None;
+        }
+        if next >= len {
+            return Some((handle, None));
+        }
+        let (k, items, end) = param(next)?;
+        if k != ParamType::HANDLE_RESOLUTION_OPTION.0 || end < len {
+            return None;
+        }
+        let items: [u8; 4] = items.try_into().ok()?;
+        Some((handle, Some(u32::from_be_bytes(items))))
+    }
+
+    /// Messages near the plain form: a type, a handle parameter and an option whose
+    /// lengths are right or a little off, padded or not, the length field right or short.
+    fn near_plain() -> impl Strategy<Value = Vec<u8>> {
+        let off = || prop::sample::select(vec![0i32, 0, 0, 0, 0, 0, -1, 1, -4, 4, -5]);
+        (
+            prop::sample::select(vec![
+                AsapType::HANDLE_RESOLUTION.0,
+                AsapType::HANDLE_RESOLUTION.0,
+                0x0b,
+            ]),
+            0usize..24,
+            off(),
+            prop::option::of((
+                prop::sample::select(vec![
+                    ParamType::HANDLE_RESOLUTION_OPTION.0,
+                    ParamType::HANDLE_RESOLUTION_OPTION.0,
+                    ParamType::POOL_HANDLE.0,
+                ]),
+                prop::sample::select(vec![4usize, 4, 4, 0, 3, 5, 8]),
+                off(),
+            )),
+            prop::sample::select(vec![0u16, 0, 0, 1, 4]),
+            prop::sample::select(vec![0usize, 0, 0, 1, 3]),
+        )
+            .prop_map(|(kind, handle, plen_off, option, short, pad)| {
+                let field = |n: usize, off: i32| (n as i32 + off).clamp(0, 0xffff) as u16;
+                let mut b = vec![kind, 0, 0, 0];
+                b.extend_from_slice(&ParamType::POOL_HANDLE.0.to_be_bytes());
+                b.extend_from_slice(&field(4 + handle, plen_off).to_be_bytes());
+                b.extend(std::iter::repeat_n(b'h', handle));
+                b.resize(b.len().next_multiple_of(4), 0);
+                if let Some((t, value, off)) = option {
+                    b.extend_from_slice(&t.to_be_bytes());
+                    b.extend_from_slice(&field(4 + value, off).to_be_bytes());
+                    b.extend(std::iter::repeat_n(7, value));
+                }
+                // The length field counts all of it, or falls `short` bytes short.
+                let len = (b.len() as u16).saturating_sub(short);
+                b[2..4].copy_from_slice(&len.to_be_bytes());
+                b.extend(std::iter::repeat_n(0, pad));
+                b
+            })
     }
 
     proptest! {
@@ -500,6 +583,7 @@ mod plain_resolution_tests {
                 }
             }
             b.truncate(b.len().saturating_sub(cut));
+            prop_assert_eq!(plain_resolution(&b), reference(&b));
             if let Some((h, n)) = plain_resolution(&b) {
                 match AsapMessage::decode(&b).map(|d| (d.message, d.unrecognized.is_empty())) {
                     Ok((AsapMessage::HandleResolution { handle, items, .. }, true)) => {
@@ -509,6 +593,20 @@ mod plain_resolution_tests {
                     other => prop_assert!(false, "fast path took {:?}, decoder: {:?}", b, other),
                 }
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        /// The fixed-pattern reading answers as the parameter-by-parameter one did, for
+        /// messages near the plain form and for any bytes at all.
+        #[test]
+        fn reads_as_the_reference_does(
+            b in near_plain(),
+            any_bytes in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            prop_assert_eq!(plain_resolution(&b), reference(&b));
+            prop_assert_eq!(plain_resolution(&any_bytes), reference(&any_bytes));
         }
     }
 }

@@ -103,6 +103,10 @@ impl Ordered {
     }
 
     /// `policy_of` gives the policy of the PE in a slot.
+    ///
+    /// The first PE handed out is the head of the first ring, and with most policies it
+    /// stays in that ring (RR always): advancing it then only moves the ring's head on,
+    /// done here through the ring the walk already holds instead of looking it up again.
     pub(crate) fn select(
         &mut self,
         n: usize,
@@ -111,18 +115,40 @@ impl Ordered {
         policy_of: impl Fn(Slot) -> Option<Policy>,
     ) {
         let start = out.len();
-        'rings: for ring in self.rings.values() {
-            let mut s = ring.head;
-            for _ in 0..ring.len {
+        let nodes = &self.nodes;
+        let mut first: Option<(u64, &mut Ring)> = None;
+        'rings: for (&key, ring) in self.rings.iter_mut() {
+            let (mut s, len) = (ring.head, ring.len);
+            if first.is_none() {
+                first = Some((key, ring));
+            }
+            for _ in 0..len {
                 if out.len() - start == n {
                     break 'rings;
                 }
                 out.push(s);
-                s = self.nodes[s as usize].next;
+                s = nodes[s as usize].next;
             }
         }
         let picked = out.len() - start;
-        for i in 0..increment.min(picked) {
+        let advanced = increment.min(picked);
+        let mut i = 0;
+        if advanced > 0
+            && let Some((key, ring)) = first
+        {
+            i = 1;
+            let slot = out[start];
+            if let Some(policy) = policy_of(slot) {
+                let node = &mut self.nodes[slot as usize];
+                let new_key = Self::step(node, &mut self.vtime, policy);
+                if new_key == node.key && key == node.key && ring.head == slot {
+                    ring.head = node.next;
+                } else {
+                    self.rekey(slot, policy, new_key);
+                }
+            }
+        }
+        for i in i..advanced {
             let slot = out[start + i];
             if let Some(policy) = policy_of(slot) {
                 self.advance(slot, policy);
@@ -136,18 +162,31 @@ impl Ordered {
     /// The PE was handed out: it becomes the newest of its key, and policies with
     /// per-selection state (degradation, WRR pass) update it.
     fn advance(&mut self, slot: Slot, policy: Policy) {
-        let node = &mut self.nodes[slot as usize];
+        let new_key = Self::step(&mut self.nodes[slot as usize], &mut self.vtime, policy);
+        self.rekey(slot, policy, new_key);
+    }
+
+    /// A handed-out PE's per-selection state moves on (degradation, WRR pass and
+    /// virtual time); returns its new order key.
+    fn step(node: &mut Node, vtime: &mut u64, policy: Policy) -> u64 {
         if let Some(step) = policy.degradation_step() {
             node.degradation = node.degradation.saturating_add(step);
         }
         if let Policy::WeightedRoundRobin { weight } = policy {
-            self.vtime = self.vtime.max(node.pass);
+            *vtime = (*vtime).max(node.pass);
             node.pass = node.pass.saturating_add(stride(weight));
         }
-        let new_key = policy
+        policy
             .order_key(node.degradation, node.pass)
-            .unwrap_or(UNLINKED);
-        let old_key = node.key;
+            .unwrap_or(UNLINKED)
+    }
+
+    /// A handed-out PE whose order key is now `new_key` becomes the newest of it.
+    /// Out of line: with its map lookups and relinking it would cost
+    /// [`Ordered::select`]'s fast path registers and stack.
+    #[inline(never)]
+    fn rekey(&mut self, slot: Slot, policy: Policy, new_key: u64) {
+        let old_key = self.nodes[slot as usize].key;
         if new_key == old_key
             && let Some(ring) = self.rings.get_mut(&old_key)
             && ring.head == slot
@@ -214,6 +253,8 @@ impl Ordered {
 
     /// Subtracts the smallest pass from every WRR pass, keeping the order. O(n), once per
     /// ~2^30 selections.
+    #[cold]
+    #[inline(never)]
     fn rebase(&mut self, policy_of: impl Fn(Slot) -> Option<Policy>) {
         let base = self
             .rings
