@@ -113,15 +113,16 @@ impl Signal {
     }
 
     /// A metrics request was queued for the shard; called before
-    /// [`Signal::wake_if_parked`], whose fence orders the two.
+    /// [`Signal::wake_if_parked`], whose fence orders the two. Release: a shard that
+    /// sees the count sees the request in its queue.
     pub(crate) fn scrape_queued(&self) {
-        self.scrapes.fetch_add(1, Ordering::Relaxed);
+        self.scrapes.fetch_add(1, Ordering::Release);
     }
 
     /// Metrics requests queued for the shard so far ([`Signal::scrape_queued`]).
     #[inline]
     pub(crate) fn scrapes(&self) -> u64 {
-        self.scrapes.load(Ordering::Relaxed)
+        self.scrapes.load(Ordering::Acquire)
     }
 
     /// Wakes the shard whatever it is doing (shutdown).
