@@ -75,7 +75,10 @@ impl ServiceClock {
     pub(super) fn since(&self, start: u64, start_at: Instant) -> Duration {
         match self.scale {
             Some(scale) => {
+                // A counter read on another core that is a little behind (a thread
+                // that moved, `--no-pin`) gives a "negative" span: none.
                 let ticks = self.ticks().wrapping_sub(start);
+                let ticks = if (ticks as i64) < 0 { 0 } else { ticks };
                 // Ticks beyond 2^32 (seconds) would overflow the product: they take
                 // the wide multiplication.
                 let nanos = match ticks.checked_mul(scale) {
@@ -112,9 +115,16 @@ fn counter() -> Option<fn() -> u64> {
 }
 
 /// Whether the kernel reports an invariant time-stamp counter (`constant_tsc` and
-/// `nonstop_tsc` among the CPU flags).
+/// `nonstop_tsc` among the CPU flags) and, where it says which, keeps time with it
+/// (its clock source is `tsc`: it found the counters of all cores in step and stable).
 #[cfg(target_arch = "x86_64")]
 fn invariant_tsc() -> bool {
+    let source = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+    if let Ok(s) = std::fs::read_to_string(source)
+        && s.trim() != "tsc"
+    {
+        return false;
+    }
     let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
         return false;
     };
@@ -163,6 +173,15 @@ mod tests {
         let slack = |d: Duration| d / 10 + Duration::from_micros(50);
         assert!(took <= outer + slack(outer), "{took:?} > {outer:?}");
         assert!(took + slack(inner) >= inner, "{took:?} < {inner:?}");
+    }
+
+    #[test]
+    fn a_counter_behind_the_start_measures_nothing() {
+        let t0 = Instant::now();
+        let mut clock = ServiceClock::new(t0);
+        clock.scale = Some(1 << SHIFT);
+        let ahead = clock.ticks() + 1_000_000_000;
+        assert_eq!(clock.since(ahead, t0), Duration::ZERO);
     }
 
     #[test]
