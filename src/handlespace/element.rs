@@ -134,9 +134,7 @@ impl Record {
     /// a handle resolution response (reference §4.7).
     #[inline]
     pub fn encoded(&self) -> &[u8] {
-        self.bytes
-            .get(..usize::from(self.split))
-            .unwrap_or(&self.bytes)
+        self.bytes.get(..self.split()).unwrap_or(&self.bytes)
     }
 
     /// Appends the whole Pool Element parameter, ASAP transport included, as ENRP
@@ -205,6 +203,7 @@ impl Record {
     }
 
     /// Where the resolution form ends (padded) and the ASAP transport TLV begins.
+    #[inline]
     fn split(&self) -> usize {
         usize::from(self.split)
     }

@@ -736,22 +736,12 @@ mod encode_tests {
 
     use super::*;
     use crate::handlespace::{Config, Handlespace};
-    use crate::ids::RegistrarId;
-    use crate::wire::{PolicyParam, PolicyType, RegistrationLife, SctpTransport, TransportUse};
+    use crate::wire::{PolicyParam, PolicyType};
 
+    /// A PE of the registrar tests ([`super::super::tests::element`]), at one address.
     fn element(id: u32, policy: PolicyParam) -> PoolElement {
-        PoolElement {
-            id: PoolElementId(id),
-            home: RegistrarId(7),
-            registration_life: RegistrationLife(90_000),
-            user_transport: UserTransport::Sctp(SctpTransport {
-                port: 9000,
-                transport_use: TransportUse::DATA_ONLY,
-                addresses: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))],
-            }),
-            policy,
-            asap_transport: None,
-        }
+        let at = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+        super::super::tests::element(id, at, policy)
     }
 
     proptest! {

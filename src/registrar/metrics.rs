@@ -403,11 +403,8 @@ impl Metrics {
 
     /// Counts an encoded message by its type byte.
     pub(super) fn on_sent(&mut self, payload: &[u8]) {
-        if let Some(c) = payload
-            .first()
-            .and_then(|t| self.sent.get_mut(usize::from(*t)))
-        {
-            *c += 1;
+        if let Some(&t) = payload.first() {
+            self.on_sent_kind(AsapType(t));
         }
     }
 

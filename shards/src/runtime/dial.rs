@@ -166,11 +166,12 @@ impl Dials {
         }
     }
 
-    /// Takes the connections whose attempt failed.
+    /// Whether an attempt failed since the last [`Dials::take_failed`].
     pub(super) fn has_failed(&self) -> bool {
         !self.failed.is_empty()
     }
 
+    /// Takes the connections whose attempt failed.
     pub(super) fn take_failed(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.failed)
     }

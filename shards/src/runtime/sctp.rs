@@ -15,23 +15,6 @@
 //! pass the slow-consumer limit is aborted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-
-use super::conns::ConnTable;
-
-/// The hasher of association ids, looked up several times per message: std's SipHash
-/// costs tens of instructions per lookup, and its resistance to chosen keys buys
-/// nothing here, since the kernel numbers associations (a peer cannot choose its id).
-/// The keys are fixed for the same reason.
-type AssocHasher = ahash::RandomState;
-
-fn assoc_hasher() -> AssocHasher {
-    ahash::RandomState::with_seeds(
-        0x243f_6a88_85a3_08d3,
-        0x1319_8a2e_0370_7344,
-        0xa409_3822_299f_31d0,
-        0x082e_fa98_ec4e_6c89,
-    )
-}
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -39,6 +22,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use rserpool::registrar::{ConnId, ConnInfo, Protocol, Transport};
 use rserpool::wire::{PPID_ASAP, PPID_ENRP};
 
+use super::conns::ConnTable;
 use super::shard::{Ctx, Token};
 use crate::net::ring::{Completion, OpBuf};
 use crate::net::sctp::{
@@ -63,6 +47,21 @@ const SEND_SCAN: usize = 64;
 /// Sent messages' buffers up to this size are kept for answers (a resolution answer
 /// with a few PEs is a few hundred bytes).
 const FREE_CAPACITY: usize = 4096;
+
+/// The hasher of association ids, looked up several times per message: std's SipHash
+/// costs tens of instructions per lookup, and its resistance to chosen keys buys
+/// nothing here, since the kernel numbers associations (a peer cannot choose its id).
+/// The keys are fixed for the same reason.
+type AssocHasher = ahash::RandomState;
+
+fn assoc_hasher() -> AssocHasher {
+    ahash::RandomState::with_seeds(
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    )
+}
 
 /// The SCTP payload protocol identifier of a protocol's messages.
 pub(super) fn ppid(protocol: Protocol) -> u32 {

@@ -1328,12 +1328,13 @@ impl Tcp {
         }
     }
 
-    /// Connections forgotten since the last call, whose ids may be reused
-    /// ([`Ctx::release_conn`]), with their registered files to empty.
+    /// Whether a connection was forgotten since the last [`Tcp::take_released`].
     pub(super) fn has_released(&self) -> bool {
         !self.released.is_empty()
     }
 
+    /// Connections forgotten since the last call, whose ids may be reused
+    /// ([`Ctx::release_conn`]), with their registered files to empty.
     pub(super) fn take_released(&mut self) -> impl Iterator<Item = (ConnId, Option<u32>)> + '_ {
         self.released.drain(..)
     }

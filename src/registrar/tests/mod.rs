@@ -194,7 +194,7 @@ impl Net {
     }
 }
 
-fn element(id: u32, at: IpAddr, policy: PolicyParam) -> PoolElement {
+pub(super) fn element(id: u32, at: IpAddr, policy: PolicyParam) -> PoolElement {
     PoolElement {
         id: PoolElementId(id),
         home: RegistrarId(0),
