@@ -27,7 +27,7 @@ use rserpool::registrar::{ConnId, ConnInfo, Protocol, Transport};
 use super::framing::{self, Frame};
 use super::limits::{Closure, Limits};
 use super::shard::{Ctx, Token};
-use crate::net::ring::{Completion, OpBuf};
+use crate::net::ring::{Completion, IoMode, OpBuf};
 use crate::net::socket;
 use crate::tls::TlsServer;
 
@@ -1156,6 +1156,19 @@ impl Tcp {
 
     #[inline(always)]
     fn flush_now(&mut self, ctx: &mut Ctx) {
+        if self.dirty.len() == 1 && ctx.ring.mode() == IoMode::Interrupt {
+            // One connection to send on: a plain send(2) instead of a ring operation
+            // (the same one system call as the submission it replaces, without the
+            // operation's completion to handle afterwards). More than one go through
+            // the ring, which submits them all in one call.
+            let id = self.dirty[0];
+            self.dirty.clear();
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.dirty = false;
+                self.send_direct(ctx, id);
+            }
+            return;
+        }
         // The list keeps its allocation from turn to turn.
         let mut dirty = std::mem::take(&mut self.dirty);
         for id in dirty.drain(..) {
@@ -1196,6 +1209,66 @@ impl Tcp {
                 conn.tx_inflight = 0;
                 self.close(ctx, id, "send not started");
             }
+        }
+    }
+
+    /// Sends `id`'s queued bytes with send(2), without waiting; what the socket does
+    /// not take at once goes through the ring ([`Tcp::start_send`]).
+    #[inline(always)]
+    fn send_direct(&mut self, ctx: &mut Ctx, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.state == State::Closed || conn.tx_pending.is_empty() || conn.tx_spare.is_none() {
+            // Nothing to send, or a send in flight, whose completion sends the rest.
+            return;
+        }
+        let len = conn.tx_pending.len();
+        // The system call itself: libc's `send` wrapper adds thread-cancellation
+        // bookkeeping on every call, which a shard never uses.
+        // SAFETY: the pointer and length are those of the live, initialised
+        // `tx_pending`, which the kernel only reads during the call; no address.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                conn.stream.as_raw_fd(),
+                conn.tx_pending.as_ptr(),
+                len,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                std::ptr::null::<libc::sockaddr>(),
+                0,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EAGAIN | libc::EINTR | libc::ENOBUFS)
+            ) {
+                // The socket has no room now: the ring's send waits for it.
+                return self.start_send(ctx, id);
+            }
+            tracing::debug!(conn = id.0, error = %e, "send failed");
+            self.close(ctx, id, "send failed");
+            return;
+        }
+        let sent = (r as usize).min(len);
+        self.unsent -= sent;
+        if sent < len {
+            conn.tx_pending.drain(..sent);
+            return self.start_send(ctx, id);
+        }
+        conn.tx_pending.clear();
+        if conn.tx_pending.capacity() > MAX_UNSENT / 16 {
+            conn.tx_pending = Vec::new();
+        }
+        if conn.state == State::Draining {
+            tracing::debug!(conn = id.0, "closed TCP connection drained");
+            self.shut(id);
+            return;
+        }
+        if conn.held.is_some() {
+            self.resume_recv(ctx, id);
         }
     }
 
