@@ -234,8 +234,17 @@ impl Port {
 
     /// Retries the overflow lists and wakes every shard that got messages; returns
     /// whether messages are still waiting for room. Called once per loop turn.
+    #[inline]
     pub(crate) fn flush(&mut self) -> bool {
         self.overbound = false;
+        // Most turns send nothing to other shards.
+        if self.backlog.is_empty() && self.touched.is_empty() {
+            return false;
+        }
+        self.flush_now()
+    }
+
+    fn flush_now(&mut self) -> bool {
         self.retry_overflow();
         self.wake_touched();
         self.spilled > 0

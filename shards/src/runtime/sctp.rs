@@ -11,7 +11,8 @@
 //! message. A one-to-many socket carries every association, so sends wait in one
 //! FIFO; up to [`MAX_SENDS`] sendmsgs are in flight, each to a different association,
 //! so that one submission carries the answers of a whole turn while each
-//! association's messages still go out in order. An association whose queued bytes
+//! association's messages still go out in order; a lone message, with nothing in
+//! flight, goes out with a plain sendmsg(2) instead. An association whose queued bytes
 //! pass the slow-consumer limit is aborted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -24,7 +25,7 @@ use rserpool::wire::{PPID_ASAP, PPID_ENRP};
 
 use super::conns::ConnTable;
 use super::shard::{Ctx, Token};
-use crate::net::ring::{Completion, OpBuf};
+use crate::net::ring::{Completion, IoMode, OpBuf};
 use crate::net::sctp::{
     self, AssocId, AssocState, Notification, Received, RecvBuf, SCTP_ABORT, SCTP_EOF, SendBuf,
 };
@@ -619,6 +620,51 @@ impl Sctp {
     /// [`SEND_SCAN`]) to an association with none in flight, up to [`MAX_SENDS`].
     fn start_send(&mut self, ctx: &mut Ctx, i: usize) {
         let s = &mut self.sockets[i];
+        if s.queue.len() == 1 && s.inflight.is_empty() && ctx.ring.mode() == IoMode::Interrupt {
+            // One message to send: a plain sendmsg(2) instead of a ring operation (the
+            // same one system call as the submission it replaces, without the
+            // operation's completion to handle afterwards). More than one go through
+            // the ring, which submits them all in one call.
+            let Some(q) = s.queue.pop_front() else { return };
+            let (assoc, len) = (q.assoc, q.data.len());
+            let mut tx = s.spare.pop().unwrap_or_else(SendBuf::new);
+            tx.set(q.assoc, q.ppid, q.flags, q.data);
+            // SAFETY: `prepare` points the header at `tx`'s own iovec, control data and
+            // bytes, all alive and unmoved during the call, which only reads them.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_sendmsg,
+                    s.fd.as_raw_fd(),
+                    tx.prepare(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            let e = (r < 0).then(io::Error::last_os_error);
+            if e.as_ref()
+                .and_then(io::Error::raw_os_error)
+                .is_some_and(|e| matches!(e, libc::EAGAIN | libc::EINTR | libc::ENOBUFS))
+            {
+                // No room now: the ring's sendmsg waits for it.
+                let (assoc, ppid, flags, data) = (q.assoc, q.ppid, q.flags, tx.take_data());
+                s.spare.push(tx);
+                s.queue.push_front(Queued {
+                    assoc,
+                    ppid,
+                    flags,
+                    data,
+                });
+            } else {
+                if let Some(e) = e {
+                    // The association is failing; its COMM_LOST notification follows.
+                    tracing::debug!(assoc, error = %e, "SCTP sendmsg failed");
+                }
+                if let Some(a) = s.assocs.get_mut(&assoc) {
+                    a.queued = a.queued.saturating_sub(len);
+                }
+                Self::recycle(&mut self.free, s, tx);
+                return;
+            }
+        }
         let mut at = 0;
         while s.inflight.len() < MAX_SENDS && at < s.queue.len().min(SEND_SCAN) {
             let assoc = s.queue[at].assoc;
@@ -647,20 +693,25 @@ impl Sctp {
         }
     }
 
-    pub(super) fn on_send(&mut self, ctx: &mut Ctx, i: usize, c: Completion) {
-        let OpBuf::Send(mut tx) = c.buf else {
-            unreachable!("a sendmsg owns a SendBuf")
-        };
+    /// Keeps a sent message's buffers for the next answers (a bounded number of each).
+    fn recycle(free: &mut Vec<Vec<u8>>, s: &mut Socket, mut tx: Box<SendBuf>) {
         let mut data = tx.take_data();
-        if self.free.len() < MAX_SENDS && data.capacity() <= FREE_CAPACITY {
+        if free.len() < MAX_SENDS && data.capacity() <= FREE_CAPACITY {
             data.clear();
-            self.free.push(data);
+            free.push(data);
         }
-        let assoc = tx.assoc();
-        let s = &mut self.sockets[i];
         if s.spare.len() < MAX_SENDS {
             s.spare.push(tx);
         }
+    }
+
+    pub(super) fn on_send(&mut self, ctx: &mut Ctx, i: usize, c: Completion) {
+        let OpBuf::Send(tx) = c.buf else {
+            unreachable!("a sendmsg owns a SendBuf")
+        };
+        let assoc = tx.assoc();
+        let s = &mut self.sockets[i];
+        Self::recycle(&mut self.free, s, tx);
         if let Some(at) = s.inflight.iter().position(|&(a, _)| a == assoc) {
             let (_, len) = s.inflight.swap_remove(at);
             if let Some(a) = s.assocs.get_mut(&assoc) {
