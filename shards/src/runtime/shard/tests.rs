@@ -498,6 +498,58 @@ fn a_client_that_does_not_read_is_not_read_until_its_backlog_halves() {
     assert_eq!(drained.join().unwrap(), sent);
 }
 
+/// One connection with something to send: its bytes go out with a plain send(2), no
+/// ring operation (so no completion to handle); with two, both go through the ring.
+#[test]
+fn a_lone_connections_bytes_go_out_without_a_ring_operation() {
+    let listener = net::socket::tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut s = shard(Sockets {
+        tcp: vec![(listener, Protocol::Enrp)],
+        ..Sockets::default()
+    });
+    let mut ids = Vec::new();
+    let mut clients = Vec::new();
+    for n in 1..=2 {
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(GUARD)).unwrap();
+        clients.push(c);
+        s.io_until("the connection comes up", |s| s.ctx.told.len() == n);
+        let Told::Up(id, _) = s.ctx.told[n - 1] else {
+            panic!("{:?}", s.ctx.told)
+        };
+        ids.push(id);
+    }
+
+    let live = s.ctx.ring.live();
+    s.transmit(Transmit::Enrp {
+        conn: ids[0],
+        payload: enrp(1),
+    });
+    s.flush();
+    assert_eq!(s.ctx.ring.live(), live, "a ring operation for a lone send");
+    assert_eq!(s.tcp.unsent(), 0);
+    assert_eq!(read_frame(&mut clients[0]).unwrap(), Some(enrp(1)));
+
+    for (n, id) in (2..).zip(&ids) {
+        s.transmit(Transmit::Enrp {
+            conn: *id,
+            payload: enrp(n),
+        });
+    }
+    s.flush();
+    assert_eq!(
+        s.ctx.ring.live(),
+        live + 2,
+        "two sends, two ring operations"
+    );
+    s.io_until("both sends complete", |s| s.ctx.ring.live() == live);
+    assert_eq!(s.tcp.unsent(), 0);
+    for (n, c) in (2..).zip(&mut clients) {
+        assert_eq!(read_frame(c).unwrap(), Some(enrp(n)));
+    }
+}
+
 /// Multicast with loopback unicast stand-ins (the receiver joins a group only when
 /// given one; the sending path is the same).
 /// Resolutions are answered straight into the connection's send buffer: those answers
