@@ -1,6 +1,7 @@
 //! Ordered selection: sorted by key, round robin among equal keys.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use super::{Slot, ensure};
 use crate::handlespace::policy::Policy;
@@ -115,19 +116,21 @@ impl Ordered {
         policy_of: impl Fn(Slot) -> Option<Policy>,
     ) {
         let start = out.len();
-        let nodes = &self.nodes;
-        let mut first: Option<(u64, &mut Ring)> = None;
-        'rings: for (&key, ring) in self.rings.iter_mut() {
-            let (mut s, len) = (ring.head, ring.len);
-            if first.is_none() {
-                first = Some((key, ring));
-            }
-            for _ in 0..len {
-                if out.len() - start == n {
-                    break 'rings;
+        // The first ring through `first_entry`, one descent: a whole iterator over the
+        // map sets up both of its ends, and round robin never needs a second ring.
+        let mut first = self.rings.first_entry().map(|e| (*e.key(), e.into_mut()));
+        if let Some((key, ring)) = &first {
+            Self::walk(&self.nodes, **ring, start + n, out);
+            if out.len() - start < n {
+                let rest = (Bound::Excluded(*key), Bound::Unbounded);
+                let key = *key;
+                for ring in self.rings.range(rest).map(|(_, r)| *r) {
+                    if out.len() - start == n {
+                        break;
+                    }
+                    Self::walk(&self.nodes, ring, start + n, out);
                 }
-                out.push(s);
-                s = nodes[s as usize].next;
+                first = self.rings.get_mut(&key).map(|r| (key, r));
             }
         }
         let picked = out.len() - start;
@@ -156,6 +159,18 @@ impl Ordered {
         }
         if self.vtime >= REBASE_AT {
             self.rebase(policy_of);
+        }
+    }
+
+    /// Appends the PEs of `ring` in order until `out` holds `end` slots.
+    fn walk(nodes: &[Node], ring: Ring, end: usize, out: &mut Vec<Slot>) {
+        let mut s = ring.head;
+        for _ in 0..ring.len {
+            if out.len() == end {
+                return;
+            }
+            out.push(s);
+            s = nodes[s as usize].next;
         }
     }
 
