@@ -165,6 +165,51 @@ pub fn tcp_connect_from(from: std::net::IpAddr, to: SocketAddr) -> io::Result<Tc
     Ok(stream)
 }
 
+/// What a send that does not wait did ([`send_now`], [`super::sctp::SendBuf::send_now`]).
+#[derive(Debug)]
+pub enum Sent {
+    /// The socket took this many bytes (for SCTP, the whole message).
+    Bytes(usize),
+    /// The socket has no room now; a send that waits (the ring's) must take over.
+    NoRoom,
+    Failed(io::Error),
+}
+
+impl Sent {
+    /// The outcome of a send system call's return value `r`.
+    pub(crate) fn of(r: libc::c_long) -> Self {
+        if r >= 0 {
+            return Self::Bytes(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::EINTR | libc::ENOBUFS) => Self::NoRoom,
+            _ => Self::Failed(e),
+        }
+    }
+}
+
+/// Sends `bytes` on stream socket `fd` with send(2), without waiting. The system call
+/// itself: libc's `send` wrapper adds thread-cancellation bookkeeping on every call,
+/// which nothing here uses.
+#[inline]
+pub fn send_now(fd: RawFd, bytes: &[u8]) -> Sent {
+    // SAFETY: the pointer and length are those of `bytes`, which the kernel only reads
+    // during the call; no address.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            fd,
+            bytes.as_ptr(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            std::ptr::null::<libc::sockaddr>(),
+            0,
+        )
+    };
+    Sent::of(r)
+}
+
 /// A connection returned by accept.
 #[derive(Debug)]
 pub struct Accepted {

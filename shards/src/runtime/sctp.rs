@@ -29,6 +29,7 @@ use crate::net::ring::{Completion, IoMode, OpBuf};
 use crate::net::sctp::{
     self, AssocId, AssocState, Notification, Received, RecvBuf, SCTP_ABORT, SCTP_EOF, SendBuf,
 };
+use crate::net::socket::Sent;
 
 /// Receive buffer: one whole ASAP or ENRP message (16-bit length) fits; longer SCTP
 /// messages arrive in pieces and are put together.
@@ -629,40 +630,24 @@ impl Sctp {
             let (assoc, len) = (q.assoc, q.data.len());
             let mut tx = s.spare.pop().unwrap_or_else(SendBuf::new);
             tx.set(q.assoc, q.ppid, q.flags, q.data);
-            // SAFETY: `prepare` points the header at `tx`'s own iovec, control data and
-            // bytes, all alive and unmoved during the call, which only reads them.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_sendmsg,
-                    s.fd.as_raw_fd(),
-                    tx.prepare(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            let e = (r < 0).then(io::Error::last_os_error);
-            if e.as_ref()
-                .and_then(io::Error::raw_os_error)
-                .is_some_and(|e| matches!(e, libc::EAGAIN | libc::EINTR | libc::ENOBUFS))
-            {
-                // No room now: the ring's sendmsg waits for it.
-                let (assoc, ppid, flags, data) = (q.assoc, q.ppid, q.flags, tx.take_data());
-                s.spare.push(tx);
-                s.queue.push_front(Queued {
-                    assoc,
-                    ppid,
-                    flags,
-                    data,
-                });
-            } else {
-                if let Some(e) = e {
-                    // The association is failing; its COMM_LOST notification follows.
-                    tracing::debug!(assoc, error = %e, "SCTP sendmsg failed");
+            match tx.send_now(s.fd.as_raw_fd()) {
+                Sent::NoRoom => {
+                    // The ring's sendmsg waits for room.
+                    let data = tx.take_data();
+                    s.spare.push(tx);
+                    s.queue.push_front(Queued { data, ..q });
                 }
-                if let Some(a) = s.assocs.get_mut(&assoc) {
-                    a.queued = a.queued.saturating_sub(len);
+                sent => {
+                    if let Sent::Failed(e) = sent {
+                        // The association is failing; its COMM_LOST notification follows.
+                        tracing::debug!(assoc, error = %e, "SCTP sendmsg failed");
+                    }
+                    if let Some(a) = s.assocs.get_mut(&assoc) {
+                        a.queued = a.queued.saturating_sub(len);
+                    }
+                    Self::recycle(&mut self.free, s, tx);
+                    return;
                 }
-                Self::recycle(&mut self.free, s, tx);
-                return;
             }
         }
         let mut at = 0;

@@ -28,7 +28,7 @@ use super::framing::{self, Frame};
 use super::limits::{Closure, Limits};
 use super::shard::{Ctx, Token};
 use crate::net::ring::{Completion, IoMode, OpBuf};
-use crate::net::socket;
+use crate::net::socket::{self, Sent};
 use crate::tls::TlsServer;
 
 // A child of this module, so that its hooks reach the connection's fields.
@@ -1163,10 +1163,7 @@ impl Tcp {
             // the ring, which submits them all in one call.
             let id = self.dirty[0];
             self.dirty.clear();
-            if let Some(conn) = self.conns.get_mut(&id) {
-                conn.dirty = false;
-                self.send_direct(ctx, id);
-            }
+            self.send_direct(ctx, id);
             return;
         }
         // The list keeps its allocation from turn to turn.
@@ -1212,47 +1209,29 @@ impl Tcp {
         }
     }
 
-    /// Sends `id`'s queued bytes with send(2), without waiting; what the socket does
-    /// not take at once goes through the ring ([`Tcp::start_send`]).
+    /// Sends `id`'s queued bytes with send(2), without waiting, and takes it off the
+    /// dirty list; what the socket does not take at once goes through the ring
+    /// ([`Tcp::start_send`]).
     #[inline(always)]
     fn send_direct(&mut self, ctx: &mut Ctx, id: ConnId) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        conn.dirty = false;
         if conn.state == State::Closed || conn.tx_pending.is_empty() || conn.tx_spare.is_none() {
             // Nothing to send, or a send in flight, whose completion sends the rest.
             return;
         }
         let len = conn.tx_pending.len();
-        // The system call itself: libc's `send` wrapper adds thread-cancellation
-        // bookkeeping on every call, which a shard never uses.
-        // SAFETY: the pointer and length are those of the live, initialised
-        // `tx_pending`, which the kernel only reads during the call; no address.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_sendto,
-                conn.stream.as_raw_fd(),
-                conn.tx_pending.as_ptr(),
-                len,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                std::ptr::null::<libc::sockaddr>(),
-                0,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EAGAIN | libc::EINTR | libc::ENOBUFS)
-            ) {
-                // The socket has no room now: the ring's send waits for it.
-                return self.start_send(ctx, id);
+        let sent = match socket::send_now(conn.stream.as_raw_fd(), &conn.tx_pending) {
+            Sent::Bytes(n) => n.min(len),
+            Sent::NoRoom => return self.start_send(ctx, id),
+            Sent::Failed(e) => {
+                tracing::debug!(conn = id.0, error = %e, "send failed");
+                self.close(ctx, id, "send failed");
+                return;
             }
-            tracing::debug!(conn = id.0, error = %e, "send failed");
-            self.close(ctx, id, "send failed");
-            return;
-        }
-        let sent = (r as usize).min(len);
+        };
         self.unsent -= sent;
         if sent < len {
             conn.tx_pending.drain(..sent);

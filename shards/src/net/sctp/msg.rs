@@ -293,6 +293,23 @@ impl SendBuf {
         std::mem::take(&mut self.data)
     }
 
+    /// Sends the message on SCTP socket `fd` with sendmsg(2), without waiting (the
+    /// system call itself, as [`crate::net::socket::send_now`]).
+    pub fn send_now(&mut self, fd: std::os::fd::RawFd) -> crate::net::socket::Sent {
+        let hdr = self.prepare();
+        // SAFETY: `prepare` points the header at this buffer's own iovec, control data
+        // and bytes, all alive and unmoved during the call, which only reads them.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_sendmsg,
+                fd,
+                hdr,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        crate::net::socket::Sent::of(r)
+    }
+
     pub(crate) fn prepare(&mut self) -> *const libc::msghdr {
         self.iov.iov_base = self.data.as_mut_ptr().cast();
         self.iov.iov_len = self.data.len();

@@ -52,6 +52,17 @@ fn shard_with(config: Config, sockets: Sockets) -> Shard {
     .unwrap()
 }
 
+/// A shard with one TCP listener for ENRP, and the listener's address.
+fn enrp_tcp_shard() -> (Shard, SocketAddr) {
+    let listener = net::socket::tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let s = shard(Sockets {
+        tcp: vec![(listener, Protocol::Enrp)],
+        ..Sockets::default()
+    });
+    (s, addr)
+}
+
 impl Shard {
     /// Drives the shard's I/O (completions, failed connects, sends) until `done`.
     fn io_until(&mut self, what: &str, mut done: impl FnMut(&mut Self) -> bool) {
@@ -374,12 +385,7 @@ fn enrp_listeners_give_enrp_connections_and_broken_framing_closes_them() {
 /// parked ones follow in order in later turns.
 #[test]
 fn a_pipelining_client_cannot_hold_a_turn_beyond_its_budget() {
-    let listener = net::socket::tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut s = shard(Sockets {
-        tcp: vec![(listener, Protocol::Enrp)],
-        ..Sockets::default()
-    });
+    let (mut s, addr) = enrp_tcp_shard();
     let mut hog = TcpStream::connect(addr).unwrap();
     s.io_until("the hog's connection comes up", |s| !s.ctx.told.is_empty());
     let mut polite = TcpStream::connect(addr).unwrap();
@@ -439,12 +445,7 @@ fn a_pipelining_client_cannot_hold_a_turn_beyond_its_budget() {
 /// backlog is not read (nor handled) until it has read enough for the backlog to halve.
 #[test]
 fn a_client_that_does_not_read_is_not_read_until_its_backlog_halves() {
-    let listener = net::socket::tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut s = shard(Sockets {
-        tcp: vec![(listener, Protocol::Enrp)],
-        ..Sockets::default()
-    });
+    let (mut s, addr) = enrp_tcp_shard();
     let mut client = TcpStream::connect(addr).unwrap();
     s.io_until("the connection comes up", |s| !s.ctx.told.is_empty());
     let Told::Up(id, _) = s.ctx.told[0] else {
@@ -502,12 +503,7 @@ fn a_client_that_does_not_read_is_not_read_until_its_backlog_halves() {
 /// ring operation (so no completion to handle); with two, both go through the ring.
 #[test]
 fn a_lone_connections_bytes_go_out_without_a_ring_operation() {
-    let listener = net::socket::tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut s = shard(Sockets {
-        tcp: vec![(listener, Protocol::Enrp)],
-        ..Sockets::default()
-    });
+    let (mut s, addr) = enrp_tcp_shard();
     let mut ids = Vec::new();
     let mut clients = Vec::new();
     for n in 1..=2 {
