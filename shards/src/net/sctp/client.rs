@@ -4,7 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::msg::{find_rcvinfo, put_sndinfo};
 use super::{SCTP_NODELAY, SCTP_RECVRCVINFO, SOL_SCTP, control_len, words_to_bytes};
@@ -73,12 +73,7 @@ impl Client {
         let on: libc::c_int = 1;
         setsockopt(fd.as_raw_fd(), SOL_SCTP, SCTP_NODELAY, &on)?;
         setsockopt(fd.as_raw_fd(), SOL_SCTP, SCTP_RECVRCVINFO, &on)?;
-        let sa = SockAddr::from(to);
-        // SAFETY: `sa` holds a sockaddr of the length it reports.
-        let r = unsafe { libc::connect(fd.as_raw_fd(), sa.as_ptr(), sa.len()) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        settle_connect(|| connect(fd.as_raw_fd(), to), None)?;
         Ok(Self { fd })
     }
 
@@ -91,17 +86,10 @@ impl Client {
         setsockopt(fd.as_raw_fd(), SOL_SCTP, SCTP_NODELAY, &on)?;
         setsockopt(fd.as_raw_fd(), SOL_SCTP, SCTP_RECVRCVINFO, &on)?;
         set_timeout(fd.as_raw_fd(), libc::SO_SNDTIMEO, timeout)?;
-        let sa = SockAddr::from(to);
-        // SAFETY: `sa` holds a sockaddr of the length it reports.
-        let r = unsafe { libc::connect(fd.as_raw_fd(), sa.as_ptr(), sa.len()) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            // A connect cut short by SO_SNDTIMEO reports EINPROGRESS.
-            return Err(match e.raw_os_error() {
-                Some(libc::EINPROGRESS) => io::Error::new(io::ErrorKind::TimedOut, e),
-                _ => e,
-            });
-        }
+        settle_connect(
+            || connect(fd.as_raw_fd(), to),
+            Some(Instant::now() + timeout),
+        )?;
         // Sends are small and the association is up: no bound needed after this.
         set_timeout(fd.as_raw_fd(), libc::SO_SNDTIMEO, Duration::ZERO)?;
         Ok(Self { fd })
@@ -250,6 +238,50 @@ impl Client {
     }
 }
 
+/// connect(2) on a blocking socket.
+fn connect(fd: std::os::fd::RawFd, to: SocketAddr) -> io::Result<()> {
+    let sa = SockAddr::from(to);
+    // SAFETY: `sa` holds a sockaddr of the length it reports.
+    let r = unsafe { libc::connect(fd, sa.as_ptr(), sa.len()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs a blocking `connect` until the association is up, failed, or `deadline` passed.
+///
+/// A signal, or io_uring task work queued for the thread, can cut the kernel's wait
+/// for the association short while the association goes on being set up: the call
+/// fails with EINTR, or the kernel restarts it and the restarted call finds the
+/// association already there, EALREADY while it is still being set up and EISCONN
+/// once it is up. Those are not failures: call again until EISCONN. A wait cut short
+/// by SO_SNDTIMEO reports EINPROGRESS: that is the timeout.
+fn settle_connect(
+    mut connect: impl FnMut() -> io::Result<()>,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    let timed_out = |e| io::Error::new(io::ErrorKind::TimedOut, e);
+    loop {
+        let e = match connect() {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        match e.raw_os_error() {
+            Some(libc::EISCONN) => return Ok(()),
+            Some(libc::EINTR) => {}
+            Some(libc::EALREADY) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(timed_out(e));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Some(libc::EINPROGRESS) => return Err(timed_out(e)),
+            _ => return Err(e),
+        }
+    }
+}
+
 /// SO_RCVTIMEO or SO_SNDTIMEO; zero means none. A non-zero timeout shorter than the
 /// timeval's resolution is rounded up to 1 µs, so it never turns into "none".
 fn set_timeout(fd: std::os::fd::RawFd, which: libc::c_int, d: Duration) -> io::Result<()> {
@@ -263,4 +295,56 @@ fn set_timeout(fd: std::os::fd::RawFd, which: libc::c_int, d: Duration) -> io::R
         tv_usec: d.subsec_micros() as libc::suseconds_t,
     };
     setsockopt(fd, libc::SOL_SOCKET, which, &tv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connect whose successive calls fail with these errnos (0: succeeds).
+    fn calls(
+        errnos: &[i32],
+    ) -> (
+        impl FnMut() -> io::Result<()>,
+        std::rc::Rc<std::cell::Cell<usize>>,
+    ) {
+        let n = std::rc::Rc::new(std::cell::Cell::new(0));
+        let (errnos, count) = (errnos.to_vec(), n.clone());
+        let f = move || {
+            let i = count.get();
+            count.set(i + 1);
+            match errnos[i] {
+                0 => Ok(()),
+                e => Err(io::Error::from_raw_os_error(e)),
+            }
+        };
+        (f, n)
+    }
+
+    #[test]
+    fn an_interrupted_connect_waits_for_the_association() {
+        // Cut short by a signal, restarted while the association is set up, then up.
+        let (f, n) = calls(&[libc::EINTR, libc::EALREADY, libc::EALREADY, libc::EISCONN]);
+        settle_connect(f, None).unwrap();
+        assert_eq!(n.get(), 4);
+        // Restarted by the kernel after the association came up.
+        let (f, n) = calls(&[libc::EISCONN]);
+        settle_connect(f, None).unwrap();
+        assert_eq!(n.get(), 1);
+    }
+
+    #[test]
+    fn a_failed_or_timed_out_connect_is_an_error() {
+        let (f, _) = calls(&[libc::EINTR, libc::ECONNREFUSED]);
+        let e = settle_connect(f, None).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
+        let (f, _) = calls(&[libc::EINPROGRESS]);
+        let e = settle_connect(f, None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        // Still being set up when the deadline passes.
+        let (f, n) = calls(&[libc::EALREADY; 64]);
+        let e = settle_connect(f, Some(Instant::now())).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(n.get(), 1);
+    }
 }
