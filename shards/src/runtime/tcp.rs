@@ -209,6 +209,10 @@ pub(super) struct Tcp {
     unsent: usize,
     /// When the connections' deadlines are checked next; `None` without connections.
     next_sweep: Option<Instant>,
+    /// The earliest of `next_sweep`, the first draining connection's deadline and the
+    /// paused listeners' back-offs ([`Tcp::refresh_due`]): one test per loop turn
+    /// instead of three.
+    due: Option<Instant>,
     /// Buffer bytes freed since the allocator was last asked to return memory.
     freed: usize,
     /// A descriptor held in reserve (`/dev/null`): out of descriptors, it is given up
@@ -242,6 +246,7 @@ impl Tcp {
             limits,
             unsent: 0,
             next_sweep: None,
+            due: None,
             freed: 0,
             spare: std::fs::File::open("/dev/null").ok(),
             turn: 0,
@@ -280,18 +285,25 @@ impl Tcp {
             .accept_multi(l.socket.as_raw_fd(), Token::Accept(i).encode())?;
         l.armed = true;
         l.paused_until = None;
+        self.refresh_due();
         Ok(())
     }
 
     /// The earliest time a paused listener wants to be re-armed, a draining
     /// connection must be shut, or the connections' deadlines are checked.
+    #[inline]
     pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// Works [`Tcp::next_deadline`] out again; called wherever one of its parts moves.
+    fn refresh_due(&mut self) {
         let paused = self.listeners.iter().filter_map(|l| l.paused_until).min();
         let draining = self.draining.front().map(|&(t, _)| t);
-        [paused, draining, self.next_sweep]
+        self.due = [paused, draining, self.next_sweep]
             .into_iter()
             .flatten()
-            .min()
+            .min();
     }
 
     /// How often the connections' deadlines are checked.
@@ -353,13 +365,21 @@ impl Tcp {
             crate::net::alloc::collect();
         }
         self.next_sweep = (!self.conns.is_empty()).then(|| now + self.sweep_every());
+        self.refresh_due();
     }
 
     /// Re-arms listeners whose back-off ended; shuts connections that drained too long.
     /// `busy`: completions were left for the next turn; the deadlines then wait, since
     /// bytes that arrived may not have been looked at yet (the shard's own delay must
     /// not count against a client).
+    #[inline]
     pub(super) fn resume(&mut self, ctx: &mut Ctx, busy: bool) {
+        if self.due.is_some_and(|t| t <= ctx.now) {
+            self.resume_now(ctx, busy);
+        }
+    }
+
+    fn resume_now(&mut self, ctx: &mut Ctx, busy: bool) {
         if !busy && self.next_sweep.is_some_and(|t| t <= ctx.now) {
             self.sweep(ctx);
         }
@@ -384,6 +404,7 @@ impl Tcp {
                 self.listeners[i].paused_until = Some(ctx.now + ACCEPT_BACKOFF);
             }
         }
+        self.refresh_due();
     }
 
     pub(super) fn on_accept(&mut self, ctx: &mut Ctx, i: usize, c: Completion) {
@@ -400,6 +421,7 @@ impl Tcp {
             tracing::warn!(error = %e, "accept failed");
             if !c.more {
                 self.listeners[i].paused_until = Some(ctx.now + ACCEPT_BACKOFF);
+                self.refresh_due();
                 if matches!(-c.result, libc::EMFILE | libc::ENFILE) {
                     self.refuse_waiting(i);
                 }
@@ -432,6 +454,7 @@ impl Tcp {
         {
             tracing::warn!(error = %e, "cannot re-arm accept");
             self.listeners[i].paused_until = Some(ctx.now + ACCEPT_BACKOFF);
+            self.refresh_due();
         }
     }
 
@@ -537,6 +560,7 @@ impl Tcp {
         );
         if self.next_sweep.is_none() {
             self.next_sweep = Some(ctx.now + self.sweep_every());
+            self.refresh_due();
         }
         self.arm_recv(ctx, id, 0);
     }
@@ -1338,6 +1362,7 @@ impl Tcp {
         } else {
             conn.state = State::Draining;
             self.draining.push_back((ctx.now + DRAIN_GRACE, id));
+            self.refresh_due();
         }
         true
     }
