@@ -63,7 +63,7 @@ const REFUSE_BATCH: usize = 64;
 const COLLECT_AFTER: usize = 1 << 20;
 /// After accept fails for lack of descriptors or memory, wait this long before trying
 /// again instead of spinning.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// A connection the registrar closed gets this long to send what was queued for it.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 

@@ -17,7 +17,7 @@ use rserpool::wire::{EnrpIds, EnrpMessage, PPID_ASAP, PPID_ENRP};
 use super::*;
 use crate::net;
 use crate::runtime::mesh;
-use crate::runtime::tcp::{HOLD_BACK, TURN_BUDGET};
+use crate::runtime::tcp::{ACCEPT_BACKOFF, HOLD_BACK, TURN_BUDGET};
 
 const GUARD: Duration = Duration::from_secs(20);
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -497,6 +497,51 @@ fn a_client_that_does_not_read_is_not_read_until_its_backlog_halves() {
     });
     assert!(!s.tcp.backlog(id).unwrap().1);
     assert_eq!(drained.join().unwrap(), sent);
+}
+
+/// A listener paused after a failed accept is re-armed after [`ACCEPT_BACKOFF`]: the
+/// shard's next wake-up comes that soon, not at the connections' next sweep (a second
+/// away with the default timeouts).
+#[test]
+fn a_paused_listener_brings_the_shards_next_wake_up_forward() {
+    let (mut s, addr) = enrp_tcp_shard();
+    let _client = TcpStream::connect(addr).unwrap();
+    s.io_until("the connection comes up", |s| !s.ctx.told.is_empty());
+    let swept = s
+        .tcp
+        .next_deadline()
+        .expect("a sweep is due with a connection");
+    assert!(swept > s.ctx.now + ACCEPT_BACKOFF, "{swept:?}");
+    // The accept fails for want of memory (and its multishot ends).
+    let failed = Completion {
+        token: Token::Accept(0).encode(),
+        result: -libc::ENOMEM,
+        more: false,
+        buf: OpBuf::None,
+        provided: None,
+    };
+    s.tcp.on_accept(&mut s.ctx, 0, failed);
+    assert_eq!(
+        s.tcp.next_deadline(),
+        Some(s.ctx.now + ACCEPT_BACKOFF),
+        "the back-off's end is the next deadline"
+    );
+    // Once it passed, the listener takes connections again.
+    std::thread::sleep(ACCEPT_BACKOFF);
+    let _second = TcpStream::connect(addr).unwrap();
+    s.io_until("the second connection comes up", |s| {
+        s.ctx
+            .told
+            .iter()
+            .filter(|t| matches!(t, Told::Up(..)))
+            .count()
+            == 2
+    });
+    assert!(
+        s.tcp
+            .next_deadline()
+            .is_some_and(|d| d > s.ctx.now + ACCEPT_BACKOFF)
+    );
 }
 
 /// One connection with something to send: its bytes go out with a plain send(2), no
