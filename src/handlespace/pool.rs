@@ -8,7 +8,7 @@ use super::element::{Element, Record};
 use super::select::{Selector, Slot};
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::rng::Rng;
-use crate::wire::{PolicyType, TransportUse, UserTransport};
+use crate::wire::{self, PolicyType, TransportUse, UserTransport, Writer};
 
 /// The user transport protocol of a pool (all its PEs share it, RFC 5352 §3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,6 +51,9 @@ pub(crate) fn transport_use(t: &UserTransport) -> TransportUse {
 pub struct Pool {
     /// Shared with the expiry entries of the pool's PEs.
     pub(crate) handle: Arc<PoolHandle>,
+    /// `handle` as a Pool Handle parameter, padded: encoded once with the pool, since
+    /// every positive resolution answer echoes it.
+    handle_param: Box<[u8]>,
     pub(crate) policy_type: PolicyType,
     pub(crate) transport: TransportKind,
     pub(crate) transport_use: TransportUse,
@@ -65,8 +68,13 @@ pub struct Pool {
 impl Pool {
     pub(crate) fn new(handle: PoolHandle, first: &Record, hasher: Hasher) -> Self {
         let policy = first.policy();
+        let mut handle_param = Vec::with_capacity((4 + handle.len()).next_multiple_of(4));
+        let mut w = Writer::new(&mut handle_param);
+        wire::encode_handle(&handle, &mut w);
+        w.finish();
         Self {
             handle: Arc::new(handle),
+            handle_param: handle_param.into_boxed_slice(),
             policy_type: policy.kind(),
             transport: first.transport(),
             transport_use: first.transport_use(),
@@ -80,6 +88,12 @@ impl Pool {
 
     pub fn handle(&self) -> &PoolHandle {
         &self.handle
+    }
+
+    /// The pool's handle as a Pool Handle parameter (RFC 5354 §3.9), padded: what a
+    /// resolution answer echoes, byte for byte what [`wire::encode_handle`] writes.
+    pub fn handle_param(&self) -> &[u8] {
+        &self.handle_param
     }
 
     /// The policy type every PE of this pool uses.

@@ -35,16 +35,15 @@ fn answer_room(handle: &[u8], cap: usize) -> usize {
 /// small for one), `out` is left as it was.
 ///
 /// Every part is copied from bytes encoded earlier: the PEs' parameters and the
-/// overall policy (the first PE's Policy parameter) from their records, the handle
-/// from the request. Only a record whose Policy parameter is not the one its policy
-/// encodes to (never, for registrations this registrar checked) takes the general
-/// encoder ([`encode_resolution_generic`], which writes the same bytes).
+/// overall policy (the first PE's Policy parameter) from their records, the Pool
+/// Handle parameter from the pool (the request's handle is the pool's, byte for byte).
+/// Only a record whose Policy parameter is not the one its policy encodes to (never,
+/// for registrations this registrar checked) takes the general encoder
+/// ([`encode_resolution_generic`], which writes the same bytes).
 ///
 /// Each append tests `out`'s capacity and moves its length, so the fixed parts go in
-/// as few appends as they can: the common header and the Pool Handle parameter's
-/// header in one, the handle's padding as a slice rather than a resize. (Working out
-/// the length first and copying into one reserved slice costs more: the PEs are then
-/// looked up twice.)
+/// as few appends as they can. (Working out the length first and copying into one
+/// reserved slice costs more: the PEs are then looked up twice.)
 fn encode_resolution(
     replica: &mut crate::handlespace::Handlespace,
     handle: &[u8],
@@ -62,20 +61,13 @@ fn encode_resolution(
     let Some(policy) = first.policy_tlv() else {
         return encode_resolution_generic(&r, handle, room, out);
     };
-    let (Some(first_room), Ok(handle_len)) = (
-        room.checked_sub(first.encoded().len()),
-        u16::try_from(4 + handle.len()),
-    ) else {
+    let Some(first_room) = room.checked_sub(first.encoded().len()) else {
         return 0;
     };
     let start = out.len();
-    let [p0, p1] = wire::ParamType::POOL_HANDLE.0.to_be_bytes();
-    let [h0, h1] = handle_len.to_be_bytes();
-    let kind = AsapType::HANDLE_RESOLUTION_RESPONSE.0;
     // The length is filled in at the end.
-    out.extend_from_slice(&[kind, 0, 0, 0, p0, p1, h0, h1]);
-    out.extend_from_slice(handle);
-    out.extend_from_slice(&[0; 3][..handle.len().next_multiple_of(4) - handle.len()]);
+    out.extend_from_slice(&[AsapType::HANDLE_RESOLUTION_RESPONSE.0, 0, 0, 0]);
+    out.extend_from_slice(r.pool().handle_param());
     // RSPLIB clients need the overall policy even for round robin.
     out.extend_from_slice(policy);
     out.extend_from_slice(first.encoded());
