@@ -162,16 +162,16 @@ impl Ordered {
         }
     }
 
-    /// Appends the PEs of `ring` in order until `out` holds `end` slots.
+    /// Appends the PEs of `ring` in order until `out` holds `end` slots. How many is
+    /// known before the first, so `out` grows once rather than being tested per PE.
     fn walk(nodes: &[Node], ring: Ring, end: usize, out: &mut Vec<Slot>) {
+        let count = (ring.len as usize).min(end.saturating_sub(out.len()));
         let mut s = ring.head;
-        for _ in 0..ring.len {
-            if out.len() == end {
-                return;
-            }
-            out.push(s);
+        out.extend((0..count).map(|_| {
+            let slot = s;
             s = nodes[s as usize].next;
-        }
+            slot
+        }));
     }
 
     /// The PE was handed out: it becomes the newest of its key, and policies with
