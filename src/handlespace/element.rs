@@ -22,7 +22,7 @@ const LIFE_AT: usize = 12;
 /// It holds the Pool Element parameter as bytes, not as a decoded
 /// [`wire::PoolElement`]: the form a handle resolution response carries (without the
 /// ASAP transport, padded, reference §4.7), followed by the ASAP transport TLV if there
-/// is one. The PE's identifier and home are read from those bytes, so what answers
+/// is one, and preceded by a copy of its Policy parameter. The PE's identifier and home are read from those bytes, so what answers
 /// carry and what the handlespace believes cannot disagree. Beside them: the parsed
 /// policy and the pool attributes the pool rules compare (RFC 5352 §3.1).
 ///
@@ -32,11 +32,14 @@ pub struct Record {
     policy: Policy,
     transport: TransportKind,
     transport_use: TransportUse,
-    /// Where in `bytes` the Policy parameter lies (padded), for answers to copy as the
-    /// overall policy; `(0, 0)` if it is not byte for byte what `policy` encodes to.
-    policy_at: (u16, u16),
-    /// Where the resolution form ends in `bytes` ([`Record::split`]): worked out once,
-    /// since every answer that carries the PE asks for it ([`Record::encoded`]).
+    /// Where the Pool Element parameter starts in `bytes`: after a copy of its Policy
+    /// parameter (padded), which answers carry as the overall policy right before the
+    /// first PE, so both go in with one copy ([`Record::policy_and_encoded`]). 0 (no
+    /// copy) if the Policy parameter is not byte for byte what `policy` encodes to.
+    pe_at: u16,
+    /// Where the resolution form ends in the Pool Element parameter ([`Record::split`]):
+    /// worked out once, since every answer that carries the PE asks for it
+    /// ([`Record::encoded`]).
     split: u16,
     bytes: Box<[u8]>,
 }
@@ -54,16 +57,23 @@ impl Record {
             asap.encode(&mut w);
             w.finish();
         }
-        let policy_at = Self::find_policy(&bytes, policy);
         // A Pool Element parameter is at most a message long (16-bit lengths).
         let split = u16::try_from(Self::split_of(&bytes)).unwrap_or(u16::MAX);
+        let (at, len) = Self::find_policy(&bytes, policy);
+        let (pe_at, copy) = match bytes.get(usize::from(at)..usize::from(at) + usize::from(len)) {
+            Some(copy) => (len, copy),
+            None => (0, &[][..]),
+        };
+        let mut with_policy = Vec::with_capacity(copy.len() + bytes.len());
+        with_policy.extend_from_slice(copy);
+        with_policy.extend_from_slice(&bytes);
         Self {
             policy,
             transport: TransportKind::of(&param.user_transport),
             transport_use: pool::transport_use(&param.user_transport),
-            policy_at,
+            pe_at,
             split,
-            bytes: bytes.into_boxed_slice(),
+            bytes: with_policy.into_boxed_slice(),
         }
     }
 
@@ -101,12 +111,27 @@ impl Record {
     /// its overall policy when this PE comes first. `None` if it differs from what the
     /// parsed policy encodes to.
     pub fn policy_tlv(&self) -> Option<&[u8]> {
-        let (at, len) = self.policy_at;
-        if len == 0 {
-            return None;
-        }
+        let at = usize::from(self.pe_at);
+        (at > 0).then(|| self.bytes.get(..at)).flatten()
+    }
+
+    /// [`Record::policy_tlv`] followed by [`Record::encoded`], in one slice: how a
+    /// resolution answer starts its list of PEs when this PE comes first. `None` where
+    /// `policy_tlv` is.
+    #[inline]
+    pub fn policy_and_encoded(&self) -> Option<&[u8]> {
+        let at = usize::from(self.pe_at);
+        (at > 0)
+            .then(|| self.bytes.get(..at + self.split()))
+            .flatten()
+    }
+
+    /// The Pool Element parameter, ASAP transport included.
+    #[inline]
+    fn pe(&self) -> &[u8] {
         self.bytes
-            .get(usize::from(at)..usize::from(at) + usize::from(len))
+            .get(usize::from(self.pe_at)..)
+            .unwrap_or_default()
     }
 
     pub fn id(&self) -> PoolElementId {
@@ -134,14 +159,16 @@ impl Record {
     /// a handle resolution response (reference §4.7).
     #[inline]
     pub fn encoded(&self) -> &[u8] {
-        self.bytes.get(..self.split()).unwrap_or(&self.bytes)
+        let pe = self.pe();
+        pe.get(..self.split()).unwrap_or(pe)
     }
 
     /// Appends the whole Pool Element parameter, ASAP transport included, as ENRP
     /// carries it: byte for byte what [`wire::PoolElement::encode`] writes.
     pub fn encode(&self, w: &mut Writer<'_>) {
+        let pe = self.pe();
         let split = self.split();
-        let asap = self.bytes.get(split..).unwrap_or_default();
+        let asap = pe.get(split..).unwrap_or_default();
         // The resolution form's own length excludes its final padding; with an ASAP
         // transport after it, that padding lies between two children and counts.
         let body_end = if asap.is_empty() {
@@ -149,7 +176,7 @@ impl Record {
         } else {
             split
         };
-        let body = self.bytes.get(4..body_end).unwrap_or_default();
+        let body = pe.get(4..body_end).unwrap_or_default();
         w.tlv(ParamType::POOL_ELEMENT.0, |w| {
             w.put_bytes(body);
             if let Some(l) = asap.get(2..4) {
@@ -185,7 +212,8 @@ impl Record {
     /// bytes with the home field replaced.
     pub fn with_home(&self, home: RegistrarId) -> Self {
         let mut record = self.clone();
-        if let Some(field) = record.bytes.get_mut(HOME_AT..HOME_AT + 4) {
+        let at = usize::from(record.pe_at) + HOME_AT;
+        if let Some(field) = record.bytes.get_mut(at..at + 4) {
             field.copy_from_slice(&home.0.to_be_bytes());
         }
         record
@@ -193,7 +221,7 @@ impl Record {
 
     /// The length field of the resolution form (its bytes without the final padding).
     fn declared_len(&self) -> usize {
-        Self::declared_len_of(&self.bytes)
+        Self::declared_len_of(self.pe())
     }
 
     fn declared_len_of(bytes: &[u8]) -> usize {
@@ -202,7 +230,8 @@ impl Record {
             .map_or(0, |l| usize::from(u16::from_be_bytes([l[0], l[1]])))
     }
 
-    /// Where the resolution form ends (padded) and the ASAP transport TLV begins.
+    /// Where the resolution form ends (padded) and the ASAP transport TLV begins, in
+    /// [`Record::pe`].
     #[inline]
     fn split(&self) -> usize {
         usize::from(self.split)
@@ -213,7 +242,7 @@ impl Record {
     }
 
     fn word(&self, at: usize) -> u32 {
-        self.bytes
+        self.pe()
             .get(at..at + 4)
             .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
@@ -271,6 +300,12 @@ impl Element {
     /// resolution response (reference §4.7).
     pub fn encoded(&self) -> &[u8] {
         self.record.encoded()
+    }
+
+    /// The overall policy and the PE, as an answer carries them when the PE comes
+    /// first ([`Record::policy_and_encoded`]).
+    pub fn policy_and_encoded(&self) -> Option<&[u8]> {
+        self.record.policy_and_encoded()
     }
 
     pub fn expires(&self) -> Option<Instant> {

@@ -35,11 +35,12 @@ fn answer_room(handle: &[u8], cap: usize) -> usize {
 /// small for one), `out` is left as it was.
 ///
 /// Every part is copied from bytes encoded earlier: the PEs' parameters and the
-/// overall policy (the first PE's Policy parameter) from their records, the Pool
-/// Handle parameter from the pool (the request's handle is the pool's, byte for byte).
-/// Only a record whose Policy parameter is not the one its policy encodes to (never,
-/// for registrations this registrar checked) takes the general encoder
-/// ([`encode_resolution_generic`], which writes the same bytes).
+/// overall policy (the first PE's Policy parameter, which its record keeps right
+/// before the PE) from their records, the Pool Handle parameter from the pool (the
+/// request's handle is the pool's, byte for byte). Only a record whose Policy
+/// parameter is not the one its policy encodes to (never, for registrations this
+/// registrar checked) takes the general encoder ([`encode_resolution_generic`], which
+/// writes the same bytes).
 ///
 /// Each append tests `out`'s capacity and moves its length, so the fixed parts go in
 /// as few appends as they can. (Working out the length first and copying into one
@@ -58,7 +59,7 @@ fn encode_resolution(
     let Some(first) = elements.next() else {
         return 0;
     };
-    let Some(policy) = first.policy_tlv() else {
+    let Some(policy_and_first) = first.policy_and_encoded() else {
         return encode_resolution_generic(&r, handle, room, out);
     };
     let Some(first_room) = room.checked_sub(first.encoded().len()) else {
@@ -69,8 +70,7 @@ fn encode_resolution(
     out.extend_from_slice(&[AsapType::HANDLE_RESOLUTION_RESPONSE.0, 0, 0, 0]);
     out.extend_from_slice(r.pool().handle_param());
     // RSPLIB clients need the overall policy even for round robin.
-    out.extend_from_slice(policy);
-    out.extend_from_slice(first.encoded());
+    out.extend_from_slice(policy_and_first);
     // The message length is 16 bits, and answers are capped at
     // `resolution_answer_bytes`: stop before the PEs would pass either (`answer_room`
     // counts the header, handle and policy).

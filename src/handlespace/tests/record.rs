@@ -105,6 +105,11 @@ proptest! {
         prop_assert_eq!(record.encoded(), &encode(|w| pe.encode_without_asap_transport(w))[..]);
         prop_assert_eq!(encode(|w| record.encode(w)), encode(|w| pe.encode(w)));
         prop_assert_eq!(record.param(), pe.clone());
+        // An answer's overall policy and first PE, in one slice.
+        let policy = encode(|w| pe.policy.encode(w));
+        let both = [&policy[..], record.encoded()].concat();
+        prop_assert_eq!(record.policy_tlv(), Some(&policy[..]));
+        prop_assert_eq!(record.policy_and_encoded(), Some(&both[..]));
 
         let moved = record.with_home(RegistrarId(home));
         let mut expect = pe;
