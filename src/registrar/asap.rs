@@ -157,8 +157,7 @@ impl Registrar {
     }
 
     /// Every ASAP message but a plain resolution. Out of line: inlined, its decoding
-    /// would cost [`Registrar::on_asap`]'s plain resolutions registers and stack (and
-    /// [`Registrar::on_resolution`] is inlined into both).
+    /// would cost [`Registrar::on_asap`]'s plain resolutions registers and stack.
     #[inline(never)]
     fn on_message(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         let decoded = match AsapMessage::decode(bytes) {
@@ -417,9 +416,7 @@ impl Registrar {
     /// RFC 5352 §3.3: answered from this shard's replica, never waiting for another.
     /// A positive answer goes into `direct` if given (the runtime's send buffer of
     /// `conn`, see [`Registrar::handle_asap_into`]), else into the transmit queue;
-    /// negative answers always go to the queue. Inlined, so that a plain resolution
-    /// makes one call less ([`Registrar::on_message`] stays out of line for it).
-    #[inline]
+    /// negative answers always go to the queue.
     pub(super) fn on_resolution(
         &mut self,
         now: Instant,
