@@ -159,8 +159,8 @@ impl Record {
     /// a handle resolution response (reference §4.7).
     #[inline]
     pub fn encoded(&self) -> &[u8] {
-        let pe = self.pe();
-        pe.get(..self.split()).unwrap_or(pe)
+        let at = usize::from(self.pe_at);
+        self.bytes.get(at..at + self.split()).unwrap_or_default()
     }
 
     /// Appends the whole Pool Element parameter, ASAP transport included, as ENRP
