@@ -158,7 +158,11 @@ impl Histogram {
 
     /// `n` observations of `d`.
     pub fn record_n(&mut self, d: Duration, n: u64) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.record_nanos_n(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), n);
+    }
+
+    /// `n` observations of `ns` nanoseconds.
+    pub fn record_nanos_n(&mut self, ns: u64, n: u64) {
         // The first bound at or above `ns` (`nanos.len()` if none; at most BUCKETS:
         // always a slot).
         let bits = (u64::BITS - ns.leading_zeros()) as usize;

@@ -625,17 +625,21 @@ impl Registrar {
     /// to their sockets at `now`: records their service times.
     pub fn handle_written(&mut self, now: Instant) {
         if let Some(received) = self.unclocked.received {
-            self.handle_written_after(now.saturating_duration_since(received));
+            let took = now.saturating_duration_since(received).as_nanos();
+            self.handle_written_after_nanos(u64::try_from(took).unwrap_or(u64::MAX));
         }
     }
 
     /// [`Registrar::handle_written`] for a runtime that measured the time itself (with
-    /// a cheaper clock): the answers written since the last call took `took` from
+    /// a cheaper clock): the answers written since the last call took `nanos` from
     /// their request's input to their send.
-    pub fn handle_written_after(&mut self, took: Duration) {
+    pub fn handle_written_after_nanos(&mut self, nanos: u64) {
         let Unclocked { count, .. } = std::mem::take(&mut self.unclocked);
         if count > 0 {
-            self.out.metrics.handle_resolution.record_n(took, count);
+            self.out
+                .metrics
+                .handle_resolution
+                .record_nanos_n(nanos, count);
         }
     }
 

@@ -71,8 +71,15 @@ impl ServiceClock {
 
     /// Time from `start` (a [`ServiceClock::ticks`] reading, or `start_at` without a
     /// calibrated counter) to now.
-    #[inline]
+    #[cfg(test)]
     pub(super) fn since(&self, start: u64, start_at: Instant) -> Duration {
+        Duration::from_nanos(self.nanos_since(start, start_at))
+    }
+
+    /// [`ServiceClock::since`] in nanoseconds, as the service-time histograms take it
+    /// (no `Duration` to build and take apart again on every answer).
+    #[inline]
+    pub(super) fn nanos_since(&self, start: u64, start_at: Instant) -> u64 {
         match self.scale {
             Some(scale) => {
                 // A counter read on another core that is a little behind (a thread
@@ -81,13 +88,12 @@ impl ServiceClock {
                 let ticks = if (ticks as i64) < 0 { 0 } else { ticks };
                 // Ticks beyond 2^32 (seconds) would overflow the product: they take
                 // the wide multiplication.
-                let nanos = match ticks.checked_mul(scale) {
+                match ticks.checked_mul(scale) {
                     Some(p) => p >> SHIFT,
                     None => ((u128::from(ticks) * u128::from(scale)) >> SHIFT) as u64,
-                };
-                Duration::from_nanos(nanos)
+                }
             }
-            None => start_at.elapsed(),
+            None => u64::try_from(start_at.elapsed().as_nanos()).unwrap_or(u64::MAX),
         }
     }
 }

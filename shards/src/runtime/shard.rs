@@ -365,8 +365,8 @@ impl Shard {
                 .unclocked_since
                 .take()
                 .unwrap_or((self.ctx.now, self.ctx.ticks));
-            let took = self.clock.since(ticks, at);
-            self.ctx.registrar.handle_written_after(took);
+            let took = self.clock.nanos_since(ticks, at);
+            self.ctx.registrar.handle_written_after_nanos(took);
         }
         self.release_closed();
         // Every 64th turn (and before the shard sleeps, see `wait`): metrics can wait
