@@ -22,9 +22,10 @@ const LIFE_AT: usize = 12;
 /// It holds the Pool Element parameter as bytes, not as a decoded
 /// [`wire::PoolElement`]: the form a handle resolution response carries (without the
 /// ASAP transport, padded, reference §4.7), followed by the ASAP transport TLV if there
-/// is one, and preceded by a copy of its Policy parameter. The PE's identifier and home are read from those bytes, so what answers
-/// carry and what the handlespace believes cannot disagree. Beside them: the parsed
-/// policy and the pool attributes the pool rules compare (RFC 5352 §3.1).
+/// is one, and preceded by a copy of its Policy parameter. The PE's identifier and home
+/// are read from those bytes, so what answers carry and what the handlespace believes
+/// cannot disagree. Beside them: the parsed policy and the pool attributes the pool
+/// rules compare (RFC 5352 §3.1).
 ///
 /// A record never changes; a new home is a new record ([`Record::with_home`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
