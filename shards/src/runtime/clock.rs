@@ -80,21 +80,27 @@ impl ServiceClock {
     /// (no `Duration` to build and take apart again on every answer).
     #[inline]
     pub(super) fn nanos_since(&self, start: u64, start_at: Instant) -> u64 {
-        match self.scale {
-            Some(scale) => {
-                // A counter read on another core that is a little behind (a thread
-                // that moved, `--no-pin`) gives a "negative" span: none.
-                let ticks = self.ticks().wrapping_sub(start);
-                let ticks = if (ticks as i64) < 0 { 0 } else { ticks };
-                // Ticks beyond 2^32 (seconds) would overflow the product: they take
-                // the wide multiplication.
-                match ticks.checked_mul(scale) {
-                    Some(p) => p >> SHIFT,
-                    None => ((u128::from(ticks) * u128::from(scale)) >> SHIFT) as u64,
-                }
-            }
+        match self.nanos_between(start, self.ticks()) {
+            Some(nanos) => nanos,
             None => u64::try_from(start_at.elapsed().as_nanos()).unwrap_or(u64::MAX),
         }
+    }
+
+    /// Nanoseconds from counter reading `start` to `end`; `None` while the counter's
+    /// rate is not known (or there is no counter).
+    #[inline]
+    pub(super) fn nanos_between(&self, start: u64, end: u64) -> Option<u64> {
+        let scale = self.scale?;
+        // A counter read on another core that is a little behind (a thread that
+        // moved, `--no-pin`) gives a "negative" span: none.
+        let ticks = end.wrapping_sub(start);
+        let ticks = if (ticks as i64) < 0 { 0 } else { ticks };
+        // Ticks beyond 2^32 (seconds) would overflow the product: they take the wide
+        // multiplication.
+        Some(match ticks.checked_mul(scale) {
+            Some(p) => p >> SHIFT,
+            None => ((u128::from(ticks) * u128::from(scale)) >> SHIFT) as u64,
+        })
     }
 }
 
