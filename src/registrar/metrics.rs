@@ -73,6 +73,13 @@ pub const DETECTION_BOUNDS: [Duration; 20] = [
 /// The most finite buckets of any histogram ([`LATENCY_BOUNDS`]).
 const BUCKETS: usize = LATENCY_BOUNDS.len();
 
+/// `d` in nanoseconds, as the histograms count time; saturated at `u64::MAX` (585
+/// years), which no span here reaches.
+#[inline]
+pub fn nanos_of(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The bounds in nanoseconds, what [`Histogram::record`] compares with.
 const fn nanos<const N: usize>(bounds: &[Duration; N]) -> [u64; N] {
     let mut out = [0; N];
@@ -158,7 +165,7 @@ impl Histogram {
 
     /// `n` observations of `d`.
     pub fn record_n(&mut self, d: Duration, n: u64) {
-        self.record_nanos_n(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), n);
+        self.record_nanos_n(nanos_of(d), n);
     }
 
     /// `n` observations of `ns` nanoseconds.

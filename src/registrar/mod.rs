@@ -43,7 +43,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-pub use metrics::{AnswerMetrics, DETECTION_BOUNDS, Gauges, Histogram, LATENCY_BOUNDS, Metrics};
+pub use metrics::{
+    AnswerMetrics, DETECTION_BOUNDS, Gauges, Histogram, LATENCY_BOUNDS, Metrics, nanos_of,
+};
 pub use rate::{Limited, RateLimit};
 pub use reload::Reloadable;
 pub use sessions::REMOVAL_SLICE;
@@ -625,8 +627,7 @@ impl Registrar {
     /// to their sockets at `now`: records their service times.
     pub fn handle_written(&mut self, now: Instant) {
         if let Some(received) = self.unclocked.received {
-            let took = now.saturating_duration_since(received).as_nanos();
-            self.handle_written_after_nanos(u64::try_from(took).unwrap_or(u64::MAX));
+            self.handle_written_after_nanos(nanos_of(now.saturating_duration_since(received)));
         }
     }
 

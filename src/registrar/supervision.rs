@@ -568,8 +568,7 @@ impl Supervision {
 
 /// Nanoseconds from `epoch` to `t`: 0 if `t` is before it.
 fn since(epoch: Instant, t: Instant) -> u64 {
-    t.checked_duration_since(epoch)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    t.checked_duration_since(epoch).map_or(0, super::nanos_of)
 }
 
 /// The slice a deadline `delay` ns ahead is rounded up to, in ns: 1/64 of the delay in

@@ -10,6 +10,7 @@
 //! the monotonic clock, over at least [`CALIBRATE_OVER`]; until then (and wherever the
 //! counter is no clock) service times are measured with `Instant` as before.
 
+use rserpool::registrar::nanos_of;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -82,7 +83,7 @@ impl ServiceClock {
     pub(super) fn nanos_since(&self, start: u64, start_at: Instant) -> u64 {
         match self.nanos_between(start, self.ticks()) {
             Some(nanos) => nanos,
-            None => u64::try_from(start_at.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            None => nanos_of(start_at.elapsed()),
         }
     }
 

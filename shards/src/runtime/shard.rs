@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rserpool::registrar::{ConnId, ConnInfo, Protocol, Registrar, Transmit, Transport};
+use rserpool::registrar::{ConnId, ConnInfo, Protocol, Registrar, Transmit, Transport, nanos_of};
 
 use super::clock::ServiceClock;
 use super::dial::{Attempt, Dials, Queued};
@@ -701,14 +701,13 @@ impl Shard {
             && let Some(gone) = self.clock.nanos_between(ticks, self.ctx.ticks)
         {
             let left = left.saturating_sub(gone);
-            if left > CLOCK_SLACK.as_nanos() as u64 {
+            if left > nanos_of(CLOCK_SLACK) {
                 return Duration::from_nanos(left);
             }
         }
         let left = d.saturating_duration_since(self.ctx.now);
         if left > CLOCK_SLACK {
-            let nanos = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX);
-            self.countdown = Some((d, self.ctx.ticks, nanos));
+            self.countdown = Some((d, self.ctx.ticks, nanos_of(left)));
             left
         } else {
             d.saturating_duration_since(Instant::now())

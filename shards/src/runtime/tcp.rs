@@ -364,8 +364,8 @@ impl Tcp {
             self.freed = 0;
             crate::net::alloc::collect();
         }
+        // [`Tcp::resume_now`], its caller, works the deadline out again after it.
         self.next_sweep = (!self.conns.is_empty()).then(|| now + self.sweep_every());
-        self.refresh_due();
     }
 
     /// Re-arms listeners whose back-off ended; shuts connections that drained too long.
