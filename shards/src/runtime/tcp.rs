@@ -874,6 +874,23 @@ impl Tcp {
             ..
         } = ctx;
         let chunk = ring.provided(b, len);
+        let nothing_kept = conn.rx.as_ref().is_none_or(Vec::is_empty);
+        if nothing_kept
+            && budget > 0
+            && !conn.parked
+            && conn.held.is_none()
+            && !conn.partial
+            && conn.protocol == Protocol::Asap
+            && framing::next(chunk) == Frame::Whole(len)
+        {
+            // The common chunk, one whole ASAP message and nothing before it: handled
+            // in place, with nothing to keep and no framing loop.
+            conn.budget = budget - 1;
+            conn.heard = true;
+            let before = conn.tx_pending.len();
+            registrar.handle_asap_into(*now, id, chunk, &mut conn.tx_pending);
+            return Ok(conn.tx_pending.len() - before);
+        }
         let rx = conn.rx.get_or_insert_with(Vec::new);
         if conn.parked || conn.held.is_some() {
             // Its budget ran out this turn, or its input is held back (this chunk came
