@@ -9,6 +9,7 @@
 //! - [`ifaddrs`]: this host's interface addresses.
 //! - [`process`]: child processes that die with us, and timer slack (for the tools).
 //! - [`alloc`]: returning freed memory to the system.
+//! - [`syscall`]: the system calls of every loop turn, issued directly.
 
 mod addr;
 pub mod alloc;
@@ -18,4 +19,5 @@ pub mod ring;
 pub mod sctp;
 pub mod signals;
 pub mod socket;
+pub mod syscall;
 pub mod udp;

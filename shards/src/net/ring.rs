@@ -563,22 +563,20 @@ impl Ring {
             }
             _ => (std::ptr::null(), 0),
         };
+        let args = [
+            self.uring.as_raw_fd() as usize,
+            to_submit as usize,
+            min_complete as usize,
+            flags as usize,
+            argp as usize,
+            argsz,
+        ];
         // SAFETY: the ring's own descriptor; `arg` and the timespec it points to live
         // until the call returns, and the kernel only reads them. What is submitted
         // was pushed under `push_entry`'s guarantees.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_enter,
-                self.uring.as_raw_fd(),
-                to_submit,
-                min_complete,
-                flags,
-                argp,
-                argsz,
-            )
-        };
+        let r = unsafe { super::syscall::syscall6(libc::SYS_io_uring_enter, args) };
         if r < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(io::Error::from_raw_os_error(-r as i32));
         }
         Ok(r as usize)
     }

@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::addr::SockAddr;
+use super::syscall::syscall6;
 
 /// Backlog of every listening socket (the kernel caps it at `net.core.somaxconn`).
 const BACKLOG: libc::c_int = 4096;
@@ -176,38 +177,35 @@ pub enum Sent {
 }
 
 impl Sent {
-    /// The outcome of a send system call's return value `r`.
-    pub(crate) fn of(r: libc::c_long) -> Self {
+    /// The outcome of a send system call's result `r`: the bytes taken, or `-errno`.
+    pub(crate) fn of(r: isize) -> Self {
         if r >= 0 {
             return Self::Bytes(r as usize);
         }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EAGAIN | libc::EINTR | libc::ENOBUFS) => Self::NoRoom,
-            _ => Self::Failed(e),
+        match -r as i32 {
+            libc::EAGAIN | libc::EINTR | libc::ENOBUFS => Self::NoRoom,
+            errno => Self::Failed(io::Error::from_raw_os_error(errno)),
         }
     }
 }
 
 /// Sends `bytes` on stream socket `fd` with send(2), without waiting. The system call
-/// itself: libc's `send` wrapper adds thread-cancellation bookkeeping on every call,
-/// which nothing here uses.
+/// itself ([`syscall6`]): libc's `send` wrapper adds thread-cancellation bookkeeping on
+/// every call, which nothing here uses.
 #[inline]
 pub fn send_now(fd: RawFd, bytes: &[u8]) -> Sent {
-    // SAFETY: the pointer and length are those of `bytes`, which the kernel only reads
-    // during the call; no address.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_sendto,
-            fd,
-            bytes.as_ptr(),
-            bytes.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            std::ptr::null::<libc::sockaddr>(),
-            0,
-        )
-    };
-    Sent::of(r)
+    let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
+    let args = [
+        fd as usize,
+        bytes.as_ptr() as usize,
+        bytes.len(),
+        flags,
+        0,
+        0,
+    ];
+    // SAFETY: sendto(fd, buf, len, flags, NULL, 0): the pointer and length are those of
+    // `bytes`, which the kernel only reads during the call; no address.
+    Sent::of(unsafe { syscall6(libc::SYS_sendto, args) })
 }
 
 /// A connection returned by accept.

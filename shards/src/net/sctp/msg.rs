@@ -297,16 +297,12 @@ impl SendBuf {
     /// system call itself, as [`crate::net::socket::send_now`]).
     pub fn send_now(&mut self, fd: std::os::fd::RawFd) -> crate::net::socket::Sent {
         let hdr = self.prepare();
-        // SAFETY: `prepare` points the header at this buffer's own iovec, control data
-        // and bytes, all alive and unmoved during the call, which only reads them.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_sendmsg,
-                fd,
-                hdr,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
+        let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
+        let args = [fd as usize, hdr as usize, flags, 0, 0, 0];
+        // SAFETY: sendmsg(fd, hdr, flags): `prepare` points the header at this
+        // buffer's own iovec, control data and bytes, all alive and unmoved during the
+        // call, which only reads them.
+        let r = unsafe { crate::net::syscall::syscall6(libc::SYS_sendmsg, args) };
         crate::net::socket::Sent::of(r)
     }
 
