@@ -48,6 +48,12 @@ impl Posted {
         rx
     }
 
+    /// Whether a configuration newer than generation `seen` was posted (one load).
+    #[inline]
+    pub(super) fn newer_than(&self, seen: u64) -> bool {
+        self.generation.load(Ordering::Acquire) != seen
+    }
+
     /// The settings posted since generation `seen`, if any, and the new generation.
     pub(super) fn since(
         &self,

@@ -336,10 +336,8 @@ impl Shard {
 
     /// One turn; returns whether input was left over for the next.
     fn turn(&mut self) -> bool {
-        if let Some((generation, r, done)) = self.posted.since(self.reloaded) {
-            self.reloaded = generation;
-            self.ctx.registrar.reload(&r);
-            let _ = done.send(self.index);
+        if self.posted.newer_than(self.reloaded) {
+            self.reload();
         }
         // Connections that ran out of their budget last turn go first.
         self.tcp.unpark(&mut self.ctx);
@@ -379,16 +377,35 @@ impl Shard {
         if (self.turns.is_multiple_of(64) || std::mem::take(&mut self.scrape_due))
             && self.scrape_waiting()
         {
-            // Requests queued after this load are seen (at worst as a spurious turn)
-            // by the next look.
-            self.scrapes_seen = self.signals[self.index].scrapes();
-            while let Ok(req) = self.scrape.try_recv() {
-                req.answer(self.index as u16, &self.ctx.registrar);
-            }
+            self.answer_scrapes();
         }
         // Parked messages want another turn, but are not input left unread: the
         // connections' deadlines above were not held up by them.
         busy || self.tcp.has_parked()
+    }
+
+    /// Applies the configuration posted last ([`Posted`]). Out of line, as the other
+    /// rare parts of a turn: inlined, their locals would grow every turn's stack frame.
+    #[cold]
+    #[inline(never)]
+    fn reload(&mut self) {
+        if let Some((generation, r, done)) = self.posted.since(self.reloaded) {
+            self.reloaded = generation;
+            self.ctx.registrar.reload(&r);
+            let _ = done.send(self.index);
+        }
+    }
+
+    /// Answers the metrics requests waiting in the scrape queue.
+    #[cold]
+    #[inline(never)]
+    fn answer_scrapes(&mut self) {
+        // Requests queued after this load are seen (at worst as a spurious turn) by
+        // the next look.
+        self.scrapes_seen = self.signals[self.index].scrapes();
+        while let Ok(req) = self.scrape.try_recv() {
+            req.answer(self.index as u16, &self.ctx.registrar);
+        }
     }
 
     /// Handles the completions that are ready (up to [`MAX_COMPLETIONS`]) and starts
