@@ -746,7 +746,12 @@ impl Tcp {
     /// One completion of a multishot recv: the chunk is read from its provided buffer
     /// (which goes straight back to the kernel), and the recv is armed again if it
     /// ended for want of buffers.
-    fn on_recv_provided(&mut self, ctx: &mut Ctx, id: ConnId, c: Completion) {
+    fn on_recv_provided(&mut self, ctx: &mut Ctx, id: ConnId, mut c: Completion) {
+        // A multishot receive's completions carry no buffer of the operation's: no
+        // drop to work out at the end.
+        if !matches!(c.buf, OpBuf::None) {
+            drop(std::mem::take(&mut c.buf));
+        }
         let ended = !c.more;
         let turn = self.turn;
         let Some(conn) = self.conns.get_mut(&id) else {
