@@ -43,9 +43,11 @@ impl ServiceClock {
     /// service time's end.
     #[inline]
     pub(super) fn ticks(&self) -> u64 {
-        match (self.origin, counter()) {
-            (Some(_), Some(read)) => read(),
-            _ => 0,
+        // The origin was read only if the counter is a clock: no second look.
+        if self.origin.is_some() {
+            read_counter()
+        } else {
+            0
         }
     }
 
@@ -110,21 +112,30 @@ impl ServiceClock {
 fn counter() -> Option<fn() -> u64> {
     static INVARIANT: OnceLock<bool> = OnceLock::new();
     #[cfg(target_arch = "x86_64")]
-    {
-        fn rdtsc() -> u64 {
-            // SAFETY: RDTSC reads a counter; it has no memory effects, and every
-            // x86-64 CPU has it.
-            #[allow(unused_unsafe)]
-            unsafe {
-                core::arch::x86_64::_rdtsc()
-            }
-        }
-        if *INVARIANT.get_or_init(invariant_tsc) {
-            return Some(rdtsc);
-        }
+    if *INVARIANT.get_or_init(invariant_tsc) {
+        return Some(read_counter);
     }
     let _ = &INVARIANT;
     None
+}
+
+/// The time-stamp counter; only meaningful where [`counter`] found it a clock.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn read_counter() -> u64 {
+    // SAFETY: RDTSC reads a counter; it has no memory effects, and every x86-64 CPU
+    // has it.
+    #[allow(unused_unsafe)]
+    unsafe {
+        core::arch::x86_64::_rdtsc()
+    }
+}
+
+/// No counter here ([`counter`] is `None`, and no clock has an origin).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn read_counter() -> u64 {
+    0
 }
 
 /// Whether the kernel reports an invariant time-stamp counter (`constant_tsc` and
