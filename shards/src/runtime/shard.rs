@@ -451,8 +451,20 @@ impl Shard {
     }
 
     fn dispatch(&mut self, c: Completion) {
-        let ctx = &mut self.ctx;
         let token = Token::decode(c.token);
+        if let Some(Token::Recv(id)) = token {
+            // The completion that brings requests, handled apart from the rest: with
+            // them inlined alongside, it would share their registers and stack frame.
+            self.input = true;
+            return self.tcp.on_recv(&mut self.ctx, id, c);
+        }
+        self.dispatch_other(token, c);
+    }
+
+    /// [`Shard::dispatch`] for every completion but a TCP receive's.
+    #[inline(never)]
+    fn dispatch_other(&mut self, token: Option<Token>, c: Completion) {
+        let ctx = &mut self.ctx;
         self.input |= !matches!(token, Some(Token::Send(_) | Token::SctpSend(_))) || c.result < 0;
         match token {
             Some(Token::Wake) => {
