@@ -752,6 +752,13 @@ impl Tcp {
         if !matches!(c.buf, OpBuf::None) {
             drop(std::mem::take(&mut c.buf));
         }
+        if c.more
+            && c.result > 0
+            && let Some(b) = c.provided
+            && self.on_request(ctx, id, b, c.result as usize)
+        {
+            return;
+        }
         let ended = !c.more;
         let turn = self.turn;
         let Some(conn) = self.conns.get_mut(&id) else {
@@ -856,6 +863,78 @@ impl Tcp {
         }
     }
 
+    /// The common chunk of a multishot receive that stays armed: one whole ASAP message
+    /// in provided buffer `b` (`len` bytes) on an open plain connection with nothing
+    /// kept, parked or held back, within its turn's budget. It goes to the registrar in
+    /// place, without the framing loop and the bookkeeping of kept and parked bytes of
+    /// [`Tcp::deliver`], and `b` goes back to the kernel. Returns false, having changed
+    /// nothing, for any other chunk: the general path takes it.
+    #[inline(always)]
+    fn on_request(&mut self, ctx: &mut Ctx, id: ConnId, b: u16, len: usize) -> bool {
+        let turn = self.turn;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        if conn.state != State::Open
+            || conn.tls.is_some()
+            || conn.protocol != Protocol::Asap
+            || conn.parked
+            || conn.held.is_some()
+            || conn.partial
+            || conn.rx.as_ref().is_some_and(|rx| !rx.is_empty())
+        {
+            return false;
+        }
+        let budget = conn.budget(turn);
+        let chunk = ctx.ring.provided(b, len);
+        if budget == 0 || framing::next(chunk) != Frame::Whole(len) {
+            return false;
+        }
+        conn.budget = budget - 1;
+        conn.heard = true;
+        let before = conn.tx_pending.len();
+        ctx.registrar
+            .handle_asap_into(ctx.now, id, chunk, &mut conn.tx_pending);
+        ctx.ring.recycle(b);
+        let answered = conn.tx_pending.len() - before;
+        if answered > 0 {
+            conn.queued(id, answered, &mut self.unsent, &mut self.dirty);
+            if conn.over_caps(&self.limits, self.unsent)
+                || conn.unsent() > Self::hold_back_at(&self.limits)
+            {
+                self.answers_pile_up(ctx, id);
+            }
+        }
+        true
+    }
+
+    /// After [`Tcp::on_request`] queued answers beyond a cap or the hold-back mark: what
+    /// the general path does then for a connection that was neither parked nor held
+    /// back, with its receive armed. The caps' consequences ([`Tcp::over_limits`]),
+    /// then the hold-back, which stops the receive.
+    #[cold]
+    #[inline(never)]
+    fn answers_pile_up(&mut self, ctx: &mut Ctx, id: ConnId) {
+        let over_caps = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.over_caps(&self.limits, self.unsent));
+        if over_caps && self.over_limits(ctx, id) {
+            return;
+        }
+        let hold_back_at = Self::hold_back_at(&self.limits);
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.state == State::Open && conn.held.is_none() && conn.unsent() > hold_back_at {
+            conn.held = Some(ctx.now);
+            tracing::trace!(conn = id.0, "input held back");
+            if let Err(e) = ctx.ring.cancel_op(conn.recv_op) {
+                tracing::warn!(conn = id.0, error = %e, "cannot stop a connection's receive");
+            }
+        }
+    }
+
     /// Hands every whole message of `len` bytes in provided buffer `b` (after what
     /// `conn` kept of an earlier chunk) to the registrar, up to its budget in `turn`,
     /// and keeps the rest (a cut message, or the messages beyond the budget: the
@@ -879,23 +958,6 @@ impl Tcp {
             ..
         } = ctx;
         let chunk = ring.provided(b, len);
-        let nothing_kept = conn.rx.as_ref().is_none_or(Vec::is_empty);
-        if nothing_kept
-            && budget > 0
-            && !conn.parked
-            && conn.held.is_none()
-            && !conn.partial
-            && conn.protocol == Protocol::Asap
-            && framing::next(chunk) == Frame::Whole(len)
-        {
-            // The common chunk, one whole ASAP message and nothing before it: handled
-            // in place, with nothing to keep and no framing loop.
-            conn.budget = budget - 1;
-            conn.heard = true;
-            let before = conn.tx_pending.len();
-            registrar.handle_asap_into(*now, id, chunk, &mut conn.tx_pending);
-            return Ok(conn.tx_pending.len() - before);
-        }
         let rx = conn.rx.get_or_insert_with(Vec::new);
         if conn.parked || conn.held.is_some() {
             // Its budget ran out this turn, or its input is held back (this chunk came

@@ -32,6 +32,14 @@ fn shard(sockets: Sockets) -> Shard {
 }
 
 fn shard_with(config: Config, sockets: Sockets) -> Shard {
+    shard_limited(config, sockets, Default::default())
+}
+
+fn shard_limited(
+    config: Config,
+    sockets: Sockets,
+    limits: super::super::limits::ConnLimits,
+) -> Shard {
     let signals: Arc<[Signal]> = vec![Signal::new().unwrap()].into();
     let port = mesh::build(signals.clone(), 16).pop().unwrap();
     let (_requests, mut scrape) = scrape::queues(1);
@@ -46,7 +54,7 @@ fn shard_with(config: Config, sockets: Sockets) -> Shard {
         signals,
         stop,
         IoMode::default(),
-        Arc::new(super::super::limits::Limits::new(Default::default(), None)),
+        Arc::new(super::super::limits::Limits::new(limits, None)),
         Arc::default(),
     )
     .unwrap()
@@ -598,9 +606,7 @@ fn a_lone_connections_bytes_go_out_without_a_ring_operation() {
 /// is held back like one whose answers were queued.
 #[test]
 fn answers_written_into_the_send_buffer_are_sent_in_order_and_count_towards_the_backlog() {
-    use rserpool::wire::{
-        AsapMessage, IpTransport, PolicyParam, PoolElement, RegistrationLife, UserTransport,
-    };
+    use rserpool::wire::AsapMessage;
     const REQUESTS: usize = 200_000;
     let listener = net::socket::tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -615,28 +621,7 @@ fn answers_written_into_the_send_buffer_are_sent_in_order_and_count_towards_the_
             ..Sockets::default()
         },
     );
-    let mut pe = TcpStream::connect(addr).unwrap();
-    let mut registration = Vec::new();
-    AsapMessage::Registration {
-        handle: "p".into(),
-        element: PoolElement {
-            id: rserpool::PoolElementId(1),
-            home: RegistrarId(0),
-            registration_life: RegistrationLife(600_000),
-            user_transport: UserTransport::Tcp(IpTransport {
-                port: 9000,
-                reserved: 0,
-                address: LOCALHOST,
-            }),
-            policy: PolicyParam::round_robin(),
-            asap_transport: None,
-        },
-    }
-    .encode(&mut registration);
-    pe.write_all(&registration).unwrap();
-    s.io_until("the PE is registered", |s| {
-        s.ctx.registrar.handlespace().pool(b"p").is_some()
-    });
+    let pe = register_pe(&mut s, addr);
 
     let mut pu = TcpStream::connect(addr).unwrap();
     pu.set_read_timeout(Some(GUARD)).unwrap();
@@ -709,6 +694,136 @@ fn answers_written_into_the_send_buffer_are_sent_in_order_and_count_towards_the_
     assert_eq!(answered, Some(REQUESTS));
     assert_eq!(s.tcp.unsent(), 0);
     drop(pe);
+}
+
+/// Registers PE 1 of pool "p" with the shard's ASAP listener at `addr`; the PE's
+/// connection (kept open: closing it would remove the PE).
+fn register_pe(s: &mut Shard, addr: SocketAddr) -> TcpStream {
+    use rserpool::wire::{
+        AsapMessage, IpTransport, PolicyParam, PoolElement, RegistrationLife, UserTransport,
+    };
+    let mut pe = TcpStream::connect(addr).unwrap();
+    let mut registration = Vec::new();
+    AsapMessage::Registration {
+        handle: "p".into(),
+        element: PoolElement {
+            id: rserpool::PoolElementId(1),
+            home: RegistrarId(0),
+            registration_life: RegistrationLife(600_000),
+            user_transport: UserTransport::Tcp(IpTransport {
+                port: 9000,
+                reserved: 0,
+                address: LOCALHOST,
+            }),
+            policy: PolicyParam::round_robin(),
+            asap_transport: None,
+        },
+    }
+    .encode(&mut registration);
+    pe.write_all(&registration).unwrap();
+    s.io_until("the PE is registered", |s| {
+        s.ctx.registrar.handlespace().pool(b"p").is_some()
+    });
+    pe
+}
+
+/// A pool user whose requests arrive one per receive (each handled in place, without
+/// the general framing path) is held back all the same once its answers pile up past
+/// the hold-back mark: its receive stops, and what it sends then is not read. (The
+/// shard starts no send here, so that the answers pile up in it, not in the kernel.)
+#[test]
+fn requests_arriving_one_by_one_are_held_back_once_their_answers_pile_up() {
+    use rserpool::wire::{AsapMessage, AsapType};
+    let listener = net::socket::tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = Config {
+        allow_loopback: true,
+        ..Config::default()
+    };
+    // Held back past 8 KiB; a slow consumer past 16 KiB.
+    let limits = super::super::limits::ConnLimits {
+        max_unsent_per_connection: 16 << 10,
+        ..Default::default()
+    };
+    let sockets = Sockets {
+        tcp: vec![(listener, Protocol::Asap)],
+        ..Sockets::default()
+    };
+    let mut s = shard_limited(config, sockets, limits);
+    let _pe = register_pe(&mut s, addr);
+    s.drain_outputs();
+    s.flush();
+    let mut pu = TcpStream::connect(addr).unwrap();
+    pu.set_nodelay(true).unwrap();
+    let mut request = Vec::new();
+    AsapMessage::HandleResolution {
+        subscribe: false,
+        handle: "p".into(),
+        items: Some(1),
+    }
+    .encode(&mut request);
+    let received = |s: &Shard| {
+        s.ctx
+            .registrar
+            .metrics()
+            .received(AsapType::HANDLE_RESOLUTION)
+    };
+    // Turns that handle what arrives but start no send, until `done`.
+    let turns_until = |s: &mut Shard, what: &str, done: &dyn Fn(&Shard) -> bool| {
+        let end = Instant::now() + GUARD;
+        while !done(s) {
+            assert!(Instant::now() < end, "gave up waiting: {what}");
+            s.ctx
+                .ring
+                .submit_and_wait(Some(Duration::from_millis(10)))
+                .unwrap();
+            s.ctx.now = Instant::now();
+            s.tcp.unpark(&mut s.ctx);
+            s.complete();
+        }
+    };
+    turns_until(&mut s, "the pool user's connection is up", &|s| {
+        s.ctx
+            .told
+            .iter()
+            .filter(|t| matches!(t, Told::Up(..)))
+            .count()
+            == 2
+    });
+    let id = s
+        .ctx
+        .told
+        .iter()
+        .filter_map(|t| match t {
+            Told::Up(c, _) => Some(*c),
+            _ => None,
+        })
+        .nth(1)
+        .unwrap();
+    let held = |s: &Shard| s.tcp.backlog(id).unwrap().1;
+    // One request at a time, each handled before the next is sent.
+    let mut n = 0;
+    while !held(&s) {
+        assert!(n < 10_000, "the pool user's input was never held back");
+        pu.write_all(&request).unwrap();
+        n += 1;
+        turns_until(&mut s, "the request is handled", &|s| received(s) == n);
+    }
+    let (unsent, _) = s.tcp.backlog(id).unwrap();
+    assert!(
+        unsent > 8 << 10 && unsent < 9 << 10,
+        "{unsent} bytes unsent"
+    );
+    // Not read any more, and still open (not a slow consumer).
+    pu.write_all(&request).unwrap();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(20));
+        s.ctx.ring.submit_and_wait(Some(Duration::ZERO)).unwrap();
+        s.tcp.unpark(&mut s.ctx);
+        s.complete();
+    }
+    assert_eq!(received(&s), n, "a held-back connection was read");
+    assert!(s.tcp.has(id));
 }
 
 #[test]
