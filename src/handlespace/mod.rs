@@ -440,6 +440,46 @@ impl Handlespace {
         })
     }
 
+    /// [`Handlespace::resolve`], handing each selected PE, best first, to `visit` with
+    /// its pool's Pool Handle parameter ([`Pool::handle_param`]) instead of collecting
+    /// them: an answer is written straight from the selection. Returns whether the pool
+    /// exists.
+    #[inline]
+    pub fn resolve_each(
+        &mut self,
+        handle: &[u8],
+        max_items: usize,
+        visit: impl FnMut(&[u8], &Element),
+    ) -> bool {
+        let Some(pool) = self.pools.get_mut(handle) else {
+            return false;
+        };
+        let increment = self.config.max_increment.unwrap_or(pool.default_increment);
+        pool.select_each(max_items, increment, &mut self.rng, &mut self.picks, visit);
+        true
+    }
+
+    /// [`Handlespace::resolve`] with every handed-out PE stepped through its policy, as
+    /// before the fixed-order shortcut ([`Pool::select_stepwise`]): the PE IDs, best
+    /// first. The reference the shortcut is tested against.
+    #[cfg(test)]
+    pub(crate) fn resolve_stepwise(
+        &mut self,
+        handle: &[u8],
+        max_items: usize,
+    ) -> Option<Vec<PoolElementId>> {
+        let pool = self.pools.get_mut(handle)?;
+        let mut picks = Vec::new();
+        let increment = self.config.max_increment.unwrap_or(pool.default_increment);
+        pool.select_stepwise(max_items, increment, &mut self.rng, &mut picks);
+        Some(
+            picks
+                .iter()
+                .filter_map(|&s| pool.slot(s).map(Element::id))
+                .collect(),
+        )
+    }
+
     /// Counts an ENDPOINT_UNREACHABLE report against a PE; returns the new count. The
     /// caller removes the PE at its threshold (RFC 5352 §3.5 MAX-BAD-PE-REPORT).
     pub fn report_unreachable(&mut self, handle: &[u8], id: PoolElementId) -> Option<u32> {

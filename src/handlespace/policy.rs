@@ -289,6 +289,18 @@ impl Policy {
         }
     }
 
+    /// Whether handing out a PE of this policy leaves its order key as it was, whatever
+    /// its values: an ordered policy with no degradation to grow and no WRR pass to move
+    /// (RR, PRIO, LU, PLU, LU-DPF). Such a PE only becomes the newest of its key, so a
+    /// selection that hands out a ring's first PEs just moves the ring's head on
+    /// ([`super::select::Ordered`]). Decided by the policy type, which all PEs of a
+    /// pool share.
+    pub(crate) fn fixed_order(&self) -> bool {
+        self.class() == Class::Ordered
+            && self.degradation_step().is_none()
+            && !matches!(self, Self::WeightedRoundRobin { .. })
+    }
+
     /// RSPLIB's `MaxIncrement` default: how many of the selected PEs have their selection
     /// state advanced per request. Pure random policies keep no state.
     pub(crate) fn default_increment(&self) -> usize {

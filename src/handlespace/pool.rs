@@ -82,7 +82,7 @@ impl Pool {
             slots: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::with_hasher(hasher),
-            selector: Selector::new(policy.class()),
+            selector: Selector::new(policy),
         }
     }
 
@@ -187,6 +187,61 @@ impl Pool {
                 .map(Element::policy)
         };
         self.selector.select(n, increment, rng, out, policy_of);
+    }
+
+    /// [`Pool::select`], handing each selected element, best first, to `visit` with
+    /// the pool's [`Pool::handle_param`], so that no list of them is needed. A pool
+    /// whose policy keeps the order is read straight off its rings
+    /// ([`super::select::Ordered::select_fixed`]); any other selects into `picks`
+    /// (scratch, cleared first).
+    #[inline]
+    pub(crate) fn select_each(
+        &mut self,
+        n: usize,
+        increment: usize,
+        rng: &mut Rng,
+        picks: &mut Vec<Slot>,
+        mut visit: impl FnMut(&[u8], &Element),
+    ) {
+        if let Selector::Ordered(ordered) = &mut self.selector
+            && ordered.fixed_order()
+        {
+            let (slots, handle_param) = (&self.slots, &*self.handle_param);
+            ordered.select_fixed(n, increment, |s| {
+                if let Some(Some(e)) = slots.get(s as usize) {
+                    visit(handle_param, e);
+                }
+            });
+            return;
+        }
+        picks.clear();
+        self.select(n, increment, rng, picks);
+        for &s in picks.iter() {
+            if let Some(e) = self.slot(s) {
+                visit(&self.handle_param, e);
+            }
+        }
+    }
+
+    /// [`Pool::select`] with every handed-out PE stepped through its policy
+    /// ([`Selector::select_stepwise`]): the reference for the fixed-order shortcut.
+    #[cfg(test)]
+    pub(crate) fn select_stepwise(
+        &mut self,
+        n: usize,
+        increment: usize,
+        rng: &mut Rng,
+        out: &mut Vec<Slot>,
+    ) {
+        let slots = &self.slots;
+        let policy_of = |s: Slot| {
+            slots
+                .get(s as usize)
+                .and_then(Option::as_ref)
+                .map(Element::policy)
+        };
+        self.selector
+            .select_stepwise(n, increment, rng, out, policy_of);
     }
 
     pub(crate) fn remove(&mut self, id: PoolElementId) -> Option<Element> {

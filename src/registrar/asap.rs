@@ -9,6 +9,7 @@ use super::rate::Limited;
 use super::sessions::{Draining, REMOVAL_SLICE};
 use super::supervision::{Phase, Probe};
 use super::{ConnId, Event, Origin, Registrar, RemovalReason, Served, ServiceKind, ShardMsg};
+use crate::handlespace::Handlespace;
 use crate::ids::{PoolElementId, PoolHandle};
 use crate::wire::{
     self, AsapMessage, AsapType, CauseCode, DecodeError, OperationError, PoolElement, UserTransport,
@@ -34,55 +35,35 @@ fn answer_room(handle: &[u8], cap: usize) -> usize {
 /// returns how many PEs it holds. With none (no pool, none selectable, or the room too
 /// small for one), `out` is left as it was.
 ///
-/// Every part is copied from bytes encoded earlier: the PEs' parameters and the
-/// overall policy (the first PE's Policy parameter, which its record keeps right
-/// before the PE) from their records, the Pool Handle parameter from the pool (the
-/// request's handle is the pool's, byte for byte). Only a record whose Policy
-/// parameter is not the one its policy encodes to (never, for registrations this
-/// registrar checked) takes the general encoder ([`encode_resolution_generic`], which
-/// writes the same bytes).
+/// Every part is copied from bytes encoded earlier, straight from the selection
+/// ([`Handlespace::resolve_each`]), with no list of the selected PEs in between: the
+/// PEs' parameters and the overall policy (the first PE's Policy parameter, which its
+/// record keeps right before the PE) from their records, the Pool Handle parameter
+/// from the pool (the request's handle is the pool's, byte for byte). Only a record
+/// whose Policy parameter is not the one its policy encodes to (never, for
+/// registrations this registrar checked) has the overall policy encoded afresh.
+/// [`encode_resolution_generic`] writes the same bytes with the general encoder.
 ///
 /// Each append tests `out`'s capacity and moves its length, so the fixed parts go in
 /// as few appends as they can. (Working out the length first and copying into one
 /// reserved slice costs more: the PEs are then looked up twice.)
 fn encode_resolution(
-    replica: &mut crate::handlespace::Handlespace,
+    replica: &mut Handlespace,
     handle: &[u8],
     n: usize,
     room: usize,
     out: &mut Vec<u8>,
 ) -> usize {
-    let Some(r) = replica.resolve(handle, n) else {
-        return 0;
-    };
-    let mut elements = r.elements();
-    let Some(first) = elements.next() else {
-        return 0;
-    };
-    let Some(policy_and_first) = first.policy_and_encoded() else {
-        return encode_resolution_generic(&r, handle, room, out);
-    };
-    let Some(first_room) = room.checked_sub(first.encoded().len()) else {
-        return 0;
-    };
     let start = out.len();
-    // The length is filled in at the end.
-    out.extend_from_slice(&[AsapType::HANDLE_RESOLUTION_RESPONSE.0, 0, 0, 0]);
-    out.extend_from_slice(r.pool().handle_param());
-    // RSPLIB clients need the overall policy even for round robin.
-    out.extend_from_slice(policy_and_first);
-    // The message length is 16 bits, and answers are capped at
-    // `resolution_answer_bytes`: stop before the PEs would pass either (`answer_room`
-    // counts the header, handle and policy).
-    let mut room = first_room;
-    let mut written = 1;
-    for e in elements {
-        let Some(left) = room.checked_sub(e.encoded().len()) else {
-            break;
-        };
-        room = left;
-        written += 1;
-        out.extend_from_slice(e.encoded());
+    let mut answer = Answer {
+        out,
+        room: Some(room),
+        written: 0,
+    };
+    replica.resolve_each(handle, n, |handle_param, e| answer.push(handle_param, e));
+    let Answer { out, written, .. } = answer;
+    if written == 0 {
+        return 0;
     }
     // The PEs' parameters are padded, so the message has no final padding to leave out.
     let Ok(len) = u16::try_from(out.len() - start) else {
@@ -94,11 +75,69 @@ fn encode_resolution(
     written
 }
 
-/// [`encode_resolution`] with the general message encoder, from the selection `r`.
-/// Kept out of line: it never runs for registrations this registrar checked, and
-/// inlined it would cost the copying encoder registers and stack.
+/// A positive resolution answer being written by [`encode_resolution`], one selected
+/// PE at a time.
+struct Answer<'o> {
+    out: &'o mut Vec<u8>,
+    /// Bytes of PE parameters still allowed: the message length is 16 bits, and
+    /// answers are capped at `resolution_answer_bytes` (`answer_room` counts the
+    /// header, handle and policy). `None` once a PE did not fit: the answer ends there,
+    /// even if a later, smaller PE would.
+    room: Option<usize>,
+    /// PEs in the answer so far.
+    written: usize,
+}
+
+impl Answer<'_> {
+    /// Appends the next selected PE, `e`, of the pool whose Pool Handle parameter is
+    /// `handle_param`. Always inlined: it runs once per PE, inside the selection's walk.
+    #[inline(always)]
+    fn push(&mut self, handle_param: &[u8], e: &crate::handlespace::Element) {
+        let pe = e.encoded();
+        let Some(left) = self.room.and_then(|r| r.checked_sub(pe.len())) else {
+            self.room = None;
+            return;
+        };
+        self.room = Some(left);
+        if self.written == 0 {
+            Self::begin(self.out, handle_param, e, pe);
+        } else {
+            self.out.extend_from_slice(pe);
+        }
+        self.written += 1;
+    }
+
+    /// The header (its length filled in at the end), the Pool Handle parameter, the
+    /// overall policy and the first PE's parameter `pe`. Out of line: once per answer,
+    /// and it keeps [`Answer::push`] small.
+    #[inline(never)]
+    fn begin(out: &mut Vec<u8>, handle_param: &[u8], e: &crate::handlespace::Element, pe: &[u8]) {
+        out.extend_from_slice(&[AsapType::HANDLE_RESOLUTION_RESPONSE.0, 0, 0, 0]);
+        out.extend_from_slice(handle_param);
+        // RSPLIB clients need the overall policy even for round robin.
+        match e.policy_and_encoded() {
+            Some(policy_and_first) => out.extend_from_slice(policy_and_first),
+            None => encode_overall_policy(e, pe, out),
+        }
+    }
+}
+
+/// The overall policy encoded from `first`'s parsed policy, then `first`'s parameter
+/// `pe`: for a record that keeps no copy of its Policy parameter
+/// ([`crate::handlespace::Element::policy_and_encoded`]). Out of line: it never runs
+/// for registrations this registrar checked.
 #[cold]
 #[inline(never)]
+fn encode_overall_policy(first: &crate::handlespace::Element, pe: &[u8], out: &mut Vec<u8>) {
+    let mut w = wire::Writer::new(out);
+    first.policy().to_param().encode(&mut w);
+    w.finish();
+    out.extend_from_slice(pe);
+}
+
+/// [`encode_resolution`] with the general message encoder, from the selection `r`:
+/// the reference the copying encoder is tested against.
+#[cfg(test)]
 fn encode_resolution_generic(
     r: &crate::handlespace::Resolution<'_>,
     handle: &[u8],
@@ -777,6 +816,32 @@ mod encode_tests {
                 prop_assert_eq!(&a, &b);
             }
         }
+    }
+
+    /// A record whose Policy parameter is not what its parsed policy encodes to keeps
+    /// no copy of it: the overall policy is then encoded from the parsed policy, as the
+    /// general encoder does.
+    #[test]
+    fn a_record_without_a_policy_copy_is_answered_alike() {
+        use std::sync::Arc;
+
+        use crate::handlespace::{Policy, Record};
+
+        let handle = PoolHandle::new(b"pool");
+        let param = element(1, PolicyParam::new(PolicyType::LEAST_USED, &[5]).unwrap());
+        let record = Arc::new(Record::new(&param, Policy::LeastUsed { load: 6 }));
+        assert!(record.policy_tlv().is_none());
+        let mut fast = Handlespace::new(Config::default(), 5);
+        let mut general = Handlespace::new(Config::default(), 5);
+        assert!(fast.insert(&handle, record.clone(), None).is_ok());
+        assert!(general.insert(&handle, record, None).is_ok());
+        let room = answer_room(b"pool", 65_535);
+        let (mut a, mut b) = (vec![9], vec![9]);
+        let na = encode_resolution(&mut fast, b"pool", 3, room, &mut a);
+        let r = general.resolve(b"pool", 3).unwrap();
+        let nb = encode_resolution_generic(&r, b"pool", room, &mut b);
+        assert_eq!((na, &a), (nb, &b));
+        assert_eq!(na, 1);
     }
 
     #[test]

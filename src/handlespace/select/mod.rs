@@ -31,9 +31,10 @@ pub(crate) enum Selector {
 }
 
 impl Selector {
-    pub(crate) fn new(class: Class) -> Self {
-        match class {
-            Class::Ordered => Self::Ordered(Ordered::default()),
+    /// The structure for a pool of `policy`'s type.
+    pub(crate) fn new(policy: Policy) -> Self {
+        match policy.class() {
+            Class::Ordered => Self::Ordered(Ordered::new(policy.fixed_order())),
             Class::Weighted => Self::Weighted(Weighted::default()),
             Class::Uniform => Self::Uniform(Uniform::default()),
         }
@@ -76,9 +77,30 @@ impl Selector {
         policy_of: impl Fn(Slot) -> Option<Policy>,
     ) {
         match self {
+            Self::Ordered(s) if s.fixed_order() => {
+                s.select_fixed(n, increment, |slot| out.push(slot))
+            }
             Self::Ordered(s) => s.select(n, increment, out, policy_of),
             Self::Weighted(s) => s.select(n, increment, rng, out, policy_of),
             Self::Uniform(s) => s.select(n, rng, out),
+        }
+    }
+
+    /// [`Selector::select`] without the fixed-order shortcut
+    /// ([`Ordered::select_fixed`]): every handed-out PE steps through its policy, as
+    /// before the shortcut. The reference the shortcut is tested against.
+    #[cfg(test)]
+    pub(crate) fn select_stepwise(
+        &mut self,
+        n: usize,
+        increment: usize,
+        rng: &mut Rng,
+        out: &mut Vec<Slot>,
+        policy_of: impl Fn(Slot) -> Option<Policy>,
+    ) {
+        match self {
+            Self::Ordered(s) => s.select(n, increment, out, policy_of),
+            _ => self.select(n, increment, rng, out, policy_of),
         }
     }
 

@@ -60,9 +60,27 @@ pub(crate) struct Ordered {
     /// WRR virtual time: the pass of the most recently handed-out PE. Newcomers start
     /// here, so they neither starve nor flood the others.
     vtime: u64,
+    /// The pool's policy type keeps every PE's order key as it is when the PE is handed
+    /// out ([`Policy::fixed_order`]): selections take [`Ordered::select_fixed`]. Fixed
+    /// with the pool, whose PEs all share the type.
+    fixed_order: bool,
 }
 
 impl Ordered {
+    /// The structure of a pool whose policy type is [`Policy::fixed_order`] or not.
+    pub(crate) fn new(fixed_order: bool) -> Self {
+        Self {
+            fixed_order,
+            ..Self::default()
+        }
+    }
+
+    /// Whether selections take [`Ordered::select_fixed`].
+    #[inline]
+    pub(crate) fn fixed_order(&self) -> bool {
+        self.fixed_order
+    }
+
     pub(crate) fn insert(&mut self, slot: Slot, policy: Policy) {
         ensure(&mut self.nodes, slot);
         // Stride scheduling starts a client one stride ahead of virtual time, so heavy
@@ -160,6 +178,83 @@ impl Ordered {
         if self.vtime >= REBASE_AT {
             self.rebase(policy_of);
         }
+    }
+
+    /// [`Ordered::select`] for a pool whose policy keeps every PE's order key when it is
+    /// handed out ([`Policy::fixed_order`]): calls `visit` with up to `n` PEs, best first,
+    /// and advances the first `increment` of them, exactly as `select` does, without
+    /// consulting their policies. A handed-out PE only becomes the newest of its key, and
+    /// the PEs handed out from a ring are its first ones, in order: advancing them moves
+    /// the ring's head on past them ([`Ordered::hand_out`]).
+    #[inline(always)]
+    pub(crate) fn select_fixed(&mut self, n: usize, increment: usize, mut visit: impl FnMut(Slot)) {
+        debug_assert!(self.fixed_order);
+        // The first ring through `first_entry`, one descent: round robin and pools whose
+        // best key is shared by enough PEs never need a second ring.
+        let Some(mut first) = self.rings.first_entry() else {
+            return;
+        };
+        let key = *first.key();
+        let taken = Self::hand_out(&self.nodes, first.get_mut(), n, increment, &mut visit);
+        if taken < n {
+            Self::hand_out_rest(
+                &self.nodes,
+                &mut self.rings,
+                key,
+                n - taken,
+                increment.saturating_sub(taken),
+                visit,
+            );
+        }
+    }
+
+    /// [`Ordered::select_fixed`] past the first ring, whose key is `after`: up to `n`
+    /// more PEs, `advance` of them still to advance. Out of line, as rarely needed.
+    #[inline(never)]
+    fn hand_out_rest(
+        nodes: &[Node],
+        rings: &mut BTreeMap<u64, Ring>,
+        after: u64,
+        mut n: usize,
+        mut advance: usize,
+        mut visit: impl FnMut(Slot),
+    ) {
+        for ring in rings.range_mut((Bound::Excluded(after), Bound::Unbounded)) {
+            if n == 0 {
+                break;
+            }
+            let taken = Self::hand_out(nodes, ring.1, n, advance, &mut visit);
+            n -= taken;
+            advance = advance.saturating_sub(taken);
+        }
+    }
+
+    /// Calls `visit` with up to `n` PEs of `ring` from its head, and moves the head on
+    /// past the first `advance` of them: each becomes the newest of the ring, in turn
+    /// (all of them: the same head again). Returns how many it handed out. Always
+    /// inlined, so that `visit` (an answer's encoder) is too.
+    #[inline(always)]
+    fn hand_out(
+        nodes: &[Node],
+        ring: &mut Ring,
+        n: usize,
+        advance: usize,
+        visit: &mut impl FnMut(Slot),
+    ) -> usize {
+        let count = (ring.len as usize).min(n);
+        let advance = advance.min(count);
+        let mut s = ring.head;
+        for i in 0..count {
+            if i == advance {
+                ring.head = s;
+            }
+            visit(s);
+            s = nodes[s as usize].next;
+        }
+        if advance == count {
+            ring.head = s;
+        }
+        count
     }
 
     /// Appends the PEs of `ring` in order until `out` holds `end` slots. How many is

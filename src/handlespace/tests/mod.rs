@@ -2,6 +2,7 @@
 //! selection behaviour (`policies`), the shared record (`record`), and a model-based
 //! property test of random operation sequences (`model`).
 
+mod fixed_order;
 mod model;
 mod policies;
 mod record;
