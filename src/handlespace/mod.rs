@@ -441,7 +441,8 @@ impl Handlespace {
     }
 
     /// [`Handlespace::resolve`], handing each selected PE, best first, to `visit` with
-    /// its pool's Pool Handle parameter ([`Pool::handle_param`]) instead of collecting
+    /// its pool's Pool Handle parameter after room for a message header
+    /// ([`Pool::headed_handle_param`]) instead of collecting
     /// them: an answer is written straight from the selection. Returns whether the pool
     /// exists.
     #[inline]

@@ -46,14 +46,18 @@ pub(crate) fn transport_use(t: &UserTransport) -> TransportUse {
     }
 }
 
+/// Bytes of a message's common header (RFC 5354 §3): type, flags and length.
+pub(crate) const HEADER_ROOM: usize = 4;
+
 /// A pool. Created by its first registration, deleted with its last PE (RFC 5351 §2.1).
 #[derive(Debug)]
 pub struct Pool {
     /// Shared with the expiry entries of the pool's PEs.
     pub(crate) handle: Arc<PoolHandle>,
-    /// `handle` as a Pool Handle parameter, padded: encoded once with the pool, since
-    /// every positive resolution answer echoes it.
-    handle_param: Box<[u8]>,
+    /// Room for a message header (`HEADER_ROOM` zero bytes), then `handle` as a Pool
+    /// Handle parameter, padded: encoded once with the pool, since every positive
+    /// resolution answer echoes it, right after its header ([`Pool::headed_handle_param`]).
+    headed_handle_param: Box<[u8]>,
     pub(crate) policy_type: PolicyType,
     pub(crate) transport: TransportKind,
     pub(crate) transport_use: TransportUse,
@@ -68,13 +72,15 @@ pub struct Pool {
 impl Pool {
     pub(crate) fn new(handle: PoolHandle, first: &Record, hasher: Hasher) -> Self {
         let policy = first.policy();
-        let mut handle_param = Vec::with_capacity((4 + handle.len()).next_multiple_of(4));
-        let mut w = Writer::new(&mut handle_param);
+        let param_len = (4 + handle.len()).next_multiple_of(4);
+        let mut headed = Vec::with_capacity(HEADER_ROOM + param_len);
+        headed.extend_from_slice(&[0; HEADER_ROOM]);
+        let mut w = Writer::new(&mut headed);
         wire::encode_handle(&handle, &mut w);
         w.finish();
         Self {
             handle: Arc::new(handle),
-            handle_param: handle_param.into_boxed_slice(),
+            headed_handle_param: headed.into_boxed_slice(),
             policy_type: policy.kind(),
             transport: first.transport(),
             transport_use: first.transport_use(),
@@ -93,7 +99,16 @@ impl Pool {
     /// The pool's handle as a Pool Handle parameter (RFC 5354 §3.9), padded: what a
     /// resolution answer echoes, byte for byte what [`wire::encode_handle`] writes.
     pub fn handle_param(&self) -> &[u8] {
-        &self.handle_param
+        self.headed_handle_param
+            .get(HEADER_ROOM..)
+            .unwrap_or_default()
+    }
+
+    /// [`Pool::handle_param`] after `HEADER_ROOM` (4) zero bytes, room for the header
+    /// of the message that carries it: how a resolution answer starts, in one copy (its
+    /// header is then filled in).
+    pub fn headed_handle_param(&self) -> &[u8] {
+        &self.headed_handle_param
     }
 
     /// The policy type every PE of this pool uses.
@@ -190,7 +205,7 @@ impl Pool {
     }
 
     /// [`Pool::select`], handing each selected element, best first, to `visit` with
-    /// the pool's [`Pool::handle_param`], so that no list of them is needed. A pool
+    /// the pool's [`Pool::headed_handle_param`], so that no list of them is needed. A pool
     /// whose policy keeps the order is read straight off its rings
     /// ([`super::select::Ordered::select_fixed`]); any other selects into `picks`
     /// (scratch, cleared first).
@@ -206,7 +221,7 @@ impl Pool {
         if let Selector::Ordered(ordered) = &mut self.selector
             && ordered.fixed_order()
         {
-            let (slots, handle_param) = (&self.slots, &*self.handle_param);
+            let (slots, handle_param) = (&self.slots, &*self.headed_handle_param);
             ordered.select_fixed(n, increment, |s| {
                 if let Some(Some(e)) = slots.get(s as usize) {
                     visit(handle_param, e);
@@ -218,7 +233,7 @@ impl Pool {
         self.select(n, increment, rng, picks);
         for &s in picks.iter() {
             if let Some(e) = self.slot(s) {
-                visit(&self.handle_param, e);
+                visit(&self.headed_handle_param, e);
             }
         }
     }

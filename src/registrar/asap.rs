@@ -60,7 +60,7 @@ fn encode_resolution(
         room: Some(room),
         written: 0,
     };
-    replica.resolve_each(handle, n, |handle_param, e| answer.push(handle_param, e));
+    replica.resolve_each(handle, n, |headed_handle, e| answer.push(headed_handle, e));
     let Answer { out, written, .. } = answer;
     if written == 0 {
         return 0;
@@ -71,7 +71,8 @@ fn encode_resolution(
         out.truncate(start);
         return 0;
     };
-    out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
+    let [hi, lo] = len.to_be_bytes();
+    out[start..start + 4].copy_from_slice(&[AsapType::HANDLE_RESOLUTION_RESPONSE.0, 0, hi, lo]);
     written
 }
 
@@ -89,10 +90,12 @@ struct Answer<'o> {
 }
 
 impl Answer<'_> {
-    /// Appends the next selected PE, `e`, of the pool whose Pool Handle parameter is
-    /// `handle_param`. Always inlined: it runs once per PE, inside the selection's walk.
+    /// Appends the next selected PE, `e`, of the pool whose Pool Handle parameter,
+    /// after room for the header, is `headed_handle`
+    /// ([`crate::handlespace::Pool::headed_handle_param`]). Always inlined: it runs
+    /// once per PE, inside the selection's walk.
     #[inline(always)]
-    fn push(&mut self, handle_param: &[u8], e: &crate::handlespace::Element) {
+    fn push(&mut self, headed_handle: &[u8], e: &crate::handlespace::Element) {
         let pe = e.encoded();
         let Some(left) = self.room.and_then(|r| r.checked_sub(pe.len())) else {
             self.room = None;
@@ -100,20 +103,20 @@ impl Answer<'_> {
         };
         self.room = Some(left);
         if self.written == 0 {
-            Self::begin(self.out, handle_param, e, pe);
+            Self::begin(self.out, headed_handle, e, pe);
         } else {
             self.out.extend_from_slice(pe);
         }
         self.written += 1;
     }
 
-    /// The header (its length filled in at the end), the Pool Handle parameter, the
-    /// overall policy and the first PE's parameter `pe`. Out of line: once per answer,
-    /// and it keeps [`Answer::push`] small.
+    /// Room for the header (filled in at the end, with the length) and the Pool Handle
+    /// parameter, both in `headed_handle`, then the overall policy and the first PE's
+    /// parameter `pe`. Out of line: once per answer, and it keeps [`Answer::push`]
+    /// small.
     #[inline(never)]
-    fn begin(out: &mut Vec<u8>, handle_param: &[u8], e: &crate::handlespace::Element, pe: &[u8]) {
-        out.extend_from_slice(&[AsapType::HANDLE_RESOLUTION_RESPONSE.0, 0, 0, 0]);
-        out.extend_from_slice(handle_param);
+    fn begin(out: &mut Vec<u8>, headed_handle: &[u8], e: &crate::handlespace::Element, pe: &[u8]) {
+        out.extend_from_slice(headed_handle);
         // RSPLIB clients need the overall policy even for round robin.
         match e.policy_and_encoded() {
             Some(policy_and_first) => out.extend_from_slice(policy_and_first),

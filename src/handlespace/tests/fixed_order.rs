@@ -93,7 +93,7 @@ proptest! {
                     let mut visited = Vec::new();
                     let found = each.resolve_each(b"p", n, |handle_param, e| {
                         visited.push(e.id());
-                        assert_eq!(handle_param, fast.pool(b"p").unwrap().handle_param());
+                        assert_eq!(handle_param, fast.pool(b"p").unwrap().headed_handle_param());
                     });
                     prop_assert_eq!(found.then_some(visited), want);
                 }
