@@ -899,26 +899,30 @@ impl Tcp {
         let answered = conn.tx_pending.len() - before;
         if answered > 0 {
             conn.queued(id, answered, &mut self.unsent, &mut self.dirty);
-            if conn.over_caps(&self.limits, self.unsent)
-                || conn.unsent() > Self::hold_back_at(&self.limits)
-            {
-                self.answers_pile_up(ctx, id);
-            }
+        }
+        // Answers that went through the registrar's queue (refusals, negative answers)
+        // count too, once queued here: a backlog past the mark holds the input back
+        // whatever this message's answer was.
+        let caps = answered > 0 && conn.over_caps(&self.limits, self.unsent);
+        if caps || conn.unsent() > Self::hold_back_at(&self.limits) {
+            self.answers_pile_up(ctx, id, caps);
         }
         true
     }
 
-    /// After [`Tcp::on_request`] queued answers beyond a cap or the hold-back mark: what
-    /// the general path does then for a connection that was neither parked nor held
-    /// back, with its receive armed. The caps' consequences ([`Tcp::over_limits`]),
-    /// then the hold-back, which stops the receive.
+    /// After [`Tcp::on_request`] left a backlog beyond the hold-back mark, or queued
+    /// answers beyond a cap (`caps`): what the general path does then for a connection
+    /// that was neither parked nor held back, with its receive armed. The caps'
+    /// consequences ([`Tcp::over_limits`]), then the hold-back, which stops the
+    /// receive.
     #[cold]
     #[inline(never)]
-    fn answers_pile_up(&mut self, ctx: &mut Ctx, id: ConnId) {
-        let over_caps = self
-            .conns
-            .get(&id)
-            .is_some_and(|c| c.over_caps(&self.limits, self.unsent));
+    fn answers_pile_up(&mut self, ctx: &mut Ctx, id: ConnId, caps: bool) {
+        let over_caps = caps
+            && self
+                .conns
+                .get(&id)
+                .is_some_and(|c| c.over_caps(&self.limits, self.unsent));
         if over_caps && self.over_limits(ctx, id) {
             return;
         }

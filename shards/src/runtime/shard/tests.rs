@@ -733,6 +733,18 @@ fn register_pe(s: &mut Shard, addr: SocketAddr) -> TcpStream {
 /// shard starts no send here, so that the answers pile up in it, not in the kernel.)
 #[test]
 fn requests_arriving_one_by_one_are_held_back_once_their_answers_pile_up() {
+    // Positive answers, written straight into the send buffer.
+    one_by_one_until_held_back("p");
+}
+
+/// The same with negative answers (no such pool), which go through the registrar's
+/// queue before they count in the connection's backlog.
+#[test]
+fn requests_arriving_one_by_one_are_held_back_once_their_queued_answers_pile_up() {
+    one_by_one_until_held_back("no-such-pool");
+}
+
+fn one_by_one_until_held_back(pool: &str) {
     use rserpool::wire::{AsapMessage, AsapType};
     let listener = net::socket::tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -758,7 +770,7 @@ fn requests_arriving_one_by_one_are_held_back_once_their_answers_pile_up() {
     let mut request = Vec::new();
     AsapMessage::HandleResolution {
         subscribe: false,
-        handle: "p".into(),
+        handle: pool.into(),
         items: Some(1),
     }
     .encode(&mut request);
@@ -780,6 +792,8 @@ fn requests_arriving_one_by_one_are_held_back_once_their_answers_pile_up() {
             s.ctx.now = Instant::now();
             s.tcp.unpark(&mut s.ctx);
             s.complete();
+            // Queued answers into the connection's send buffer, but no send started.
+            s.drain_outputs();
         }
     };
     turns_until(&mut s, "the pool user's connection is up", &|s| {
@@ -814,6 +828,7 @@ fn requests_arriving_one_by_one_are_held_back_once_their_answers_pile_up() {
         unsent > 8 << 10 && unsent < 9 << 10,
         "{unsent} bytes unsent"
     );
+    assert!(n > 10, "held back after {n} requests");
     // Not read any more, and still open (not a slow consumer).
     pu.write_all(&request).unwrap();
     for _ in 0..5 {
