@@ -46,6 +46,15 @@ pub(crate) fn transport_use(t: &UserTransport) -> TransportUse {
     }
 }
 
+/// The policy of the PE in `slot`, if any: what the selection structures ask for (they
+/// keep none, to stay small).
+fn policy_in(slots: &[Option<Element>], slot: Slot) -> Option<super::Policy> {
+    slots
+        .get(slot as usize)
+        .and_then(Option::as_ref)
+        .map(Element::policy)
+}
+
 /// Bytes of a message's common header (RFC 5354 §3): type, flags and length.
 pub(crate) const HEADER_ROOM: usize = 4;
 
@@ -195,12 +204,7 @@ impl Pool {
         out: &mut Vec<Slot>,
     ) {
         let slots = &self.slots;
-        let policy_of = |s: Slot| {
-            slots
-                .get(s as usize)
-                .and_then(Option::as_ref)
-                .map(Element::policy)
-        };
+        let policy_of = |s: Slot| policy_in(slots, s);
         self.selector.select(n, increment, rng, out, policy_of);
     }
 
@@ -238,8 +242,9 @@ impl Pool {
         }
     }
 
-    /// [`Pool::select`] with every handed-out PE stepped through its policy
-    /// ([`Selector::select_stepwise`]): the reference for the fixed-order shortcut.
+    /// [`Pool::select`] without the fixed-order shortcut
+    /// ([`super::select::Ordered::select_fixed`]): every handed-out PE of an ordered
+    /// pool steps through its policy. The reference the shortcut is tested against.
     #[cfg(test)]
     pub(crate) fn select_stepwise(
         &mut self,
@@ -249,14 +254,11 @@ impl Pool {
         out: &mut Vec<Slot>,
     ) {
         let slots = &self.slots;
-        let policy_of = |s: Slot| {
-            slots
-                .get(s as usize)
-                .and_then(Option::as_ref)
-                .map(Element::policy)
-        };
-        self.selector
-            .select_stepwise(n, increment, rng, out, policy_of);
+        let policy_of = |s: Slot| policy_in(slots, s);
+        match &mut self.selector {
+            Selector::Ordered(ordered) => ordered.select(n, increment, out, policy_of),
+            other => other.select(n, increment, rng, out, policy_of),
+        }
     }
 
     pub(crate) fn remove(&mut self, id: PoolElementId) -> Option<Element> {

@@ -11,7 +11,6 @@
 //! counter is no clock) service times are measured with `Instant` as before.
 
 use rserpool::registrar::nanos_of;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Shortest span the counter's rate is measured over: 100 ms of a 1 GHz counter is
@@ -34,7 +33,7 @@ impl ServiceClock {
     /// A clock whose counter is read together with `now`, the shard's first turn start.
     pub(super) fn new(now: Instant) -> Self {
         Self {
-            origin: counter().map(|read| (now, read())),
+            origin: counter_is_clock().then(|| (now, read_counter())),
             scale: None,
         }
     }
@@ -107,19 +106,18 @@ impl ServiceClock {
     }
 }
 
-/// The counter's reader, if this CPU's counter is a clock.
-#[inline]
-fn counter() -> Option<fn() -> u64> {
-    static INVARIANT: OnceLock<bool> = OnceLock::new();
+/// Whether this CPU's counter is a clock (looked up once per process).
+fn counter_is_clock() -> bool {
     #[cfg(target_arch = "x86_64")]
-    if *INVARIANT.get_or_init(invariant_tsc) {
-        return Some(read_counter);
+    {
+        static INVARIANT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *INVARIANT.get_or_init(invariant_tsc)
     }
-    let _ = &INVARIANT;
-    None
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
-/// The time-stamp counter; only meaningful where [`counter`] found it a clock.
+/// The time-stamp counter; only meaningful where [`counter_is_clock`].
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn read_counter() -> u64 {
@@ -131,7 +129,7 @@ fn read_counter() -> u64 {
     }
 }
 
-/// No counter here ([`counter`] is `None`, and no clock has an origin).
+/// No counter here ([`counter_is_clock`] is false, and no clock has an origin).
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 fn read_counter() -> u64 {

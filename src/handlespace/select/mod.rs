@@ -86,24 +86,6 @@ impl Selector {
         }
     }
 
-    /// [`Selector::select`] without the fixed-order shortcut
-    /// ([`Ordered::select_fixed`]): every handed-out PE steps through its policy, as
-    /// before the shortcut. The reference the shortcut is tested against.
-    #[cfg(test)]
-    pub(crate) fn select_stepwise(
-        &mut self,
-        n: usize,
-        increment: usize,
-        rng: &mut Rng,
-        out: &mut Vec<Slot>,
-        policy_of: impl Fn(Slot) -> Option<Policy>,
-    ) {
-        match self {
-            Self::Ordered(s) => s.select(n, increment, out, policy_of),
-            _ => self.select(n, increment, rng, out, policy_of),
-        }
-    }
-
     /// Accumulated degradation of a PE (0 for policies without one).
     pub(crate) fn degradation(&self, slot: Slot) -> u32 {
         match self {

@@ -95,6 +95,18 @@ impl Shard {
         }
     }
 
+    /// The connection that came up `n`th (from 0), if that many did.
+    fn nth_up(&self, n: usize) -> Option<ConnId> {
+        self.ctx
+            .told
+            .iter()
+            .filter_map(|t| match t {
+                Told::Up(c, _) => Some(*c),
+                _ => None,
+            })
+            .nth(n)
+    }
+
     fn was_told(&self, t: &Told) -> bool {
         self.ctx.told.contains(t)
     }
@@ -647,16 +659,7 @@ fn answers_written_into_the_send_buffer_are_sent_in_order_and_count_towards_the_
         s.drain_outputs();
         s.flush();
         // The second connection up: the PE's was the first.
-        id = id.or_else(|| {
-            s.ctx
-                .told
-                .iter()
-                .filter_map(|t| match t {
-                    Told::Up(c, _) => Some(*c),
-                    _ => None,
-                })
-                .nth(1)
-        });
+        id = id.or_else(|| s.nth_up(1));
         id.and_then(|id| s.tcp.backlog(id))
             .is_some_and(|(_, held)| held)
     });
@@ -796,24 +799,11 @@ fn one_by_one_until_held_back(pool: &str) {
             s.drain_outputs();
         }
     };
+    // The second connection up: the PE's was the first.
     turns_until(&mut s, "the pool user's connection is up", &|s| {
-        s.ctx
-            .told
-            .iter()
-            .filter(|t| matches!(t, Told::Up(..)))
-            .count()
-            == 2
+        s.nth_up(1).is_some()
     });
-    let id = s
-        .ctx
-        .told
-        .iter()
-        .filter_map(|t| match t {
-            Told::Up(c, _) => Some(*c),
-            _ => None,
-        })
-        .nth(1)
-        .unwrap();
+    let id = s.nth_up(1).unwrap();
     let held = |s: &Shard| s.tcp.backlog(id).unwrap().1;
     // One request at a time, each handled before the next is sent.
     let mut n = 0;
