@@ -57,7 +57,7 @@ fn encode_resolution(
     let start = out.len();
     let mut answer = Answer {
         out,
-        room: Some(room),
+        room,
         written: 0,
     };
     replica.resolve_each(handle, n, |headed_handle, e| answer.push(headed_handle, e));
@@ -82,9 +82,9 @@ struct Answer<'o> {
     out: &'o mut Vec<u8>,
     /// Bytes of PE parameters still allowed: the message length is 16 bits, and
     /// answers are capped at `resolution_answer_bytes` (`answer_room` counts the
-    /// header, handle and policy). `None` once a PE did not fit: the answer ends there,
-    /// even if a later, smaller PE would.
-    room: Option<usize>,
+    /// header, handle and policy). 0 once a PE did not fit: the answer ends there, even
+    /// if a later, smaller PE would (no PE's parameter is empty).
+    room: usize,
     /// PEs in the answer so far.
     written: usize,
 }
@@ -97,11 +97,11 @@ impl Answer<'_> {
     #[inline(always)]
     fn push(&mut self, headed_handle: &[u8], e: &crate::handlespace::Element) {
         let pe = e.encoded();
-        let Some(left) = self.room.and_then(|r| r.checked_sub(pe.len())) else {
-            self.room = None;
+        let Some(left) = self.room.checked_sub(pe.len()) else {
+            self.room = 0;
             return;
         };
-        self.room = Some(left);
+        self.room = left;
         if self.written == 0 {
             Self::begin(self.out, headed_handle, e, pe);
         } else {
