@@ -275,6 +275,7 @@ impl Ring {
     }
 
     /// Hands provided buffer `id` back to the kernel.
+    #[inline]
     pub fn recycle(&mut self, id: u16) {
         if let Some(b) = &mut self.bufs {
             b.recycle(id);
@@ -475,24 +476,27 @@ impl Ring {
         {
             return Ok(());
         }
-        let r = if self.mode == IoMode::Interrupt {
-            self.enter(timeout)
-        } else {
-            self.submit_general(timeout)
-        };
-        match r {
+        if self.mode == IoMode::Interrupt {
+            let r = self.enter(timeout);
+            if r >= 0 {
+                return Ok(());
+            }
+            return Self::waited(io::Error::from_raw_os_error(-r as i32));
+        }
+        match self.submit_general(timeout) {
             Ok(_) => Ok(()),
+            Err(e) => Self::waited(e),
+        }
+    }
+
+    /// What a failed enter means to [`Ring::submit_and_wait`].
+    #[cold]
+    fn waited(e: io::Error) -> io::Result<()> {
+        match e.raw_os_error() {
             // A timeout, a signal, or a full completion queue: all mean "look at the
             // completion queue now".
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
+            Some(libc::ETIME | libc::EINTR | libc::EBUSY) => Ok(()),
+            _ => Err(e),
         }
     }
 
@@ -515,19 +519,11 @@ impl Ring {
     /// general checks (SQPOLL wake-ups, polled I/O, the registered ring index) cost
     /// about as much again as the system call's own user-space part, once or twice per
     /// loop turn. Submits what was pushed; unless `timeout` is zero, waits for one
-    /// completion at most that long (`None`: no limit).
-    fn enter(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+    /// completion at most that long (`None`: no limit). Returns the system call's
+    /// result: what was submitted, or `-errno`.
+    fn enter(&mut self, timeout: Option<Duration>) -> isize {
         const GETEVENTS: u32 = 1 << 0;
         const EXT_ARG: u32 = 1 << 3;
-        let sq = self.uring.submission();
-        let to_submit = sq.len() as u32;
-        // Overflowed completions are moved back into the queue by a GETEVENTS enter.
-        let overflow = sq.cq_overflow();
-        drop(sq);
-        let (min_complete, mut flags) = match timeout {
-            Some(d) if d.is_zero() => (0, if overflow { GETEVENTS } else { 0 }),
-            _ => (1, GETEVENTS),
-        };
         // struct __kernel_timespec and struct io_uring_getevents_arg (linux/io_uring.h).
         #[repr(C)]
         struct KernelTimespec {
@@ -543,26 +539,37 @@ impl Ring {
         }
         let ts;
         let arg;
-        let (argp, argsz): (*const libc::c_void, usize) = match timeout {
-            Some(d) if !d.is_zero() => {
-                ts = KernelTimespec {
-                    sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                    nsec: i64::from(d.subsec_nanos()),
-                };
-                arg = GeteventsArg {
-                    sigmask: 0,
-                    sigmask_sz: 8,
-                    pad: 0,
-                    ts: std::ptr::from_ref(&ts) as u64,
-                };
-                flags |= EXT_ARG;
-                (
-                    std::ptr::from_ref(&arg).cast(),
-                    std::mem::size_of::<GeteventsArg>(),
-                )
-            }
-            _ => (std::ptr::null(), 0),
-        };
+        let sq = self.uring.submission();
+        let to_submit = sq.len() as u32;
+        let (min_complete, flags, argp, argsz): (u32, u32, *const libc::c_void, usize) =
+            match timeout {
+                None => (1, GETEVENTS, std::ptr::null(), 0),
+                // Overflowed completions are moved back into the queue by a GETEVENTS
+                // enter.
+                Some(d) if d.is_zero() => {
+                    let flags = if sq.cq_overflow() { GETEVENTS } else { 0 };
+                    (0, flags, std::ptr::null(), 0)
+                }
+                Some(d) => {
+                    ts = KernelTimespec {
+                        sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                        nsec: i64::from(d.subsec_nanos()),
+                    };
+                    arg = GeteventsArg {
+                        sigmask: 0,
+                        sigmask_sz: 8,
+                        pad: 0,
+                        ts: std::ptr::from_ref(&ts) as u64,
+                    };
+                    (
+                        1,
+                        GETEVENTS | EXT_ARG,
+                        std::ptr::from_ref(&arg).cast(),
+                        std::mem::size_of::<GeteventsArg>(),
+                    )
+                }
+            };
+        drop(sq);
         let args = [
             self.uring.as_raw_fd() as usize,
             to_submit as usize,
@@ -574,11 +581,7 @@ impl Ring {
         // SAFETY: the ring's own descriptor; `arg` and the timespec it points to live
         // until the call returns, and the kernel only reads them. What is submitted
         // was pushed under `push_entry`'s guarantees.
-        let r = unsafe { super::syscall::syscall6(libc::SYS_io_uring_enter, args) };
-        if r < 0 {
-            return Err(io::Error::from_raw_os_error(-r as i32));
-        }
-        Ok(r as usize)
+        unsafe { super::syscall::syscall6(libc::SYS_io_uring_enter, args) }
     }
 
     /// Whether the kernel has completions to run that only an enter collects
@@ -820,6 +823,7 @@ impl BufRing {
         }
     }
 
+    #[inline(always)]
     fn recycle(&mut self, id: u16) {
         if id >= self.entries {
             return;

@@ -603,10 +603,16 @@ impl Sctp {
         });
     }
 
+    /// Whether the shard has SCTP sockets (else [`Sctp::flush`] has nothing to do).
+    #[inline]
+    pub(super) fn has_sockets(&self) -> bool {
+        !self.sockets.is_empty()
+    }
+
     /// Starts the sendmsgs that every socket's queue allows.
     #[inline]
     pub(super) fn flush(&mut self, ctx: &mut Ctx) {
-        if !self.sockets.is_empty() {
+        if self.has_sockets() {
             self.flush_now(ctx);
         }
     }

@@ -446,6 +446,18 @@ impl Shard {
     /// Starts the sends that queued messages wait for.
     #[inline]
     fn flush(&mut self) {
+        if self.sctp.has_sockets() {
+            return self.flush_both();
+        }
+        // TCP alone: its flush comes last, so that its rare paths are calls in tail
+        // position and its common one (one connection, everything sent at once)
+        // needs no stack frame.
+        self.tcp.flush(&mut self.ctx);
+    }
+
+    /// [`Shard::flush`] with SCTP sockets too.
+    #[inline(never)]
+    fn flush_both(&mut self) {
         self.tcp.flush(&mut self.ctx);
         self.sctp.flush(&mut self.ctx);
     }

@@ -672,7 +672,26 @@ impl Tcp {
         }
     }
 
+    /// A receive's completion. The common chunk ([`Tcp::on_request`]) is handled here
+    /// and anything else out of line ([`Tcp::on_recv_other`]), so that the common one
+    /// pays neither for the registers nor for the stack frame of the rest.
     pub(super) fn on_recv(&mut self, ctx: &mut Ctx, id: ConnId, c: Completion) {
+        if c.more
+            && c.result > 0
+            && let Some(b) = c.provided
+            && matches!(c.buf, OpBuf::None)
+            && self.on_request(ctx, id, b, c.result as usize)
+        {
+            // Nothing in it to drop (its buffer is none).
+            std::mem::forget(c);
+            return;
+        }
+        self.on_recv_other(ctx, id, c);
+    }
+
+    /// [`Tcp::on_recv`] for every completion [`Tcp::on_request`] did not take.
+    #[inline(never)]
+    fn on_recv_other(&mut self, ctx: &mut Ctx, id: ConnId, c: Completion) {
         if c.provided.is_some() || matches!(c.buf, OpBuf::None) {
             return self.on_recv_provided(ctx, id, c);
         }
@@ -743,21 +762,14 @@ impl Tcp {
         self.arm_recv(ctx, id, need);
     }
 
-    /// One completion of a multishot recv: the chunk is read from its provided buffer
-    /// (which goes straight back to the kernel), and the recv is armed again if it
-    /// ended for want of buffers.
+    /// One completion of a multishot recv that [`Tcp::on_request`] did not take: the
+    /// chunk is read from its provided buffer (which goes straight back to the
+    /// kernel), and the recv is armed again if it ended for want of buffers.
     fn on_recv_provided(&mut self, ctx: &mut Ctx, id: ConnId, mut c: Completion) {
         // A multishot receive's completions carry no buffer of the operation's: no
         // drop to work out at the end.
         if !matches!(c.buf, OpBuf::None) {
             drop(std::mem::take(&mut c.buf));
-        }
-        if c.more
-            && c.result > 0
-            && let Some(b) = c.provided
-            && self.on_request(ctx, id, b, c.result as usize)
-        {
-            return;
         }
         let ended = !c.more;
         let turn = self.turn;
@@ -1150,6 +1162,7 @@ impl Tcp {
 
     /// Receives again on a connection whose input was held back, once its backlog has
     /// halved.
+    #[inline(never)]
     fn resume_recv(&mut self, ctx: &mut Ctx, id: ConnId) {
         let at = Self::hold_back_at(&self.limits) / 2;
         let Some(conn) = self.conns.get_mut(&id) else {
@@ -1259,15 +1272,11 @@ impl Tcp {
     }
 
     /// Starts a send on every connection with queued bytes and none in flight.
-    #[inline]
-    pub(super) fn flush(&mut self, ctx: &mut Ctx) {
-        if !self.dirty.is_empty() {
-            self.flush_now(ctx);
-        }
-    }
-
     #[inline(always)]
-    fn flush_now(&mut self, ctx: &mut Ctx) {
+    pub(super) fn flush(&mut self, ctx: &mut Ctx) {
+        if self.dirty.is_empty() {
+            return;
+        }
         if self.dirty.len() == 1 && ctx.ring.mode() == IoMode::Interrupt {
             // One connection to send on: a plain send(2) instead of a ring operation
             // (the same one system call as the submission it replaces, without the
@@ -1275,9 +1284,14 @@ impl Tcp {
             // the ring, which submits them all in one call.
             let id = self.dirty[0];
             self.dirty.clear();
-            self.send_direct(ctx, id);
-            return;
+            return self.send_direct(ctx, id);
         }
+        self.flush_all(ctx);
+    }
+
+    /// [`Tcp::flush`] through the ring, for every dirty connection.
+    #[inline(never)]
+    fn flush_all(&mut self, ctx: &mut Ctx) {
         // The list keeps its allocation from turn to turn.
         let mut dirty = std::mem::take(&mut self.dirty);
         for id in dirty.drain(..) {
@@ -1323,7 +1337,8 @@ impl Tcp {
 
     /// Sends `id`'s queued bytes with send(2), without waiting, and takes it off the
     /// dirty list; what the socket does not take at once goes through the ring
-    /// ([`Tcp::start_send`]).
+    /// ([`Tcp::start_send`]). Whatever follows the common case (everything sent) is out
+    /// of line and called last, so that the common case needs no stack frame.
     #[inline(always)]
     fn send_direct(&mut self, ctx: &mut Ctx, id: ConnId) {
         let Some(conn) = self.conns.get_mut(&id) else {
@@ -1337,19 +1352,51 @@ impl Tcp {
         let len = conn.tx_pending.len();
         let sent = match socket::send_now(conn.stream.as_raw_fd(), &conn.tx_pending) {
             Sent::Bytes(n) => n.min(len),
-            Sent::NoRoom => return self.start_send(ctx, id),
-            Sent::Failed(e) => {
-                tracing::debug!(conn = id.0, error = %e, "send failed");
-                self.close(ctx, id, "send failed");
-                return;
-            }
+            Sent::NoRoom => return self.send_rest(ctx, id, 0),
+            Sent::Failed(e) => return self.send_failed(ctx, id, e),
         };
         self.unsent -= sent;
         if sent < len {
-            conn.tx_pending.drain(..sent);
-            return self.start_send(ctx, id);
+            return self.send_rest(ctx, id, sent);
         }
         conn.tx_pending.clear();
+        if conn.tx_pending.capacity() > MAX_UNSENT / 16 || conn.state == State::Draining {
+            return self.sent_all(ctx, id);
+        }
+        if conn.held.is_some() {
+            self.resume_recv(ctx, id);
+        }
+    }
+
+    /// [`Tcp::send_direct`] sent `sent` bytes of `id`'s queue, not all: the rest goes
+    /// through the ring.
+    #[cold]
+    #[inline(never)]
+    fn send_rest(&mut self, ctx: &mut Ctx, id: ConnId, sent: usize) {
+        if sent > 0
+            && let Some(conn) = self.conns.get_mut(&id)
+        {
+            conn.tx_pending.drain(..sent);
+        }
+        self.start_send(ctx, id);
+    }
+
+    /// [`Tcp::send_direct`]'s send(2) failed.
+    #[cold]
+    #[inline(never)]
+    fn send_failed(&mut self, ctx: &mut Ctx, id: ConnId, e: io::Error) {
+        tracing::debug!(conn = id.0, error = %e, "send failed");
+        self.close(ctx, id, "send failed");
+    }
+
+    /// [`Tcp::send_direct`] sent all of `id`'s queue, which had grown large or was
+    /// the last of a connection the registrar closed.
+    #[cold]
+    #[inline(never)]
+    fn sent_all(&mut self, ctx: &mut Ctx, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
         if conn.tx_pending.capacity() > MAX_UNSENT / 16 {
             conn.tx_pending = Vec::new();
         }
