@@ -914,23 +914,27 @@ impl Tcp {
         }
         // Answers that went through the registrar's queue (refusals, negative answers)
         // count too, once queued here: a backlog past the mark holds the input back
-        // whatever this message's answer was.
-        let caps = answered > 0 && conn.over_caps(&self.limits, self.unsent);
-        if caps || conn.unsent() > Self::hold_back_at(&self.limits) {
-            self.answers_pile_up(ctx, id, caps);
+        // whatever this message's answer was. A connection past its own cap is past
+        // the mark too (which is at most half the cap): only the shard's cap is asked
+        // apart here, [`Tcp::answers_pile_up`] tells which it was.
+        let queued = answered > 0;
+        if (queued && self.unsent > self.limits.max_unsent_per_shard())
+            || conn.unsent() > Self::hold_back_at(&self.limits)
+        {
+            self.answers_pile_up(ctx, id, queued);
         }
         true
     }
 
     /// After [`Tcp::on_request`] left a backlog beyond the hold-back mark, or queued
-    /// answers beyond a cap (`caps`): what the general path does then for a connection
-    /// that was neither parked nor held back, with its receive armed. The caps'
-    /// consequences ([`Tcp::over_limits`]), then the hold-back, which stops the
-    /// receive.
+    /// answers (`queued`) past the shard's cap: what the general path does then for a
+    /// connection that was neither parked nor held back, with its receive armed. The
+    /// caps' consequences ([`Tcp::over_limits`]) if answers were queued past one, then
+    /// the hold-back, which stops the receive.
     #[cold]
     #[inline(never)]
-    fn answers_pile_up(&mut self, ctx: &mut Ctx, id: ConnId, caps: bool) {
-        let over_caps = caps
+    fn answers_pile_up(&mut self, ctx: &mut Ctx, id: ConnId, queued: bool) {
+        let over_caps = queued
             && self
                 .conns
                 .get(&id)
