@@ -1,9 +1,10 @@
 //! One shard: a thread, its ring, its [`Registrar`], its sockets, its end of the mesh.
 //!
-//! Each loop turn reads the clock once, handles the completions and the mesh messages
-//! that are ready (a bounded number of each), fires due timers, drains every output of
-//! the registrar into sends and mesh queues, and then sleeps in the ring until a
-//! completion, the next deadline, or a wake-up from another shard.
+//! Each loop turn takes the time once (from the CPU's counter between real readings of
+//! the clock: [`ServiceClock::turn_start`]), handles the completions and the mesh
+//! messages that are ready (a bounded number of each), fires due timers, drains every
+//! output of the registrar into sends and mesh queues, and then sleeps in the ring until
+//! a completion, the next deadline, or a wake-up from another shard.
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
@@ -31,8 +32,6 @@ const MAX_COMPLETIONS: usize = 1024;
 /// the clock again.
 const CLOCK_SLACK: Duration = Duration::from_millis(20);
 
-/// Turns between two calibrations of the service-time clock ([`ServiceClock`]).
-const CALIBRATE_EVERY: u32 = 4096;
 /// Busy polling: turns without input after which the shard yields its core once.
 const BUSY_POLL_YIELD_AFTER: u32 = 1024;
 /// Mesh messages handled per turn.
@@ -105,6 +104,7 @@ impl Token {
 pub(super) struct Ctx {
     pub(super) ring: Ring,
     pub(super) registrar: Registrar,
+    /// The turn's start ([`ServiceClock::turn_start`]).
     pub(super) now: Instant,
     /// The service-time clock read together with `now` ([`ServiceClock::ticks`]).
     pub(super) ticks: u64,
@@ -319,11 +319,7 @@ impl Shard {
         self.ctx.now = Instant::now();
         self.ctx.registrar.handle_timeout(self.ctx.now);
         loop {
-            self.ctx.now = Instant::now();
-            self.ctx.ticks = self.clock.ticks();
-            if self.turns.is_multiple_of(CALIBRATE_EVERY) || !self.clock.is_calibrated() {
-                self.clock.calibrate(self.ctx.now, self.ctx.ticks);
-            }
+            (self.ctx.now, self.ctx.ticks) = self.clock.turn_start();
             if self.stop.load(Ordering::Acquire) {
                 break;
             }
