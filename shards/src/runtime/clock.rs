@@ -117,8 +117,11 @@ impl ServiceClock {
             // Fewer ticks than the window's, whose product with the scale is
             // DERIVE_OVER's nanoseconds << SHIFT at most: no overflow, and under a
             // second. Taking the last turn's span if longer keeps turn starts in order
-            // on a counter read a little behind it.
-            let nanos = ((since.wrapping_mul(d.scale) >> SHIFT) as u32).max(d.last);
+            // on a counter read a little behind it. (The bound, which holds, spares
+            // the additions below their checks for a second's carry.)
+            let nanos = ((since.wrapping_mul(d.scale) >> SHIFT) as u32)
+                .max(d.last)
+                .min(DERIVE_OVER_NANOS);
             d.last = nanos;
             return (d.at + Duration::new(0, nanos), ticks);
         }
