@@ -203,9 +203,26 @@ impl Pool {
         rng: &mut Rng,
         out: &mut Vec<Slot>,
     ) {
+        self.select_by(n, increment, rng, out, true);
+    }
+
+    /// [`Pool::select`]; with `shortcut` false, an ordered pool steps every handed-out
+    /// PE through its policy even where its policy keeps the order
+    /// ([`super::select::Ordered::select_fixed`] not taken).
+    fn select_by(
+        &mut self,
+        n: usize,
+        increment: usize,
+        rng: &mut Rng,
+        out: &mut Vec<Slot>,
+        shortcut: bool,
+    ) {
         let slots = &self.slots;
         let policy_of = |s: Slot| policy_in(slots, s);
-        self.selector.select(n, increment, rng, out, policy_of);
+        match &mut self.selector {
+            Selector::Ordered(ordered) if !shortcut => ordered.select(n, increment, out, policy_of),
+            selector => selector.select(n, increment, rng, out, policy_of),
+        }
     }
 
     /// [`Pool::select`], handing each selected element, best first, to `visit` with
@@ -253,12 +270,7 @@ impl Pool {
         rng: &mut Rng,
         out: &mut Vec<Slot>,
     ) {
-        let slots = &self.slots;
-        let policy_of = |s: Slot| policy_in(slots, s);
-        match &mut self.selector {
-            Selector::Ordered(ordered) => ordered.select(n, increment, out, policy_of),
-            other => other.select(n, increment, rng, out, policy_of),
-        }
+        self.select_by(n, increment, rng, out, false);
     }
 
     pub(crate) fn remove(&mut self, id: PoolElementId) -> Option<Element> {
