@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rserpool::registrar::{ConnId, ConnInfo, Protocol, Registrar, Transmit, Transport, nanos_of};
+use rserpool::registrar::{ConnId, ConnInfo, Protocol, Registrar, Transmit, Transport};
 
 use super::clock::ServiceClock;
 use super::dial::{Attempt, Dials, Queued};
@@ -28,8 +28,8 @@ use crate::net::ring::{Completion, IoMode, OpBuf, Ring};
 
 /// Completions handled per turn before timers and outputs get their turn.
 const MAX_COMPLETIONS: usize = 1024;
-/// A deadline further than this from the turn's start is waited for without reading
-/// the clock again.
+/// A deadline further than this from the turn's start gets its timer measured from the
+/// turn's start; a nearer one reads the clock again.
 const CLOCK_SLACK: Duration = Duration::from_millis(20);
 
 /// Busy polling: turns without input after which the shard yields its core once.
@@ -57,6 +57,8 @@ pub(super) enum Token {
     Connect(ConnId),
     PresenceSend,
     PresenceRecv,
+    /// The kernel timer of the loop's next deadline, by its number ([`Armed`]).
+    Timer(u32),
 }
 
 const KIND_SHIFT: u32 = 56;
@@ -75,6 +77,7 @@ impl Token {
             Self::Connect(c) => (7, c.0),
             Self::PresenceSend => (8, 0),
             Self::PresenceRecv => (9, 0),
+            Self::Timer(n) => (10, u64::from(n)),
         };
         debug_assert!(value <= VALUE_MASK);
         (kind << KIND_SHIFT) | (value & VALUE_MASK)
@@ -93,6 +96,7 @@ impl Token {
             7 => Self::Connect(ConnId(value)),
             8 => Self::PresenceSend,
             9 => Self::PresenceRecv,
+            10 => Self::Timer(value as u32),
             _ => return None,
         })
     }
@@ -239,12 +243,25 @@ pub(super) struct Shard {
     /// timed, if it was written outside the turn that times it (see
     /// [`Shard::settle_sends`]).
     unclocked_since: Option<(Instant, u64)>,
-    /// The far deadline the loop last waited towards, with the counter reading and the
-    /// nanoseconds left at the turn that worked it out ([`Shard::time_left`]).
-    countdown: Option<(Instant, u64, u64)>,
+    /// The kernel timer that ends the loop's wait by its next deadline, while pending
+    /// ([`Shard::arm_timer`]).
+    timer: Option<Armed>,
+    /// Kernel timers armed so far (wrapping): each one's number.
+    timers: u32,
     /// Registrar settings posted by a reload, and the generation last taken.
     posted: Arc<Posted>,
     reloaded: u64,
+}
+
+/// The kernel timer pending for the loop's wait ([`Shard::arm_timer`]).
+#[derive(Clone, Copy, Debug)]
+struct Armed {
+    /// The deadline it was armed for.
+    at: Instant,
+    /// Its operation's number, to remove it ([`Ring::remove_timeout`]).
+    op: u32,
+    /// Its number in its token ([`Token::Timer`]).
+    number: u32,
 }
 
 impl Shard {
@@ -308,7 +325,8 @@ impl Shard {
             scrapes_seen: 0,
             clock: ServiceClock::new(Instant::now()),
             unclocked_since: None,
-            countdown: None,
+            timer: None,
+            timers: 0,
             posted,
             reloaded: 0,
         })
@@ -496,6 +514,13 @@ impl Shard {
             Some(Token::Announce) => self.udp.on_announce_sent(&c),
             Some(Token::PresenceSend) => self.udp.on_presence_sent(&c),
             Some(Token::PresenceRecv) => self.udp.on_presence_recv(ctx, c),
+            // A removed timer's completion (or one that fired before its removal) is
+            // not the pending one's.
+            Some(Token::Timer(n)) => {
+                if self.timer.is_some_and(|t| t.number == n) {
+                    self.timer = None;
+                }
+            }
             None => tracing::error!(token = c.token, "completion with an unknown token"),
         }
     }
@@ -697,7 +722,7 @@ impl Shard {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let mut timeout = deadline.map(|d| self.time_left(d));
+        let mut timeout = deadline.and_then(|d| self.arm_timer(d));
         if overflow_waiting {
             timeout = Some(timeout.map_or(OVERFLOW_RETRY, |t| t.min(OVERFLOW_RETRY)));
         }
@@ -725,29 +750,57 @@ impl Shard {
         }
     }
 
-    /// The time from this turn's start to deadline `d`, for the wait. Measured from the
-    /// turn's start, a far deadline is off by the turn's own time (microseconds); only a
-    /// near one needs the clock read again. A far one that stays the deadline from turn
-    /// to turn (the connections' sweep, the registrar's next timer) is counted down with
-    /// the counter clock: a subtraction and a multiplication instead of two `Instant`s
-    /// taken apart.
+    /// Makes sure the wait ends by deadline `d`: a kernel timer pending for `d` or
+    /// earlier is left alone (most turns: the connections' sweep and the registrar's
+    /// next timer stay the deadline from turn to turn, and a wait with no time limit
+    /// needs no timespec); otherwise one is armed for `d`, in place of a later one. A
+    /// timer that fires before the deadline it was armed for (one armed when the
+    /// deadline was nearer) ends a wait early, and the next wait arms another. Returns
+    /// the wait's limit: none while a timer is pending; zero if `d` is due.
     #[inline]
-    fn time_left(&mut self, d: Instant) -> Duration {
-        if let Some((to, ticks, left)) = self.countdown
-            && to == d
-            && let Some(gone) = self.clock.nanos_between(ticks, self.ctx.ticks)
-        {
-            let left = left.saturating_sub(gone);
-            if left > nanos_of(CLOCK_SLACK) {
-                return Duration::from_nanos(left);
-            }
+    fn arm_timer(&mut self, d: Instant) -> Option<Duration> {
+        if self.timer.is_some_and(|t| t.at <= d) {
+            return None;
         }
-        let left = d.saturating_duration_since(self.ctx.now);
-        if left > CLOCK_SLACK {
-            self.countdown = Some((d, self.ctx.ticks, nanos_of(left)));
-            left
-        } else {
-            d.saturating_duration_since(Instant::now())
+        self.arm_timer_now(d)
+    }
+
+    /// [`Shard::arm_timer`] arming the timer. Measured from the turn's start, a far
+    /// deadline's timer is late by the turn's own time (microseconds); only a near one
+    /// needs the clock read again.
+    #[inline(never)]
+    fn arm_timer_now(&mut self, d: Instant) -> Option<Duration> {
+        let mut left = d.saturating_duration_since(self.ctx.now);
+        if left <= CLOCK_SLACK {
+            left = d.saturating_duration_since(Instant::now());
+        }
+        if left.is_zero() {
+            return Some(Duration::ZERO);
+        }
+        if let Some(t) = self.timer.take()
+            && let Err(e) = self.ctx.ring.remove_timeout(t.op)
+        {
+            // It fires at its time: one spurious turn.
+            tracing::error!(error = %e, "cannot remove the loop's timer");
+        }
+        self.timers = self.timers.wrapping_add(1);
+        match self
+            .ctx
+            .ring
+            .timeout(left, Token::Timer(self.timers).encode())
+        {
+            Ok(op) => {
+                self.timer = Some(Armed {
+                    at: d,
+                    op,
+                    number: self.timers,
+                });
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot arm the loop's timer; waiting with a limit");
+                Some(left)
+            }
         }
     }
 
@@ -836,6 +889,7 @@ mod token_tests {
             Token::Connect(ConnId(ConnId::OUTBOUND + 5)),
             Token::PresenceSend,
             Token::PresenceRecv,
+            Token::Timer(u32::MAX),
         ] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }

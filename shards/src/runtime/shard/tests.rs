@@ -1005,3 +1005,41 @@ fn enrp_sctp_sockets_give_enrp_associations_and_drop_asap() {
 }
 
 mod tls;
+
+/// The loop's wait ends by its next deadline through one kernel timer: a later
+/// deadline keeps the pending timer, an earlier one replaces it (the removed one's
+/// completion is not taken for the new one's), the timer fires no earlier than its
+/// deadline, and a deadline already due means no sleep.
+#[test]
+fn the_wait_ends_by_the_next_deadline_through_one_kernel_timer() {
+    let (mut s, _addr) = enrp_tcp_shard();
+    let live = s.ctx.ring.live();
+    s.ctx.now = Instant::now();
+    let first = s.ctx.now + Duration::from_millis(60);
+    assert_eq!(s.arm_timer(first), None, "armed: the wait needs no limit");
+    let armed = s.timer.expect("a timer is pending");
+    assert_eq!(armed.at, first);
+    // A later deadline: the pending timer ends the wait first, and is kept.
+    assert_eq!(s.arm_timer(first + Duration::from_millis(10)), None);
+    assert_eq!(s.timer.map(|t| (t.at, t.number)), Some((first, armed.number)));
+    // An earlier one replaces it.
+    let sooner = s.ctx.now + Duration::from_millis(30);
+    assert_eq!(s.arm_timer(sooner), None);
+    let replaced = s.timer.expect("a timer is pending");
+    assert_eq!(replaced.at, sooner);
+    assert_ne!(replaced.number, armed.number);
+    // Waiting with no limit of its own, the shard wakes at the timer.
+    let end = Instant::now() + GUARD;
+    while s.timer.is_some() {
+        assert!(Instant::now() < end, "gave up waiting for the timer");
+        s.ctx.ring.submit_and_wait(None).unwrap();
+        s.complete();
+    }
+    assert!(Instant::now() >= sooner, "the timer fired before its deadline");
+    // The removed timer completed too (cancelled): neither is pending.
+    assert_eq!(s.ctx.ring.live(), live);
+    // A due deadline (at the next turn's start): no timer, no sleep.
+    s.ctx.now = Instant::now();
+    assert_eq!(s.arm_timer(sooner), Some(Duration::ZERO));
+    assert!(s.timer.is_none());
+}
