@@ -740,6 +740,14 @@ impl Registrar {
         t
     }
 
+    /// Whether [`Registrar::poll_timeout`] would answer as it did last time: no input
+    /// since could have moved the next timer (a runtime that keeps the last answer
+    /// need not ask again).
+    #[inline]
+    pub fn timeout_unchanged(&self) -> bool {
+        self.next_timer.is_some()
+    }
+
     fn next_timeout(&self) -> Option<Instant> {
         fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
             match (a, b) {

@@ -228,8 +228,15 @@ pub(super) struct Shard {
     /// Whether a completion other than a finished send was handled since this was
     /// last cleared (see [`Shard::settle_sends`]).
     input: bool,
-    /// The registrar's next timer as of the end of the last turn (see [`Shard::wait`]).
+    /// The registrar's next timer as of the last wait that asked
+    /// ([`Shard::deadline_wait`]).
     next_timer: Option<Instant>,
+    /// The TCP side's next deadline as of the same wait.
+    tcp_deadline: Option<Instant>,
+    /// A deadline may have passed (the loop's timer fired, or one was due when the
+    /// loop last went to wait): the next turn checks the registrar's timers and the
+    /// TCP side's deadlines. Every turn in busy-poll mode, which arms no timer.
+    due: bool,
     /// Busy polling: turns in a row without input.
     idle_turns: u32,
     turns: u32,
@@ -319,6 +326,8 @@ impl Shard {
             idle: false,
             input: false,
             next_timer: None,
+            tcp_deadline: None,
+            due: false,
             idle_turns: 0,
             turns: 0,
             scrape_due: false,
@@ -365,12 +374,11 @@ impl Shard {
         });
         self.idle &= messages == 0;
 
-        // The next timer as the last turn left it: one set since (by input handled
-        // before sleeping) is seen when this turn ends, at worst a turn late.
-        if self.next_timer.is_some_and(|t| t <= ctx.now) {
-            ctx.registrar.handle_timeout(ctx.now);
+        // Deadlines are checked when one may have passed ([`Shard::due`]); most turns
+        // (a request and its answer) come before any.
+        if std::mem::take(&mut self.due) {
+            self.on_deadlines(busy);
         }
-        self.tcp.resume(&mut self.ctx, busy);
         self.drain_outputs();
         self.flush();
         if self.ctx.registrar.has_unclocked() {
@@ -396,6 +404,17 @@ impl Shard {
         // Parked messages want another turn, but are not input left unread: the
         // connections' deadlines above were not held up by them.
         busy || self.tcp.has_parked()
+    }
+
+    /// The registrar's timers and the TCP side's deadlines that passed. The registrar's
+    /// next timer is the one the last wait asked for: one set since (by input handled
+    /// before sleeping) is seen when this turn ends, at worst a turn late.
+    #[inline(never)]
+    fn on_deadlines(&mut self, busy: bool) {
+        if self.next_timer.is_some_and(|t| t <= self.ctx.now) {
+            self.ctx.registrar.handle_timeout(self.ctx.now);
+        }
+        self.tcp.resume(&mut self.ctx, busy);
     }
 
     /// Applies the configuration posted last ([`Posted`]). Out of line, as the other
@@ -520,6 +539,7 @@ impl Shard {
                 if self.timer.is_some_and(|t| t.number == n) {
                     self.timer = None;
                 }
+                self.due = true;
             }
             None => tracing::error!(token = c.token, "completion with an unknown token"),
         }
@@ -700,8 +720,10 @@ impl Shard {
     }
 
     fn wait(&mut self, busy: bool, overflow_waiting: bool) {
-        self.next_timer = self.ctx.registrar.poll_timeout();
         if self.ctx.ring.mode() == IoMode::BusyPoll {
+            // No timer: every turn looks at the deadlines.
+            self.next_timer = self.ctx.registrar.poll_timeout();
+            self.due = true;
             // Never sleep: hand what was pushed to the SQPOLL thread (a system call only
             // if it fell asleep) and look again.
             if let Err(e) = self.ctx.ring.submit() {
@@ -718,11 +740,7 @@ impl Shard {
             }
             return;
         }
-        let deadline = match (self.next_timer, self.tcp.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let mut timeout = deadline.and_then(|d| self.arm_timer(d));
+        let mut timeout = self.deadline_wait();
         if overflow_waiting {
             timeout = Some(timeout.map_or(OVERFLOW_RETRY, |t| t.min(OVERFLOW_RETRY)));
         }
@@ -748,6 +766,36 @@ impl Shard {
         if sleeping {
             signal.unpark();
         }
+    }
+
+    /// The wait's limit for the next deadline ([`Shard::arm_timer`]). While neither
+    /// the registrar's next timer nor the TCP side's deadline moved since the last
+    /// wait, whose timer is still pending, that timer still ends the wait in time.
+    #[inline]
+    fn deadline_wait(&mut self) -> Option<Duration> {
+        if self.timer.is_some()
+            && self.ctx.registrar.timeout_unchanged()
+            && self.tcp.next_deadline() == self.tcp_deadline
+        {
+            return None;
+        }
+        self.deadline_wait_now()
+    }
+
+    /// [`Shard::deadline_wait`] looking at the deadlines again. A wait that a
+    /// deadline, not a completion, may end (one already due, or no timer) makes the
+    /// next turn check them.
+    #[inline(never)]
+    fn deadline_wait_now(&mut self) -> Option<Duration> {
+        self.next_timer = self.ctx.registrar.poll_timeout();
+        self.tcp_deadline = self.tcp.next_deadline();
+        let deadline = match (self.next_timer, self.tcp_deadline) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        let limit = self.arm_timer(deadline);
+        self.due |= limit.is_some();
+        limit
     }
 
     /// Makes sure the wait ends by deadline `d`: a kernel timer pending for `d` or

@@ -1021,7 +1021,10 @@ fn the_wait_ends_by_the_next_deadline_through_one_kernel_timer() {
     assert_eq!(armed.at, first);
     // A later deadline: the pending timer ends the wait first, and is kept.
     assert_eq!(s.arm_timer(first + Duration::from_millis(10)), None);
-    assert_eq!(s.timer.map(|t| (t.at, t.number)), Some((first, armed.number)));
+    assert_eq!(
+        s.timer.map(|t| (t.at, t.number)),
+        Some((first, armed.number))
+    );
     // An earlier one replaces it.
     let sooner = s.ctx.now + Duration::from_millis(30);
     assert_eq!(s.arm_timer(sooner), None);
@@ -1035,7 +1038,10 @@ fn the_wait_ends_by_the_next_deadline_through_one_kernel_timer() {
         s.ctx.ring.submit_and_wait(None).unwrap();
         s.complete();
     }
-    assert!(Instant::now() >= sooner, "the timer fired before its deadline");
+    assert!(
+        Instant::now() >= sooner,
+        "the timer fired before its deadline"
+    );
     // The removed timer completed too (cancelled): neither is pending.
     assert_eq!(s.ctx.ring.live(), live);
     // A due deadline (at the next turn's start): no timer, no sleep.
