@@ -231,8 +231,6 @@ pub(super) struct Shard {
     /// The registrar's next timer as of the last wait that asked
     /// ([`Shard::deadline_wait`]).
     next_timer: Option<Instant>,
-    /// The TCP side's next deadline as of the same wait.
-    tcp_deadline: Option<Instant>,
     /// A deadline may have passed (the loop's timer fired, or one was due when the
     /// loop last went to wait): the next turn checks the registrar's timers and the
     /// TCP side's deadlines. Every turn in busy-poll mode, which arms no timer.
@@ -326,7 +324,6 @@ impl Shard {
             idle: false,
             input: false,
             next_timer: None,
-            tcp_deadline: None,
             due: false,
             idle_turns: 0,
             turns: 0,
@@ -775,7 +772,7 @@ impl Shard {
     fn deadline_wait(&mut self) -> Option<Duration> {
         if self.timer.is_some()
             && self.ctx.registrar.timeout_unchanged()
-            && self.tcp.next_deadline() == self.tcp_deadline
+            && !self.tcp.deadline_moved()
         {
             return None;
         }
@@ -788,8 +785,7 @@ impl Shard {
     #[inline(never)]
     fn deadline_wait_now(&mut self) -> Option<Duration> {
         self.next_timer = self.ctx.registrar.poll_timeout();
-        self.tcp_deadline = self.tcp.next_deadline();
-        let deadline = match (self.next_timer, self.tcp_deadline) {
+        let deadline = match (self.next_timer, self.tcp.take_deadline()) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
         };

@@ -210,9 +210,10 @@ pub(super) struct Tcp {
     /// When the connections' deadlines are checked next; `None` without connections.
     next_sweep: Option<Instant>,
     /// The earliest of `next_sweep`, the first draining connection's deadline and the
-    /// paused listeners' back-offs ([`Tcp::refresh_due`]): one test per loop turn
-    /// instead of three.
+    /// paused listeners' back-offs ([`Tcp::refresh_due`]): one test instead of three.
     due: Option<Instant>,
+    /// `due` was worked out again since [`Tcp::take_deadline_moved`] last looked.
+    due_moved: bool,
     /// Buffer bytes freed since the allocator was last asked to return memory.
     freed: usize,
     /// A descriptor held in reserve (`/dev/null`): out of descriptors, it is given up
@@ -247,6 +248,7 @@ impl Tcp {
             unsent: 0,
             next_sweep: None,
             due: None,
+            due_moved: false,
             freed: 0,
             spare: std::fs::File::open("/dev/null").ok(),
             turn: 0,
@@ -290,13 +292,21 @@ impl Tcp {
     }
 
     /// The earliest time a paused listener wants to be re-armed, a draining
-    /// connection must be shut, or the connections' deadlines are checked.
-    #[inline]
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
+    /// connection must be shut, or the connections' deadlines are checked; from now on
+    /// [`Tcp::deadline_moved`] is false until it moves.
+    pub(super) fn take_deadline(&mut self) -> Option<Instant> {
+        self.due_moved = false;
         self.due
     }
 
-    /// Works [`Tcp::next_deadline`] out again; called wherever one of its parts moves.
+    /// Whether [`Tcp::take_deadline`] would answer otherwise than it did last: a loop
+    /// that keeps the deadline need not ask again until then.
+    #[inline]
+    pub(super) fn deadline_moved(&self) -> bool {
+        self.due_moved
+    }
+
+    /// Works [`Tcp::take_deadline`]'s deadline out again; called wherever one of its parts moves.
     fn refresh_due(&mut self) {
         let paused = self.listeners.iter().filter_map(|l| l.paused_until).min();
         let draining = self.draining.front().map(|&(t, _)| t);
@@ -304,6 +314,7 @@ impl Tcp {
             .into_iter()
             .flatten()
             .min();
+        self.due_moved = true;
     }
 
     /// How often the connections' deadlines are checked.

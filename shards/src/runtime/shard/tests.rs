@@ -529,9 +529,10 @@ fn a_paused_listener_brings_the_shards_next_wake_up_forward() {
     s.io_until("the connection comes up", |s| !s.ctx.told.is_empty());
     let swept = s
         .tcp
-        .next_deadline()
+        .take_deadline()
         .expect("a sweep is due with a connection");
     assert!(swept > s.ctx.now + ACCEPT_BACKOFF, "{swept:?}");
+    assert!(!s.tcp.deadline_moved(), "taken");
     // The accept fails for want of memory (and its multishot ends).
     let failed = Completion {
         token: Token::Accept(0).encode(),
@@ -541,8 +542,9 @@ fn a_paused_listener_brings_the_shards_next_wake_up_forward() {
         provided: None,
     };
     s.tcp.on_accept(&mut s.ctx, 0, failed);
+    assert!(s.tcp.deadline_moved(), "the loop must arm its timer again");
     assert_eq!(
-        s.tcp.next_deadline(),
+        s.tcp.take_deadline(),
         Some(s.ctx.now + ACCEPT_BACKOFF),
         "the back-off's end is the next deadline"
     );
@@ -559,7 +561,7 @@ fn a_paused_listener_brings_the_shards_next_wake_up_forward() {
     });
     assert!(
         s.tcp
-            .next_deadline()
+            .take_deadline()
             .is_some_and(|d| d > s.ctx.now + ACCEPT_BACKOFF)
     );
 }
