@@ -164,6 +164,8 @@ pub struct Ring {
     ops: Vec<Option<Pending>>,
     free: Vec<u32>,
     live: usize,
+    /// Operations were pushed since the last submission ([`Ring::unsubmitted`]).
+    pushed: bool,
 }
 
 impl std::fmt::Debug for Ring {
@@ -236,6 +238,7 @@ impl Ring {
             ops: Vec::new(),
             free: Vec::new(),
             live: 0,
+            pushed: false,
         })
     }
 
@@ -497,6 +500,7 @@ impl Ring {
         {
             return Ok(());
         }
+        self.pushed = false;
         if self.mode == IoMode::Interrupt {
             let r = self.enter(timeout);
             if r >= 0 {
@@ -611,9 +615,12 @@ impl Ring {
         self.uring.submission().taskrun() || self.uring.submission().cq_overflow()
     }
 
-    /// Whether operations were pushed that the kernel has not been given yet.
-    pub fn unsubmitted(&mut self) -> bool {
-        !self.uring.submission().is_empty()
+    /// Whether operations were pushed since the last submission: a flag, not a look at
+    /// the queue (the crate's view of it loads both ends and stores one back). A
+    /// submission that left some behind counts as made (they go with the next).
+    #[inline]
+    pub fn unsubmitted(&self) -> bool {
+        self.pushed
     }
 
     /// Whether completions wait in the completion queue.
@@ -736,14 +743,17 @@ impl Ring {
         // one fails the operation rather than touching memory.
         unsafe {
             if self.uring.submission().push(entry).is_ok() {
+                self.pushed = true;
                 return Ok(());
             }
             self.uring.submit()?;
             self.uring
                 .submission()
                 .push(entry)
-                .map_err(|_| io::Error::other("io_uring submission queue stays full"))
+                .map_err(|_| io::Error::other("io_uring submission queue stays full"))?;
         }
+        self.pushed = true;
+        Ok(())
     }
 }
 
