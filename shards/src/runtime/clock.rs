@@ -162,8 +162,8 @@ impl ServiceClock {
         (previous, ticks)
     }
 
-    /// The counter now (0 without one); read with the turn's start and with each
-    /// service time's end.
+    /// The counter now (0 without one); read with the turn's start (a service time's
+    /// end reads it in [`ServiceClock::nanos_since`]).
     #[inline]
     pub(super) fn ticks(&self) -> u64 {
         // The origin was read only if the counter is a clock: no second look.
@@ -204,27 +204,27 @@ impl ServiceClock {
     /// (no `Duration` to build and take apart again on every answer).
     #[inline]
     pub(super) fn nanos_since(&self, start: u64, start_at: Instant) -> u64 {
-        match self.nanos_between(start, self.ticks()) {
-            Some(nanos) => nanos,
+        // A rate is only learnt with a counter: no second look at `origin`.
+        match self.scale {
+            Some(scale) => Self::scaled(start, read_counter(), scale),
             None => nanos_of(start_at.elapsed()),
         }
     }
 
-    /// Nanoseconds from counter reading `start` to `end`; `None` while the counter's
-    /// rate is not known (or there is no counter).
+    /// Nanoseconds from counter reading `start` to `end` at `scale` (nanoseconds per
+    /// tick × 2^[`SHIFT`]).
     #[inline]
-    pub(super) fn nanos_between(&self, start: u64, end: u64) -> Option<u64> {
-        let scale = self.scale?;
+    fn scaled(start: u64, end: u64, scale: u64) -> u64 {
         // A counter read on another core that is a little behind (a thread that
         // moved, `--no-pin`) gives a "negative" span: none.
         let ticks = end.wrapping_sub(start);
         let ticks = if (ticks as i64) < 0 { 0 } else { ticks };
         // Ticks beyond 2^32 (seconds) would overflow the product: they take the wide
         // multiplication.
-        Some(match ticks.checked_mul(scale) {
+        match ticks.checked_mul(scale) {
             Some(p) => p >> SHIFT,
             None => ((u128::from(ticks) * u128::from(scale)) >> SHIFT) as u64,
-        })
+        }
     }
 }
 
