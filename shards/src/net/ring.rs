@@ -22,6 +22,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
@@ -153,6 +154,8 @@ struct Pending {
 /// One shard's ring.
 pub struct Ring {
     uring: IoUring,
+    /// The completion queue, read through a mapping of our own (see [`Cq`]).
+    cq: Cq,
     mode: IoMode,
     /// The provided receive buffers, if the kernel took them.
     bufs: Option<BufRing>,
@@ -224,6 +227,7 @@ impl Ring {
                 "io_uring lacks timed waits (IORING_FEAT_EXT_ARG) or NODROP; Linux 5.11+ needed",
             ));
         }
+        let cq = Cq::new(&uring)?;
         // Optional speed-ups; each works without the others.
         let fixed = uring.submitter().register_files_sparse(FIXED_FILES).is_ok();
         let bufs = BufRing::new(&uring, GROUP, PROVIDED_BUFFERS, PROVIDED_SIZE)
@@ -231,6 +235,7 @@ impl Ring {
             .ok();
         Ok(Self {
             uring,
+            cq,
             mode,
             bufs,
             msg_bufs: None,
@@ -624,8 +629,9 @@ impl Ring {
     }
 
     /// Whether completions wait in the completion queue.
+    #[inline]
     pub fn ready(&mut self) -> bool {
-        !self.uring.completion().is_empty()
+        self.cq.arrived() != 0
     }
 
     /// Submits what was pushed without waiting; in busy-poll mode the SQPOLL thread
@@ -652,7 +658,7 @@ impl Ring {
     /// before taking the next, without a list in between.
     #[inline(always)]
     pub fn next_completion(&mut self) -> Option<Option<Completion>> {
-        let cqe = self.uring.completion().next()?;
+        let cqe = self.cq.pop()?;
         Some(self.finish(&cqe))
     }
 
@@ -773,6 +779,134 @@ impl Drop for Ring {
                 std::mem::forget(p.buf);
             }
         }
+    }
+}
+
+/// The completion queue, through a second mapping of the kernel's ring made here.
+///
+/// The io-uring crate's `CompletionQueue` is a view made afresh for each look: it loads
+/// the kernel's head (which only we write) and tail through the crate's pointers, and
+/// stores the head back when it is dropped, even when it found nothing. Its pointers
+/// are not public, so this maps the same ring again and keeps the head, which only we
+/// change, at hand: a look is one load of the tail, and a completion taken one store of
+/// the head. Nothing else reads completions (the crate's view is never made), so the
+/// two never disagree about the head.
+struct Cq {
+    /// The kernel's head, which the kernel reads to know which slots it may fill again.
+    khead: *const AtomicU32,
+    /// The kernel's tail: the entries before it are written.
+    ktail: *const AtomicU32,
+    cqes: *const cqueue::Entry,
+    mask: u32,
+    /// Entries taken so far (wrapping); the kernel's head always holds it.
+    head: u32,
+    map: *mut libc::c_void,
+    len: usize,
+}
+
+impl Cq {
+    fn new(uring: &IoUring) -> io::Result<Self> {
+        // struct io_uring_params and struct io_cqring_offsets (linux/io_uring.h).
+        #[repr(C)]
+        struct Params {
+            sq_entries: u32,
+            cq_entries: u32,
+            flags_to_resv: [u32; 8],
+            sq_off: [u32; 10],
+            cq_off: CqOffsets,
+        }
+        #[repr(C)]
+        struct CqOffsets {
+            head: u32,
+            tail: u32,
+            ring_mask: u32,
+            ring_entries: u32,
+            overflow: u32,
+            cqes: u32,
+            flags: u32,
+            resv1: u32,
+            user_addr: u64,
+        }
+        const IORING_OFF_CQ_RING: libc::off_t = 0x800_0000;
+        const _: () = assert!(std::mem::size_of::<Params>() == 120);
+        const _: () = assert!(std::mem::size_of::<io_uring::Parameters>() == 120);
+        // SAFETY: `Parameters` is documented as a transparent wrapper of the kernel's
+        // `io_uring_params`, which `Params` spells out (same size, checked above, and
+        // the same alignment, that of its one u64).
+        let p = unsafe { &*std::ptr::from_ref(uring.params()).cast::<Params>() };
+        let off = &p.cq_off;
+        let len = off.cqes as usize + p.cq_entries as usize * std::mem::size_of::<cqueue::Entry>();
+        // SAFETY: a fresh shared mapping of the ring's completion queue, as the crate
+        // maps it (with one ring mapping for both queues, the kernel gives that one for
+        // either offset); nothing is overwritten.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                uring.as_raw_fd(),
+                IORING_OFF_CQ_RING,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let at = |o: u32| map.cast::<u8>().wrapping_add(o as usize);
+        let khead = at(off.head).cast::<AtomicU32>().cast_const();
+        let ktail = at(off.tail).cast::<AtomicU32>().cast_const();
+        // SAFETY: the kernel's offsets lie inside the mapping; the mask is set before
+        // the ring is handed out and never changes, and no completion is taken yet.
+        let (mask, head) = unsafe {
+            (
+                at(off.ring_mask).cast::<u32>().read(),
+                (*khead).load(Ordering::Relaxed),
+            )
+        };
+        Ok(Self {
+            khead,
+            ktail,
+            cqes: at(off.cqes).cast::<cqueue::Entry>().cast_const(),
+            mask,
+            head,
+            map,
+            len,
+        })
+    }
+
+    /// How many completions wait.
+    #[inline(always)]
+    fn arrived(&self) -> u32 {
+        // SAFETY: the tail lies inside the mapping, which lives as long as `self`.
+        // Acquire: the entries the kernel wrote before it moved the tail are visible.
+        let tail = unsafe { (*self.ktail).load(Ordering::Acquire) };
+        tail.wrapping_sub(self.head)
+    }
+
+    /// Takes the completion at the head, if any, and gives its slot back to the kernel.
+    #[inline(always)]
+    fn pop(&mut self) -> Option<cqueue::Entry> {
+        if self.arrived() == 0 {
+            return None;
+        }
+        // SAFETY: the entry at the head is inside the mapping (masked) and was written
+        // by the kernel before it moved the tail past it (loaded with Acquire); the
+        // kernel does not write it again until the head moves on, which the release
+        // store publishes only after the entry is copied.
+        unsafe {
+            let cqe = (*self.cqes.add((self.head & self.mask) as usize)).clone();
+            self.head = self.head.wrapping_add(1);
+            (*self.khead).store(self.head, Ordering::Release);
+            Some(cqe)
+        }
+    }
+}
+
+impl Drop for Cq {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; the ring's memory stays
+        // for the crate's own mapping as long as that is there.
+        unsafe { libc::munmap(self.map, self.len) };
     }
 }
 
