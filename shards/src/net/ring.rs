@@ -446,22 +446,12 @@ impl Ring {
     }
 
     /// A timer: completes with `-ETIME` once `after` has passed (on the monotonic clock,
-    /// from its submission), or with `-ECANCELED` if [`Ring::remove_timeout`] got to it
-    /// first. Returns the operation's number, for [`Ring::remove_timeout`].
+    /// from its submission), or with `-ECANCELED` if [`Ring::cancel_op`] got to it first.
+    /// Returns the operation's number, for [`Ring::cancel_op`].
     pub fn timeout(&mut self, after: Duration, token: u64) -> io::Result<u32> {
         let ts = Box::new(types::Timespec::from(after));
         let entry = opcode::Timeout::new(&raw const *ts).build();
         self.push_op(entry, token, Kind::Plain, OpBuf::Timespec(ts))
-    }
-
-    /// Asks the kernel to remove timer `op` (a number [`Ring::timeout`] returned), which
-    /// then completes with `-ECANCELED` unless it already fired. Only while `op` is
-    /// pending, for the reason [`Ring::cancel_op`] gives.
-    pub fn remove_timeout(&mut self, op: u32) -> io::Result<()> {
-        let entry = opcode::TimeoutRemove::new(u64::from(op))
-            .build()
-            .user_data(CANCEL);
-        self.push_entry(&entry)
     }
 
     /// Asks the kernel to cancel every pending operation (each then completes, usually

@@ -263,7 +263,7 @@ pub(super) struct Shard {
 struct Armed {
     /// The deadline it was armed for.
     at: Instant,
-    /// Its operation's number, to remove it ([`Ring::remove_timeout`]).
+    /// Its operation's number, to remove it ([`Ring::cancel_op`]).
     op: u32,
     /// Its number in its token ([`Token::Timer`]).
     number: u32,
@@ -822,7 +822,7 @@ impl Shard {
             return Some(Duration::ZERO);
         }
         if let Some(t) = self.timer.take()
-            && let Err(e) = self.ctx.ring.remove_timeout(t.op)
+            && let Err(e) = self.ctx.ring.cancel_op(t.op)
         {
             // It fires at its time: one spurious turn.
             tracing::error!(error = %e, "cannot remove the loop's timer");

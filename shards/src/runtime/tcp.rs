@@ -212,7 +212,7 @@ pub(super) struct Tcp {
     /// The earliest of `next_sweep`, the first draining connection's deadline and the
     /// paused listeners' back-offs ([`Tcp::refresh_due`]): one test instead of three.
     due: Option<Instant>,
-    /// `due` was worked out again since [`Tcp::take_deadline_moved`] last looked.
+    /// `due` was worked out again since [`Tcp::take_deadline`] last took it.
     due_moved: bool,
     /// Buffer bytes freed since the allocator was last asked to return memory.
     freed: usize,
@@ -306,7 +306,8 @@ impl Tcp {
         self.due_moved
     }
 
-    /// Works [`Tcp::take_deadline`]'s deadline out again; called wherever one of its parts moves.
+    /// Works [`Tcp::take_deadline`]'s deadline out again; called wherever one of its
+    /// parts moves.
     fn refresh_due(&mut self) {
         let paused = self.listeners.iter().filter_map(|l| l.paused_until).min();
         let draining = self.draining.front().map(|&(t, _)| t);
