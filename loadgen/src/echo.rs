@@ -22,12 +22,21 @@
 //! stream with the core's [`rserpool::wire::framing`]. Over SCTP it mirrors one shard of the registrar's
 //! runtime minus the registrar: one one-to-many socket (PPID 11), one thread, one
 //! io_uring with one recvmsg always pending and one sendmsg in flight.
+//!
+//! A floor set against a registrar in another process runs in another process too
+//! ([`EchoProcess`]), so that both round trips cross the same boundary: between
+//! threads of one process a switch keeps the address space, which can only flatter the
+//! floor.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -173,31 +182,10 @@ impl EchoResponder {
         }
     }
 
-    /// Starts a responder for the floor of a run against `registrar`: on the
-    /// registrar's address and transport when that address is local (so both round
-    /// trips take the same path), else on loopback; any free port.
+    /// Starts a responder for the floor of a run against `registrar`, in this process,
+    /// where [`crate::echo::beside`] puts it.
     pub fn beside(registrar: Target, answers: Answers) -> io::Result<Self> {
-        let here = Target {
-            transport: registrar.transport,
-            addr: SocketAddr::new(registrar.addr.ip(), 0),
-        };
-        match Self::start(here, answers.clone()) {
-            Ok(r) => Ok(r),
-            Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
-                let lo = match registrar.addr.ip() {
-                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                };
-                Self::start(
-                    Target {
-                        transport: registrar.transport,
-                        addr: SocketAddr::new(lo, 0),
-                    },
-                    answers,
-                )
-            }
-            Err(e) => Err(e),
-        }
+        Self::start(beside(registrar), answers)
     }
 
     /// Size of the canned answer in bytes.
@@ -231,6 +219,120 @@ impl Drop for EchoResponder {
             None => drop(TcpStream::connect(self.target.addr)),
         }
     }
+}
+
+/// Where the floor of a run against `registrar` listens: on the registrar's address
+/// and transport when that address is local (so both round trips take the same path),
+/// else on loopback; any free port.
+pub fn beside(registrar: Target) -> Target {
+    let ip = registrar.addr.ip();
+    let local = UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok();
+    let ip = match ip {
+        _ if local => ip,
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    };
+    Target {
+        transport: registrar.transport,
+        addr: SocketAddr::new(ip, 0),
+    }
+}
+
+/// An echo responder in a process of its own: `program echo --listen URI --answer-hex
+/// HEX`, `program` being the load generator's binary. Stopped when dropped, and killed
+/// with this process however it ends.
+#[derive(Debug)]
+pub struct EchoProcess {
+    /// Where it listens.
+    pub target: Target,
+    answer_bytes: usize,
+    child: Child,
+}
+
+impl EchoProcess {
+    /// Starts `program`'s responder at `listen` (port 0 picks one) answering
+    /// resolutions with `answer`, and returns once it listens.
+    pub fn start(program: &Path, listen: Target, answer: &[u8]) -> io::Result<Self> {
+        let mut cmd = Command::new(program);
+        cmd.args(["echo", "--listen", &listen.to_string(), "--answer-hex"])
+            .arg(to_hex(answer))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        rserpool_shards::net::process::die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| {
+            io::Error::new(e.kind(), format!("starting {}: {e}", program.display()))
+        })?;
+        // Its first line names the address (`echo_cmd`); it writes no other.
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out).read_line(&mut line)?;
+        }
+        let target = line
+            .strip_prefix("echo responder on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|uri| uri.parse::<Target>().ok());
+        match target {
+            Some(target) => Ok(Self {
+                target,
+                answer_bytes: answer.len(),
+                child,
+            }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let mut why = String::new();
+                if let Some(mut err) = child.stderr.take() {
+                    let _ = err.read_to_string(&mut why);
+                }
+                Err(io::Error::other(format!(
+                    "the echo responder at {listen} did not start: {}",
+                    why.trim()
+                )))
+            }
+        }
+    }
+
+    /// Size of the canned answer in bytes.
+    pub fn answer_bytes(&self) -> usize {
+        self.answer_bytes
+    }
+
+    /// The responder's process ID.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for EchoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `bytes` as lowercase hexadecimal digits, two per byte.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The bytes that `hex` spells, two digits each (either case); `None` for an odd
+/// count or a character that is not a hexadecimal digit.
+pub fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    let digits = hex.as_bytes();
+    if !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let value = |d: u8| (d as char).to_digit(16).map(|v| v as u8);
+    digits
+        .chunks(2)
+        .map(|pair| Some(value(pair[0])? << 4 | value(pair[1])?))
+        .collect()
 }
 
 fn accept_tcp(listener: &TcpListener, answers: &Arc<Answers>, stop: &AtomicBool) -> io::Result<()> {
@@ -410,5 +512,29 @@ mod tests {
         conn.send_bytes(&req).unwrap();
         assert_eq!(conn.recv_bytes().unwrap(), &canned[..]);
         drop(echo);
+    }
+
+    #[test]
+    fn hex_spells_every_byte_and_refuses_what_is_not_hex() {
+        let all: Vec<u8> = (0..=255).collect();
+        let hex = to_hex(&all);
+        assert_eq!(&hex[..8], "00010203");
+        assert_eq!(from_hex(&hex).as_deref(), Some(&all[..]));
+        assert_eq!(from_hex("0aFf").as_deref(), Some(&[0x0a, 0xff][..]));
+        assert_eq!(from_hex(""), Some(Vec::new()));
+        for bad in ["0", "0g", "+f", " 1", "\u{e9}"] {
+            assert_eq!(from_hex(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_floor_listens_on_a_local_registrar_address_else_on_loopback() {
+        let local: Target = "tcp://127.0.0.1:4000".parse().unwrap();
+        assert_eq!(beside(local).addr, "127.0.0.1:0".parse().unwrap());
+        // 192.0.2.1 (documentation range) is on no interface here.
+        let remote: Target = "sctp://192.0.2.1:4000".parse().unwrap();
+        let b = beside(remote);
+        assert_eq!(b.transport, Transport::Sctp);
+        assert_eq!(b.addr, "127.0.0.1:0".parse().unwrap());
     }
 }

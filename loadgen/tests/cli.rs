@@ -70,3 +70,40 @@ fn an_output_path_that_is_a_directory_is_refused() {
     assert!(stderr.contains("is a directory"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn an_answer_that_is_not_hex_or_not_asap_is_refused_by_name() {
+    for (hex, why) in [
+        ("0g", "hexadecimal"),
+        ("123", "hexadecimal"),
+        ("0102", "not an ASAP message"),
+    ] {
+        let out = loadgen(&["echo", "--listen", "tcp://127.0.0.1:0", "--answer-hex", hex]);
+        assert!(!out.status.success(), "{hex}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--answer-hex") && stderr.contains(why),
+            "{hex}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{hex}: nothing listened");
+    }
+}
+
+#[test]
+fn rounds_without_a_closed_loop_floor_are_refused() {
+    for extra in [&["--no-floor"][..], &["--rate", "1000"][..]] {
+        let mut args = vec![
+            "resolve",
+            "--registrar",
+            "tcp://127.0.0.1:1",
+            "--rounds",
+            "3",
+        ];
+        args.extend(extra);
+        let out = loadgen(&args);
+        assert!(!out.status.success(), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--rounds 3"), "{extra:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{extra:?}: nothing ran");
+    }
+}

@@ -198,3 +198,107 @@ fn a_standalone_echo_responder_stands_in_for_a_registrar() {
     echo.kill().unwrap();
     echo.wait().unwrap();
 }
+
+/// `resolve --rounds N` takes turns between the registrar and the floor, each round
+/// giving one rate ratio, the floor in a process of its own unless asked otherwise.
+#[test]
+fn rounds_take_turns_between_the_registrar_and_a_floor_in_its_own_process() {
+    let (handle, uri) = registrar();
+    for (extra, in_process) in [(None, false), (Some("--floor-in-process"), true)] {
+        let mut args = vec![
+            "resolve",
+            "--registrar",
+            &uri,
+            "--pes",
+            "20",
+            "--pus",
+            "2",
+            "--duration",
+            "0.2",
+            "--rounds",
+            "3",
+        ];
+        args.extend(extra);
+        let (out, doc) = loadgen(&args);
+        let summary = &doc["summary"];
+        let rounds = summary["max_rate_over_floor_rounds"].as_array().unwrap();
+        assert_eq!(rounds.len(), 3, "{summary}");
+        assert!(
+            rounds.iter().all(|r| r.as_f64().unwrap() > 0.0),
+            "{summary}"
+        );
+        assert_eq!(summary["floor_in_process"], in_process);
+        let median = summary["max_rate_over_floor"].as_f64().unwrap();
+        assert_eq!(
+            median,
+            rounds[1].as_f64().unwrap(),
+            "the middle of three, sorted"
+        );
+        // Three windows each, their rates over all three.
+        for name in ["resolution (closed loop)", "echo floor (closed loop)"] {
+            let s = series(&doc, name);
+            assert!(s["count"].as_u64().unwrap() > 0, "{s}");
+            assert_eq!(s["errors"], 0);
+            let elapsed = s["count"].as_f64().unwrap() / s["rate_per_s"].as_f64().unwrap();
+            assert!(elapsed >= 0.6, "{name}: {elapsed} s");
+        }
+        let where_ = if in_process {
+            "in the load generator's process"
+        } else {
+            "in its own process"
+        };
+        assert!(String::from_utf8_lossy(&out.stdout).contains(where_));
+    }
+    handle.shutdown().unwrap();
+}
+
+/// The floor's own process answers resolutions with the bytes it was given, is
+/// another process than ours, and is gone once dropped.
+#[test]
+fn an_echo_process_replays_the_answer_it_was_given_until_dropped() {
+    use rserpool::PoolHandle;
+    use rserpool::client::resolution_request;
+    use rserpool_loadgen::conn::{Conn, Target};
+    use rserpool_loadgen::echo::{Answers, EchoProcess};
+
+    let pool = PoolHandle::from("ApartPool");
+    let answer = Answers::resolution(&pool, 4, "127.0.0.1".parse().unwrap())
+        .canned()
+        .to_vec();
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_rserpool-loadgen"));
+    let listen: Target = "tcp://127.0.0.1:0".parse().unwrap();
+    let echo = EchoProcess::start(program, listen, &answer).unwrap();
+    assert_ne!(echo.id(), std::process::id());
+    assert_eq!(echo.answer_bytes(), answer.len());
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", echo.id()));
+    assert!(proc_dir.exists());
+    let mut conn = Conn::connect(echo.target).unwrap();
+    let mut req = Vec::new();
+    resolution_request(&pool, Some(4), &mut req);
+    for _ in 0..3 {
+        conn.send_bytes(&req).unwrap();
+        assert_eq!(conn.recv_bytes().unwrap(), &answer[..]);
+    }
+    let target = echo.target;
+    drop(echo);
+    assert!(!proc_dir.exists(), "killed and reaped");
+    assert!(std::net::TcpStream::connect(target.addr).is_err());
+}
+
+/// A responder that cannot start says why (here: an address on no interface).
+#[test]
+fn an_echo_process_that_cannot_listen_says_why() {
+    use rserpool::PoolHandle;
+    use rserpool_loadgen::echo::{Answers, EchoProcess};
+
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_rserpool-loadgen"));
+    let answers = Answers::resolution(&PoolHandle::from("P"), 1, "127.0.0.1".parse().unwrap());
+    let listen = "tcp://192.0.2.1:0".parse().unwrap();
+    let err = EchoProcess::start(program, listen, answers.canned())
+        .unwrap_err()
+        .to_string();
+    // Its own error after ours: where it tried to listen, and the system's reason.
+    assert!(err.contains("did not start"), "{err}");
+    assert!(err.contains("listening at tcp://192.0.2.1:0"), "{err}");
+    assert!(err.contains("assign"), "EADDRNOTAVAIL: {err}");
+}

@@ -53,10 +53,21 @@ impl Series {
         let _ = self.hist.record(ns);
     }
 
+    /// Adds a measurement taken over the same window (another thread's share of it):
+    /// the elapsed time is the longer of the two.
     pub fn merge(&mut self, other: &Series) {
         let _ = self.hist.add(&other.hist);
         self.errors += other.errors;
         self.elapsed = self.elapsed.max(other.elapsed);
+    }
+
+    /// Adds a later measurement of the same operation (the next round of a run):
+    /// unlike [`Series::merge`] of windows side by side, the elapsed times add up, so
+    /// the rate is over both windows.
+    pub fn append(&mut self, later: &Series) {
+        let _ = self.hist.add(&later.hist);
+        self.errors += later.errors;
+        self.elapsed += later.elapsed;
     }
 
     pub fn count(&self) -> u64 {
@@ -173,6 +184,17 @@ mod tests {
         assert!((s.rate() - 2000.0).abs() < 1e-6);
         assert_eq!(human(Duration::from_nanos(850)), "850 ns");
         assert_eq!(human(Duration::from_micros(1200)), "1.20 ms");
+    }
+
+    #[test]
+    fn rounds_one_after_another_add_their_windows_and_side_by_side_share_one() {
+        let mut rounds = series();
+        rounds.append(&series());
+        assert_eq!((rounds.count(), rounds.errors), (2000, 4));
+        assert!((rounds.rate() - 2000.0).abs() < 1e-6, "{}", rounds.rate());
+        let mut threads = series();
+        threads.merge(&series());
+        assert!((threads.rate() - 4000.0).abs() < 1e-6, "{}", threads.rate());
     }
 
     #[test]

@@ -333,7 +333,7 @@ mod tests {
     use super::*;
 
     /// Value names in `--help`, one style everywhere: units spelt out.
-    const VALUE_NAMES: [&str; 14] = [
+    const VALUE_NAMES: [&str; 15] = [
         "URI",
         "NAME",
         "N",
@@ -346,6 +346,7 @@ mod tests {
         "FILE",
         "DIR",
         "PATH",
+        "HEX",
         "LEVEL",
         "MODE",
     ];

@@ -9,7 +9,7 @@ use clap::Args;
 use rserpool::PoolHandle;
 use rserpool::client::resolution_request;
 use rserpool_loadgen::conn::Target;
-use rserpool_loadgen::echo::{Answers, EchoResponder};
+use rserpool_loadgen::echo::{self, Answers, EchoProcess, EchoResponder};
 use rserpool_loadgen::failover::{FailoverConfig, Mode};
 use rserpool_loadgen::farm::{Farm, Notice};
 use rserpool_loadgen::report::{self, Progress, Series, human};
@@ -25,6 +25,8 @@ use super::{
 const MAX_ITEMS: i64 = 1024;
 /// Most failover trials of one kind.
 const MAX_TRIALS: i64 = 1_000_000;
+/// Most rounds of registrar-then-floor windows.
+const MAX_ROUNDS: i64 = 1000;
 
 #[derive(Debug, Args)]
 struct ResolveOpts {
@@ -59,6 +61,17 @@ pub(super) struct ResolveArgs {
     /// in the same run).
     #[arg(long)]
     no_floor: bool,
+    /// With --rate max: measure the registrar and the floor N times each, taking turns
+    /// (registrar, floor, registrar, …, each for --duration), and report the rate ratio
+    /// as the median of the N rounds' ratios, so that the machine's own drift (other
+    /// tenants, frequency) weighs on both sides alike.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_ROUNDS))]
+    rounds: u32,
+    /// Run the echo floor on threads of the load generator instead of in a process of
+    /// its own (the default, so that its round trips cross a process boundary as a
+    /// registrar's do).
+    #[arg(long)]
+    floor_in_process: bool,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +121,63 @@ pub(super) struct EchoArgs {
     /// `max` (closed loop) or requests per second (open loop).
     #[arg(long, value_name = "max|PER_SECOND", default_value = "max")]
     rate: Rate,
+    /// Answer resolutions with this ASAP message (hexadecimal, two digits per byte)
+    /// instead of a canned answer of --items PEs: a registrar's own answer, replayed.
+    /// `resolve` starts its floor this way.
+    #[arg(long, value_name = "HEX", value_parser = asap_hex, conflicts_with = "items")]
+    answer_hex: Option<AsapBytes>,
+}
+
+/// An encoded ASAP message given on the command line.
+#[derive(Clone, Debug)]
+struct AsapBytes(Vec<u8>);
+
+fn asap_hex(s: &str) -> Result<AsapBytes, String> {
+    let bytes =
+        echo::from_hex(s).ok_or_else(|| "not hexadecimal digits, two per byte".to_owned())?;
+    rserpool::wire::AsapMessage::decode(&bytes).map_err(|e| format!("not an ASAP message: {e}"))?;
+    Ok(AsapBytes(bytes))
+}
+
+/// How the echo floor runs beside a registrar.
+#[derive(Clone, Copy, Debug)]
+struct FloorOpts {
+    /// Whether there is one.
+    on: bool,
+    /// On a thread of this process rather than in a process of its own.
+    in_process: bool,
+    /// Registrar-then-floor closed-loop rounds (--rate max).
+    rounds: u32,
+}
+
+/// A running echo floor, here or in its own process.
+#[derive(Debug)]
+enum Floor {
+    Here(EchoResponder),
+    Apart(EchoProcess),
+}
+
+impl Floor {
+    fn target(&self) -> Target {
+        match self {
+            Floor::Here(e) => e.target,
+            Floor::Apart(e) => e.target,
+        }
+    }
+
+    fn answer_bytes(&self) -> usize {
+        match self {
+            Floor::Here(e) => e.answer_bytes(),
+            Floor::Apart(e) => e.answer_bytes(),
+        }
+    }
+
+    fn whereabouts(&self) -> &'static str {
+        match self {
+            Floor::Here(_) => "in the load generator's process",
+            Floor::Apart(_) => "in its own process",
+        }
+    }
 }
 
 /// How fast pool users resolve.
@@ -149,7 +219,7 @@ fn resolve(
     common: &Common,
     opts: &ResolveOpts,
     rate: Rate,
-    (hold, floor): (Duration, bool),
+    (hold, floor): (Duration, FloorOpts),
     out: &mut Output,
 ) -> anyhow::Result<()> {
     let duration = seconds(opts.duration, "--duration")?;
@@ -196,23 +266,63 @@ fn resolve(
     let mut max_rate = None;
     // The registrar's own answer, which the echo floor replays.
     let mut answer = Vec::new();
+    // Started once that answer is known.
+    let mut echo: Option<Floor> = None;
     if matches!(rate, Rate::Max | Rate::OfMax(_)) {
-        let _p = Progress::start("resolve, closed loop", duration);
-        let run = closed_loop(
-            target,
-            &request,
-            opts.pus,
-            duration,
-            positive_resolution,
-            ("resolution.closed", "resolution (closed loop)"),
-        )?;
-        let s = run.latency;
-        answer = run.answer;
-        anyhow::ensure!(
-            s.count() == 0 || run.items == want_items,
-            "answers held {} PEs, not {want_items}",
-            run.items
-        );
+        // At --rate max the floor is timed closed loop too, in turns with the
+        // registrar; at P% it is timed open loop below.
+        let turns = floor.on && rate == Rate::Max;
+        let rounds = if turns { floor.rounds } else { 1 };
+        let mut s = Series::new("resolution.closed", "resolution (closed loop)");
+        let mut f = Series::new("floor.closed", "echo floor (closed loop)");
+        let mut ratios = Vec::new();
+        for round in 1..=rounds {
+            let of = match rounds {
+                1 => String::new(),
+                n => format!(", round {round} of {n}"),
+            };
+            let run = {
+                let _p = Progress::start(&format!("resolve, closed loop{of}"), duration);
+                closed_loop(
+                    target,
+                    &request,
+                    opts.pus,
+                    duration,
+                    positive_resolution,
+                    (&s.id, &s.label),
+                )?
+            };
+            anyhow::ensure!(
+                run.latency.count() == 0 || run.items == want_items,
+                "answers held {} PEs, not {want_items}",
+                run.items
+            );
+            if answer.is_empty() {
+                answer = run.answer;
+            }
+            if turns {
+                let e = match echo.take() {
+                    Some(e) => e,
+                    None => floor_beside(target, &answer, &pool, want_items, floor.in_process)?,
+                };
+                let _p = Progress::start(&format!("echo floor, closed loop{of}"), duration);
+                let fl = closed_loop(
+                    e.target(),
+                    &request,
+                    opts.pus,
+                    duration,
+                    positive_resolution,
+                    (&f.id, &f.label),
+                )?
+                .latency;
+                echo = Some(e);
+                if fl.rate() > 0.0 {
+                    ratios.push(run.latency.rate() / fl.rate());
+                }
+                f.append(&fl);
+            }
+            s.append(&run.latency);
+        }
         max_rate = Some(s.rate());
         out.summary.insert("max_rate_per_s".into(), s.rate().into());
         out.lines.push(format!(
@@ -221,7 +331,14 @@ fn resolve(
             opts.pus,
             human(s.quantile(0.99))
         ));
-        out.series.push(s);
+        if let Some(e) = echo.as_ref().filter(|_| turns) {
+            rate_lines(&s, &f, &mut ratios, e, out);
+            ratio_lines(&s, &f, e, out);
+            out.series.push(s);
+            out.series.push(f);
+        } else {
+            out.series.push(s);
+        }
     }
     let open_rate = match rate {
         Rate::Max => None,
@@ -252,11 +369,11 @@ fn resolve(
             out.lines
                 .push(format!("{} requests got no answer", res.lost));
         }
-        if floor {
-            let echo = floor_beside(target, answer, &pool, want_items)?;
+        if floor.on {
+            let echo = floor_beside(target, &answer, &pool, want_items, floor.in_process)?;
             let _p = Progress::start("echo floor, open loop", duration);
             let floor = open_loop(
-                echo.target,
+                echo.target(),
                 &request,
                 opts.pus,
                 r,
@@ -267,21 +384,6 @@ fn resolve(
             ratio_lines(&resolution, &floor.latency, &echo, out);
             out.series.push(floor.latency);
         }
-    } else if floor {
-        let resolution = out.series[out.series.len() - 1].clone();
-        let echo = floor_beside(target, answer, &pool, want_items)?;
-        let _p = Progress::start("echo floor, closed loop", duration);
-        let floor = closed_loop(
-            echo.target,
-            &request,
-            opts.pus,
-            duration,
-            positive_resolution,
-            ("floor.closed", "echo floor (closed loop)"),
-        )?
-        .latency;
-        ratio_lines(&resolution, &floor, &echo, out);
-        out.series.push(floor);
     }
     // PEs whose connection the registrar closed (RSPLIB aborts a PE association on a
     // keep-alive timeout), while resolving and then while held.
@@ -314,24 +416,70 @@ fn lost_pes(farm: &Farm) -> u64 {
         .count() as u64
 }
 
-/// The echo floor of a run against `target`: beside it, replaying the registrar's
-/// `answer` (or, if no answer passed the check, a resolution answer of `items` PEs).
+/// The echo floor of a run against `target`: beside it ([`echo::beside`]), in this
+/// process or in its own, replaying the registrar's `answer` (or, if no answer passed
+/// the check, a resolution answer of `items` PEs).
 fn floor_beside(
     target: Target,
-    answer: Vec<u8>,
+    answer: &[u8],
     pool: &PoolHandle,
     items: usize,
-) -> anyhow::Result<EchoResponder> {
+    in_process: bool,
+) -> anyhow::Result<Floor> {
     let answers = if answer.is_empty() {
         Answers::resolution(pool, items as u32, target.addr.ip())
     } else {
-        Answers::new(answer)
+        Answers::new(answer.to_vec())
     };
-    EchoResponder::beside(target, answers)
-        .with_context(|| format!("starting the echo floor beside {target}"))
+    let what = || format!("starting the echo floor beside {target}");
+    if in_process {
+        return Ok(Floor::Here(
+            EchoResponder::beside(target, answers).with_context(what)?,
+        ));
+    }
+    let program = std::env::current_exe().context("finding this program to run the floor")?;
+    let listen = echo::beside(target);
+    Ok(Floor::Apart(
+        EchoProcess::start(&program, listen, answers.canned()).with_context(what)?,
+    ))
 }
 
-fn ratio_lines(res: &Series, floor: &Series, echo: &EchoResponder, out: &mut Output) {
+/// The closed-loop rate against the floor's: over all rounds, and the median of the
+/// rounds' own ratios (sorts `ratios`).
+fn rate_lines(res: &Series, floor: &Series, ratios: &mut [f64], echo: &Floor, out: &mut Output) {
+    if ratios.is_empty() {
+        return;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    let median = (ratios[(n - 1) / 2] + ratios[n / 2]) / 2.0;
+    out.summary
+        .insert("floor_max_rate_per_s".into(), floor.rate().into());
+    out.summary
+        .insert("max_rate_over_floor".into(), median.into());
+    out.summary
+        .insert("max_rate_over_floor_rounds".into(), ratios.to_vec().into());
+    out.summary.insert(
+        "floor_in_process".into(),
+        matches!(echo, Floor::Here(_)).into(),
+    );
+    let rounds = match n {
+        1 => String::new(),
+        n => format!(
+            "; median of {n} rounds, each the registrar then the floor, from {:.2}x to {:.2}x",
+            ratios[0],
+            ratios[n - 1]
+        ),
+    };
+    out.lines.push(format!(
+        "maximum vs. transport floor ({}): {:.0}/s / {:.0}/s = {median:.2}x{rounds}",
+        echo.whereabouts(),
+        res.rate(),
+        floor.rate(),
+    ));
+}
+
+fn ratio_lines(res: &Series, floor: &Series, echo: &Floor, out: &mut Output) {
     if res.count() == 0 || floor.count() == 0 {
         return;
     }
@@ -341,7 +489,7 @@ fn ratio_lines(res: &Series, floor: &Series, echo: &EchoResponder, out: &mut Out
     out.summary.insert("p99_over_floor".into(), p99.into());
     out.summary.insert("p999_over_floor".into(), p999.into());
     out.summary
-        .insert("floor".into(), echo.target.to_string().into());
+        .insert("floor".into(), echo.target().to_string().into());
     out.lines.push(format!(
         "resolution vs. transport floor: p50 {} / {} = {p50:.2}x, p99 {} / {} = {p99:.2}x, \
          p99.9 {} / {} = {p999:.2}x (answers of {} bytes, floor at {})",
@@ -352,7 +500,7 @@ fn ratio_lines(res: &Series, floor: &Series, echo: &EchoResponder, out: &mut Out
         human(res.quantile(0.999)),
         human(floor.quantile(0.999)),
         echo.answer_bytes(),
-        echo.target,
+        echo.target(),
     ));
 }
 
@@ -401,7 +549,15 @@ pub(super) fn demo(a: DemoArgs, run: Run) -> anyhow::Result<()> {
         &a.common,
         &a.opts,
         Rate::OfMax(0.5),
-        (Duration::ZERO, true),
+        (
+            Duration::ZERO,
+            FloorOpts {
+                on: true,
+                // Beside a registrar in this process, the floor's place too.
+                in_process: local.is_some(),
+                rounds: 1,
+            },
+        ),
         &mut out,
     )?;
     let failover_pool = format!("{}-failover", a.common.pool);
@@ -449,15 +605,19 @@ pub(super) fn resolve_cmd(a: &ResolveArgs, run: Run) -> anyhow::Result<()> {
     } else {
         Duration::ZERO
     };
+    anyhow::ensure!(
+        a.rounds == 1 || (a.rate == Rate::Max && !a.no_floor),
+        "--rounds {} takes turns between the registrar and the echo floor: it needs --rate max \
+         and the floor (no --no-floor)",
+        a.rounds
+    );
     let roles = (a.registrars.pe()?, a.registrars.pu()?);
-    resolve(
-        roles,
-        &a.common,
-        &a.opts,
-        a.rate,
-        (hold, !a.no_floor),
-        &mut out,
-    )?;
+    let floor = FloorOpts {
+        on: !a.no_floor,
+        in_process: a.floor_in_process,
+        rounds: a.rounds,
+    };
+    resolve(roles, &a.common, &a.opts, a.rate, (hold, floor), &mut out)?;
     out.finish(run, &a.common.files, a.registrars.json()?)
 }
 
@@ -469,14 +629,21 @@ pub(super) fn echo_cmd(a: &EchoArgs) -> anyhow::Result<()> {
         std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
         ip => ip,
     };
-    let answers = Answers::resolution(&pool, a.items, ip);
+    let (answers, what) = match &a.answer_hex {
+        Some(AsapBytes(bytes)) => (Answers::new(bytes.clone()), "the given answer".to_owned()),
+        None => (
+            Answers::resolution(&pool, a.items, ip),
+            format!("{} PEs", a.items),
+        ),
+    };
     let bytes = answers.canned().len();
     let echo =
         EchoResponder::start(listen, answers).with_context(|| format!("listening at {listen}"))?;
     if a.listen.is_some() {
+        // The first line, and the address its first word after "on": EchoProcess reads it.
         println!(
-            "echo responder on {} answers resolutions with {} PEs ({bytes} bytes) and registrations positively",
-            echo.target, a.items
+            "echo responder on {} answers resolutions with {what} ({bytes} bytes) and registrations positively",
+            echo.target
         );
         // Whoever started us reads the address before we block.
         std::io::Write::flush(&mut std::io::stdout())?;
