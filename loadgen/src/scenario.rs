@@ -2,8 +2,8 @@
 //! against the echo responder (the transport floor, [`crate::echo`]).
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -41,13 +41,26 @@ pub fn closed_loop(
     let conns = (0..pus.max(1))
         .map(|_| Conn::connect(target))
         .collect::<io::Result<Vec<_>>>()?;
-    let start = Instant::now() + Duration::from_millis(20);
+    let ready = Arc::new(Barrier::new(conns.len()));
+    let start_at = Arc::new(OnceLock::new());
     let threads: Vec<JoinHandle<io::Result<ClosedLoop>>> = conns
         .into_iter()
         .map(|mut conn| {
             let (request, latency) = (request.to_vec(), template.clone());
+            let schedule = Schedule {
+                ready: ready.clone(),
+                start: start_at.clone(),
+                offset: Duration::ZERO,
+                period: Duration::ZERO,
+            };
             std::thread::spawn(move || {
-                conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+                // One untimed round trip, then all start together ([`Schedule`]).
+                let setup = conn
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .and_then(|()| conn.send_bytes(&request))
+                    .and_then(|()| conn.recv_bytes().map(drop));
+                let start = schedule.first_send();
+                setup?;
                 let mut run = ClosedLoop {
                     latency,
                     answer: Vec::new(),
@@ -151,7 +164,9 @@ pub fn open_loop(
         .iter()
         .map(Conn::try_clone)
         .collect::<io::Result<Vec<_>>>()?;
-    let start = Instant::now() + Duration::from_millis(20);
+    // The schedule starts once every pool user is ready (below).
+    let ready = Arc::new(Barrier::new(pus as usize));
+    let start = Arc::new(OnceLock::new());
     let (finished, finish) = std::sync::mpsc::channel();
     let threads: Vec<_> = conns
         .into_iter()
@@ -160,10 +175,15 @@ pub fn open_loop(
             let request = request.to_vec();
             let latency = template.clone();
             let finished = finished.clone();
-            // Connections interleave their schedules evenly.
-            let first = start + period.mul_f64(k as f64 / f64::from(pus));
+            let schedule = Schedule {
+                ready: ready.clone(),
+                start: start.clone(),
+                // Connections interleave their schedules evenly.
+                offset: period.mul_f64(k as f64 / f64::from(pus)),
+                period,
+            };
             std::thread::spawn(move || {
-                let r = pu_open_loop(conn, &request, first, period, duration, check, latency);
+                let r = pu_open_loop(conn, &request, schedule, duration, check, latency);
                 let _ = finished.send(());
                 r
             })
@@ -172,7 +192,7 @@ pub fn open_loop(
     // A registrar that stops reading leaves a pool user blocked in a send, which no
     // receive timeout ends: past the schedule plus STALL_LIMIT every connection is shut
     // down, which wakes it, and the run fails instead of hanging.
-    let deadline = start + duration + STALL_LIMIT;
+    let deadline = Instant::now() + READY_DELAY + duration + STALL_LIMIT;
     let stalled = (0..threads.len()).any(|_| {
         finish
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -213,24 +233,75 @@ pub fn open_loop(
     Ok(total)
 }
 
-fn pu_open_loop(
-    conn: Conn,
-    request: &[u8],
-    first: Instant,
+/// How long after the last pool user is ready the schedule starts.
+const READY_DELAY: Duration = Duration::from_millis(20);
+
+/// One pool user's place in an open loop's schedule.
+struct Schedule {
+    /// Every pool user waits here once ready to send.
+    ready: Arc<Barrier>,
+    /// When the schedule starts, set by one of them once all are ready.
+    start: Arc<OnceLock<Instant>>,
+    /// This pool user's first request, after the start.
+    offset: Duration,
     period: Duration,
+}
+
+impl Schedule {
+    /// Waits until every pool user is ready, and returns this one's first send time.
+    ///
+    /// Every pool user starts its threads and makes one untimed round trip first: run
+    /// for the first time, that code costs far more than in steady state where it is
+    /// emulated (the lab VM translates it first; 4 open-loop pool users there were up
+    /// to 100 ms late at the start, the p99.9 of a 4 s run), and a schedule already
+    /// running would count that warm-up as the registrar's delay.
+    fn first_send(&self) -> Instant {
+        if self.ready.wait().is_leader() {
+            let _ = self.start.set(Instant::now() + READY_DELAY);
+        }
+        self.ready.wait();
+        // Set by the leader before the second wait, which every thread passed.
+        *self.start.get_or_init(|| Instant::now() + READY_DELAY) + self.offset
+    }
+}
+
+fn pu_open_loop(
+    mut conn: Conn,
+    request: &[u8],
+    schedule: Schedule,
     duration: Duration,
     check: Check,
     latency: Series,
 ) -> io::Result<OpenLoop> {
     let mut send_lag = send_lag_series(&latency);
-    let mut reader = conn.try_clone()?;
-    reader.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let period = schedule.period;
+    // The warm-up round trip and the receiver's handle. If either fails, this pool
+    // user still waits with the others, so that none is left waiting for it.
+    let setup = conn
+        .send_bytes(request)
+        .and_then(|()| conn.recv_bytes().map(drop))
+        .and_then(|()| conn.try_clone())
+        .and_then(|r| {
+            r.set_read_timeout(Some(Duration::from_millis(100)))
+                .map(|()| r)
+        });
+    let mut reader = match setup {
+        Ok(r) => r,
+        Err(e) => {
+            schedule.first_send();
+            return Err(e);
+        }
+    };
+    let (first_tx, first_rx) = std::sync::mpsc::channel::<Instant>();
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let receiver = {
         let (sent, done) = (sent.clone(), done.clone());
         std::thread::spawn(move || -> io::Result<(Series, u64, Vec<u8>)> {
             let mut latency = latency;
+            let Ok(first) = first_rx.recv() else {
+                return Ok((latency, 0, Vec::new()));
+            };
             let mut received = 0u64;
             let mut answer = Vec::new();
             let mut quiet_since: Option<Instant> = None;
@@ -280,7 +351,8 @@ fn pu_open_loop(
         })
     };
     tighten_timer_slack();
-    let mut conn = conn;
+    let first = schedule.first_send();
+    let _ = first_tx.send(first);
     let end = first + duration;
     let mut i = 0u64;
     loop {
@@ -350,4 +422,112 @@ pub fn await_pool(
 /// end on time (the default slack is 50 µs).
 pub fn tighten_timer_slack() {
     rserpool_shards::net::process::tighten_timer_slack();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::net::TcpListener;
+    use std::sync::Mutex;
+
+    use rserpool::client::resolution_request;
+
+    use super::*;
+    use crate::conn::read_frame;
+    use crate::echo::Answers;
+
+    /// A responder whose first connection answers its first request late; records when
+    /// that answer left and when every later request arrived.
+    struct SlowStart {
+        target: Target,
+        late_answer_sent: Arc<OnceLock<Instant>>,
+        arrivals: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    fn slow_start(pool: &PoolHandle) -> SlowStart {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = Target::tcp(listener.local_addr().unwrap());
+        let canned = Answers::resolution(pool, 3, "127.0.0.1".parse().unwrap())
+            .canned()
+            .to_vec();
+        let late_answer_sent: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+        let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let (sent, seen) = (late_answer_sent.clone(), Arc::clone(&arrivals));
+        std::thread::spawn(move || {
+            for (k, s) in listener.incoming().enumerate() {
+                let (mut s, canned) = (s.unwrap(), canned.clone());
+                let (sent, seen) = (sent.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut n = 0;
+                    while read_frame(&mut s, &mut buf).is_ok() {
+                        if n == 0 && k == 0 {
+                            std::thread::sleep(Duration::from_millis(300));
+                            let _ = sent.set(Instant::now());
+                        } else if n > 0 {
+                            seen.lock().unwrap().push(Instant::now());
+                        }
+                        n += 1;
+                        if s.write_all(&canned).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        SlowStart {
+            target,
+            late_answer_sent,
+            arrivals,
+        }
+    }
+
+    /// The schedule starts once every pool user has made its untimed first round trip,
+    /// so a slow first answer on one connection delays no timed request, on any.
+    #[test]
+    fn no_timed_request_leaves_before_every_warm_up_round_trip_ended() {
+        let pool = PoolHandle::from("WarmPool");
+        let mut request = Vec::new();
+        resolution_request(&pool, Some(3), &mut request);
+        for open in [true, false] {
+            let r = slow_start(&pool);
+            let duration = Duration::from_millis(200);
+            let (count, errors) = if open {
+                let run = open_loop(
+                    r.target,
+                    &request,
+                    4,
+                    400.0,
+                    duration,
+                    positive_resolution,
+                    ("t", "t"),
+                )
+                .unwrap();
+                assert_eq!(run.lost, 0);
+                (run.latency.count(), run.latency.errors)
+            } else {
+                let run = closed_loop(
+                    r.target,
+                    &request,
+                    4,
+                    duration,
+                    positive_resolution,
+                    ("t", "t"),
+                )
+                .unwrap();
+                (run.latency.count(), run.latency.errors)
+            };
+            assert_eq!(errors, 0);
+            let late = *r
+                .late_answer_sent
+                .get()
+                .expect("the slow first answer went out");
+            let arrivals = r.arrivals.lock().unwrap();
+            // Every timed request came in (4 connections' warm-ups are not in it)...
+            assert_eq!(arrivals.len() as u64, count, "open loop: {open}");
+            assert!(count > 0);
+            // ... and none before the slow warm-up's answer left.
+            assert!(arrivals.iter().all(|&t| t >= late), "open loop: {open}");
+        }
+    }
 }
