@@ -66,9 +66,11 @@ enum Command {
     /// user waits for its answer: maximum throughput); --rate N runs open loop at N
     /// requests/s in total (sent on schedule whatever the answers do; latency from the
     /// intended send time, so stalls cannot hide); --rate P% first measures the maximum,
-    /// then runs open loop at P% of it. Over TCP the same requests are then timed
-    /// against a built-in echo responder answering with the same size: the transport
-    /// floor, in the same run.
+    /// then runs open loop at P% of it. Every pool user first makes one untimed round
+    /// trip, and the timing starts once all are ready. The same requests are then timed
+    /// against an echo responder, in a process of its own, answering with the
+    /// registrar's answer: the transport floor, in the same run (--rounds N takes turns
+    /// between the two at --rate max).
     Resolve(ResolveArgs),
     /// Registration churn: after the pool registers, random PEs re-register, deregister
     /// and register again at --rate operations per second; latency per operation kind.
