@@ -236,7 +236,7 @@ pub fn open_loop(
 /// How long after the last pool user is ready the schedule starts.
 const READY_DELAY: Duration = Duration::from_millis(20);
 
-/// One pool user's place in an open loop's schedule.
+/// One pool user's place in a run's schedule (closed loop: all start at once).
 struct Schedule {
     /// Every pool user waits here once ready to send.
     ready: Arc<Barrier>,
@@ -244,6 +244,7 @@ struct Schedule {
     start: Arc<OnceLock<Instant>>,
     /// This pool user's first request, after the start.
     offset: Duration,
+    /// Between this pool user's requests (open loop; zero in a closed loop).
     period: Duration,
 }
 

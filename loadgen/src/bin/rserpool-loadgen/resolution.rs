@@ -25,6 +25,9 @@ use super::{
 const MAX_ITEMS: i64 = 1024;
 /// Most failover trials of one kind.
 const MAX_TRIALS: i64 = 1_000_000;
+/// Longest `--answer-hex` handed to a floor in its own process (Linux's limit on one
+/// argument is 128 KiB).
+const MAX_ARG_HEX: usize = 120 * 1024;
 /// Most rounds of registrar-then-floor windows.
 const MAX_ROUNDS: i64 = 1000;
 
@@ -432,7 +435,10 @@ fn floor_beside(
         Answers::new(answer.to_vec())
     };
     let what = || format!("starting the echo floor beside {target}");
-    if in_process {
+    // The answer goes on the child's command line as hexadecimal, and Linux takes at
+    // most 128 KiB per argument: a larger answer (a thousand IPv6 PEs) keeps the floor
+    // here, which the run's output says.
+    if in_process || 2 * answers.canned().len() > MAX_ARG_HEX {
         return Ok(Floor::Here(
             EchoResponder::beside(target, answers).with_context(what)?,
         ));
