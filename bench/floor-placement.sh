@@ -26,20 +26,18 @@ while [ $# -gt 0 ]; do
 done
 cargo build --release -q -p rserpool-loadgen --bins
 lg=target/release/rserpool-loadgen
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-$lg echo --listen "tcp://127.0.0.1:$port" > /dev/null &
-echo_pid=$!
+# The responder's first line, printed once it listens, names its address (the word
+# after "on"); it prints nothing else.
+coproc ECHO { exec "$lg" echo --listen tcp://127.0.0.1:0; }
+echo_pid=$ECHO_PID
 trap 'kill $echo_pid 2>/dev/null; wait $echo_pid 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
-  sleep 0.1
-done
+read -r _ _ _ uri _ <&"${ECHO[0]}"
 # The rate column of the closed-loop row.
 rate() { awk '/closed loop\)|transport floor\)/ { print $(NF-11) }'; }
 ratios=()
 for i in $(seq "$rounds"); do
   here=$($lg echo --pus "$pus" --duration "$duration" | rate)
-  apart=$($lg resolve --registrar "tcp://127.0.0.1:$port" --pool "Round$i" --pes 20 \
+  apart=$($lg resolve --registrar "$uri" --pool "Round$i" --pes 20 \
     --pus "$pus" --duration "$duration" --no-floor | rate)
   r=$(python3 -c "print(f'{$here / $apart:.3f}')")
   ratios+=("$r")

@@ -51,14 +51,12 @@ pub fn closed_loop(
                 ready: ready.clone(),
                 start: start_at.clone(),
                 offset: Duration::ZERO,
-                period: Duration::ZERO,
             };
             std::thread::spawn(move || {
                 // One untimed round trip, then all start together ([`Schedule`]).
                 let setup = conn
                     .set_read_timeout(Some(Duration::from_secs(5)))
-                    .and_then(|()| conn.send_bytes(&request))
-                    .and_then(|()| conn.recv_bytes().map(drop));
+                    .and_then(|()| warm_up(&mut conn, &request));
                 let start = schedule.first_send();
                 setup?;
                 let mut run = ClosedLoop {
@@ -180,10 +178,9 @@ pub fn open_loop(
                 start: start.clone(),
                 // Connections interleave their schedules evenly.
                 offset: period.mul_f64(k as f64 / f64::from(pus)),
-                period,
             };
             std::thread::spawn(move || {
-                let r = pu_open_loop(conn, &request, schedule, duration, check, latency);
+                let r = pu_open_loop(conn, &request, (schedule, period), duration, check, latency);
                 let _ = finished.send(());
                 r
             })
@@ -244,8 +241,12 @@ struct Schedule {
     start: Arc<OnceLock<Instant>>,
     /// This pool user's first request, after the start.
     offset: Duration,
-    /// Between this pool user's requests (open loop; zero in a closed loop).
-    period: Duration,
+}
+
+/// The untimed round trip a pool user makes before the schedule ([`Schedule`]).
+fn warm_up(conn: &mut Conn, request: &[u8]) -> io::Result<()> {
+    conn.send_bytes(request)?;
+    conn.recv_bytes().map(drop)
 }
 
 impl Schedule {
@@ -269,18 +270,15 @@ impl Schedule {
 fn pu_open_loop(
     mut conn: Conn,
     request: &[u8],
-    schedule: Schedule,
+    (schedule, period): (Schedule, Duration),
     duration: Duration,
     check: Check,
     latency: Series,
 ) -> io::Result<OpenLoop> {
     let mut send_lag = send_lag_series(&latency);
-    let period = schedule.period;
     // The warm-up round trip and the receiver's handle. If either fails, this pool
     // user still waits with the others, so that none is left waiting for it.
-    let setup = conn
-        .send_bytes(request)
-        .and_then(|()| conn.recv_bytes().map(drop))
+    let setup = warm_up(&mut conn, request)
         .and_then(|()| conn.try_clone())
         .and_then(|r| {
             r.set_read_timeout(Some(Duration::from_millis(100)))
