@@ -15,6 +15,7 @@
 //!   with the pool-writer protocol between shards.
 //! - [`enrp`]: the ENRP server (RFC 5353) that keeps one handlespace across the
 //!   registrars of an operational scope, as a state machine one shard runs.
+//! - [`hex`]: bytes as hexadecimal text, for configuration and command lines.
 #![forbid(unsafe_code)]
 // A library speaks through return values and `tracing`, never stdout.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
@@ -22,6 +23,7 @@
 pub mod client;
 pub mod enrp;
 pub mod handlespace;
+pub mod hex;
 pub mod ids;
 pub mod registrar;
 pub mod rng;

@@ -30,7 +30,6 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -255,7 +254,7 @@ impl EchoProcess {
     pub fn start(program: &Path, listen: Target, answer: &[u8]) -> io::Result<Self> {
         let mut cmd = Command::new(program);
         cmd.args(["echo", "--listen", &listen.to_string(), "--answer-hex"])
-            .arg(to_hex(answer))
+            .arg(rserpool::hex::encode(answer))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -309,30 +308,6 @@ impl Drop for EchoProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `bytes` as lowercase hexadecimal digits, two per byte.
-pub fn to_hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-/// The bytes that `hex` spells, two digits each (either case); `None` for an odd
-/// count or a character that is not a hexadecimal digit.
-pub fn from_hex(hex: &str) -> Option<Vec<u8>> {
-    let digits = hex.as_bytes();
-    if !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    let value = |d: u8| (d as char).to_digit(16).map(|v| v as u8);
-    digits
-        .chunks(2)
-        .map(|pair| Some(value(pair[0])? << 4 | value(pair[1])?))
-        .collect()
 }
 
 fn accept_tcp(listener: &TcpListener, answers: &Arc<Answers>, stop: &AtomicBool) -> io::Result<()> {
@@ -512,19 +487,6 @@ mod tests {
         conn.send_bytes(&req).unwrap();
         assert_eq!(conn.recv_bytes().unwrap(), &canned[..]);
         drop(echo);
-    }
-
-    #[test]
-    fn hex_spells_every_byte_and_refuses_what_is_not_hex() {
-        let all: Vec<u8> = (0..=255).collect();
-        let hex = to_hex(&all);
-        assert_eq!(&hex[..8], "00010203");
-        assert_eq!(from_hex(&hex).as_deref(), Some(&all[..]));
-        assert_eq!(from_hex("0aFf").as_deref(), Some(&[0x0a, 0xff][..]));
-        assert_eq!(from_hex(""), Some(Vec::new()));
-        for bad in ["0", "0g", "+f", " 1", "\u{e9}"] {
-            assert_eq!(from_hex(bad), None, "{bad:?}");
-        }
     }
 
     #[test]

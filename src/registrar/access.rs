@@ -199,17 +199,10 @@ impl std::str::FromStr for PoolPattern {
         };
         let bytes = match body.strip_prefix("hex:") {
             Some(hex) => {
-                if hex.len() % 2 != 0 {
+                if !hex.len().is_multiple_of(2) {
                     return Err(bad("odd number of hex digits"));
                 }
-                (0..hex.len())
-                    .step_by(2)
-                    .map(|i| {
-                        hex.get(i..i + 2)
-                            .and_then(|d| u8::from_str_radix(d, 16).ok())
-                    })
-                    .collect::<Option<Vec<u8>>>()
-                    .ok_or_else(|| bad("not hex digits"))?
+                crate::hex::decode(hex).ok_or_else(|| bad("not hex digits"))?
             }
             None => body.as_bytes().to_vec(),
         };

@@ -72,7 +72,8 @@ fn pool_patterns_exact_prefix_and_hex() {
         PoolPattern::Exact(vec![b'*']),
         "a handle ending in *"
     );
-    for bad in ["", "hex:0", "hex:zz", "hex:", "hex:é1"] {
+    // A sign is no digit ("+f" once passed as 0x0f).
+    for bad in ["", "hex:0", "hex:zz", "hex:", "hex:é1", "hex:+f", "hex:-1"] {
         assert!(bad.parse::<PoolPattern>().is_err(), "{bad:?}");
     }
 }

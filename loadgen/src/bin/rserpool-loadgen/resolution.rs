@@ -136,8 +136,8 @@ pub(super) struct EchoArgs {
 struct AsapBytes(Vec<u8>);
 
 fn asap_hex(s: &str) -> Result<AsapBytes, String> {
-    let bytes =
-        echo::from_hex(s).ok_or_else(|| "not hexadecimal digits, two per byte".to_owned())?;
+    let bytes = rserpool::hex::decode(s)
+        .ok_or_else(|| "not hexadecimal digits, two per byte".to_owned())?;
     rserpool::wire::AsapMessage::decode(&bytes).map_err(|e| format!("not an ASAP message: {e}"))?;
     Ok(AsapBytes(bytes))
 }
